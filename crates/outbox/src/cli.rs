@@ -1,0 +1,45 @@
+//! The command line, as clap sees it. Each subcommand's arguments live beside its
+//! implementation in `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::commands;
+
+/// Durable outgoing email: queue messages, deliver them over SMTP, watch their status.
+#[derive(Debug, Parser)]
+#[command(name = "outbox", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file (default: $OUTBOX_CONFIG, else ./outbox.toml when it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Database URL, overriding the configuration: sqlite://PATH or postgres://...
+    #[arg(long, global = true, value_name = "URL")]
+    pub db: Option<String>,
+
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More logging on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compose a message and print its MIME text (tokens applied) on stdout.
+    Compose(commands::compose::ComposeArgs),
+}
+
+impl Command {
+    /// Long-running commands log at info level by default.
+    pub fn is_long_running(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, every test (unit, integration, interop against
+# real peers). Installs the peers it needs (Postfix tools, dnsmasq, aiosmtpd, PostgreSQL)
+# when they are missing. Usage: ./test.sh [extra nextest args]
+set -euo pipefail
+cd "$(dirname "$0")"
+
+scripts/install-peers.sh
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo nextest run --workspace --locked --no-fail-fast "$@"
+cargo test --workspace --locked --doc
