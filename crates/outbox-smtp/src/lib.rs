@@ -2,3 +2,19 @@
 //! server specifications, MX lookup and the sendmail-program transport.
 //!
 //! This crate knows bytes, not MIME.
+
+// Sans-I/O protocol pieces (client side, reused by the server).
+pub mod auth;
+pub mod dot;
+pub mod ehlo;
+pub mod reply;
+
+pub use auth::Mechanism;
+pub use ehlo::Capabilities;
+pub use reply::{EnhancedCode, Reply, ReplyClass, ReplyError};
+pub mod spec;
+pub use spec::{Credentials, ProgramSpec, Security, ServerSpec, SmtpSpec, SpecError};
+pub mod timeouts;
+pub mod tls;
+pub use timeouts::Timeouts;
+pub use tls::{TlsConfig, TlsConfigError};

@@ -1,0 +1,150 @@
+use super::*;
+
+fn smtp(text: &str) -> SmtpSpec {
+    match ServerSpec::parse(text) {
+        Ok(ServerSpec::Smtp(spec)) => spec,
+        other => panic!("{text}: {other:?}"),
+    }
+}
+
+#[test]
+fn bare_hosts_and_ports() {
+    let spec = smtp("mail.example.test");
+    assert_eq!((spec.host.as_str(), spec.port), ("mail.example.test", 25));
+    assert_eq!(spec.security, Security::OpportunisticStartTls);
+    assert_eq!(smtp("127.0.0.1:2525").port, 2525);
+    let v6 = smtp("[::1]:2525");
+    assert_eq!((v6.host.as_str(), v6.port), ("::1", 2525));
+    assert_eq!(smtp("[::1]").port, 25);
+    assert_eq!(smtp("::1").host, "::1");
+    assert_eq!(smtp("localhost.").host, "localhost.");
+}
+
+#[test]
+fn smtp_urls() {
+    let spec = smtp("smtp://us%40er:p%3Ass@mx.test:587?starttls=required&timeout=30");
+    assert_eq!(spec.host, "mx.test");
+    assert_eq!(spec.port, 587);
+    assert_eq!(spec.security, Security::RequiredStartTls);
+    assert_eq!(spec.credentials, Some(Credentials::new("us@er", "p:ss")));
+    assert_eq!(spec.timeout, Some(Duration::from_secs(30)));
+    assert_eq!(smtp("smtp://h").port, 25);
+    assert_eq!(smtp("smtp://h/").security, Security::OpportunisticStartTls);
+    assert_eq!(smtp("smtp://h?starttls=off").security, Security::NoTls);
+    assert_eq!(smtp("SMTP://h?STARTTLS=Opportunistic").security, Security::OpportunisticStartTls);
+    assert_eq!(smtp("smtp://h?timeout=2m").timeout, Some(Duration::from_secs(120)));
+    assert_eq!(smtp("smtp://u:p@ss@h").credentials, Some(Credentials::new("u", "p@ss")));
+    assert_eq!(smtp("smtp://u@h").credentials, Some(Credentials::new("u", "")));
+}
+
+#[test]
+fn smtps_is_implicit_tls_on_465() {
+    let spec = smtp("smtps://u:p@[::1]");
+    assert_eq!(spec.security, Security::ImplicitTls);
+    assert_eq!((spec.host.as_str(), spec.port), ("::1", 465));
+    assert_eq!(smtp("smtps://h:2465").port, 2465);
+}
+
+#[test]
+fn programs_split_like_a_shell_without_one() {
+    let ServerSpec::Program(spec) =
+        ServerSpec::parse(r#"program:/usr/sbin/sendmail -t -f "a b@x" 'c d'"#).unwrap()
+    else {
+        panic!("not a program");
+    };
+    assert_eq!(spec.program, "/usr/sbin/sendmail");
+    assert_eq!(spec.args, ["-t", "-f", "a b@x", "c d"]);
+}
+
+#[test]
+fn bad_specs_name_the_problem() {
+    use SpecError::*;
+    let cases: &[(&str, fn(&SpecError) -> bool)] = &[
+        ("", |e| matches!(e, Empty)),
+        ("http://x", |e| matches!(e, UnknownScheme { scheme } if scheme == "http")),
+        ("host:0", |e| matches!(e, InvalidPort { .. })),
+        ("host:99999", |e| matches!(e, InvalidPort { .. })),
+        ("host:+25", |e| matches!(e, InvalidPort { .. })),
+        ("host:", |e| matches!(e, InvalidPort { .. })),
+        ("ho st", |e| matches!(e, InvalidHost { .. })),
+        ("smtp://", |e| matches!(e, InvalidHost { .. })),
+        ("[::1", |e| matches!(e, InvalidHost { .. })),
+        ("[nope]:25", |e| matches!(e, InvalidHost { .. })),
+        ("a..b", |e| matches!(e, InvalidHost { .. })),
+        ("-a.b", |e| matches!(e, InvalidHost { .. })),
+        ("smtp://h?tls=1", |e| matches!(e, UnknownParameter { name } if name == "tls")),
+        ("smtp://h?starttls=yes", |e| matches!(e, InvalidParameter { .. })),
+        ("smtp://h?timeout=0", |e| matches!(e, InvalidParameter { .. })),
+        ("smtp://h?timeout=soon", |e| matches!(e, InvalidParameter { .. })),
+        ("smtps://h?starttls=off", |e| matches!(e, StartTlsWithImplicitTls)),
+        ("smtp://u:%zz@h", |e| matches!(e, InvalidPercentEncoding { part: "password" })),
+        ("smtp://%ff@h", |e| matches!(e, InvalidPercentEncoding { part: "user name" })),
+        ("smtp://h/path", |e| matches!(e, Unexpected { what: "path", .. })),
+        ("smtp://h#frag", |e| matches!(e, Unexpected { what: "fragment", .. })),
+        ("program:", |e| matches!(e, InvalidProgram { .. })),
+        ("program:sendmail 'open", |e| matches!(e, InvalidProgram { .. })),
+    ];
+    for (text, check) in cases {
+        let err = ServerSpec::parse(text).expect_err(text);
+        assert!(check(&err), "{text}: {err:?}");
+        assert!(!err.to_string().is_empty());
+    }
+}
+
+#[test]
+fn passwords_never_show() {
+    let spec = ServerSpec::parse("smtp://user:s3cret@h:587?starttls=required").unwrap();
+    assert_eq!(spec.to_string(), "smtp://user:***@h:587?starttls=required");
+    assert!(!format!("{spec:?}").contains("s3cret"));
+    assert!(!format!("{:?}", Credentials::new("u", "s3cret")).contains("s3cret"));
+}
+
+#[test]
+fn display_parses_back() {
+    for text in [
+        "h:25",
+        "smtp://[::1]:2525?starttls=off&timeout=30s",
+        "smtps://h:465",
+        "program:/bin/cat -u 'a b'",
+    ] {
+        let spec = ServerSpec::parse(text).unwrap();
+        assert_eq!(ServerSpec::parse(&spec.to_string()).unwrap(), spec, "{text}");
+    }
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(text in "\\PC{0,80}") {
+            let _ = ServerSpec::parse(&text);
+        }
+
+        #[test]
+        fn smtp_specs_round_trip(
+            host in "[a-z]([a-z0-9-]{0,8}[a-z0-9])?(\\.[a-z][a-z0-9]{0,8}){0,3}",
+            port in 1u16..,
+            user in "[ -~]{1,12}",
+            security in prop_oneof![
+                Just(Security::NoTls),
+                Just(Security::OpportunisticStartTls),
+                Just(Security::RequiredStartTls),
+                Just(Security::ImplicitTls),
+            ],
+            timeout in proptest::option::of(1u64..100_000),
+        ) {
+            let spec = SmtpSpec {
+                host,
+                port,
+                security,
+                // Display shows the password as ***, so round-trip with that password.
+                credentials: Some(Credentials::new(user, "***")),
+                timeout: timeout.map(Duration::from_secs),
+            };
+            let parsed = ServerSpec::parse(&spec.to_string()).unwrap();
+            prop_assert_eq!(parsed, ServerSpec::Smtp(spec));
+        }
+    }
+}
