@@ -18,3 +18,4 @@ pub mod timeouts;
 pub mod tls;
 pub use timeouts::Timeouts;
 pub use tls::{TlsConfig, TlsConfigError};
+pub mod server;

@@ -1,0 +1,320 @@
+//! An SMTP server (RFC 5321): Outbox's future submission listener, and the peer of every
+//! delivery test, with deterministic fault injection and connection counters.
+//!
+//! It speaks EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT, VRFY (252), HELP, STARTTLS
+//! (RFC 3207), AUTH PLAIN/LOGIN (RFC 4954), and advertises PIPELINING (RFC 2920), SIZE
+//! (RFC 1870), 8BITMIME (RFC 6152), ENHANCEDSTATUSCODES (RFC 2034) and SMTPUTF8 (RFC 6531).
+//! Each connection runs in its own tokio task; messages go to a [`MessageSink`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use outbox_smtp::server::{Fault, MemorySink, Server, Stage};
+//!
+//! let sink = Arc::new(MemorySink::new());
+//! let server = Server::builder()
+//!     .sink(sink.clone())
+//!     .fault(Fault::reply(Stage::Rcpt, 451, "4.3.0 try later").for_recipient("b@x.test").times(2))
+//!     .bind("127.0.0.1:0")
+//!     .await?;
+//! println!("listening on {}", server.local_addr());
+//! let first = sink.wait_for(1).await;
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod auth;
+mod command;
+mod fault;
+mod lines;
+mod session;
+mod sink;
+mod stats;
+mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+pub use auth::{Authenticator, Network, NetworkError, SaslError, StaticUsers};
+pub use command::{Command, CommandError, Param, parse_command};
+pub use fault::{Fault, FaultAction, Stage};
+pub use lines::{MAX_AUTH_LINE, MAX_COMMAND_LINE, MAX_TEXT_LINE};
+pub use sink::{DeliverFuture, Envelope, MemorySink, MessageSink, ReceivedMessage};
+pub use stats::ServerStats;
+pub use tls::{ServerTlsError, server_tls_config, server_tls_config_from_files};
+
+use fault::FaultPlan;
+use stats::Counters;
+
+/// Why the server could not start.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address as given.
+        address: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Everything a connection needs, shared by all of them.
+pub(crate) struct Shared {
+    pub(crate) hostname: String,
+    pub(crate) max_size: Option<u64>,
+    pub(crate) max_recipients: usize,
+    pub(crate) command_timeout: Duration,
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
+    pub(crate) auth_requires_tls: bool,
+    pub(crate) require_auth: bool,
+    pub(crate) trusted_networks: Vec<Network>,
+    pub(crate) sink: Arc<dyn MessageSink>,
+    pub(crate) faults: FaultPlan,
+    pub(crate) counters: Counters,
+}
+
+/// Configures and starts a [`Server`]; every setting has a default suited to tests.
+pub struct ServerBuilder {
+    hostname: String,
+    max_size: Option<u64>,
+    max_recipients: usize,
+    command_timeout: Duration,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    authenticator: Option<Arc<dyn Authenticator>>,
+    auth_requires_tls: bool,
+    require_auth: bool,
+    trusted_networks: Vec<Network>,
+    sink: Option<Arc<dyn MessageSink>>,
+    faults: Vec<Fault>,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        ServerBuilder {
+            hostname: "localhost".to_string(),
+            max_size: None,
+            // RFC 5321 §4.5.3.1.8: at least 100 recipients must be accepted; Postfix's
+            // default is 1000.
+            max_recipients: 1000,
+            // RFC 5321 §4.5.3.2.7: a server should wait at least 5 minutes for a command.
+            command_timeout: Duration::from_secs(300),
+            tls: None,
+            authenticator: None,
+            auth_requires_tls: false,
+            require_auth: false,
+            trusted_networks: Vec::new(),
+            sink: None,
+            faults: Vec::new(),
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// The name in the greeting and EHLO reply (default `localhost`).
+    pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
+        self.hostname = hostname.into();
+        self
+    }
+
+    /// The largest message accepted, advertised as `SIZE` (RFC 1870); larger messages get
+    /// `552` while their text is read and discarded. Default: no limit.
+    pub fn max_size(mut self, octets: u64) -> Self {
+        self.max_size = Some(octets);
+        self
+    }
+
+    /// The most recipients in one transaction (default 1000); more get `452 4.5.3`.
+    pub fn max_recipients(mut self, n: usize) -> Self {
+        self.max_recipients = n.max(1);
+        self
+    }
+
+    /// How long to wait for each command or text line before closing with `421`.
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// Offer STARTTLS with this configuration (see [`server_tls_config`]).
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Offer AUTH PLAIN and LOGIN, checking credentials with `authenticator`.
+    pub fn authenticator(mut self, authenticator: Arc<dyn Authenticator>) -> Self {
+        self.authenticator = Some(authenticator);
+        self
+    }
+
+    /// Offer AUTH only after STARTTLS, so passwords never cross the wire in clear.
+    pub fn auth_requires_tls(mut self, yes: bool) -> Self {
+        self.auth_requires_tls = yes;
+        self
+    }
+
+    /// Refuse `MAIL` with `530 5.7.0` until the client has authenticated, unless its address
+    /// is in `trusted` (the submission listener's policy: no open relay).
+    pub fn require_auth(mut self, trusted: Vec<Network>) -> Self {
+        self.require_auth = true;
+        self.trusted_networks = trusted;
+        self
+    }
+
+    /// Where accepted messages go (default: a new [`MemorySink`], see
+    /// [`Server::memory_sink`]).
+    pub fn sink(mut self, sink: Arc<dyn MessageSink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// Adds a fault rule; rules are tried in the order added.
+    pub fn fault(mut self, fault: Fault) -> Self {
+        self.faults.push(fault);
+        self
+    }
+
+    /// Binds `address` (e.g. `127.0.0.1:0`) and starts accepting connections.
+    pub async fn bind(self, address: &str) -> Result<Server, ServerError> {
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| ServerError::Bind {
+                address: address.to_string(),
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            address: address.to_string(),
+            source,
+        })?;
+        let memory = match self.sink {
+            Some(_) => None,
+            None => Some(Arc::new(MemorySink::new())),
+        };
+        let sink: Arc<dyn MessageSink> = match (self.sink, &memory) {
+            (Some(sink), _) => sink,
+            (None, Some(memory)) => memory.clone(),
+            (None, None) => unreachable!("a memory sink is made when none is given"),
+        };
+        let shared = Arc::new(Shared {
+            hostname: self.hostname,
+            max_size: self.max_size,
+            max_recipients: self.max_recipients,
+            command_timeout: self.command_timeout,
+            tls: self.tls,
+            authenticator: self.authenticator,
+            auth_requires_tls: self.auth_requires_tls,
+            require_auth: self.require_auth,
+            trusted_networks: self.trusted_networks,
+            sink,
+            faults: FaultPlan::new(self.faults),
+            counters: Counters::default(),
+        });
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, shared.clone(), shutdown_rx));
+        Ok(Server {
+            local_addr,
+            shared,
+            memory,
+            shutdown,
+            task: Some(task),
+        })
+    }
+}
+
+/// A running server. Dropping it stops accepting and closes idle connections; call
+/// [`Server::shutdown`] to also wait for connections to finish.
+pub struct Server {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    memory: Option<Arc<MemorySink>>,
+    shutdown: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// A builder with test-friendly defaults.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// The address the server listens on, with the port the OS chose for port 0.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The in-memory sink made by the builder when no sink was given.
+    pub fn memory_sink(&self) -> Option<Arc<MemorySink>> {
+        self.memory.clone()
+    }
+
+    /// Adds a fault rule while the server runs; it applies from the next command on.
+    pub fn inject(&self, fault: Fault) {
+        self.shared.faults.add(fault);
+    }
+
+    /// A snapshot of the connection and transaction counters.
+    pub fn stats(&self) -> ServerStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Stops accepting, tells every connection to close (an idle one gets `421 4.3.2` at
+    /// once; one in the middle of a message finishes that message first) and waits for them.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// Resolves once shutdown has been asked for (at once if it already was).
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not Send: drop it before anything else is awaited.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = stopped(&mut shutdown) => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let id = shared.counters.connection_opened();
+                    let shared = shared.clone();
+                    let shutdown = shutdown.clone();
+                    connections.spawn(async move {
+                        session::serve(stream, peer, id, &shared, shutdown).await;
+                        shared.counters.connection_closed();
+                    });
+                }
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}

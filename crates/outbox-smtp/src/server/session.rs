@@ -1,0 +1,696 @@
+//! One SMTP session: the command loop, transaction state and replies (RFC 5321 §4.1, §3.3).
+
+use std::net::SocketAddr;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use super::Shared;
+use super::auth::{decode_response, parse_plain};
+use super::command::{Command, CommandError, Param, parse_command};
+use super::fault::{FaultAction, Stage};
+use super::lines::{
+    Data, DataObserver, DataProblem, Line, MAX_AUTH_LINE, MAX_COMMAND_LINE, read_data, read_line,
+    trim_line_end,
+};
+use super::sink::Envelope;
+use crate::reply::Reply;
+
+type Io<S> = BufReader<BufWriter<S>>;
+
+/// What the command loop wants next.
+enum Flow {
+    Continue,
+    Close,
+    StartTls,
+}
+
+/// How a session on one stream ended.
+enum Next<S> {
+    Closed,
+    StartTls(S),
+}
+
+/// What a fault rule decided for the current command.
+enum FaultOutcome {
+    /// No reply fault fired: reply normally.
+    Proceed,
+    /// The fault replaced the reply or dropped the connection.
+    Done(Flow),
+    /// Send 354, then close after this many octets of text.
+    DropAfter(u64),
+}
+
+/// The state of the current mail transaction (RFC 5321 §3.3).
+struct Transaction {
+    from: String,
+    recipients: Vec<String>,
+}
+
+struct Session<'a> {
+    shared: &'a Shared,
+    peer: SocketAddr,
+    id: u64,
+    shutdown: watch::Receiver<bool>,
+    helo: Option<String>,
+    extended: bool,
+    tls: bool,
+    authenticated: Option<String>,
+    /// After a non-2xx greeting only QUIT is served (RFC 5321 §3.1).
+    rejecting: bool,
+    transaction: Option<Transaction>,
+}
+
+/// Serves one accepted connection to its end, upgrading to TLS on STARTTLS.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    shared: &Shared,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut session = Session {
+        shared,
+        peer,
+        id,
+        shutdown,
+        helo: None,
+        extended: false,
+        tls: false,
+        authenticated: None,
+        rejecting: false,
+        transaction: None,
+    };
+    let plain = match session.run(stream, true).await {
+        Ok(Next::Closed) => return,
+        Ok(Next::StartTls(plain)) => plain,
+        Err(error) => {
+            tracing::debug!(%peer, %error, "session ended");
+            return;
+        }
+    };
+    let Some(config) = shared.tls.clone() else {
+        return;
+    };
+    let tls = match TlsAcceptor::from(config).accept(plain).await {
+        Ok(tls) => tls,
+        Err(error) => {
+            tracing::debug!(%peer, %error, "TLS handshake failed");
+            return;
+        }
+    };
+    // RFC 3207 §4.2: after the handshake the server forgets everything learnt before it.
+    session.tls = true;
+    session.helo = None;
+    session.extended = false;
+    session.authenticated = None;
+    session.transaction = None;
+    if let Err(error) = session.run(tls, false).await {
+        tracing::debug!(%peer, %error, "TLS session ended");
+    }
+}
+
+fn reply(code: u16, text: impl Into<String>) -> Reply {
+    Reply::new(code, [text.into()])
+}
+
+async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut Io<S>,
+    reply: &Reply,
+) -> std::io::Result<()> {
+    io.write_all(reply.to_wire().as_bytes()).await
+}
+
+struct DropAfter(Option<u64>);
+
+impl DataObserver for DropAfter {
+    fn keep_going(&mut self, received: u64) -> bool {
+        self.0.is_none_or(|limit| received < limit)
+    }
+}
+
+impl Session<'_> {
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        stream: S,
+        greet: bool,
+    ) -> std::io::Result<Next<S>> {
+        let mut io = BufReader::new(BufWriter::new(stream));
+        let mut flow = if greet {
+            self.greet(&mut io).await?
+        } else {
+            Flow::Continue
+        };
+        let mut line = Vec::new();
+        while let Flow::Continue = flow {
+            // PIPELINING (RFC 2920 §3.2): replies to a group of commands are sent together,
+            // once every command the client has already sent has been answered.
+            if io.buffer().is_empty() {
+                io.flush().await?;
+            }
+            let timeout = self.shared.command_timeout;
+            let read = tokio::select! {
+                read = tokio::time::timeout(timeout, read_line(&mut io, &mut line, MAX_AUTH_LINE)) => read,
+                () = super::stopped(&mut self.shutdown) => {
+                    let text = format!("4.3.2 {} Service shutting down", self.shared.hostname);
+                    send(&mut io, &reply(421, text)).await?;
+                    break;
+                }
+            };
+            flow = match read {
+                Err(_elapsed) => {
+                    let text = format!("4.4.2 {} Error: timeout exceeded", self.shared.hostname);
+                    send(&mut io, &reply(421, text)).await?;
+                    Flow::Close
+                }
+                Ok(Ok(Line::Eof)) => return Ok(Next::Closed),
+                Ok(Ok(Line::TooLong)) => {
+                    send(&mut io, &reply(500, "5.5.2 Line too long")).await?;
+                    Flow::Continue
+                }
+                Ok(Ok(Line::Complete)) => {
+                    let command = trim_line_end(&line).to_vec();
+                    self.command(&mut io, &command).await?
+                }
+                Ok(Err(error)) => return Err(error),
+            };
+        }
+        io.flush().await?;
+        match flow {
+            Flow::StartTls => Ok(Next::StartTls(io.into_inner().into_inner())),
+            _ => {
+                let _ = io.shutdown().await;
+                Ok(Next::Closed)
+            }
+        }
+    }
+
+    async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut Io<S>,
+    ) -> std::io::Result<Flow> {
+        match self.shared.faults.fire(Stage::Connect, None, &[]) {
+            Some(FaultAction::Reply(greeting)) => {
+                send(io, &greeting).await?;
+                if greeting.code == 421 {
+                    return Ok(Flow::Close);
+                }
+                self.rejecting = !greeting.is_success();
+                return Ok(Flow::Continue);
+            }
+            Some(FaultAction::Drop) => return Ok(Flow::Close),
+            Some(FaultAction::Stall(delay)) => tokio::time::sleep(delay).await,
+            Some(FaultAction::DropMidData { .. }) | None => {}
+        }
+        let text = format!("{} ESMTP Outbox", self.shared.hostname);
+        send(io, &reply(220, text)).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// Applies the first matching fault rule for `stage`.
+    async fn fault<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        io: &mut Io<S>,
+        stage: Stage,
+        sender: Option<&str>,
+        recipients: &[String],
+    ) -> std::io::Result<FaultOutcome> {
+        let Some(action) = self.shared.faults.fire(stage, sender, recipients) else {
+            return Ok(FaultOutcome::Proceed);
+        };
+        tracing::debug!(peer = %self.peer, ?stage, ?action, "fault fires");
+        match action {
+            FaultAction::Reply(fault_reply) => {
+                send(io, &fault_reply).await?;
+                Ok(FaultOutcome::Done(if fault_reply.code == 421 {
+                    Flow::Close
+                } else {
+                    Flow::Continue
+                }))
+            }
+            FaultAction::Drop => Ok(FaultOutcome::Done(Flow::Close)),
+            FaultAction::Stall(delay) => {
+                io.flush().await?;
+                tokio::time::sleep(delay).await;
+                Ok(FaultOutcome::Proceed)
+            }
+            FaultAction::DropMidData { after_bytes } => Ok(FaultOutcome::DropAfter(after_bytes)),
+        }
+    }
+
+    async fn command<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut Io<S>,
+        line: &[u8],
+    ) -> std::io::Result<Flow> {
+        let command = match parse_command(line) {
+            Ok(command) => command,
+            Err(error) => {
+                let answer = match &error {
+                    CommandError::Unknown { .. } => reply(500, "5.5.1 Command unrecognized"),
+                    CommandError::Syntax { reason, .. } => reply(501, format!("5.5.4 {reason}")),
+                    CommandError::NotText => reply(500, "5.5.2 Command is not text"),
+                };
+                send(io, &answer).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        // RFC 5321 §4.5.3.1.4 limits command lines to 512 octets; RFC 4954 §4 lets AUTH
+        // lines carry longer initial responses.
+        if line.len() + 2 > MAX_COMMAND_LINE && !matches!(command, Command::Auth { .. }) {
+            send(io, &reply(500, "5.5.2 Line too long")).await?;
+            return Ok(Flow::Continue);
+        }
+        if self.rejecting && command != Command::Quit {
+            send(io, &reply(503, "5.5.1 Service not available, only QUIT")).await?;
+            return Ok(Flow::Continue);
+        }
+        match command {
+            Command::Ehlo(domain) => self.ehlo(io, domain, true).await,
+            Command::Helo(domain) => self.ehlo(io, domain, false).await,
+            Command::Mail { from, params } => self.mail(io, from, params).await,
+            Command::Rcpt { to, params } => self.rcpt(io, to, params).await,
+            Command::Data => self.data(io).await,
+            Command::Rset => {
+                self.simple(io, Stage::Rset, true, reply(250, "2.0.0 Ok"))
+                    .await
+            }
+            Command::Noop => {
+                self.simple(io, Stage::Noop, false, reply(250, "2.0.0 Ok"))
+                    .await
+            }
+            Command::Quit => {
+                let bye = reply(221, "2.0.0 Bye");
+                match self.simple(io, Stage::Quit, false, bye).await? {
+                    Flow::Continue => Ok(Flow::Close),
+                    other => Ok(other),
+                }
+            }
+            Command::Vrfy => {
+                let text = "2.1.5 Cannot VRFY user, but will accept message";
+                send(io, &reply(252, text)).await?;
+                Ok(Flow::Continue)
+            }
+            Command::Help => {
+                send(io, &reply(214, "2.0.0 See RFC 5321")).await?;
+                Ok(Flow::Continue)
+            }
+            Command::StartTls => self.starttls(io).await,
+            Command::Auth { mechanism, initial } => self.auth(io, &mechanism, initial).await,
+        }
+    }
+
+    /// RSET, NOOP and QUIT: a fault, else the normal reply.
+    async fn simple<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut Io<S>,
+        stage: Stage,
+        reset: bool,
+        normal: Reply,
+    ) -> std::io::Result<Flow> {
+        let (sender, recipients) = self.transaction_parts();
+        match self
+            .fault(io, stage, sender.as_deref(), &recipients)
+            .await?
+        {
+            FaultOutcome::Done(flow) => return Ok(flow),
+            FaultOutcome::Proceed | FaultOutcome::DropAfter(_) => {}
+        }
+        if reset {
+            self.transaction = None;
+        }
+        send(io, &normal).await?;
+        Ok(Flow::Continue)
+    }
+
+    fn transaction_parts(&self) -> (Option<String>, Vec<String>) {
+        match &self.transaction {
+            Some(t) => (Some(t.from.clone()), t.recipients.clone()),
+            None => (None, Vec::new()),
+        }
+    }
+
+    fn auth_offered(&self) -> bool {
+        self.shared.authenticator.is_some() && (self.tls || !self.shared.auth_requires_tls)
+    }
+
+    /// EHLO/HELO (RFC 5321 §4.1.1.1): resets the transaction and lists the extensions.
+    async fn ehlo<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut Io<S>,
+        domain: String,
+        extended: bool,
+    ) -> std::io::Result<Flow> {
+        if let FaultOutcome::Done(flow) = self.fault(io, Stage::Ehlo, None, &[]).await? {
+            return Ok(flow);
+        }
+        self.transaction = None;
+        self.helo = Some(domain);
+        self.extended = extended;
+        let greeting = format!("{} Hello {}", self.shared.hostname, self.peer.ip());
+        if !extended {
+            send(io, &reply(250, greeting)).await?;
+            return Ok(Flow::Continue);
+        }
+        let mut lines = vec![greeting, "PIPELINING".to_string()];
+        lines.push(match self.shared.max_size {
+            Some(max) => format!("SIZE {max}"),
+            None => "SIZE".to_string(),
+        });
+        lines.extend(["8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8"].map(String::from));
+        if self.shared.tls.is_some() && !self.tls {
+            lines.push("STARTTLS".to_string());
+        }
+        if self.auth_offered() {
+            lines.push("AUTH PLAIN LOGIN".to_string());
+        }
+        send(io, &Reply::new(250, lines)).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// MAIL FROM (RFC 5321 §4.1.1.2), with SIZE (RFC 1870 §6), BODY (RFC 6152), SMTPUTF8
+    /// (RFC 6531) and AUTH= (RFC 4954 §5) parameters.
+    async fn mail<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut Io<S>,
+        from: String,
+        params: Vec<Param>,
+    ) -> std::io::Result<Flow> {
+        let refusal = if self.helo.is_none() {
+            Some(reply(503, "5.5.1 Send EHLO or HELO first"))
+        } else if self.transaction.is_some() {
+            Some(reply(503, "5.5.1 Nested MAIL command"))
+        } else if self.shared.require_auth
+            && self.authenticated.is_none()
+            && !self
+                .shared
+                .trusted_networks
+                .iter()
+                .any(|n| n.contains(self.peer.ip()))
+        {
+            Some(reply(530, "5.7.0 Authentication required"))
+        } else {
+            self.check_mail_params(&params)
+        };
+        if let Some(refusal) = refusal {
+            send(io, &refusal).await?;
+            return Ok(Flow::Continue);
+        }
+        if let FaultOutcome::Done(flow) = self.fault(io, Stage::Mail, Some(&from), &[]).await? {
+            return Ok(flow);
+        }
+        self.transaction = Some(Transaction {
+            from,
+            recipients: Vec::new(),
+        });
+        send(io, &reply(250, "2.1.0 Ok")).await?;
+        Ok(Flow::Continue)
+    }
+
+    fn check_mail_params(&self, params: &[Param]) -> Option<Reply> {
+        if !self.extended && !params.is_empty() {
+            return Some(reply(555, "5.5.4 Parameters need EHLO"));
+        }
+        for param in params {
+            let value = param.value.as_deref();
+            match (param.keyword.as_str(), value) {
+                ("SIZE", Some(size)) => match size.parse::<u64>() {
+                    Ok(size) if self.shared.max_size.is_some_and(|max| size > max) => {
+                        return Some(reply(552, "5.3.4 Message size exceeds fixed maximum"));
+                    }
+                    Ok(_) => {}
+                    Err(_) => return Some(reply(501, "5.5.4 Bad SIZE value")),
+                },
+                ("BODY", Some(body))
+                    if body.eq_ignore_ascii_case("7BIT")
+                        || body.eq_ignore_ascii_case("8BITMIME") => {}
+                ("SMTPUTF8", None) | ("AUTH", Some(_)) => {}
+                _ => {
+                    return Some(reply(
+                        555,
+                        format!("5.5.4 Unsupported parameter {}", param.keyword),
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    /// RCPT TO (RFC 5321 §4.1.1.3).
+    async fn rcpt<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut Io<S>,
+        to: String,
+        params: Vec<Param>,
+    ) -> std::io::Result<Flow> {
+        let refusal = match &self.transaction {
+            None => Some(reply(503, "5.5.1 Need MAIL command first")),
+            Some(_) if !params.is_empty() => Some(reply(
+                555,
+                format!("5.5.4 Unsupported parameter {}", params[0].keyword),
+            )),
+            Some(t) if t.recipients.len() >= self.shared.max_recipients => {
+                Some(reply(452, "4.5.3 Too many recipients"))
+            }
+            Some(_) => None,
+        };
+        if let Some(refusal) = refusal {
+            send(io, &refusal).await?;
+            return Ok(Flow::Continue);
+        }
+        let (sender, _) = self.transaction_parts();
+        let target = [to];
+        if let FaultOutcome::Done(flow) = self
+            .fault(io, Stage::Rcpt, sender.as_deref(), &target)
+            .await?
+        {
+            return Ok(flow);
+        }
+        let [to] = target;
+        if let Some(transaction) = &mut self.transaction {
+            transaction.recipients.push(to);
+        }
+        send(io, &reply(250, "2.1.5 Ok")).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// DATA (RFC 5321 §4.1.1.4): 354, the text, then the sink's verdict.
+    async fn data<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut Io<S>,
+    ) -> std::io::Result<Flow> {
+        let (sender, recipients) = self.transaction_parts();
+        let refusal = match &sender {
+            None => Some(reply(503, "5.5.1 Need MAIL command first")),
+            Some(_) if recipients.is_empty() => Some(reply(554, "5.5.1 No valid recipients")),
+            Some(_) => None,
+        };
+        if let Some(refusal) = refusal {
+            send(io, &refusal).await?;
+            return Ok(Flow::Continue);
+        }
+        let mut observer = DropAfter(None);
+        match self
+            .fault(io, Stage::Data, sender.as_deref(), &recipients)
+            .await?
+        {
+            FaultOutcome::Done(flow) => {
+                self.transaction = None;
+                return Ok(flow);
+            }
+            FaultOutcome::DropAfter(n) => observer.0 = Some(n),
+            FaultOutcome::Proceed => {}
+        }
+        send(io, &reply(354, "End data with <CR><LF>.<CR><LF>")).await?;
+        io.flush().await?;
+        let max = self.shared.max_size.unwrap_or(u64::MAX);
+        let timeout = self.shared.command_timeout;
+        let data = read_data(io, max, timeout, &mut observer).await?;
+        self.transaction = None;
+        let text = match data {
+            Data::Eof => return Ok(Flow::Close),
+            Data::Refused(DataProblem::TooBig { .. }) => {
+                send(io, &reply(552, "5.3.4 Message size exceeds fixed maximum")).await?;
+                return Ok(Flow::Continue);
+            }
+            Data::Refused(DataProblem::LineTooLong) => {
+                send(io, &reply(500, "5.5.2 Line too long")).await?;
+                return Ok(Flow::Continue);
+            }
+            Data::Complete(text) => text,
+        };
+        if let FaultOutcome::Done(flow) = self
+            .fault(io, Stage::EndOfData, sender.as_deref(), &recipients)
+            .await?
+        {
+            return Ok(flow);
+        }
+        let envelope = Envelope {
+            mail_from: sender.unwrap_or_default(),
+            rcpt_to: recipients,
+            helo: self.helo.clone().unwrap_or_default(),
+            peer: self.peer,
+            authenticated: self.authenticated.clone(),
+            tls: self.tls,
+            connection: self.id,
+        };
+        match self.shared.sink.deliver(envelope, text).await {
+            Ok(()) => {
+                self.shared.counters.transaction_done(self.id);
+                send(io, &reply(250, "2.0.0 Ok: queued")).await?;
+            }
+            Err(refusal) => send(io, &refusal).await?,
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// STARTTLS (RFC 3207 §4).
+    async fn starttls<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut Io<S>,
+    ) -> std::io::Result<Flow> {
+        if self.shared.tls.is_none() {
+            send(io, &reply(502, "5.5.1 STARTTLS not offered")).await?;
+            return Ok(Flow::Continue);
+        }
+        if self.tls {
+            send(io, &reply(503, "5.5.1 TLS already active")).await?;
+            return Ok(Flow::Continue);
+        }
+        if let FaultOutcome::Done(flow) = self.fault(io, Stage::StartTls, None, &[]).await? {
+            return Ok(flow);
+        }
+        // Commands pipelined after STARTTLS were sent in clear and must not be acted on
+        // inside TLS (the plaintext command injection of CVE-2011-0411): drop them.
+        let buffered = io.buffer().len();
+        if buffered > 0 {
+            tracing::debug!(peer = %self.peer, buffered, "discarding input pipelined after STARTTLS");
+            io.consume(buffered);
+        }
+        send(io, &reply(220, "2.0.0 Ready to start TLS")).await?;
+        Ok(Flow::StartTls)
+    }
+
+    /// AUTH PLAIN / LOGIN (RFC 4954 §4, RFC 4616).
+    async fn auth<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut Io<S>,
+        mechanism: &str,
+        initial: Option<String>,
+    ) -> std::io::Result<Flow> {
+        let refusal = if self.shared.authenticator.is_none() {
+            Some(reply(502, "5.5.1 AUTH not offered"))
+        } else if !self.extended {
+            Some(reply(503, "5.5.1 Send EHLO first"))
+        } else if self.authenticated.is_some() {
+            Some(reply(503, "5.5.1 Already authenticated"))
+        } else if self.transaction.is_some() {
+            Some(reply(
+                503,
+                "5.5.1 AUTH not allowed during a mail transaction",
+            ))
+        } else if !self.auth_offered() {
+            Some(reply(
+                538,
+                "5.7.11 Encryption required for requested authentication mechanism",
+            ))
+        } else if mechanism != "PLAIN" && mechanism != "LOGIN" {
+            Some(reply(504, "5.5.4 Unrecognized authentication type"))
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            send(io, &refusal).await?;
+            return Ok(Flow::Continue);
+        }
+        if let FaultOutcome::Done(flow) = self.fault(io, Stage::Auth, None, &[]).await? {
+            return Ok(flow);
+        }
+        let credentials = if mechanism == "PLAIN" {
+            let Some(response) = self.response(io, initial, "").await? else {
+                return Ok(Flow::Close);
+            };
+            response.and_then(|r| {
+                let decoded = decode_response(&r).map_err(|e| e.to_string())?;
+                let (authzid, user, password) = parse_plain(&decoded).map_err(|e| e.to_string())?;
+                Ok((
+                    authzid.map(str::to_string),
+                    user.to_string(),
+                    password.to_string(),
+                ))
+            })
+        } else {
+            // "Username:" and "Password:" in base64, as every LOGIN client expects.
+            let Some(user) = self.response(io, initial, "VXNlcm5hbWU6").await? else {
+                return Ok(Flow::Close);
+            };
+            match user.and_then(|u| decode_response(&u).map_err(|e| e.to_string())) {
+                Err(error) => Err(error),
+                Ok(user) => {
+                    let Some(password) = self.response(io, None, "UGFzc3dvcmQ6").await? else {
+                        return Ok(Flow::Close);
+                    };
+                    password
+                        .and_then(|p| decode_response(&p).map_err(|e| e.to_string()))
+                        .map(|password| (None, user, password))
+                }
+            }
+        };
+        let answer = match credentials {
+            Err(problem) => reply(501, format!("5.5.2 {problem}")),
+            Ok((authzid, user, password)) => {
+                let authenticator = self.shared.authenticator.as_ref();
+                if authenticator
+                    .is_some_and(|a| a.authenticate(authzid.as_deref(), &user, &password))
+                {
+                    self.authenticated = Some(user);
+                    reply(235, "2.7.0 Authentication successful")
+                } else {
+                    reply(535, "5.7.8 Authentication credentials invalid")
+                }
+            }
+        };
+        send(io, &answer).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// The client's next SASL response: the initial response when given, else a `334`
+    /// challenge and the line that answers it. `None` when the connection closed; an inner
+    /// `Err` when the client cancelled with `*` or sent an over-long line.
+    async fn response<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        io: &mut Io<S>,
+        initial: Option<String>,
+        challenge: &str,
+    ) -> std::io::Result<Option<Result<String, String>>> {
+        if let Some(initial) = initial {
+            return Ok(Some(Ok(initial)));
+        }
+        send(io, &reply(334, challenge)).await?;
+        io.flush().await?;
+        let mut line = Vec::new();
+        let read = tokio::time::timeout(
+            self.shared.command_timeout,
+            read_line(io, &mut line, MAX_AUTH_LINE),
+        )
+        .await
+        .map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "AUTH response timed out")
+        })??;
+        Ok(match read {
+            Line::Eof => None,
+            Line::TooLong => Some(Err("response too long".to_string())),
+            Line::Complete => {
+                let text = String::from_utf8_lossy(trim_line_end(&line))
+                    .trim()
+                    .to_string();
+                if text == "*" {
+                    Some(Err("authentication cancelled".to_string()))
+                } else {
+                    Some(Ok(text))
+                }
+            }
+        })
+    }
+}

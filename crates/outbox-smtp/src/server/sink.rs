@@ -1,0 +1,122 @@
+//! Where accepted messages go: the [`MessageSink`] trait and the in-memory [`MemorySink`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Mutex;
+
+use tokio::sync::watch;
+
+use crate::reply::Reply;
+
+/// The envelope of one accepted transaction (RFC 5321 §2.3.1), with what the server knows
+/// about the session it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// The reverse-path from `MAIL FROM`, empty for the null sender.
+    pub mail_from: String,
+    /// The accepted forward-paths, in `RCPT TO` order.
+    pub rcpt_to: Vec<String>,
+    /// The name the client gave in `EHLO`/`HELO`.
+    pub helo: String,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The user name the client authenticated as, if it did.
+    pub authenticated: Option<String>,
+    /// Whether the session was protected by STARTTLS.
+    pub tls: bool,
+    /// The server-wide number of the connection (1 for the first accepted).
+    pub connection: u64,
+}
+
+/// A boxed future, so that [`MessageSink`] can be used as `Arc<dyn MessageSink>`.
+pub type DeliverFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Reply>> + Send + 'a>>;
+
+/// Receives each message the server accepts.
+///
+/// The server answers the end of DATA with `250` only after `deliver` returns `Ok`, so an
+/// implementation can make the message durable first; an `Err` reply is sent to the client
+/// as it is (e.g. `451 4.3.0` when the store is unavailable).
+pub trait MessageSink: Send + Sync {
+    /// Takes one message: its envelope and its text (dot-unstuffed, CRLF line ends as sent).
+    fn deliver(&self, envelope: Envelope, data: Vec<u8>) -> DeliverFuture<'_>;
+}
+
+/// One message recorded by a [`MemorySink`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    /// Its envelope.
+    pub envelope: Envelope,
+    /// Its text, as handed to the sink.
+    pub data: Vec<u8>,
+}
+
+/// A sink that keeps every message in memory, for tests. [`MemorySink::wait_for`] waits for
+/// a number of messages without polling or sleeping.
+#[derive(Debug)]
+pub struct MemorySink {
+    messages: Mutex<Vec<ReceivedMessage>>,
+    count: watch::Sender<usize>,
+}
+
+impl Default for MemorySink {
+    fn default() -> Self {
+        MemorySink::new()
+    }
+}
+
+impl MemorySink {
+    /// An empty sink.
+    pub fn new() -> MemorySink {
+        MemorySink {
+            messages: Mutex::new(Vec::new()),
+            count: watch::Sender::new(0),
+        }
+    }
+
+    /// Every message received so far, in the order the server accepted them.
+    pub fn messages(&self) -> Vec<ReceivedMessage> {
+        self.lock().clone()
+    }
+
+    /// How many messages have been received.
+    pub fn len(&self) -> usize {
+        *self.count.borrow()
+    }
+
+    /// Whether no message has been received.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Waits until at least `n` messages have arrived and returns all of them. Tests should
+    /// wrap this in `tokio::time::timeout` so a missing message fails instead of hanging.
+    pub async fn wait_for(&self, n: usize) -> Vec<ReceivedMessage> {
+        let mut receiver = self.count.subscribe();
+        // The sender lives as long as `self`, so waiting cannot fail.
+        let _ = receiver.wait_for(|count| *count >= n).await;
+        self.messages()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<ReceivedMessage>> {
+        // A panic while holding the lock cannot leave the Vec half-updated (push is atomic
+        // from the reader's view), so a poisoned lock is still usable.
+        self.messages
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl MessageSink for MemorySink {
+    fn deliver(&self, envelope: Envelope, data: Vec<u8>) -> DeliverFuture<'_> {
+        Box::pin(async move {
+            let count = {
+                let mut messages = self.lock();
+                messages.push(ReceivedMessage { envelope, data });
+                messages.len()
+            };
+            self.count.send_replace(count);
+            Ok(())
+        })
+    }
+}
