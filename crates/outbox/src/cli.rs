@@ -6,11 +6,26 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::commands;
+use crate::config::Config;
 
 /// Durable outgoing email: queue messages, deliver them over SMTP, watch their status.
 #[derive(Debug, Parser)]
 #[command(name = "outbox", version, about, propagate_version = true)]
 pub struct Cli {
+    #[command(flatten)]
+    pub globals: Globals,
+
+    /// More logging on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The options every subcommand takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Globals {
     /// Configuration file (default: $OUTBOX_CONFIG, else ./outbox.toml when it exists).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -22,13 +37,13 @@ pub struct Cli {
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     pub json: bool,
+}
 
-    /// More logging on stderr (-v info, -vv debug, -vvv trace).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
-
-    #[command(subcommand)]
-    pub command: Command,
+impl Globals {
+    /// The configuration: file, then environment, then `--db`.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        crate::config::load(self.config.as_deref(), self.db.as_deref())
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,6 +6,7 @@
 
 mod cli;
 mod commands;
+mod config;
 mod exit;
 
 use std::process::ExitCode;

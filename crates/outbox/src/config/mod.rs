@@ -1,0 +1,316 @@
+//! `outbox.toml`: the configuration file, and `OUTBOX_<SECTION>_<KEY>` environment overrides.
+//!
+//! Every key is listed in `docs/configuration.md`. Unknown keys are errors, in the file and in
+//! the environment, so a typo is never silently ignored. With no file at all, Outbox uses
+//! `sqlite://outbox.db` in the working directory and delivers by direct MX.
+
+mod env;
+pub mod units;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use units::{ByteSize, HumanDuration};
+
+/// The default database: an SQLite file in the working directory.
+pub const DEFAULT_DATABASE: &str = "sqlite://outbox.db";
+
+/// The whole configuration, defaults filled.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `sqlite://PATH` or `postgres://...`.
+    pub database: String,
+    pub delivery: DeliveryConfig,
+    pub dns: DnsConfig,
+    pub tls: TlsConfig,
+    pub http: HttpConfig,
+    pub smtp_listener: SmtpListenerConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database: DEFAULT_DATABASE.to_owned(),
+            delivery: DeliveryConfig::default(),
+            dns: DnsConfig::default(),
+            tls: TlsConfig::default(),
+            http: HttpConfig::default(),
+            smtp_listener: SmtpListenerConfig::default(),
+        }
+    }
+}
+
+/// `[delivery]`: how the background sender delivers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// A server spec every message goes through; absent: direct MX delivery.
+    pub relay: Option<String>,
+    /// Outgoing SMTP connections open at once (the seed's five).
+    pub max_connections: usize,
+    /// Transactions on one connection before it is closed (the seed's 100).
+    pub messages_per_connection: usize,
+    /// Attempts before a recipient fails ("cancelled" in the seed's words).
+    pub max_attempts: u32,
+    /// Waits between attempts; the last one repeats.
+    pub retry_backoff: Vec<HumanDuration>,
+    /// Largest message the queue accepts (the seed's 8 MB).
+    pub max_message_size: ByteSize,
+    /// The name given in EHLO.
+    pub helo_name: String,
+    pub connect_timeout: HumanDuration,
+    pub command_timeout: HumanDuration,
+    /// The port used for MX hosts, implicit MX (A/AAAA) included.
+    pub mx_port: u16,
+    /// How long a worker holds claimed recipients before they are due again.
+    pub lease: HumanDuration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            relay: None,
+            max_connections: 5,
+            messages_per_connection: 100,
+            max_attempts: 10,
+            retry_backoff: ["1m", "5m", "15m", "1h", "4h"]
+                .iter()
+                .map(|text| HumanDuration(units::parse_duration(text).expect("valid default")))
+                .collect(),
+            max_message_size: ByteSize(8_000_000),
+            helo_name: default_helo_name(),
+            connect_timeout: HumanDuration(Duration::from_secs(30)),
+            command_timeout: HumanDuration(Duration::from_secs(300)),
+            mx_port: 25,
+            lease: HumanDuration(Duration::from_secs(60)),
+        }
+    }
+}
+
+impl DeliveryConfig {
+    /// The backoff list as plain durations.
+    pub fn retry_backoff(&self) -> Vec<Duration> {
+        self.retry_backoff.iter().map(|d| d.0).collect()
+    }
+}
+
+/// `[dns]`: where MX lookups go.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// `ip:port` of the nameservers to ask; empty: the system resolver.
+    pub nameservers: Vec<SocketAddr>,
+}
+
+/// `[tls]`: trust for outgoing connections.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// A PEM file of extra trust anchors, beside the built-in web PKI roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `[http]`: the API and admin page of `outbox serve`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// Bearer tokens that may use the API and log in to the admin page.
+    pub tokens: Vec<String>,
+    /// Directory that `path` attachments may come from over HTTP; absent: refused.
+    pub attachment_dir: Option<PathBuf>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8025)),
+            tokens: Vec::new(),
+            attachment_dir: None,
+        }
+    }
+}
+
+/// `[smtp_listener]`: the SMTP submission listener of `outbox serve`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpListenerConfig {
+    /// Absent: no listener.
+    pub listen: Option<SocketAddr>,
+    /// user -> password; AUTH is required from everyone outside `trusted_networks`.
+    pub users: BTreeMap<String, String>,
+    /// CIDR blocks whose clients may submit without AUTH (Postfix's mynetworks).
+    pub trusted_networks: Vec<String>,
+    /// Certificate chain (PEM) for STARTTLS.
+    pub cert_file: Option<PathBuf>,
+    /// Private key (PEM) for STARTTLS.
+    pub key_file: Option<PathBuf>,
+    /// Offer AUTH only after STARTTLS.
+    pub require_tls: bool,
+}
+
+/// Where the configuration comes from: `--config`, else `$OUTBOX_CONFIG`, else `./outbox.toml`
+/// when it exists, else nothing (defaults).
+pub fn config_path(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(path) = explicit {
+        return Some(path.to_owned());
+    }
+    if let Some(path) = std::env::var_os("OUTBOX_CONFIG").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    let local = PathBuf::from("outbox.toml");
+    local.exists().then_some(local)
+}
+
+/// Loads the configuration: the file (if any), then the environment, then `--db`.
+pub fn load(explicit: Option<&Path>, db: Option<&str>) -> anyhow::Result<Config> {
+    let mut table = match config_path(explicit) {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            text.parse::<toml::Table>()
+                .map_err(|err| anyhow::anyhow!("{}: {}", path.display(), err.message()))?
+        }
+        None => toml::Table::new(),
+    };
+    env::apply(&mut table, std::env::vars())?;
+    let mut config = Config::deserialize(toml::Value::Table(table))
+        .map_err(|err| anyhow::anyhow!("configuration: {}", err.message()))?;
+    if let Some(db) = db {
+        config.database = db.to_owned();
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+impl Config {
+    /// Checks what serde cannot: ranges and cross-field rules.
+    fn validate(&self) -> anyhow::Result<()> {
+        let d = &self.delivery;
+        if d.max_connections == 0 {
+            bail!("configuration: delivery.max_connections must be at least 1");
+        }
+        if d.messages_per_connection == 0 {
+            bail!("configuration: delivery.messages_per_connection must be at least 1");
+        }
+        if d.max_attempts == 0 {
+            bail!("configuration: delivery.max_attempts must be at least 1");
+        }
+        if d.retry_backoff.is_empty() {
+            bail!("configuration: delivery.retry_backoff needs at least one duration");
+        }
+        if d.lease.0 < Duration::from_secs(2) {
+            bail!("configuration: delivery.lease must be at least 2s");
+        }
+        if d.helo_name.trim().is_empty() || d.helo_name.contains(char::is_whitespace) {
+            bail!("configuration: delivery.helo_name must be one host name");
+        }
+        let l = &self.smtp_listener;
+        if l.cert_file.is_some() != l.key_file.is_some() {
+            bail!("configuration: smtp_listener.cert_file and key_file go together");
+        }
+        if l.require_tls && l.cert_file.is_none() {
+            bail!("configuration: smtp_listener.require_tls needs cert_file and key_file");
+        }
+        Ok(())
+    }
+}
+
+/// The machine's host name, for EHLO; `localhost` when it cannot be read.
+fn default_helo_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty() && !name.contains(char::is_whitespace))
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> anyhow::Result<Config> {
+        let table: toml::Table = text.parse()?;
+        let config = Config::deserialize(toml::Value::Table(table))
+            .map_err(|err| anyhow::anyhow!("{}", err.message()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    #[test]
+    fn defaults_match_the_seed() {
+        let config = parse("").unwrap();
+        assert_eq!(config.database, "sqlite://outbox.db");
+        assert_eq!(config.delivery.max_connections, 5);
+        assert_eq!(config.delivery.messages_per_connection, 100);
+        assert_eq!(config.delivery.max_message_size, ByteSize(8_000_000));
+        assert_eq!(config.delivery.mx_port, 25);
+        assert_eq!(config.delivery.retry_backoff().len(), 5);
+        assert_eq!(config.http.listen.to_string(), "127.0.0.1:8025");
+        assert!(config.smtp_listener.listen.is_none());
+        assert!(config.smtp_listener.trusted_networks.is_empty());
+    }
+
+    #[test]
+    fn design_example_parses() {
+        let config = parse(
+            r#"
+database = "postgres://user@127.0.0.1:5432/db"
+[delivery]
+relay = "smtp://127.0.0.1:2525"
+max_connections = 3
+retry_backoff = ["1m", "5m"]
+max_message_size = "8MB"
+helo_name = "outbox.example"
+connect_timeout = "30s"
+command_timeout = "5m"
+mx_port = 2525
+lease = "60s"
+[dns]
+nameservers = ["127.0.0.1:5353"]
+[tls]
+ca_file = "tests/ca.pem"
+[http]
+listen = "127.0.0.1:8025"
+tokens = ["a-long-random-token"]
+[smtp_listener]
+listen = "127.0.0.1:2587"
+users = { app = "app-password" }
+trusted_networks = ["127.0.0.1/32"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.delivery.relay.as_deref(),
+            Some("smtp://127.0.0.1:2525")
+        );
+        assert_eq!(
+            config.delivery.retry_backoff(),
+            [Duration::from_secs(60), Duration::from_secs(300)]
+        );
+        assert_eq!(config.dns.nameservers[0].port(), 5353);
+        assert_eq!(config.smtp_listener.users["app"], "app-password");
+    }
+
+    #[test]
+    fn typos_are_errors() {
+        let err = parse("[delivery]\nmax_conections = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_conections"), "{err}");
+        let err = parse("[delivery]\nmax_message_size = \"8 parsecs\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown size unit"), "{err}");
+        let err = parse("[delivery]\nmax_connections = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_connections"), "{err}");
+    }
+}
