@@ -1,2 +1,57 @@
-//! Outbox's durable queue: the store (SQLite, PostgreSQL), schema migrations, and the
-//! delivery engine that drains it over SMTP.
+//! Outbox's durable queue: the [`Store`] (SQLite by default, PostgreSQL for a shared
+//! database), its schema migrations, and the leases that let several workers deliver
+//! from one queue without sending anything twice.
+//!
+//! A message is queued once — its MIME data stored once, even for a merge to 100 000
+//! recipients — and each envelope recipient is a row with its own state:
+//! `queued -> sending (leased) -> sent | deferred | failed`, or `removed` by an operator.
+//! A message's status (`queued`, `sent`, `error`) is derived from its recipients.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), outbox_queue::StoreError> {
+//! use outbox_queue::{NewMessage, NewRecipient, open_store};
+//!
+//! let store = open_store("sqlite://outbox.db").await?;
+//! let queued = store
+//!     .enqueue(NewMessage {
+//!         data: b"Subject: hi\r\n\r\nhello\r\n".to_vec(),
+//!         envelope_from: "app@example.com".into(),
+//!         recipients: vec![NewRecipient::new("bob@example.net")],
+//!         subject: "hi".into(),
+//!         ..NewMessage::default()
+//!     })
+//!     .await?;
+//! println!("{}", queued.id);
+//! assert_eq!(store.status(&queued.id).await?.as_str(), "queued");
+//! # Ok(()) }
+//! ```
+//!
+//! The delivery engine claims work with [`Store::claim`] / [`Store::claim_route`],
+//! keeps its leases alive with [`Store::renew`], and records each attempt with
+//! [`Store::complete`]. A worker that dies simply stops renewing: its recipients are due
+//! again when the lease runs out.
+
+mod error;
+mod listing;
+mod model;
+mod postgres;
+mod prepare;
+mod rows;
+mod schema;
+mod sqlite;
+mod store;
+mod timefmt;
+
+pub use error::StoreError;
+pub use model::{
+    AttemptRecord, Claimed, ClaimedRecipient, Delivery, Enqueued, ListFilter, ListPage,
+    MergeValues, MessageBody, MessageDetail, MessageStatus, MessageSummary, NewMessage,
+    NewRecipient, Outcome, Priority, RecipientState, RecipientStatus, RouteFilter, RouteKey,
+    StatusCounts, StoreOptions,
+};
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+pub use store::{
+    Backend, DatabaseUrl, Store, StoreFuture, enqueue_in_batches, open_store, open_store_with,
+};
+pub use timefmt::rfc3339;

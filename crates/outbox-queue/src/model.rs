@@ -1,0 +1,557 @@
+//! The values that go into and come out of a [`Store`](crate::Store): new messages,
+//! claimed work, delivery outcomes, and the administrative views.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::StoreError;
+
+/// Merge values: token name -> value (`#NAME#` markers in the message are replaced by them).
+pub type MergeValues = BTreeMap<String, String>;
+
+/// Delivery priority; due recipients are taken high first, then medium, then low.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Taken before everything else.
+    High,
+    /// The default.
+    #[default]
+    Medium,
+    /// Taken last.
+    Low,
+}
+
+impl Priority {
+    /// The number stored in the database; lower sorts first.
+    pub(crate) fn rank(self) -> i64 {
+        match self {
+            Priority::High => 0,
+            Priority::Medium => 1,
+            Priority::Low => 2,
+        }
+    }
+
+    pub(crate) fn from_rank(rank: i64) -> Result<Self, StoreError> {
+        match rank {
+            0 => Ok(Priority::High),
+            1 => Ok(Priority::Medium),
+            2 => Ok(Priority::Low),
+            other => Err(StoreError::Corrupt {
+                what: "priority",
+                detail: other.to_string(),
+            }),
+        }
+    }
+
+    /// The lowercase name, as in the JSON contract.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "high",
+            Priority::Medium => "medium",
+            Priority::Low => "low",
+        }
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Priority {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "high" => Ok(Priority::High),
+            "medium" | "normal" => Ok(Priority::Medium),
+            "low" => Ok(Priority::Low),
+            _ => Err(format!(
+                "unknown priority {s:?}: expected high, medium or low"
+            )),
+        }
+    }
+}
+
+/// One envelope recipient's state (DESIGN §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecipientState {
+    /// Waiting for its first attempt (or for `send_at`).
+    Queued,
+    /// Leased by a worker that is delivering it now.
+    Sending,
+    /// The server answered 250 to end-of-data.
+    Sent,
+    /// A temporary failure; due again at `next_attempt_at`.
+    Deferred,
+    /// A permanent failure, or too many attempts ("cancelled" in the seed).
+    Failed,
+    /// Removed by an operator.
+    Removed,
+}
+
+impl RecipientState {
+    /// The name stored in the database and shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecipientState::Queued => "queued",
+            RecipientState::Sending => "sending",
+            RecipientState::Sent => "sent",
+            RecipientState::Deferred => "deferred",
+            RecipientState::Failed => "failed",
+            RecipientState::Removed => "removed",
+        }
+    }
+
+    /// True for sent, failed and removed: nothing more will happen to the recipient.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RecipientState::Sent | RecipientState::Failed | RecipientState::Removed
+        )
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "queued" => RecipientState::Queued,
+            "sending" => RecipientState::Sending,
+            "sent" => RecipientState::Sent,
+            "deferred" => RecipientState::Deferred,
+            "failed" => RecipientState::Failed,
+            "removed" => RecipientState::Removed,
+            other => {
+                return Err(StoreError::Corrupt {
+                    what: "recipient state",
+                    detail: other.to_string(),
+                });
+            }
+        })
+    }
+}
+
+impl fmt::Display for RecipientState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A message's status, derived from its recipients: the three words of `email_status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatus {
+    /// Some recipient is queued, deferred or being sent.
+    Queued,
+    /// Every recipient was sent.
+    Sent,
+    /// Every recipient is final and at least one failed or was removed.
+    Error,
+}
+
+impl MessageStatus {
+    /// `queued`, `sent` or `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Queued => "queued",
+            MessageStatus::Sent => "sent",
+            MessageStatus::Error => "error",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<Self, StoreError> {
+        s.parse().map_err(|_| StoreError::Corrupt {
+            what: "message status",
+            detail: s.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for MessageStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for MessageStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "queued" => Ok(MessageStatus::Queued),
+            "sent" => Ok(MessageStatus::Sent),
+            "error" => Ok(MessageStatus::Error),
+            _ => Err(format!(
+                "unknown status {s:?}: expected queued, sent or error"
+            )),
+        }
+    }
+}
+
+/// A recipient to queue: the envelope address and, for a merge message, its own values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRecipient {
+    /// The envelope address (`local@domain`).
+    pub address: String,
+    /// Merge values for this recipient (they override the message's tokens).
+    pub merge: Option<MergeValues>,
+}
+
+impl NewRecipient {
+    /// A recipient without merge values.
+    pub fn new(address: impl Into<String>) -> Self {
+        NewRecipient {
+            address: address.into(),
+            merge: None,
+        }
+    }
+
+    /// A recipient with its own merge values.
+    pub fn with_merge(address: impl Into<String>, merge: MergeValues) -> Self {
+        NewRecipient {
+            address: address.into(),
+            merge: Some(merge),
+        }
+    }
+}
+
+/// A message to queue: the composed MIME data (stored once) and its envelope.
+#[derive(Debug, Clone, Default)]
+pub struct NewMessage {
+    /// The MIME message, CRLF line ends; for a merge message, with `#NAME#` markers left in.
+    pub data: Vec<u8>,
+    /// The envelope sender (MAIL FROM); may be empty for a null sender.
+    pub envelope_from: String,
+    /// Envelope recipients; at least one (more may be added with `add_recipients`).
+    pub recipients: Vec<NewRecipient>,
+    /// Subject, kept for listing and search only.
+    pub subject: String,
+    /// Delivery priority.
+    pub priority: Priority,
+    /// Not delivered before this time; `None` means now.
+    pub send_at: Option<OffsetDateTime>,
+    /// A server spec for this message instead of the configured route.
+    pub relay: Option<String>,
+    /// Default merge values; `Some` (even empty) marks a message the engine must merge.
+    pub tokens: Option<MergeValues>,
+    /// A repeated key returns the first message's id instead of queueing again.
+    pub idempotency_key: Option<String>,
+}
+
+/// What `enqueue` returns once the message is committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Enqueued {
+    /// The message id (a ULID, sortable by time).
+    pub id: String,
+    /// True when the idempotency key was already used: `id` is the first message's.
+    pub existing: bool,
+}
+
+/// The key that groups recipients onto one connection.
+///
+/// Stored per recipient at enqueue time as text: `relay:SPEC` when the message names its
+/// own relay, else `mx:DOMAIN`. Whether a configured relay replaces MX delivery is the
+/// engine's business, decided at claim time, so changing the configuration never leaves
+/// stale routes in the queue: with a relay configured the engine drains
+/// [`RouteFilter::AnyMx`] over the relay connection.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RouteKey {
+    /// The message's own relay (a server spec).
+    Relay(String),
+    /// The recipient domain's MX hosts (or the configured relay, if any).
+    Mx(String),
+}
+
+impl RouteKey {
+    /// The route of a recipient at `domain` of a message with relay override `relay`.
+    pub fn for_recipient(relay: Option<&str>, domain: &str) -> Self {
+        match relay {
+            Some(spec) => RouteKey::Relay(spec.to_string()),
+            None => RouteKey::Mx(domain.to_ascii_lowercase()),
+        }
+    }
+
+    /// The stored text form.
+    pub fn to_key(&self) -> String {
+        match self {
+            RouteKey::Relay(spec) => format!("relay:{spec}"),
+            RouteKey::Mx(domain) => format!("mx:{domain}"),
+        }
+    }
+
+    /// Parses the stored text form.
+    pub fn from_key(key: &str) -> Result<Self, StoreError> {
+        if let Some(spec) = key.strip_prefix("relay:") {
+            Ok(RouteKey::Relay(spec.to_string()))
+        } else if let Some(domain) = key.strip_prefix("mx:") {
+            Ok(RouteKey::Mx(domain.to_string()))
+        } else {
+            Err(StoreError::Corrupt {
+                what: "route",
+                detail: key.to_string(),
+            })
+        }
+    }
+}
+
+/// Which recipients `claim_route` may take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteFilter {
+    /// Exactly this route.
+    Key(RouteKey),
+    /// Every recipient without a per-message relay: what a connection to the configured
+    /// relay carries.
+    AnyMx,
+}
+
+/// One recipient of a claimed work unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedRecipient {
+    /// The recipient's row id: what `renew` and `complete` take.
+    pub id: i64,
+    /// The envelope address.
+    pub address: String,
+    /// The address's domain, lowercase.
+    pub domain: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    /// This recipient's merge values.
+    pub merge: Option<MergeValues>,
+}
+
+/// A work unit: recipients of one message that share a route, leased to one owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// The message id; its data comes from `message_body` (fetch once, reuse).
+    pub message_id: String,
+    /// The route every recipient here shares.
+    pub route: RouteKey,
+    /// MAIL FROM.
+    pub envelope_from: String,
+    /// The message's relay override, if any.
+    pub relay: Option<String>,
+    /// The message's priority.
+    pub priority: Priority,
+    /// Size of the stored data in bytes.
+    pub size: u64,
+    /// True when the message must be merged per recipient (it has tokens or merge values).
+    pub needs_merge: bool,
+    /// The claimed recipients, in id order.
+    pub recipients: Vec<ClaimedRecipient>,
+}
+
+/// The stored data of a message, as the engine needs it to deliver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageBody {
+    /// The MIME data, once per message.
+    pub data: Vec<u8>,
+    /// Default merge values.
+    pub tokens: Option<MergeValues>,
+}
+
+/// The result of one delivery attempt for one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Accepted: 250 to end-of-data.
+    Sent {
+        /// The server's reply.
+        reply: String,
+    },
+    /// Temporary failure; try again at `next_attempt_at`.
+    Deferred {
+        /// The reply or network error.
+        reply: String,
+        /// When the recipient becomes due again.
+        next_attempt_at: OffsetDateTime,
+    },
+    /// Permanent failure (or out of attempts).
+    Failed {
+        /// The reply or reason.
+        reply: String,
+    },
+}
+
+impl Delivery {
+    pub(crate) fn state(&self) -> RecipientState {
+        match self {
+            Delivery::Sent { .. } => RecipientState::Sent,
+            Delivery::Deferred { .. } => RecipientState::Deferred,
+            Delivery::Failed { .. } => RecipientState::Failed,
+        }
+    }
+
+    pub(crate) fn reply(&self) -> &str {
+        match self {
+            Delivery::Sent { reply } | Delivery::Failed { reply } => reply,
+            Delivery::Deferred { reply, .. } => reply,
+        }
+    }
+
+    pub(crate) fn next_attempt_at(&self) -> Option<OffsetDateTime> {
+        match self {
+            Delivery::Deferred {
+                next_attempt_at, ..
+            } => Some(*next_attempt_at),
+            _ => None,
+        }
+    }
+}
+
+/// One outcome to record with `complete`: the recipient, what happened, and the attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The claimed recipient's id.
+    pub recipient_id: i64,
+    /// What happened.
+    pub delivery: Delivery,
+    /// When the attempt started.
+    pub at: OffsetDateTime,
+    /// The host tried (`mx.example.com:25`), if a connection was made or attempted.
+    pub host: Option<String>,
+    /// How long the attempt took.
+    pub duration: Duration,
+}
+
+/// One recipient in the detailed status view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecipientStatus {
+    /// The envelope address.
+    pub address: String,
+    /// Its state.
+    pub state: RecipientState,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last SMTP reply (starting with its code) or network error.
+    pub last_reply: Option<String>,
+}
+
+/// The detailed status: the `status --json` and `GET /api/v1/messages/{id}` object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MessageDetail {
+    /// The message id.
+    pub id: String,
+    /// The derived status.
+    pub status: MessageStatus,
+    /// Every recipient, in the order they were queued.
+    pub recipients: Vec<RecipientStatus>,
+}
+
+/// One message in a listing (`queue list --json` items).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MessageSummary {
+    /// The message id.
+    pub id: String,
+    /// The derived status.
+    pub status: MessageStatus,
+    /// The subject.
+    pub subject: String,
+    /// The priority.
+    pub priority: Priority,
+    /// The envelope sender.
+    pub from: String,
+    /// When it was queued (RFC 3339).
+    #[serde(serialize_with = "crate::timefmt::serialize")]
+    pub created_at: OffsetDateTime,
+    /// Not delivered before (RFC 3339); equals `created_at` when sent at once.
+    #[serde(serialize_with = "crate::timefmt::serialize")]
+    pub send_at: OffsetDateTime,
+    /// Number of recipients.
+    pub recipients: u64,
+    /// Size of the data in bytes.
+    pub size: u64,
+}
+
+/// One row of a message's delivery log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttemptRecord {
+    /// When the attempt started (RFC 3339).
+    #[serde(serialize_with = "crate::timefmt::serialize")]
+    pub at: OffsetDateTime,
+    /// The recipient address.
+    pub recipient: String,
+    /// The host tried.
+    pub host: Option<String>,
+    /// The SMTP reply code, when the reply had one.
+    pub code: Option<u16>,
+    /// The reply text or network error.
+    pub reply: String,
+    /// The state the attempt left the recipient in.
+    pub outcome: RecipientState,
+    /// Duration in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// Filters and paging for `list`. Results are newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Only messages with this status.
+    pub status: Option<MessageStatus>,
+    /// Only messages with this priority.
+    pub priority: Option<Priority>,
+    /// Only messages queued before this time.
+    pub before: Option<OffsetDateTime>,
+    /// Only messages queued after this time.
+    pub after: Option<OffsetDateTime>,
+    /// Only messages with a recipient at this domain.
+    pub domain: Option<String>,
+    /// Only messages whose subject contains this text (case-insensitive for ASCII).
+    pub subject: Option<String>,
+    /// At most this many (1..=1000).
+    pub limit: u32,
+    /// Continue after this cursor (`ListPage::next_cursor` of the previous page).
+    pub cursor: Option<String>,
+}
+
+impl Default for ListFilter {
+    fn default() -> Self {
+        ListFilter {
+            status: None,
+            priority: None,
+            before: None,
+            after: None,
+            domain: None,
+            subject: None,
+            limit: 50,
+            cursor: None,
+        }
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListPage {
+    /// The messages, newest first.
+    pub items: Vec<MessageSummary>,
+    /// Pass as `ListFilter::cursor` for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Number of messages per status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StatusCounts {
+    /// Messages still being delivered.
+    pub queued: u64,
+    /// Messages fully sent.
+    pub sent: u64,
+    /// Messages finished with a failed or removed recipient.
+    pub error: u64,
+}
+
+/// Settings a store applies to what it accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Biggest message `enqueue` accepts, in bytes (default 8 MB).
+    pub max_message_size: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_message_size: 8 * 1024 * 1024,
+        }
+    }
+}

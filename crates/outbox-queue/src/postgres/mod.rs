@@ -1,0 +1,319 @@
+//! The PostgreSQL backend: tokio-postgres through a small deadpool pool.
+//!
+//! Claims are one `UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED)` statement, so
+//! workers in any number of processes take disjoint recipients without waiting on each
+//! other. Batched writes (recipients of a bulk merge, outcomes) pass arrays and `UNNEST`
+//! them: one round trip per batch, not per row. Each enqueue sends `NOTIFY
+//! outbox_enqueued` in its transaction, delivered on commit to every listening engine.
+//! Connections are plain TCP or Unix sockets (no TLS): the database is expected on the
+//! same host or a trusted network.
+
+mod admin;
+mod listen;
+mod queue;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_postgres::NoTls;
+
+use crate::model::{
+    AttemptRecord, Claimed, Enqueued, ListFilter, ListPage, MessageBody, MessageDetail,
+    MessageStatus, MessageSummary, NewMessage, NewRecipient, Outcome, RouteFilter, StatusCounts,
+};
+use crate::prepare::{IdGenerator, check_id, prepare_message};
+use crate::store::{Backend, Store, StoreFuture};
+use crate::{StoreError, StoreOptions, schema};
+
+/// Connections the pool keeps at most.
+const POOL_SIZE: usize = 8;
+
+/// Arbitrary key of the advisory lock that serializes migrations between processes.
+const MIGRATION_LOCK: i64 = 0x6f75_7462_6f78;
+
+/// A [`Store`] in a PostgreSQL database.
+pub struct PostgresStore {
+    pool: Pool,
+    config: tokio_postgres::Config,
+    options: StoreOptions,
+    ids: IdGenerator,
+    enqueued: Arc<Notify>,
+    listener: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl PostgresStore {
+    /// Connects to the database a `postgres://` URL names and applies pending migrations.
+    pub async fn open(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config = url.parse().map_err(|err| StoreError::InvalidUrl {
+            url: url.to_string(),
+            reason: format!("{err}"),
+        })?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(|err| StoreError::InvalidUrl {
+                url: url.to_string(),
+                reason: err.to_string(),
+            })?;
+        let store = PostgresStore {
+            pool,
+            config,
+            options,
+            ids: IdGenerator::new(),
+            enqueued: Arc::new(Notify::new()),
+            listener: Mutex::new(None),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .await?;
+        let current: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .await?
+            .get(0);
+        let known = schema::POSTGRES.last().map_or(0, |(version, _)| *version);
+        if current > known {
+            return Err(StoreError::SchemaTooNew {
+                found: current,
+                known,
+            });
+        }
+        for (version, sql) in schema::POSTGRES {
+            if *version > current {
+                tx.batch_execute(sql).await?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                    &[version, &crate::timefmt::to_ms(OffsetDateTime::now_utc())],
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        if let Some(listener) = self
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            listener.abort();
+        }
+    }
+}
+
+impl Store for PostgresStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    fn enqueue(&self, message: NewMessage) -> StoreFuture<'_, Enqueued> {
+        Box::pin(async move {
+            let mut enqueued = self.enqueue_batch(vec![message]).await?;
+            enqueued
+                .pop()
+                .ok_or(StoreError::Worker("enqueue returned nothing".into()))
+        })
+    }
+
+    fn enqueue_batch(&self, messages: Vec<NewMessage>) -> StoreFuture<'_, Vec<Enqueued>> {
+        Box::pin(async move {
+            let now = OffsetDateTime::now_utc();
+            let prepared = messages
+                .into_iter()
+                .map(|m| prepare_message(m, &self.options, &self.ids, now))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut client = self.pool.get().await?;
+            let enqueued = queue::insert_messages(&mut client, prepared).await?;
+            self.enqueued.notify_one();
+            Ok(enqueued)
+        })
+    }
+
+    fn add_recipients<'a>(
+        &'a self,
+        message_id: &'a str,
+        recipients: Vec<NewRecipient>,
+    ) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            check_id(message_id)?;
+            let mut client = self.pool.get().await?;
+            let added = queue::add_recipients(&mut client, message_id, recipients).await?;
+            self.enqueued.notify_one();
+            Ok(added)
+        })
+    }
+
+    fn claim<'a>(
+        &'a self,
+        owner: &'a str,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<Claimed>> {
+        Box::pin(async move {
+            let mut client = self.pool.get().await?;
+            queue::claim(&mut client, owner, None, now, lease, limit).await
+        })
+    }
+
+    fn claim_route<'a>(
+        &'a self,
+        owner: &'a str,
+        route: &'a RouteFilter,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<Claimed>> {
+        Box::pin(async move {
+            let mut client = self.pool.get().await?;
+            queue::claim(&mut client, owner, Some(route), now, lease, limit).await
+        })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        owner: &'a str,
+        recipient_ids: &'a [i64],
+        now: OffsetDateTime,
+        lease: Duration,
+    ) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let client = self.pool.get().await?;
+            queue::renew(&client, owner, recipient_ids, now, lease).await
+        })
+    }
+
+    fn release<'a>(
+        &'a self,
+        owner: &'a str,
+        recipient_ids: &'a [i64],
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let client = self.pool.get().await?;
+            queue::release(&client, owner, recipient_ids, now).await
+        })
+    }
+
+    fn complete<'a>(&'a self, owner: &'a str, outcomes: Vec<Outcome>) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let mut client = self.pool.get().await?;
+            queue::complete(&mut client, owner, outcomes).await
+        })
+    }
+
+    fn message_body<'a>(&'a self, message_id: &'a str) -> StoreFuture<'a, MessageBody> {
+        Box::pin(async move {
+            check_id(message_id)?;
+            admin::message_body(&**self.pool.get().await?, message_id).await
+        })
+    }
+
+    fn status<'a>(&'a self, message_id: &'a str) -> StoreFuture<'a, MessageStatus> {
+        Box::pin(async move {
+            check_id(message_id)?;
+            admin::status(&**self.pool.get().await?, message_id).await
+        })
+    }
+
+    fn detail<'a>(&'a self, message_id: &'a str) -> StoreFuture<'a, MessageDetail> {
+        Box::pin(async move {
+            check_id(message_id)?;
+            admin::detail(&**self.pool.get().await?, message_id).await
+        })
+    }
+
+    fn summary<'a>(&'a self, message_id: &'a str) -> StoreFuture<'a, MessageSummary> {
+        Box::pin(async move {
+            check_id(message_id)?;
+            admin::summary(&**self.pool.get().await?, message_id).await
+        })
+    }
+
+    fn list(&self, filter: ListFilter) -> StoreFuture<'_, ListPage> {
+        Box::pin(async move { admin::list(&**self.pool.get().await?, &filter).await })
+    }
+
+    fn counts(&self) -> StoreFuture<'_, StatusCounts> {
+        Box::pin(async move { admin::counts(&**self.pool.get().await?).await })
+    }
+
+    fn remove<'a>(&'a self, message_id: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            check_id(message_id)?;
+            let mut client = self.pool.get().await?;
+            admin::remove(&mut client, message_id).await
+        })
+    }
+
+    fn retry<'a>(&'a self, message_id: &'a str, now: OffsetDateTime) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            check_id(message_id)?;
+            let mut client = self.pool.get().await?;
+            let retried = admin::retry(&mut client, message_id, now).await?;
+            self.enqueued.notify_one();
+            Ok(retried)
+        })
+    }
+
+    fn purge(&self, before: OffsetDateTime) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let mut client = self.pool.get().await?;
+            admin::purge(&mut client, before).await
+        })
+    }
+
+    fn attempts<'a>(&'a self, message_id: &'a str) -> StoreFuture<'a, Vec<AttemptRecord>> {
+        Box::pin(async move {
+            check_id(message_id)?;
+            admin::attempts(&**self.pool.get().await?, message_id).await
+        })
+    }
+
+    fn next_due(&self) -> StoreFuture<'_, Option<OffsetDateTime>> {
+        Box::pin(async move { admin::next_due(&**self.pool.get().await?).await })
+    }
+
+    fn has_due(&self, now: OffsetDateTime) -> StoreFuture<'_, bool> {
+        Box::pin(async move { admin::has_due(&**self.pool.get().await?, now).await })
+    }
+
+    fn enqueued(&self) -> Arc<Notify> {
+        let mut listener = self.listener.lock().unwrap_or_else(|p| p.into_inner());
+        if listener.is_none()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let task = listen::listen(self.config.clone(), Arc::clone(&self.enqueued));
+            *listener = Some(runtime.spawn(task));
+        }
+        Arc::clone(&self.enqueued)
+    }
+}

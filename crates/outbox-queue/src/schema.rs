@@ -1,0 +1,143 @@
+//! The schema, as numbered migrations applied in order when a store opens.
+//!
+//! Both backends have the same tables and columns; only the types differ (SQLite's
+//! INTEGER/BLOB, PostgreSQL's BIGINT/BYTEA). Times are milliseconds since the epoch in
+//! both, so the queries that compare them are the same. A migration is never edited once
+//! released: a change is a new, higher-numbered entry.
+//!
+//! Choices worth knowing:
+//! - `recipients.next_attempt_at` is when the recipient is next due. While a recipient
+//!   is `sending` it holds the lease expiry, so a dead worker's recipients become due
+//!   again by the same condition as deferred ones: `state IN (queued, deferred, sending)
+//!   AND next_attempt_at <= now`. `send_at` is copied into it at enqueue.
+//! - `recipients.priority` copies the message's, so claiming needs no join to order.
+//! - `recipients.route` is `relay:SPEC` or `mx:DOMAIN` (see [`RouteKey`](crate::RouteKey)).
+//! - `messages.status` is kept up to date in the transaction that changes recipients, so
+//!   listing by status needs no aggregate.
+//! - On PostgreSQL, ids and routes use the "C" collation so that they order bytewise
+//!   as in SQLite: ULIDs sort by time, and every `mx:` route sorts between `mx:` and
+//!   `mx;`, which is how "any MX route" is selected with an index range.
+
+/// The states from which a recipient can still be claimed.
+pub(crate) const ACTIVE_STATES: &str = "('queued', 'deferred', 'sending')";
+
+/// SQLite migrations: (version, SQL).
+pub(crate) const SQLITE: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE messages (
+        id TEXT PRIMARY KEY NOT NULL,
+        created_at INTEGER NOT NULL,
+        send_at INTEGER NOT NULL,
+        priority INTEGER NOT NULL,
+        envelope_from TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        tokens TEXT,
+        relay TEXT,
+        idempotency_key TEXT UNIQUE,
+        status TEXT NOT NULL,
+        recipient_count INTEGER NOT NULL
+    );
+    CREATE INDEX messages_status ON messages (status, id);
+    CREATE TABLE recipients (
+        id INTEGER PRIMARY KEY,
+        message_id TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        address TEXT NOT NULL,
+        domain TEXT NOT NULL,
+        route TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        lease_owner TEXT,
+        last_reply TEXT,
+        merge TEXT
+    );
+    CREATE INDEX recipients_message ON recipients (message_id, state);
+    CREATE INDEX recipients_due ON recipients (priority, message_id)
+        WHERE state IN ('queued', 'deferred', 'sending');
+    CREATE INDEX recipients_route ON recipients (route, priority, message_id)
+        WHERE state IN ('queued', 'deferred', 'sending');
+    CREATE INDEX recipients_next ON recipients (next_attempt_at)
+        WHERE state IN ('queued', 'deferred', 'sending');
+    CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY,
+        message_id TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        recipient_id INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        host TEXT,
+        code INTEGER,
+        reply TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        duration_ms INTEGER NOT NULL
+    );
+    CREATE INDEX attempts_message ON attempts (message_id, id);",
+)];
+
+/// PostgreSQL migrations: (version, SQL).
+pub(crate) const POSTGRES: &[(i64, &str)] = &[(
+    1,
+    r#"CREATE TABLE messages (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        created_at BIGINT NOT NULL,
+        send_at BIGINT NOT NULL,
+        priority BIGINT NOT NULL,
+        envelope_from TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        data BYTEA NOT NULL,
+        tokens TEXT,
+        relay TEXT,
+        idempotency_key TEXT UNIQUE,
+        status TEXT NOT NULL,
+        recipient_count BIGINT NOT NULL
+    );
+    CREATE INDEX messages_status ON messages (status, id);
+    CREATE TABLE recipients (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        message_id TEXT COLLATE "C" NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        address TEXT NOT NULL,
+        domain TEXT NOT NULL,
+        route TEXT COLLATE "C" NOT NULL,
+        priority BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        attempts BIGINT NOT NULL DEFAULT 0,
+        next_attempt_at BIGINT NOT NULL,
+        lease_owner TEXT,
+        last_reply TEXT,
+        merge TEXT
+    );
+    CREATE INDEX recipients_message ON recipients (message_id, state);
+    CREATE INDEX recipients_due ON recipients (priority, message_id)
+        WHERE state IN ('queued', 'deferred', 'sending');
+    CREATE INDEX recipients_route ON recipients (route, priority, message_id)
+        WHERE state IN ('queued', 'deferred', 'sending');
+    CREATE INDEX recipients_next ON recipients (next_attempt_at)
+        WHERE state IN ('queued', 'deferred', 'sending');
+    CREATE TABLE attempts (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        message_id TEXT COLLATE "C" NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        recipient_id BIGINT NOT NULL,
+        at BIGINT NOT NULL,
+        host TEXT,
+        code BIGINT,
+        reply TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        duration_ms BIGINT NOT NULL
+    );
+    CREATE INDEX attempts_message ON attempts (message_id, id);"#,
+)];
+
+/// The statement that recomputes one message's status from its recipients (DESIGN §4):
+/// `queued` while any recipient is active, `sent` when all are sent, else `error`.
+/// `{p}` is the placeholder for the message id.
+pub(crate) fn refresh_status_sql(p: &str) -> String {
+    format!(
+        "UPDATE messages SET status = CASE \
+           WHEN EXISTS (SELECT 1 FROM recipients WHERE message_id = {p} AND state IN {ACTIVE_STATES}) THEN 'queued' \
+           WHEN EXISTS (SELECT 1 FROM recipients WHERE message_id = {p} AND state <> 'sent') THEN 'error' \
+           ELSE 'sent' END \
+         WHERE id = {p}"
+    )
+}

@@ -1,0 +1,360 @@
+//! The SQLite backend: one database file in WAL mode, created on first use.
+//!
+//! rusqlite is synchronous, so statements run on tokio's blocking pool. Writes go through
+//! one writer connection (SQLite allows one writer at a time anyway) and start with
+//! `BEGIN IMMEDIATE`, which makes a claim atomic: nobody else can write between the
+//! select and the update. Reads use a small pool of reader connections, which WAL lets
+//! run beside the writer. `synchronous = FULL` makes each commit durable before the
+//! enqueue returns its id. Other processes (a CLI `send` beside a running daemon) share
+//! the file; `busy_timeout` makes them wait for each other instead of failing.
+
+mod admin;
+mod queue;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+
+use crate::model::{
+    AttemptRecord, Claimed, Enqueued, ListFilter, ListPage, MessageBody, MessageDetail,
+    MessageStatus, MessageSummary, NewMessage, NewRecipient, Outcome, RouteFilter, StatusCounts,
+};
+use crate::prepare::{IdGenerator, check_id};
+use crate::store::{Backend, Store, StoreFuture};
+use crate::{StoreError, StoreOptions, schema};
+
+/// Reader connections kept open for reuse.
+const MAX_IDLE_READERS: usize = 4;
+
+/// A [`Store`] in one SQLite file.
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    options: StoreOptions,
+    ids: IdGenerator,
+    enqueued: Arc<Notify>,
+}
+
+impl SqliteStore {
+    /// Opens the database at `path` (creating the file and its directory entries'
+    /// tables if missing) and applies pending migrations.
+    pub async fn open(path: &Path, options: StoreOptions) -> Result<Self, StoreError> {
+        let path = path.to_path_buf();
+        let store = tokio::task::spawn_blocking(move || -> Result<SqliteStore, StoreError> {
+            let mut writer = connect(&path, true)?;
+            migrate(&mut writer)?;
+            Ok(SqliteStore {
+                inner: Arc::new(Inner {
+                    path,
+                    writer: Mutex::new(writer),
+                    readers: Mutex::new(Vec::new()),
+                    options,
+                    ids: IdGenerator::new(),
+                    enqueued: Arc::new(Notify::new()),
+                }),
+            })
+        })
+        .await
+        .map_err(|err| StoreError::Worker(err.to_string()))??;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer connection and
+    /// commits it.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>, &Inner) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner
+                .writer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = f(&tx, &inner)?;
+            tx.commit()?;
+            Ok(value)
+        })
+        .await
+        .map_err(|err| StoreError::Worker(err.to_string()))?
+    }
+
+    /// Runs `f` on a reader connection.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let idle = inner
+                .readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop();
+            let conn = match idle {
+                Some(conn) => conn,
+                None => connect(&inner.path, false)?,
+            };
+            let value = f(&conn);
+            let mut readers = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
+            if readers.len() < MAX_IDLE_READERS {
+                readers.push(conn);
+            }
+            value
+        })
+        .await
+        .map_err(|err| StoreError::Worker(err.to_string()))?
+    }
+}
+
+/// Opens a connection with the pragmas every connection needs.
+fn connect(path: &Path, create: bool) -> Result<Connection, StoreError> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let open_error = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(open_error)?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(open_error)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(open_error)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(open_error)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(open_error)?;
+    Ok(conn)
+}
+
+/// Applies the migrations newer than the recorded version, each in its own transaction.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )?;
+    let known = schema::SQLITE.last().map_or(0, |(version, _)| *version);
+    for (version, sql) in schema::SQLITE {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |row| row.get(0),
+        )?;
+        if current > known {
+            return Err(StoreError::SchemaTooNew {
+                found: current,
+                known,
+            });
+        }
+        if current < *version {
+            tx.execute_batch(sql)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                (version, crate::timefmt::to_ms(OffsetDateTime::now_utc())),
+            )?;
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    fn enqueue(&self, message: NewMessage) -> StoreFuture<'_, Enqueued> {
+        Box::pin(async move {
+            let mut enqueued = self.enqueue_batch(vec![message]).await?;
+            enqueued
+                .pop()
+                .ok_or(StoreError::Worker("enqueue returned nothing".into()))
+        })
+    }
+
+    fn enqueue_batch(&self, messages: Vec<NewMessage>) -> StoreFuture<'_, Vec<Enqueued>> {
+        Box::pin(async move {
+            let now = OffsetDateTime::now_utc();
+            let prepared = messages
+                .into_iter()
+                .map(|m| {
+                    crate::prepare::prepare_message(m, &self.inner.options, &self.inner.ids, now)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let enqueued = self
+                .write(move |tx, _| queue::insert_messages(tx, prepared))
+                .await?;
+            self.inner.enqueued.notify_one();
+            Ok(enqueued)
+        })
+    }
+
+    fn add_recipients<'a>(
+        &'a self,
+        message_id: &'a str,
+        recipients: Vec<NewRecipient>,
+    ) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            check_id(message_id)?;
+            let id = message_id.to_string();
+            let added = self
+                .write(move |tx, _| queue::add_recipients(tx, &id, recipients))
+                .await?;
+            self.inner.enqueued.notify_one();
+            Ok(added)
+        })
+    }
+
+    fn claim<'a>(
+        &'a self,
+        owner: &'a str,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<Claimed>> {
+        let owner = owner.to_string();
+        Box::pin(self.write(move |tx, _| queue::claim(tx, &owner, None, now, lease, limit)))
+    }
+
+    fn claim_route<'a>(
+        &'a self,
+        owner: &'a str,
+        route: &'a RouteFilter,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<Claimed>> {
+        let owner = owner.to_string();
+        let route = route.clone();
+        Box::pin(self.write(move |tx, _| queue::claim(tx, &owner, Some(&route), now, lease, limit)))
+    }
+
+    fn renew<'a>(
+        &'a self,
+        owner: &'a str,
+        recipient_ids: &'a [i64],
+        now: OffsetDateTime,
+        lease: Duration,
+    ) -> StoreFuture<'a, u64> {
+        let owner = owner.to_string();
+        let ids = recipient_ids.to_vec();
+        Box::pin(self.write(move |tx, _| queue::renew(tx, &owner, &ids, now, lease)))
+    }
+
+    fn release<'a>(
+        &'a self,
+        owner: &'a str,
+        recipient_ids: &'a [i64],
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, u64> {
+        let owner = owner.to_string();
+        let ids = recipient_ids.to_vec();
+        Box::pin(self.write(move |tx, _| queue::release(tx, &owner, &ids, now)))
+    }
+
+    fn complete<'a>(&'a self, owner: &'a str, outcomes: Vec<Outcome>) -> StoreFuture<'a, u64> {
+        let owner = owner.to_string();
+        Box::pin(self.write(move |tx, _| queue::complete(tx, &owner, outcomes)))
+    }
+
+    fn message_body<'a>(&'a self, message_id: &'a str) -> StoreFuture<'a, MessageBody> {
+        let id = message_id.to_string();
+        Box::pin(async move {
+            check_id(&id)?;
+            self.read(move |conn| admin::message_body(conn, &id)).await
+        })
+    }
+
+    fn status<'a>(&'a self, message_id: &'a str) -> StoreFuture<'a, MessageStatus> {
+        let id = message_id.to_string();
+        Box::pin(async move {
+            check_id(&id)?;
+            self.read(move |conn| admin::status(conn, &id)).await
+        })
+    }
+
+    fn detail<'a>(&'a self, message_id: &'a str) -> StoreFuture<'a, MessageDetail> {
+        let id = message_id.to_string();
+        Box::pin(async move {
+            check_id(&id)?;
+            self.read(move |conn| admin::detail(conn, &id)).await
+        })
+    }
+
+    fn summary<'a>(&'a self, message_id: &'a str) -> StoreFuture<'a, MessageSummary> {
+        let id = message_id.to_string();
+        Box::pin(async move {
+            check_id(&id)?;
+            self.read(move |conn| admin::summary(conn, &id)).await
+        })
+    }
+
+    fn list(&self, filter: ListFilter) -> StoreFuture<'_, ListPage> {
+        Box::pin(self.read(move |conn| admin::list(conn, &filter)))
+    }
+
+    fn counts(&self) -> StoreFuture<'_, StatusCounts> {
+        Box::pin(self.read(admin::counts))
+    }
+
+    fn remove<'a>(&'a self, message_id: &'a str) -> StoreFuture<'a, u64> {
+        let id = message_id.to_string();
+        Box::pin(async move {
+            check_id(&id)?;
+            self.write(move |tx, _| admin::remove(tx, &id)).await
+        })
+    }
+
+    fn retry<'a>(&'a self, message_id: &'a str, now: OffsetDateTime) -> StoreFuture<'a, u64> {
+        let id = message_id.to_string();
+        Box::pin(async move {
+            check_id(&id)?;
+            let retried = self.write(move |tx, _| admin::retry(tx, &id, now)).await?;
+            self.inner.enqueued.notify_one();
+            Ok(retried)
+        })
+    }
+
+    fn purge(&self, before: OffsetDateTime) -> StoreFuture<'_, u64> {
+        Box::pin(self.write(move |tx, _| admin::purge(tx, before)))
+    }
+
+    fn attempts<'a>(&'a self, message_id: &'a str) -> StoreFuture<'a, Vec<AttemptRecord>> {
+        let id = message_id.to_string();
+        Box::pin(async move {
+            check_id(&id)?;
+            self.read(move |conn| admin::attempts(conn, &id)).await
+        })
+    }
+
+    fn next_due(&self) -> StoreFuture<'_, Option<OffsetDateTime>> {
+        Box::pin(self.read(admin::next_due))
+    }
+
+    fn has_due(&self, now: OffsetDateTime) -> StoreFuture<'_, bool> {
+        Box::pin(self.read(move |conn| admin::has_due(conn, now)))
+    }
+
+    fn enqueued(&self) -> Arc<Notify> {
+        Arc::clone(&self.inner.enqueued)
+    }
+}

@@ -1,0 +1,242 @@
+//! The [`Store`] trait the engine, the CLI and the HTTP API hold as `Arc<dyn Store>`,
+//! and [`open_store`], which picks the backend from a database URL.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+
+use crate::model::{
+    AttemptRecord, Claimed, Enqueued, ListFilter, ListPage, MessageBody, MessageDetail,
+    MessageStatus, MessageSummary, NewMessage, NewRecipient, Outcome, RouteFilter, StatusCounts,
+};
+use crate::{StoreError, StoreOptions};
+
+/// The future every store operation returns: boxed, so the trait is object-safe.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// One SQLite file in WAL mode.
+    Sqlite,
+    /// A PostgreSQL database.
+    Postgres,
+}
+
+/// The durable queue. Every method commits before its future resolves.
+///
+/// Concurrency: any number of workers (in one process or several, sharing the database)
+/// may call `claim` at once; a recipient is leased to one owner at a time.
+pub trait Store: Send + Sync {
+    /// The backend behind this store.
+    fn backend(&self) -> Backend;
+
+    /// Queues one message and returns its id once committed. A repeated idempotency key
+    /// returns the first message's id with `existing = true` and stores nothing.
+    fn enqueue(&self, message: NewMessage) -> StoreFuture<'_, Enqueued>;
+
+    /// Queues many messages in one transaction (`email_batch`): all or none. Every
+    /// message is checked before anything is written.
+    fn enqueue_batch(&self, messages: Vec<NewMessage>) -> StoreFuture<'_, Vec<Enqueued>>;
+
+    /// Adds recipients to a queued message in one transaction (for bulk merges: call it
+    /// once per batch of, say, 10 000). Returns how many were added.
+    fn add_recipients<'a>(
+        &'a self,
+        message_id: &'a str,
+        recipients: Vec<NewRecipient>,
+    ) -> StoreFuture<'a, u64>;
+
+    /// Leases up to `limit` due recipients to `owner` until `now + lease`, in priority
+    /// order then age, grouped into work units by (message, route).
+    fn claim<'a>(
+        &'a self,
+        owner: &'a str,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<Claimed>>;
+
+    /// Like [`claim`](Store::claim), restricted to one route whatever the priority: what
+    /// an open connection drains before it closes.
+    fn claim_route<'a>(
+        &'a self,
+        owner: &'a str,
+        route: &'a RouteFilter,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<Claimed>>;
+
+    /// Extends `owner`'s leases on these recipients to `now + lease`; returns how many it
+    /// still held.
+    fn renew<'a>(
+        &'a self,
+        owner: &'a str,
+        recipient_ids: &'a [i64],
+        now: OffsetDateTime,
+        lease: Duration,
+    ) -> StoreFuture<'a, u64>;
+
+    /// Gives leased recipients back without an attempt (a worker shutting down): they are
+    /// due again at `now`. Returns how many were released.
+    fn release<'a>(
+        &'a self,
+        owner: &'a str,
+        recipient_ids: &'a [i64],
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, u64>;
+
+    /// Records outcomes in one transaction: recipient states, `attempts + 1`, last reply,
+    /// an attempts-log row each, message statuses. Only recipients still leased by
+    /// `owner` change; returns how many did.
+    fn complete<'a>(&'a self, owner: &'a str, outcomes: Vec<Outcome>) -> StoreFuture<'a, u64>;
+
+    /// The stored MIME data and tokens of a message.
+    fn message_body<'a>(&'a self, message_id: &'a str) -> StoreFuture<'a, MessageBody>;
+
+    /// `queued`, `sent` or `error`.
+    fn status<'a>(&'a self, message_id: &'a str) -> StoreFuture<'a, MessageStatus>;
+
+    /// The detailed per-recipient view (`status --json`).
+    fn detail<'a>(&'a self, message_id: &'a str) -> StoreFuture<'a, MessageDetail>;
+
+    /// One message's summary (the `queue list` row).
+    fn summary<'a>(&'a self, message_id: &'a str) -> StoreFuture<'a, MessageSummary>;
+
+    /// Messages matching a filter, newest first, one page at a time.
+    fn list(&self, filter: ListFilter) -> StoreFuture<'_, ListPage>;
+
+    /// Number of messages per status.
+    fn counts(&self) -> StoreFuture<'_, StatusCounts>;
+
+    /// Marks every recipient that is not yet sent or failed as `removed`; returns how many.
+    fn remove<'a>(&'a self, message_id: &'a str) -> StoreFuture<'a, u64>;
+
+    /// Makes deferred and failed recipients due now (`queued`); returns how many.
+    fn retry<'a>(&'a self, message_id: &'a str, now: OffsetDateTime) -> StoreFuture<'a, u64>;
+
+    /// Deletes messages in a final status (sent, error) queued before `before`, with
+    /// their recipients and attempts; returns how many messages.
+    fn purge(&self, before: OffsetDateTime) -> StoreFuture<'_, u64>;
+
+    /// A message's delivery log, oldest first.
+    fn attempts<'a>(&'a self, message_id: &'a str) -> StoreFuture<'a, Vec<AttemptRecord>>;
+
+    /// The earliest time any recipient becomes due (including lease expiries), or `None`
+    /// when nothing is pending: the engine sleeps until then.
+    fn next_due(&self) -> StoreFuture<'_, Option<OffsetDateTime>>;
+
+    /// True when some recipient is due at `now`.
+    fn has_due(&self, now: OffsetDateTime) -> StoreFuture<'_, bool>;
+
+    /// Signalled after each enqueue: in this process always, and on PostgreSQL also for
+    /// other processes' enqueues (LISTEN `outbox_enqueued`). The signal is a
+    /// [`Notify::notify_one`], so a wake-up sent while the engine was busy is kept.
+    fn enqueued(&self) -> Arc<Notify>;
+}
+
+/// Where a database URL points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// `sqlite://relative/path.db` or `sqlite:///absolute/path.db`.
+    Sqlite(PathBuf),
+    /// `postgres://...` or `postgresql://...`, as given.
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// Parses the URL forms of DESIGN §6.
+    pub fn parse(url: &str) -> Result<Self, StoreError> {
+        let invalid = |reason: &str| StoreError::InvalidUrl {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            let path = path.split_once('?').map_or(path, |(path, _)| path);
+            if path.is_empty() || path == "/" {
+                return Err(invalid("no file path after sqlite://"));
+            }
+            Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseUrl::Postgres(url.to_string()))
+        } else {
+            Err(invalid("expected sqlite://PATH or postgres://..."))
+        }
+    }
+}
+
+/// Opens (and migrates) the store a URL names, with default options. A missing SQLite
+/// file is created.
+pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_store_with(url, StoreOptions::default()).await
+}
+
+/// Opens (and migrates) the store a URL names.
+pub async fn open_store_with(
+    url: &str,
+    options: StoreOptions,
+) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match DatabaseUrl::parse(url)? {
+        DatabaseUrl::Sqlite(path) => Arc::new(crate::SqliteStore::open(&path, options).await?),
+        DatabaseUrl::Postgres(url) => Arc::new(crate::PostgresStore::open(&url, options).await?),
+    })
+}
+
+/// Queues a message with many recipients (a bulk merge): the message with the first
+/// `batch` recipients in one transaction, then the rest `batch` at a time, each batch
+/// its own transaction. The id is returned once every batch is committed.
+pub async fn enqueue_in_batches(
+    store: &dyn Store,
+    mut message: NewMessage,
+    batch: usize,
+) -> Result<Enqueued, StoreError> {
+    let batch = batch.max(1);
+    let rest = if message.recipients.len() > batch {
+        message.recipients.split_off(batch)
+    } else {
+        Vec::new()
+    };
+    let enqueued = store.enqueue(message).await?;
+    if enqueued.existing {
+        return Ok(enqueued);
+    }
+    let mut rest = rest.into_iter().peekable();
+    while rest.peek().is_some() {
+        let chunk: Vec<NewRecipient> = rest.by_ref().take(batch).collect();
+        store.add_recipients(&enqueued.id, chunk).await?;
+    }
+    Ok(enqueued)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://outbox.db").unwrap(),
+            DatabaseUrl::Sqlite("outbox.db".into())
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:///var/lib/outbox.db").unwrap(),
+            DatabaseUrl::Sqlite("/var/lib/outbox.db".into())
+        );
+        assert_eq!(
+            DatabaseUrl::parse("postgres://root@127.0.0.1/test").unwrap(),
+            DatabaseUrl::Postgres("postgres://root@127.0.0.1/test".into())
+        );
+        for bad in ["mysql://x", "outbox.db", "sqlite://"] {
+            assert!(
+                matches!(DatabaseUrl::parse(bad), Err(StoreError::InvalidUrl { .. })),
+                "{bad}"
+            );
+        }
+    }
+}
