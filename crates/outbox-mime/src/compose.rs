@@ -312,7 +312,7 @@ fn extra_headers(headers: &[(String, String)]) -> Result<Vec<(String, String)>, 
         let name = name.trim();
         if name.contains(['\r', '\n']) {
             return Err(ComposeError::HeaderInjection {
-                field: format!("headers ({})", name.trim()),
+                field: format!("headers ({})", name.escape_debug()),
             });
         }
         if name.is_empty()

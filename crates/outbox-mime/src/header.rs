@@ -146,7 +146,8 @@ pub fn parameter(name: &str, value: &str) -> String {
     let plain = value.bytes().all(|b| (b' '..=b'~').contains(&b));
     if plain && value.len() <= 60 {
         let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
-        return format!(";\r\n {name}=\"{escaped}\"");
+        let fold = if value.len() > 30 { "\r\n" } else { "" };
+        return format!(";{fold} {name}=\"{escaped}\"");
     }
     let mut encoded = Vec::new();
     let mut current = String::from("utf-8''");
@@ -276,7 +277,7 @@ mod tests {
     fn parameters_use_rfc2231_for_non_ascii() {
         assert_eq!(
             parameter("filename", "a b.txt"),
-            ";\r\n filename=\"a b.txt\""
+            "; filename=\"a b.txt\""
         );
         assert_eq!(
             parameter("filename", "ü.txt"),

@@ -58,7 +58,10 @@ pub struct EmailSpec {
     /// Overrides the Content-Type of a single-part message.
     pub content_type: Option<String>,
     /// Not delivered before this time (RFC 3339 in JSON).
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(
+        serialize_with = "time::serde::rfc3339::option::serialize",
+        deserialize_with = "send_at_rfc3339"
+    )]
     pub send_at: Option<time::OffsetDateTime>,
     /// A server spec for this message instead of the configured route (parsed by outbox-smtp).
     pub relay: Option<String>,
@@ -283,6 +286,21 @@ impl From<PartSource> for PartSourceJson {
             },
         }
     }
+}
+
+/// `send_at`: an RFC 3339 date-time (or null), with an error that names the field.
+fn send_at_rfc3339<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<time::OffsetDateTime>, D::Error> {
+    use time::format_description::well_known::Rfc3339;
+    let Some(text) = Option::<String>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    time::OffsetDateTime::parse(&text, &Rfc3339).map(Some).map_err(|err| {
+        serde::de::Error::custom(format!(
+            "send_at: {text:?} is not an RFC 3339 date-time ({err})"
+        ))
+    })
 }
 
 /// `to`/`cc`/`bcc`: a JSON list of items, or one string; every item may itself be a
