@@ -19,3 +19,4 @@ pub mod tls;
 pub use timeouts::Timeouts;
 pub use tls::{TlsConfig, TlsConfigError};
 pub mod server;
+pub mod mx;

@@ -44,7 +44,8 @@ pub enum FaultAction {
     Drop,
     /// Say nothing for this long, then go on as normal.
     Stall(Duration),
-    /// During DATA, close the connection once this many octets of text have arrived.
+    /// During DATA (a rule at [`Stage::Data`]), send `354`, then close the connection once
+    /// this many octets of text have arrived.
     DropMidData {
         /// Octets of message text to read before closing.
         after_bytes: u64,
@@ -89,7 +90,7 @@ impl Fault {
 
     /// Close the connection in the middle of the message text, after `after_bytes` octets.
     pub fn drop_mid_data(after_bytes: u64) -> Fault {
-        Fault::new(Stage::EndOfData, FaultAction::DropMidData { after_bytes })
+        Fault::new(Stage::Data, FaultAction::DropMidData { after_bytes })
     }
 
     fn new(stage: Stage, action: FaultAction) -> Fault {
