@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::ProtoErrorKind;
+use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::proto::xfer::Protocol;
 use hickory_resolver::{Name, ResolveError, TokioResolver};
@@ -182,11 +184,13 @@ impl DnsMxResolver {
                     return Ok((known, Duration::from_secs(u64::from(ttl))));
                 }
             }
-            Err(error) if error.is_nx_domain() => {
-                return Ok((self.no_such_domain(domain), self.negative_ttl));
-            }
-            Err(error) if error.is_no_records_found() => {}
-            Err(error) => return Err(lookup_error(domain, &error)),
+            Err(error) => match classify(&error) {
+                Negative::NoSuchDomain => {
+                    return Ok((self.no_such_domain(domain), self.negative_ttl));
+                }
+                Negative::NoRecords => {}
+                Negative::Failure => return Err(lookup_error(domain, &error)),
+            },
         }
         // RFC 5321 §5.1: no MX records, so the domain itself is the mail host if it has an
         // address.
@@ -246,10 +250,10 @@ impl DnsMxResolver {
                     Ok(addresses)
                 }
             }
-            Err(error) if error.is_nx_domain() || error.is_no_records_found() => {
-                Err(MxError::NoAddress { host })
-            }
-            Err(error) => Err(lookup_error(&host, &error)),
+            Err(error) => match classify(&error) {
+                Negative::NoSuchDomain | Negative::NoRecords => Err(MxError::NoAddress { host }),
+                Negative::Failure => Err(lookup_error(&host, &error)),
+            },
         }
     }
 }
@@ -270,6 +274,28 @@ fn fqdn(domain: &str) -> Result<Name, MxError> {
         domain: domain.to_string(),
         reason: e.to_string(),
     })
+}
+
+/// What a failed lookup says about the name.
+enum Negative {
+    /// NXDOMAIN: the name does not exist.
+    NoSuchDomain,
+    /// NOERROR with no answer: the name exists without records of that type.
+    NoRecords,
+    /// SERVFAIL, REFUSED, timeouts, network errors: nothing is known (transient).
+    Failure,
+}
+
+fn classify(error: &ResolveError) -> Negative {
+    let code = error.proto().and_then(|proto| match proto.kind() {
+        ProtoErrorKind::NoRecordsFound { response_code, .. } => Some(*response_code),
+        _ => None,
+    });
+    match code {
+        Some(ResponseCode::NXDomain) => Negative::NoSuchDomain,
+        Some(ResponseCode::NoError) => Negative::NoRecords,
+        _ => Negative::Failure,
+    }
 }
 
 fn lookup_error(name: &str, error: &ResolveError) -> MxError {
