@@ -12,7 +12,6 @@ import json
 import sys
 from email import policy
 from email.parser import BytesParser
-from email.utils import getaddresses
 
 
 def structure(part):
@@ -29,8 +28,11 @@ def main():
     for name, value in msg.items():
         out["headers"].setdefault(name.lower(), str(value))
     for field in ("from", "to", "cc", "reply-to", "sender"):
-        values = msg.get_all(field, [])
-        out[field] = [list(pair) for pair in getaddresses([str(v) for v in values])]
+        out[field] = [
+            [address.display_name, address.addr_spec]
+            for header in msg.get_all(field, [])
+            for address in header.addresses
+        ]
     for part in msg.walk():
         out["defects"].extend(type(d).__name__ for d in part.defects)
         if part.is_multipart():
