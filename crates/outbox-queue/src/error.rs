@@ -123,10 +123,10 @@ impl StoreError {
     }
 }
 
-/// Bytes as megabytes (MB = 2^20 bytes, as in "8 MB" of the seed) with at most one
-/// decimal: `9.2`, `8`.
+/// Bytes as decimal megabytes (1 MB = 1 000 000 bytes, as the configuration counts them)
+/// with at most one decimal: `9.2`, `8`.
 fn megabytes(bytes: u64) -> String {
-    let tenths = (bytes as f64 / 104_857.6).round() as u64;
+    let tenths = (bytes as f64 / 100_000.0).round() as u64;
     if tenths.is_multiple_of(10) {
         format!("{}", tenths / 10)
     } else {
@@ -141,8 +141,8 @@ mod tests {
     #[test]
     fn oversize_message_names_the_limit() {
         let err = StoreError::TooLarge {
-            size: 9_646_899,
-            limit: 8 * 1024 * 1024,
+            size: 9_200_000,
+            limit: 8_000_000,
         };
         assert_eq!(
             err.to_string(),
@@ -154,9 +154,9 @@ mod tests {
 
     #[test]
     fn megabytes_round_to_one_decimal() {
-        assert_eq!(megabytes(8 * 1024 * 1024), "8");
-        assert_eq!(megabytes(8_000_000), "7.6");
-        assert_eq!(megabytes(50_000), "0");
-        assert_eq!(megabytes(60_000), "0.1");
+        assert_eq!(megabytes(8_000_000), "8");
+        assert_eq!(megabytes(8_388_608), "8.4");
+        assert_eq!(megabytes(49_999), "0");
+        assert_eq!(megabytes(50_000), "0.1");
     }
 }

@@ -544,14 +544,14 @@ pub struct StatusCounts {
 /// Settings a store applies to what it accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreOptions {
-    /// Biggest message `enqueue` accepts, in bytes (default 8 MB).
+    /// Biggest message `enqueue` accepts, in bytes (default 8 MB = 8 000 000 bytes).
     pub max_message_size: u64,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
-            max_message_size: 8 * 1024 * 1024,
+            max_message_size: 8_000_000,
         }
     }
 }

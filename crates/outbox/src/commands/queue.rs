@@ -1,0 +1,268 @@
+//! `outbox queue list | show | rm | retry | purge`: the Email Queue section of the
+//! seed's Server Admin, on the command line.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use outbox_queue::{
+    ListFilter, MessageStatus, MessageSummary, Priority, Store, StoreOptions, rfc3339,
+};
+use serde_json::json;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::cli::Globals;
+
+/// Arguments of `outbox queue`.
+#[derive(Debug, clap::Args)]
+pub struct QueueArgs {
+    #[command(subcommand)]
+    pub command: QueueCommand,
+}
+
+/// What to do with the queue.
+#[derive(Debug, clap::Subcommand)]
+pub enum QueueCommand {
+    /// List messages, newest first.
+    List(ListArgs),
+    /// Show one message: its recipients and its attempt log.
+    Show {
+        /// The message id.
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// Remove messages: every recipient not yet sent or failed becomes `removed`.
+    Rm {
+        /// Message ids.
+        #[arg(value_name = "ID", required = true)]
+        ids: Vec<String>,
+    },
+    /// Retry deferred and failed recipients now.
+    Retry {
+        /// Message ids.
+        #[arg(value_name = "ID", required = true)]
+        ids: Vec<String>,
+    },
+    /// Delete finished messages (sent or error) queued longer ago than a duration.
+    Purge {
+        /// How old, e.g. `30d`, `12h`.
+        #[arg(long, value_name = "DURATION", value_parser = parse_age)]
+        older_than: Duration,
+    },
+}
+
+/// Filters of `queue list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Only messages with this status: queued, sent or error.
+    #[arg(long, value_name = "STATUS")]
+    pub status: Option<MessageStatus>,
+    /// Only messages with this priority: high, medium or low.
+    #[arg(long, value_name = "PRIORITY")]
+    pub priority: Option<Priority>,
+    /// Only messages with a recipient at this domain.
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
+    /// Only messages whose subject contains this text.
+    #[arg(long, value_name = "TEXT")]
+    pub subject: Option<String>,
+    /// Only messages queued before this time (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub before: Option<OffsetDateTime>,
+    /// Only messages queued after this time (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub after: Option<OffsetDateTime>,
+    /// At most this many messages (1 to 1000).
+    #[arg(long, value_name = "N", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
+    /// Continue after this cursor (printed at the end of a full page).
+    #[arg(long, value_name = "CURSOR")]
+    pub cursor: Option<String>,
+}
+
+fn parse_age(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|err| format!("{err} (expected e.g. 30d, 12h)"))
+}
+
+fn parse_time(text: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(text, &Rfc3339)
+        .map_err(|err| format!("{err} (expected RFC 3339, e.g. 2026-11-22T10:00:00Z)"))
+}
+
+/// Opens the store the configuration names (`--db`, else `database`, else
+/// `sqlite://outbox.db`), with the configured message size limit.
+pub async fn open_store(globals: &Globals) -> anyhow::Result<Arc<dyn Store>> {
+    let config = globals.config()?;
+    let options = StoreOptions {
+        max_message_size: config.delivery.max_message_size.0,
+    };
+    Ok(outbox_queue::open_store_with(&config.database, options).await?)
+}
+
+/// Runs one `queue` subcommand.
+pub async fn run(globals: &Globals, args: QueueArgs) -> anyhow::Result<()> {
+    let store = open_store(globals).await?;
+    match args.command {
+        QueueCommand::List(list) => run_list(&*store, globals.json, list).await,
+        QueueCommand::Show { id } => run_show(&*store, globals.json, &id).await,
+        QueueCommand::Rm { ids } => {
+            let removed = for_each_message(&*store, &ids, |id| store.remove(id)).await?;
+            report(globals.json, "removed", &removed)
+        }
+        QueueCommand::Retry { ids } => {
+            let now = OffsetDateTime::now_utc();
+            let retried = for_each_message(&*store, &ids, |id| store.retry(id, now)).await?;
+            report(globals.json, "retried", &retried)
+        }
+        QueueCommand::Purge { older_than } => {
+            let cutoff = OffsetDateTime::now_utc()
+                .checked_sub(
+                    time::Duration::try_from(older_than).context("--older-than is too large")?,
+                )
+                .context("--older-than is too large")?;
+            let purged = store.purge(cutoff).await?;
+            if globals.json {
+                println!("{}", json!({ "purged": purged }));
+            } else {
+                println!("purged {purged} messages");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Checks that every id exists before changing anything, then applies `action` to each.
+async fn for_each_message<'s, F, Fut>(
+    store: &dyn Store,
+    ids: &'s [String],
+    action: F,
+) -> anyhow::Result<Vec<(&'s str, u64)>>
+where
+    F: Fn(&'s str) -> Fut,
+    Fut: std::future::Future<Output = Result<u64, outbox_queue::StoreError>>,
+{
+    for id in ids {
+        store.status(id).await?;
+    }
+    let mut done = Vec::with_capacity(ids.len());
+    for id in ids {
+        done.push((id.as_str(), action(id).await?));
+    }
+    Ok(done)
+}
+
+fn report(json: bool, verb: &str, done: &[(&str, u64)]) -> anyhow::Result<()> {
+    if json {
+        let items: Vec<_> = done
+            .iter()
+            .map(|(id, n)| json!({ "id": id, verb: n }))
+            .collect();
+        println!("{}", serde_json::to_string(&items)?);
+    } else {
+        for (id, n) in done {
+            let plural = if *n == 1 { "" } else { "s" };
+            println!("{id} {verb} ({n} recipient{plural})");
+        }
+    }
+    Ok(())
+}
+
+async fn run_list(store: &dyn Store, json: bool, args: ListArgs) -> anyhow::Result<()> {
+    let filter = ListFilter {
+        status: args.status,
+        priority: args.priority,
+        before: args.before,
+        after: args.after,
+        domain: args.domain,
+        subject: args.subject,
+        limit: args.limit,
+        cursor: args.cursor,
+    };
+    let page = store.list(filter).await?;
+    if json {
+        println!("{}", serde_json::to_string(&page.items)?);
+        return Ok(());
+    }
+    print!("{}", list_table(&page.items));
+    if let Some(cursor) = page.next_cursor {
+        println!("more: --cursor {cursor}");
+    }
+    Ok(())
+}
+
+/// The human listing: one line per message under a header.
+fn list_table(items: &[MessageSummary]) -> String {
+    let mut out = format!(
+        "{:<26}  {:<6}  {:<6}  {:>5}  {:<20}  {}\n",
+        "ID", "STATUS", "PRIO", "RCPTS", "CREATED", "SUBJECT"
+    );
+    for m in items {
+        let created = rfc3339(m.created_at);
+        let _ = writeln!(
+            out,
+            "{:<26}  {:<6}  {:<6}  {:>5}  {:<20}  {}",
+            m.id,
+            m.status,
+            m.priority,
+            m.recipients,
+            created.get(..19).map_or(created.as_str(), |s| s),
+            m.subject
+        );
+    }
+    out
+}
+
+async fn run_show(store: &dyn Store, json: bool, id: &str) -> anyhow::Result<()> {
+    let summary = store.summary(id).await?;
+    let detail = store.detail(id).await?;
+    let attempts = store.attempts(id).await?;
+    if json {
+        let mut object = serde_json::to_value(&summary)?;
+        object["recipients"] = serde_json::to_value(&detail.recipients)?;
+        object["recipient_count"] = json!(summary.recipients);
+        object["attempts"] = serde_json::to_value(&attempts)?;
+        println!("{}", serde_json::to_string(&object)?);
+        return Ok(());
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "id:        {}", summary.id);
+    let _ = writeln!(out, "status:    {}", summary.status);
+    let _ = writeln!(out, "from:      {}", summary.from);
+    let _ = writeln!(out, "subject:   {}", summary.subject);
+    let _ = writeln!(out, "priority:  {}", summary.priority);
+    let _ = writeln!(out, "created:   {}", rfc3339(summary.created_at));
+    let _ = writeln!(out, "send at:   {}", rfc3339(summary.send_at));
+    let _ = writeln!(out, "size:      {} bytes", summary.size);
+    let _ = writeln!(out, "\nrecipients:");
+    for r in &detail.recipients {
+        let _ = writeln!(
+            out,
+            "  {:<40} {:<8} {:>3}  {}",
+            r.address,
+            r.state,
+            r.attempts,
+            r.last_reply.as_deref().unwrap_or("-")
+        );
+    }
+    let _ = writeln!(out, "\nattempts:");
+    if attempts.is_empty() {
+        let _ = writeln!(out, "  (none yet)");
+    }
+    for a in &attempts {
+        let _ = writeln!(
+            out,
+            "  {}  {}  {}  {}  {} ms  {}",
+            rfc3339(a.at),
+            a.recipient,
+            a.host.as_deref().unwrap_or("-"),
+            a.outcome,
+            a.duration_ms,
+            a.reply
+        );
+    }
+    print!("{out}");
+    Ok(())
+}
