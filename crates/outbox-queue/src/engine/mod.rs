@@ -1,0 +1,352 @@
+//! The delivery engine: the background sender of the seed.
+//!
+//! It claims due recipients from the [`Store`] (high priority first, then by age), groups
+//! them by route, and runs at most `max_connections` connections at a time, each carrying
+//! at most `messages_per_connection` transactions. An open connection drains every due
+//! message of its route, whatever the priority. Outcomes follow [`policy`]: 2xx sent, 4xx
+//! and network errors deferred with backoff, 5xx failed, and failed after `max_attempts`.
+//!
+//! The engine wakes at once on an enqueue in this process ([`Store::enqueued`]), at the
+//! next due time, and at least every `poll_interval` for work queued by other processes.
+//! On shutdown it stops claiming, lets each connection finish its transaction, records
+//! every outcome, and gives unsent claims back.
+
+mod completer;
+mod connection;
+pub mod metrics;
+pub mod policy;
+mod ready;
+mod smtp;
+pub mod transport;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::{ClaimedRecipient, ListFilter, MessageBody, MessageStatus, Store, StoreError};
+
+use completer::{Completer, Leases};
+pub use metrics::{EngineMetrics, MetricsSnapshot};
+use ready::{BodyCache, ReadyQueues};
+pub use smtp::{SmtpTransport, SmtpTransportConfig};
+pub use transport::{
+    BoxFuture, Connection, ReplyText, Route, TransactionReport, Transport, TransportError,
+};
+
+/// How the engine behaves; the binary fills it from `[delivery]`.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// This worker's name in leases; unique among workers sharing a database.
+    pub owner: String,
+    /// Connections open at once (the seed's five).
+    pub max_connections: usize,
+    /// Transactions per connection before it closes (the seed's 100).
+    pub messages_per_connection: usize,
+    /// A recipient fails after this many attempts.
+    pub max_attempts: u32,
+    /// Waits after each temporary failure; the last repeats.
+    pub retry_backoff: Vec<Duration>,
+    /// How long claimed recipients stay leased without renewal.
+    pub lease: Duration,
+    /// True when `[delivery] relay` is set: MX routes then go through it.
+    pub relay_configured: bool,
+    /// Longest sleep between looks at the queue, for work queued by other processes.
+    pub poll_interval: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            owner: default_owner(),
+            max_connections: 5,
+            messages_per_connection: 100,
+            max_attempts: 10,
+            retry_backoff: [60, 300, 900, 3600, 14400]
+                .into_iter()
+                .map(Duration::from_secs)
+                .collect(),
+            lease: Duration::from_secs(60),
+            relay_configured: false,
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A worker name that is unique across hosts and processes: `host:pid:random`.
+pub fn default_owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
+    format!(
+        "{host}:{}:{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+/// When [`Engine::run`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// Until the shutdown future resolves (`outbox serve`, `outbox deliver`).
+    Forever,
+    /// Also when every recipient of every message whose `send_at` has come is final
+    /// (`outbox deliver --until-empty`).
+    UntilEmpty,
+}
+
+/// State shared by the dispatcher and its connections.
+pub(crate) struct Shared {
+    pub store: Arc<dyn Store>,
+    pub transport: Arc<dyn Transport>,
+    pub config: EngineConfig,
+    pub ready: ReadyQueues,
+    pub leases: Arc<Leases>,
+    pub completer: Completer,
+    pub metrics: Arc<EngineMetrics>,
+    bodies: BodyCache,
+    stop: watch::Receiver<bool>,
+}
+
+impl Shared {
+    pub fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// A message's data, read once and shared by its transactions.
+    pub async fn body(&self, message_id: &str) -> Result<Arc<MessageBody>, StoreError> {
+        if let Some(body) = self.bodies.get(message_id) {
+            return Ok(body);
+        }
+        let body = Arc::new(self.store.message_body(message_id).await?);
+        self.bodies.insert(message_id, body.clone());
+        Ok(body)
+    }
+
+    /// Gives claimed recipients back without an attempt.
+    pub async fn release(&self, recipients: &[ClaimedRecipient]) {
+        let ids: Vec<i64> = recipients.iter().map(|r| r.id).collect();
+        if let Err(err) = self
+            .store
+            .release(&self.config.owner, &ids, OffsetDateTime::now_utc())
+            .await
+        {
+            tracing::warn!(error = %err, "releasing claims failed; they are due when their leases expire");
+        }
+        self.leases.drop_ids(ids);
+    }
+}
+
+/// Shortest sleep between looks at the queue when work is due but cannot start yet.
+const MIN_WAIT: Duration = Duration::from_millis(10);
+
+/// Bodies kept in memory between transactions.
+const BODY_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
+/// The background sender.
+pub struct Engine {
+    store: Arc<dyn Store>,
+    transport: Arc<dyn Transport>,
+    config: EngineConfig,
+    metrics: Arc<EngineMetrics>,
+}
+
+impl Engine {
+    /// An engine over a store and a transport.
+    pub fn new(store: Arc<dyn Store>, transport: Arc<dyn Transport>, config: EngineConfig) -> Self {
+        Engine {
+            store,
+            transport,
+            config,
+            metrics: Arc::new(EngineMetrics::default()),
+        }
+    }
+
+    /// The engine's counters (shared; they keep counting while it runs).
+    pub fn metrics(&self) -> Arc<EngineMetrics> {
+        self.metrics.clone()
+    }
+
+    /// Delivers until `shutdown` resolves (or, with [`RunMode::UntilEmpty`], until there is
+    /// nothing left to wait for). Errors only when the store fails.
+    pub async fn run(
+        &self,
+        mode: RunMode,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), StoreError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let leases = Arc::new(Leases::default());
+        let (completer, completer_task) = Completer::start(
+            self.store.clone(),
+            self.config.owner.clone(),
+            leases.clone(),
+        );
+        let renewer = tokio::spawn(completer::renew_leases(
+            self.store.clone(),
+            self.config.owner.clone(),
+            leases.clone(),
+            self.config.lease,
+            stop_rx.clone(),
+        ));
+        let shared = Arc::new(Shared {
+            store: self.store.clone(),
+            transport: self.transport.clone(),
+            config: self.config.clone(),
+            ready: ReadyQueues::default(),
+            leases,
+            completer,
+            metrics: self.metrics.clone(),
+            bodies: BodyCache::new(BODY_CACHE_BYTES),
+            stop: stop_rx,
+        });
+        let result = dispatch(&shared, mode, shutdown, &stop_tx).await;
+        let _ = stop_tx.send(true);
+
+        // Unsent claims go back; every outcome is written before we return.
+        let unsent: Vec<ClaimedRecipient> = shared
+            .ready
+            .take_all()
+            .into_iter()
+            .flat_map(|unit| unit.recipients)
+            .collect();
+        if !unsent.is_empty() {
+            shared.release(&unsent).await;
+        }
+        shared.completer.flush().await;
+        let _ = renewer.await;
+        drop(shared);
+        let _ = completer_task.await;
+        result
+    }
+}
+
+async fn dispatch(
+    shared: &Arc<Shared>,
+    mode: RunMode,
+    shutdown: impl Future<Output = ()> + Send,
+    stop_tx: &watch::Sender<bool>,
+) -> Result<(), StoreError> {
+    let config = &shared.config;
+    let enqueued = shared.store.enqueued();
+    let mut connections: JoinSet<()> = JoinSet::new();
+    let mut open: HashMap<Route, usize> = HashMap::new();
+    let mut by_task = HashMap::new();
+    tokio::pin!(shutdown);
+    let mut stopping = false;
+    loop {
+        if !stopping {
+            // Fill the ready queues, then open connections for the best routes.
+            if connections.len() < config.max_connections
+                && shared.ready.len() < config.max_connections
+            {
+                claim(
+                    shared,
+                    config.max_connections * config.messages_per_connection,
+                )
+                .await?;
+            }
+            for route in shared.ready.routes_to_open(&open, config.max_connections) {
+                if connections.len() >= config.max_connections {
+                    break;
+                }
+                *open.entry(route.clone()).or_default() += 1;
+                let handle = connections.spawn(connection::run(shared.clone(), route.clone()));
+                by_task.insert(handle.id(), route);
+            }
+        }
+        if connections.is_empty() {
+            if stopping {
+                return Ok(());
+            }
+            if mode == RunMode::UntilEmpty && shared.ready.len() == 0 {
+                shared.completer.flush().await;
+                if nothing_left(&*shared.store).await? {
+                    return Ok(());
+                }
+            }
+        }
+        // At capacity only a finished connection (or shutdown) can change anything;
+        // otherwise sleep until the next due time, a new message, or the poll interval.
+        let full = connections.len() >= config.max_connections;
+        let wait = if full || stopping {
+            config.poll_interval
+        } else {
+            match shared.store.next_due().await? {
+                Some(due) => Duration::try_from(due - OffsetDateTime::now_utc())
+                    .unwrap_or(Duration::ZERO)
+                    .clamp(MIN_WAIT, config.poll_interval),
+                None => config.poll_interval,
+            }
+        };
+        tokio::select! {
+            finished = connections.join_next_with_id(), if !connections.is_empty() => {
+                let id = match finished {
+                    Some(Ok((id, ()))) => Some(id),
+                    Some(Err(err)) => {
+                        tracing::error!(error = %err, "a connection task failed");
+                        Some(err.id())
+                    }
+                    None => None,
+                };
+                if let Some(route) = id.and_then(|id| by_task.remove(&id))
+                    && let Some(count) = open.get_mut(&route)
+                {
+                    *count -= 1;
+                    if *count == 0 {
+                        open.remove(&route);
+                    }
+                }
+            }
+            _ = enqueued.notified(), if !full && !stopping => {}
+            _ = tokio::time::sleep(wait), if !full && !stopping => {}
+            _ = &mut shutdown, if !stopping => {
+                tracing::info!("stopping: finishing open transactions");
+                stopping = true;
+                let _ = stop_tx.send(true);
+            }
+        }
+    }
+}
+
+/// Claims up to `limit` due recipients into the ready queues.
+async fn claim(shared: &Shared, limit: usize) -> Result<(), StoreError> {
+    let claimed = shared
+        .store
+        .claim(
+            &shared.config.owner,
+            OffsetDateTime::now_utc(),
+            shared.config.lease,
+            limit,
+        )
+        .await?;
+    for unit in claimed {
+        shared.leases.hold(unit.recipients.iter().map(|r| r.id));
+        let route = Route::for_key(&unit.route, shared.config.relay_configured);
+        shared.ready.push_back(route, unit);
+    }
+    Ok(())
+}
+
+/// True when every message whose `send_at` has come has only final recipients.
+async fn nothing_left(store: &dyn Store) -> Result<bool, StoreError> {
+    let now = OffsetDateTime::now_utc();
+    let mut filter = ListFilter {
+        status: Some(MessageStatus::Queued),
+        limit: 1000,
+        ..ListFilter::default()
+    };
+    loop {
+        let page = store.list(filter.clone()).await?;
+        if page.items.iter().any(|message| message.send_at <= now) {
+            return Ok(false);
+        }
+        match page.next_cursor {
+            Some(cursor) => filter.cursor = Some(cursor),
+            None => return Ok(true),
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Work this worker has claimed but not yet sent, kept per route so that an open
+//! connection can take every due message of its route, whatever the priority (the seed:
+//! "once it connects to an SMTP server it delivers as many messages as possible").
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::{Claimed, MessageBody, Priority};
+
+use super::transport::Route;
+
+/// Claimed units waiting for a connection, by route.
+#[derive(Default)]
+pub(crate) struct ReadyQueues {
+    inner: Mutex<HashMap<Route, VecDeque<Claimed>>>,
+}
+
+impl ReadyQueues {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Route, VecDeque<Claimed>>> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds freshly claimed units (already in priority order) to their route's queue.
+    pub fn push_back(&self, route: Route, unit: Claimed) {
+        self.lock().entry(route).or_default().push_back(unit);
+    }
+
+    /// Puts a unit back at the front of its route's queue (a connection stopped early).
+    pub fn push_front(&self, route: Route, unit: Claimed) {
+        self.lock().entry(route).or_default().push_front(unit);
+    }
+
+    /// The next unit for a connection on `route`.
+    pub fn pop(&self, route: &Route) -> Option<Claimed> {
+        let mut queues = self.lock();
+        let queue = queues.get_mut(route)?;
+        let unit = queue.pop_front();
+        if queue.is_empty() {
+            queues.remove(route);
+        }
+        unit
+    }
+
+    /// Every unit waiting for `route` (a connection to it just failed).
+    pub fn take_route(&self, route: &Route) -> Vec<Claimed> {
+        self.lock().remove(route).map(Vec::from).unwrap_or_default()
+    }
+
+    /// Everything waiting (the worker is stopping).
+    pub fn take_all(&self) -> Vec<Claimed> {
+        self.lock().drain().flat_map(|(_, queue)| queue).collect()
+    }
+
+    /// Connections worth opening, best route first (by the priority of its best unit,
+    /// then its age: message ids sort by time). A route wants one connection per waiting
+    /// unit, up to `max_per_route`, minus those it has open already.
+    pub fn routes_to_open(&self, open: &HashMap<Route, usize>, max_per_route: usize) -> Vec<Route> {
+        let queues = self.lock();
+        let mut wanted: Vec<(Priority, &str, &Route, usize)> = queues
+            .iter()
+            .filter_map(|(route, queue)| {
+                let best = queue
+                    .iter()
+                    .min_by(|a, b| (a.priority, &a.message_id).cmp(&(b.priority, &b.message_id)))?;
+                let already = open.get(route).copied().unwrap_or(0);
+                let extra = queue.len().min(max_per_route).saturating_sub(already);
+                (extra > 0).then_some((best.priority, best.message_id.as_str(), route, extra))
+            })
+            .collect();
+        wanted.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        wanted
+            .into_iter()
+            .flat_map(|(_, _, route, extra)| std::iter::repeat_n(route.clone(), extra))
+            .collect()
+    }
+
+    /// Number of units waiting.
+    pub fn len(&self) -> usize {
+        self.lock().values().map(VecDeque::len).sum()
+    }
+}
+
+/// Message bodies recently read, so a merge to many recipients and the messages of one
+/// connection read each body once. Bounded by bytes, not entries: bodies go up to 8 MB.
+pub(crate) struct BodyCache {
+    inner: Mutex<(HashMap<String, Arc<MessageBody>>, usize)>,
+    max_bytes: usize,
+}
+
+impl BodyCache {
+    pub fn new(max_bytes: usize) -> Self {
+        BodyCache {
+            inner: Mutex::new((HashMap::new(), 0)),
+            max_bytes,
+        }
+    }
+
+    pub fn get(&self, message_id: &str) -> Option<Arc<MessageBody>> {
+        let cache = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        cache.0.get(message_id).cloned()
+    }
+
+    pub fn insert(&self, message_id: &str, body: Arc<MessageBody>) {
+        let size = body.data.len();
+        if size > self.max_bytes {
+            return;
+        }
+        let mut cache = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.1 + size > self.max_bytes {
+            // Cheap eviction: a miss re-reads the body, so forgetting everything is correct.
+            cache.0.clear();
+            cache.1 = 0;
+        }
+        if cache.0.insert(message_id.to_string(), body).is_none() {
+            cache.1 += size;
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! The engine's real transport: SMTP through `outbox-smtp` — to a relay (the message's own
+//! or the configured one), to a program, or straight to a domain's MX hosts.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use outbox_smtp::mx::{DnsMxResolver, MxError, MxResolver, ResolverSettings};
+use outbox_smtp::{
+    BoxedStream, ClientConfig, ClientError, ProgramSpec, Reply, Security, ServerSpec, SmtpClient,
+    program,
+};
+
+use super::transport::{
+    BoxFuture, Connection, ReplyText, Route, TransactionReport, Transport, TransportError,
+};
+
+/// What the SMTP transport needs: client settings, the configured relay, the MX port and
+/// the resolver.
+#[derive(Clone)]
+pub struct SmtpTransportConfig {
+    /// EHLO name, timeouts, trust anchors.
+    pub client: ClientConfig,
+    /// `[delivery] relay`: every recipient without a per-message relay goes through it.
+    pub relay: Option<ServerSpec>,
+    /// `[delivery] mx_port`: the port of MX hosts, implicit MX included.
+    pub mx_port: u16,
+    /// Where MX lookups go; `None` builds a DNS resolver from `nameservers`.
+    pub resolver: Option<Arc<dyn MxResolver>>,
+    /// `[dns] nameservers`; empty means the system resolver.
+    pub nameservers: Vec<SocketAddr>,
+}
+
+impl Default for SmtpTransportConfig {
+    fn default() -> Self {
+        SmtpTransportConfig {
+            client: ClientConfig::default(),
+            relay: None,
+            mx_port: 25,
+            resolver: None,
+            nameservers: Vec::new(),
+        }
+    }
+}
+
+/// Delivers over SMTP (or to a program), as the route says.
+pub struct SmtpTransport {
+    client: ClientConfig,
+    relay: Option<ServerSpec>,
+    mx_port: u16,
+    resolver: Arc<dyn MxResolver>,
+}
+
+impl SmtpTransport {
+    /// Builds the transport; fails only when the DNS resolver cannot be set up.
+    pub fn new(config: SmtpTransportConfig) -> Result<Self, MxError> {
+        let resolver = match config.resolver {
+            Some(resolver) => resolver,
+            None => Arc::new(DnsMxResolver::new(&ResolverSettings {
+                nameservers: config.nameservers,
+                ..ResolverSettings::default()
+            })?),
+        };
+        Ok(SmtpTransport {
+            client: config.client,
+            relay: config.relay,
+            mx_port: config.mx_port,
+            resolver,
+        })
+    }
+
+    /// True when a relay is configured: MX routes then go through it.
+    pub fn relay_configured(&self) -> bool {
+        self.relay.is_some()
+    }
+
+    async fn connect_spec(&self, spec: &ServerSpec) -> Result<Box<dyn Connection>, TransportError> {
+        match spec {
+            ServerSpec::Smtp(smtp) => {
+                let host = format!("{}:{}", smtp.host, smtp.port);
+                let client = SmtpClient::connect(smtp, &self.client)
+                    .await
+                    .map_err(|err| client_error(&err, true))?;
+                Ok(Box::new(SmtpConnection { client, host }))
+            }
+            ServerSpec::Program(program) => Ok(Box::new(ProgramConnection {
+                spec: program.clone(),
+                timeout: self.client.timeouts.data_term,
+            })),
+        }
+    }
+
+    /// Tries the domain's MX hosts in order, each host's addresses in order; moves on after
+    /// a connection failure or a refusing greeting (RFC 5321 §5.1).
+    async fn connect_mx(&self, domain: &str) -> Result<Box<dyn Connection>, TransportError> {
+        let hosts = self
+            .resolver
+            .mx_hosts(domain)
+            .await
+            .map_err(|err| TransportError {
+                message: err.to_string(),
+                permanent: err.is_permanent(),
+                connection_lost: true,
+            })?;
+        let mut last = None;
+        for mx in &hosts {
+            let addresses = match self.resolver.host_addresses(&mx.host).await {
+                Ok(addresses) => addresses,
+                Err(err) => {
+                    last = Some(TransportError {
+                        message: err.to_string(),
+                        permanent: false,
+                        connection_lost: true,
+                    });
+                    continue;
+                }
+            };
+            for ip in addresses {
+                let addr = SocketAddr::new(ip, self.mx_port);
+                match SmtpClient::connect_addr(
+                    addr,
+                    &mx.host,
+                    Security::OpportunisticStartTls,
+                    None,
+                    &self.client,
+                )
+                .await
+                {
+                    Ok(client) => {
+                        let host = format!("{}[{}]:{}", mx.host, ip, self.mx_port);
+                        return Ok(Box::new(SmtpConnection { client, host }));
+                    }
+                    Err(err) => {
+                        tracing::debug!(%domain, mx = %mx.host, %addr, error = %err, "MX host failed; trying the next");
+                        // A 5xx greeting from one MX does not condemn the domain: the
+                        // next host may take the mail, so only the last answer counts.
+                        last = Some(client_error(&err, true));
+                    }
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| TransportError {
+            message: format!("no MX host of {domain} could be reached"),
+            permanent: false,
+            connection_lost: true,
+        }))
+    }
+}
+
+impl Transport for SmtpTransport {
+    fn connect<'a>(
+        &'a self,
+        route: &'a Route,
+    ) -> BoxFuture<'a, Result<Box<dyn Connection>, TransportError>> {
+        Box::pin(async move {
+            match route {
+                Route::Relay(text) => {
+                    let spec = ServerSpec::parse(text).map_err(|err| TransportError {
+                        message: format!("relay {text:?}: {err}"),
+                        permanent: true,
+                        connection_lost: true,
+                    })?;
+                    self.connect_spec(&spec).await
+                }
+                Route::ConfiguredRelay => match &self.relay {
+                    Some(spec) => self.connect_spec(spec).await,
+                    None => Err(TransportError {
+                        message: "no relay is configured".into(),
+                        permanent: false,
+                        connection_lost: true,
+                    }),
+                },
+                Route::Mx(domain) => self.connect_mx(domain).await,
+            }
+        })
+    }
+}
+
+/// A reply as the queue stores it.
+fn reply_text(reply: &Reply) -> ReplyText {
+    ReplyText {
+        code: reply.code,
+        text: reply.to_string(),
+    }
+}
+
+/// A client error as the engine sees it. Errors before or outside a transaction leave the
+/// connection unusable, except a refused MAIL FROM and a message too big for the server.
+fn client_error(err: &ClientError, connecting: bool) -> TransportError {
+    let usable = !connecting
+        && matches!(
+            err,
+            ClientError::Rejected { .. } | ClientError::MessageTooBig { .. }
+        );
+    TransportError {
+        message: err.to_string(),
+        permanent: err.is_permanent(),
+        connection_lost: !usable,
+    }
+}
+
+struct SmtpConnection {
+    client: SmtpClient<BoxedStream>,
+    host: String,
+}
+
+impl Connection for SmtpConnection {
+    fn host(&self) -> String {
+        self.host.clone()
+    }
+
+    fn send<'a>(
+        &'a mut self,
+        from: &'a str,
+        recipients: &'a [&'a str],
+        data: &'a [u8],
+    ) -> BoxFuture<'a, Result<TransactionReport, TransportError>> {
+        Box::pin(async move {
+            let delivery = self
+                .client
+                .send(from, recipients, data)
+                .await
+                .map_err(|err| client_error(&err, false))?;
+            Ok(TransactionReport {
+                recipients: delivery
+                    .recipients
+                    .iter()
+                    .map(|r| reply_text(r.outcome.reply()))
+                    .collect(),
+                data: delivery.data.as_ref().map(reply_text),
+            })
+        })
+    }
+
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let _ = self.client.quit().await;
+        })
+    }
+}
+
+/// `program:` routes: each transaction runs the program once.
+struct ProgramConnection {
+    spec: ProgramSpec,
+    timeout: Duration,
+}
+
+impl Connection for ProgramConnection {
+    fn host(&self) -> String {
+        format!("program:{}", self.spec.program)
+    }
+
+    fn send<'a>(
+        &'a mut self,
+        from: &'a str,
+        recipients: &'a [&'a str],
+        data: &'a [u8],
+    ) -> BoxFuture<'a, Result<TransactionReport, TransportError>> {
+        Box::pin(async move {
+            program::send_with_timeout(&self.spec, from, recipients, data, Some(self.timeout))
+                .await
+                .map_err(|err| TransportError {
+                    message: err.to_string(),
+                    permanent: err.is_permanent(),
+                    connection_lost: false,
+                })?;
+            let accepted = ReplyText {
+                code: 250,
+                text: format!("250 accepted by {}", self.spec.program),
+            };
+            Ok(TransactionReport {
+                recipients: vec![accepted.clone(); recipients.len()],
+                data: Some(accepted),
+            })
+        })
+    }
+
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
+}

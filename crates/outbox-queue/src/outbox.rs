@@ -1,0 +1,317 @@
+//! The `Outbox` facade: the seed's `email_send`, `email_queue`, `email_batch`,
+//! `email_status` and `email_immediate` for Rust programs, over one store and transport.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use thiserror::Error;
+use time::OffsetDateTime;
+
+use outbox_mime::{ComposeError, EmailSpec, Message, compose};
+use outbox_smtp::{ServerSpec, SpecError};
+
+use crate::engine::{Engine, EngineConfig, Route, Transport, TransportError};
+use crate::{
+    Enqueued, MergeValues, MessageDetail, MessageStatus, NewMessage, NewRecipient, Priority, Store,
+    StoreError,
+};
+
+/// What can go wrong handing a message to Outbox.
+#[derive(Debug, Error)]
+pub enum OutboxError {
+    /// The message could not be composed (a missing field, a bad address, an unreadable file).
+    #[error(transparent)]
+    Compose(#[from] ComposeError),
+    /// The message's `relay` is not a server spec.
+    #[error("relay: {0}")]
+    Relay(#[from] SpecError),
+    /// The queue refused or failed (too large, database error, unknown id).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A raw message for [`Outbox::queue`] (`email_queue`): MIME data already composed.
+#[derive(Debug, Clone, Default)]
+pub struct RawMessage {
+    /// The MIME text; `#NAME#` markers are merged when `tokens` or `merge` are given.
+    pub data: Vec<u8>,
+    /// Envelope sender.
+    pub from: String,
+    /// Envelope recipients.
+    pub recipients: Vec<String>,
+    /// Delivery priority.
+    pub priority: Priority,
+    /// Not delivered before this time.
+    pub send_at: Option<OffsetDateTime>,
+    /// A server spec for this message instead of the configured route.
+    pub relay: Option<String>,
+    /// Default merge values.
+    pub tokens: MergeValues,
+    /// Per-recipient merge values, by address.
+    pub merge: BTreeMap<String, MergeValues>,
+    /// Subject, for listings.
+    pub subject: String,
+    /// A repeated key returns the first message's id.
+    pub idempotency_key: Option<String>,
+}
+
+/// One recipient's result from [`Outbox::send_now`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImmediateResult {
+    /// The envelope address.
+    pub address: String,
+    /// True when the server accepted the message for this recipient.
+    pub accepted: bool,
+    /// The server's reply (starting with its code), or the error.
+    pub reply: String,
+}
+
+/// Outbox for Rust programs: queue messages, ask their status, or send one at once.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use outbox_mime::EmailSpec;
+/// use outbox_queue::{Outbox, open_store};
+/// use outbox_queue::engine::{EngineConfig, SmtpTransport, SmtpTransportConfig};
+///
+/// let store = open_store("sqlite://outbox.db").await?;
+/// let transport = Arc::new(SmtpTransport::new(SmtpTransportConfig::default())?);
+/// let outbox = Outbox::new(store, transport, EngineConfig::default());
+/// let spec = EmailSpec::builder()
+///     .from("app@example.com")
+///     .to("ann@example.net")
+///     .subject("Welcome")
+///     .text("Hello Ann")
+///     .into_spec();
+/// let id = outbox.send(&spec).await?.id;
+/// println!("{id}: {}", outbox.status(&id).await?.as_str());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Outbox {
+    store: Arc<dyn Store>,
+    transport: Arc<dyn Transport>,
+    config: EngineConfig,
+}
+
+impl Outbox {
+    /// An Outbox over a store and a transport; `config` drives its [`Engine`].
+    pub fn new(store: Arc<dyn Store>, transport: Arc<dyn Transport>, config: EngineConfig) -> Self {
+        Outbox {
+            store,
+            transport,
+            config,
+        }
+    }
+
+    /// The store behind this Outbox.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The background sender for this Outbox's queue.
+    pub fn engine(&self) -> Engine {
+        Engine::new(
+            self.store.clone(),
+            self.transport.clone(),
+            self.config.clone(),
+        )
+    }
+
+    /// Composes and queues a message (`email_send`); returns its id once committed.
+    pub async fn send(&self, spec: &EmailSpec) -> Result<Enqueued, OutboxError> {
+        Ok(self.store.enqueue(prepare(spec)?).await?)
+    }
+
+    /// Queues already-composed MIME data (`email_queue`).
+    pub async fn queue(&self, raw: RawMessage) -> Result<Enqueued, OutboxError> {
+        Ok(self.store.enqueue(prepare_raw(raw)?).await?)
+    }
+
+    /// Composes and queues many messages in one transaction (`email_batch`): all or none.
+    pub async fn batch(&self, specs: &[EmailSpec]) -> Result<Vec<Enqueued>, OutboxError> {
+        let messages = specs.iter().map(prepare).collect::<Result<Vec<_>, _>>()?;
+        Ok(self.store.enqueue_batch(messages).await?)
+    }
+
+    /// `queued`, `sent` or `error` (`email_status`).
+    pub async fn status(&self, id: &str) -> Result<MessageStatus, OutboxError> {
+        Ok(self.store.status(id).await?)
+    }
+
+    /// The per-recipient view of a message.
+    pub async fn detail(&self, id: &str) -> Result<MessageDetail, OutboxError> {
+        Ok(self.store.detail(id).await?)
+    }
+
+    /// Composes and delivers at once, bypassing the queue and its size limit
+    /// (`email_immediate`). Recipients sharing a route share a transaction; a merge
+    /// message is one transaction per recipient.
+    pub async fn send_now(&self, spec: &EmailSpec) -> Result<Vec<ImmediateResult>, OutboxError> {
+        let prepared = prepare(spec)?;
+        Ok(deliver_now(&*self.transport, prepared, self.config.relay_configured).await)
+    }
+}
+
+/// Composes a spec into what the store keeps. Validates the relay spec too, so a bad
+/// relay is refused before anything is stored.
+pub fn prepare(spec: &EmailSpec) -> Result<NewMessage, OutboxError> {
+    let message = compose(spec)?;
+    prepare_composed(spec, message)
+}
+
+fn prepare_composed(spec: &EmailSpec, message: Message) -> Result<NewMessage, OutboxError> {
+    prepare_raw(RawMessage {
+        from: message.from().to_string(),
+        recipients: message.recipients().to_vec(),
+        data: message.into_data(),
+        priority: priority(spec.priority),
+        send_at: spec.send_at,
+        relay: spec.relay.clone(),
+        tokens: spec.tokens.clone(),
+        merge: spec.merge.clone(),
+        subject: spec.subject.clone(),
+        idempotency_key: None,
+    })
+}
+
+/// Turns a raw message into what the store keeps: each recipient with its merge values
+/// (matched on the address, case-insensitively), tokens kept once for the message.
+pub fn prepare_raw(raw: RawMessage) -> Result<NewMessage, OutboxError> {
+    if let Some(relay) = &raw.relay {
+        ServerSpec::parse(relay)?;
+    }
+    let is_merge = !raw.tokens.is_empty() || !raw.merge.is_empty();
+    let merge_by_address: BTreeMap<String, MergeValues> = raw
+        .merge
+        .into_iter()
+        .map(|(address, values)| (address.trim().to_ascii_lowercase(), values))
+        .collect();
+    let recipients = raw
+        .recipients
+        .into_iter()
+        .map(
+            |address| match merge_by_address.get(&address.to_ascii_lowercase()) {
+                Some(values) => NewRecipient::with_merge(address, values.clone()),
+                None => NewRecipient::new(address),
+            },
+        )
+        .collect();
+    Ok(NewMessage {
+        data: raw.data,
+        envelope_from: raw.from,
+        recipients,
+        subject: raw.subject,
+        priority: raw.priority,
+        send_at: raw.send_at,
+        relay: raw.relay,
+        tokens: is_merge.then_some(raw.tokens),
+        idempotency_key: raw.idempotency_key,
+    })
+}
+
+/// The queue's priority for a spec's priority.
+pub fn priority(priority: outbox_mime::Priority) -> Priority {
+    match priority {
+        outbox_mime::Priority::High => Priority::High,
+        outbox_mime::Priority::Medium => Priority::Medium,
+        outbox_mime::Priority::Low => Priority::Low,
+    }
+}
+
+/// Delivers a prepared message at once over `transport`.
+async fn deliver_now(
+    transport: &dyn Transport,
+    message: NewMessage,
+    relay_configured: bool,
+) -> Vec<ImmediateResult> {
+    // Group recipients by route, keeping their order within each route.
+    let mut routes: Vec<(Route, Vec<NewRecipient>)> = Vec::new();
+    for recipient in message.recipients {
+        let domain = recipient.address.rsplit_once('@').map_or("", |(_, d)| d);
+        let key = crate::RouteKey::for_recipient(message.relay.as_deref(), domain);
+        let route = Route::for_key(&key, relay_configured);
+        match routes.iter_mut().find(|(r, _)| *r == route) {
+            Some((_, list)) => list.push(recipient),
+            None => routes.push((route, vec![recipient])),
+        }
+    }
+    let merging = message.tokens.is_some();
+    let mut results = Vec::new();
+    for (route, recipients) in routes {
+        let mut connection = match transport.connect(&route).await {
+            Ok(connection) => connection,
+            Err(err) => {
+                results.extend(recipients.iter().map(|r| failed(&r.address, &err)));
+                continue;
+            }
+        };
+        let groups: Vec<Vec<NewRecipient>> = if merging {
+            recipients.into_iter().map(|r| vec![r]).collect()
+        } else {
+            vec![recipients]
+        };
+        let mut lost = None;
+        for group in groups {
+            if let Some(err) = &lost {
+                results.extend(group.iter().map(|r| failed(&r.address, err)));
+                continue;
+            }
+            let merged;
+            let data: &[u8] = if merging {
+                let values = group.first().and_then(|r| r.merge.as_ref());
+                merged =
+                    outbox_mime::merge_message(&message.data, &(values, message.tokens.as_ref()));
+                &merged
+            } else {
+                &message.data
+            };
+            let addresses: Vec<&str> = group.iter().map(|r| r.address.as_str()).collect();
+            match connection
+                .send(&message.envelope_from, &addresses, data)
+                .await
+            {
+                Ok(report) => {
+                    for (index, recipient) in group.iter().enumerate() {
+                        let reply = match (report.recipients.get(index), &report.data) {
+                            (Some(rcpt), _) if !(200..300).contains(&rcpt.code) => Some(rcpt),
+                            (_, Some(data)) => Some(data),
+                            (rcpt, None) => rcpt,
+                        };
+                        results.push(match reply {
+                            Some(reply) => ImmediateResult {
+                                address: recipient.address.clone(),
+                                accepted: (200..300).contains(&reply.code),
+                                reply: reply.text.clone(),
+                            },
+                            None => ImmediateResult {
+                                address: recipient.address.clone(),
+                                accepted: false,
+                                reply: "no reply from the server for this recipient".into(),
+                            },
+                        });
+                    }
+                }
+                Err(err) => {
+                    results.extend(group.iter().map(|r| failed(&r.address, &err)));
+                    if err.connection_lost {
+                        lost = Some(err);
+                    }
+                }
+            }
+        }
+        if lost.is_none() {
+            connection.close().await;
+        }
+    }
+    results
+}
+
+fn failed(address: &str, err: &TransportError) -> ImmediateResult {
+    ImmediateResult {
+        address: address.to_string(),
+        accepted: false,
+        reply: err.message.clone(),
+    }
+}
