@@ -31,9 +31,11 @@
 //! [`Store::complete`]. A worker that dies simply stops renewing: its recipients are due
 //! again when the lease runs out.
 
+pub mod engine;
 mod error;
 mod listing;
 mod model;
+mod outbox;
 mod postgres;
 mod prepare;
 mod rows;
@@ -48,6 +50,9 @@ pub use model::{
     MergeValues, MessageBody, MessageDetail, MessageStatus, MessageSummary, NewMessage,
     NewRecipient, Outcome, Priority, RecipientState, RecipientStatus, RouteFilter, RouteKey,
     StatusCounts, StoreOptions,
+};
+pub use outbox::{
+    ImmediateResult, Outbox, OutboxError, RawMessage, prepare, prepare_raw, priority,
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
