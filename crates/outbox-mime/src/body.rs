@@ -60,15 +60,14 @@ pub(crate) fn build(
     }
     if let (Some(content_type), Some(Node::Leaf { headers, .. })) =
         (options.content_type, &mut body)
+        && let Some(slot) = headers.iter_mut().find(|(name, _)| *name == "Content-Type")
     {
-        if let Some(slot) = headers.iter_mut().find(|(name, _)| *name == "Content-Type") {
-            let is_text = slot.1.starts_with("text/");
-            slot.1 = content_type.to_string();
-            // A text body keeps saying which charset it is in.
-            if is_text && !content_type.to_ascii_lowercase().contains("charset=") {
-                slot.1
-                    .push_str(&format!("; charset={}", options.charset.as_str()));
-            }
+        let is_text = slot.1.starts_with("text/");
+        slot.1 = content_type.to_string();
+        // A text body keeps saying which charset it is in.
+        if is_text && !content_type.to_ascii_lowercase().contains("charset=") {
+            slot.1
+                .push_str(&format!("; charset={}", options.charset.as_str()));
         }
     }
     Ok(body)
@@ -140,10 +139,10 @@ fn html_node(
     let mut children = vec![];
     for source in images {
         let node = source_node("html_images", source, Disposition::Inline)?;
-        if let Some((reference, id)) = image_reference(source) {
-            if let Cow::Owned(rewritten) = rewrite_src(&html, &reference, &format!("cid:{id}")) {
-                html = Cow::Owned(rewritten);
-            }
+        if let Some((reference, id)) = image_reference(source)
+            && let Cow::Owned(rewritten) = rewrite_src(&html, &reference, &format!("cid:{id}"))
+        {
+            html = Cow::Owned(rewritten);
         }
         children.push(node);
     }

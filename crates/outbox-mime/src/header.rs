@@ -275,10 +275,7 @@ mod tests {
 
     #[test]
     fn parameters_use_rfc2231_for_non_ascii() {
-        assert_eq!(
-            parameter("filename", "a b.txt"),
-            "; filename=\"a b.txt\""
-        );
+        assert_eq!(parameter("filename", "a b.txt"), "; filename=\"a b.txt\"");
         assert_eq!(
             parameter("filename", "ü.txt"),
             ";\r\n filename*=utf-8''%C3%BC.txt"

@@ -179,7 +179,7 @@ pub fn merge(
 }
 
 /// Merges a composed message for one recipient: markers are replaced in the header fields
-/// (as encoded-words when needed, RFC 2047) and in every text part (decoded, replaced and
+/// (as encoded-words when needed, RFC 2047) and in every text part that is not an attachment (decoded, replaced and
 /// re-encoded with the part's charset and transfer encoding); other parts are copied as
 /// they are. Bytes without any known marker come back unchanged.
 pub fn merge_message(mime: &[u8], values: &impl TokenLookup) -> Vec<u8> {

@@ -91,6 +91,8 @@ struct ContentInfo {
     boundary: Option<String>,
     charset: Option<String>,
     encoding: Option<TransferEncoding>,
+    /// `Content-Disposition: attachment`: a file, never merged.
+    attachment: bool,
 }
 
 /// A parameter of a structured field value (`; name=value` or `; name="value"`).
@@ -109,6 +111,7 @@ fn content_info(head: &[u8]) -> ContentInfo {
         boundary: None,
         charset: None,
         encoding: None,
+        attachment: false,
     };
     for (name, raw) in fields(head) {
         if name.eq_ignore_ascii_case("content-type") {
@@ -123,6 +126,10 @@ fn content_info(head: &[u8]) -> ContentInfo {
             info.charset = parameter(&value, "charset");
         } else if name.eq_ignore_ascii_case("content-transfer-encoding") {
             info.encoding = unfold(raw).parse().ok();
+        } else if name.eq_ignore_ascii_case("content-disposition") {
+            let value = unfold(raw);
+            let kind = value.split(';').next().unwrap_or("").trim();
+            info.attachment = kind.eq_ignore_ascii_case("attachment");
         }
     }
     info
@@ -198,12 +205,12 @@ pub(crate) fn merge_entity(entity: &[u8], values: &impl TokenLookup, top: bool) 
     let new_body =
         if let (true, Some(boundary)) = (info.essence.starts_with("multipart/"), &info.boundary) {
             merge_multipart(body, boundary, values)
-        } else if info.essence.starts_with("text/") {
+        } else if info.essence.starts_with("text/") && !info.attachment {
             let merged = merge_text_body(body, &info, values, top);
-            if let Some((_, encoding)) = &merged {
-                if Some(*encoding) != info.encoding {
-                    new_encoding = Some(*encoding);
-                }
+            if let Some((_, encoding)) = &merged
+                && Some(*encoding) != info.encoding
+            {
+                new_encoding = Some(*encoding);
             }
             merged.map(|(bytes, _)| bytes)
         } else {

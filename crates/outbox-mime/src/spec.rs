@@ -296,11 +296,13 @@ fn send_at_rfc3339<'de, D: Deserializer<'de>>(
     let Some(text) = Option::<String>::deserialize(deserializer)? else {
         return Ok(None);
     };
-    time::OffsetDateTime::parse(&text, &Rfc3339).map(Some).map_err(|err| {
-        serde::de::Error::custom(format!(
-            "send_at: {text:?} is not an RFC 3339 date-time ({err})"
-        ))
-    })
+    time::OffsetDateTime::parse(&text, &Rfc3339)
+        .map(Some)
+        .map_err(|err| {
+            serde::de::Error::custom(format!(
+                "send_at: {text:?} is not an RFC 3339 date-time ({err})"
+            ))
+        })
 }
 
 /// `to`/`cc`/`bcc`: a JSON list of items, or one string; every item may itself be a

@@ -270,7 +270,12 @@ fn a_bare_part_nests_unchanged() {
 fn long_subjects_fold_and_no_line_exceeds_998() {
     let subject = "word ".repeat(300);
     let long_line = "x".repeat(5000);
-    let out = composed(base().subject(subject.trim()).text(long_line.clone()).into_spec());
+    let out = composed(
+        base()
+            .subject(subject.trim())
+            .text(long_line.clone())
+            .into_spec(),
+    );
     assert!(out.split("\r\n").all(|line| line.len() <= 998));
     assert!(out.contains("Content-Transfer-Encoding: quoted-printable"));
     assert!(!out.replace("\r\n", "").contains('\n'));

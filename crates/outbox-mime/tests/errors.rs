@@ -78,17 +78,38 @@ fn unreadable_attachment_names_the_path() {
 #[test]
 fn line_breaks_in_header_values_are_refused() {
     let cases = [
-        ("subject", valid().subject("Hi\r\nBcc: victim@example.com").into_spec()),
+        (
+            "subject",
+            valid().subject("Hi\r\nBcc: victim@example.com").into_spec(),
+        ),
         ("subject", valid().subject("Hi\nthere").into_spec()),
-        ("to", valid().to("bob@example.com\r\nBcc: x@y.test").into_spec()),
-        ("from", valid().from("Ann\r\n <ann@example.com>").into_spec()),
-        ("headers (X-A)", valid().header("X-A", "v\r\nBcc: x@y.test").into_spec()),
-        ("content_type", valid().content_type("text/plain\r\nX: y").into_spec()),
+        (
+            "to",
+            valid().to("bob@example.com\r\nBcc: x@y.test").into_spec(),
+        ),
+        (
+            "from",
+            valid().from("Ann\r\n <ann@example.com>").into_spec(),
+        ),
+        (
+            "headers (X-A)",
+            valid().header("X-A", "v\r\nBcc: x@y.test").into_spec(),
+        ),
+        (
+            "content_type",
+            valid().content_type("text/plain\r\nX: y").into_spec(),
+        ),
         ("relay", valid().relay("smtp://h\r\n").into_spec()),
     ];
     for (want, spec) in cases {
         let (err, field, message) = refused(spec);
-        assert!(matches!(err, ComposeError::HeaderInjection { .. } | ComposeError::Address { .. }), "{message}");
+        assert!(
+            matches!(
+                err,
+                ComposeError::HeaderInjection { .. } | ComposeError::Address { .. }
+            ),
+            "{message}"
+        );
         assert_eq!(field, want, "{message}");
     }
     let (err, _, _) = refused(valid().header("X-A\r\nBcc", "v").into_spec());
@@ -96,7 +117,13 @@ fn line_breaks_in_header_values_are_refused() {
     let (err, _, _) = refused(valid().header("Bad Name", "v").into_spec());
     assert!(matches!(err, ComposeError::InvalidHeaderName { .. }));
     let (err, _, _) = refused(valid().header("subject", "v").into_spec());
-    assert!(matches!(err, ComposeError::ReservedHeader { field: "subject", .. }));
+    assert!(matches!(
+        err,
+        ComposeError::ReservedHeader {
+            field: "subject",
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -125,7 +152,10 @@ fn unknown_charset_and_unfit_encodings() {
 
 #[test]
 fn content_type_and_parts() {
-    assert_eq!(refused(valid().content_type("nonsense").into_spec()).1, "content_type");
+    assert_eq!(
+        refused(valid().content_type("nonsense").into_spec()).1,
+        "content_type"
+    );
     let (err, _, _) = refused(valid().html("<p>").content_type("text/x").into_spec());
     assert!(matches!(err, ComposeError::ContentTypeOnMultipart));
     let (_, field, _) = refused(valid().raw_part(b"no header block".to_vec()).into_spec());
@@ -145,7 +175,10 @@ fn unknown_json_fields_are_refused() {
     let err = serde_json::from_str::<EmailSpec>(r#"{"priority":"urgent"}"#).unwrap_err();
     assert!(err.to_string().contains("urgent"));
     let err = serde_json::from_str::<EmailSpec>(r#"{"send_at":"tomorrow"}"#).unwrap_err();
-    assert!(err.to_string().contains("send_at") || err.to_string().contains("invalid"), "{err}");
+    assert!(
+        err.to_string().contains("send_at") || err.to_string().contains("invalid"),
+        "{err}"
+    );
 }
 
 /// Lets a test adjust a spec inline.

@@ -38,11 +38,21 @@ fn spec(subject: &str, name: &str, text: &str, file_name: &str, content: &[u8]) 
         .into_spec()
 }
 
-fn check(parsed: &support::Parsed, subject: &str, name: &str, text: &str, file_name: &str, content: &[u8]) {
+fn check(
+    parsed: &support::Parsed,
+    subject: &str,
+    name: &str,
+    text: &str,
+    file_name: &str,
+    content: &[u8],
+) {
     assert_eq!(parsed.subject, subject);
     assert_eq!(parsed.from[0].0.as_deref(), Some(name));
     assert_eq!(parsed.from[0].1, "from@example.com");
-    assert_eq!(parsed.leaves[0].text.as_deref().map(lf), Some(line_ends_lf(text)));
+    assert_eq!(
+        parsed.leaves[0].text.as_deref().map(lf),
+        Some(line_ends_lf(text))
+    );
     assert_eq!(parsed.leaves[2].filename.as_deref(), Some(file_name));
     assert_eq!(parsed.leaves[2].bytes, content);
 }

@@ -15,7 +15,9 @@ struct Files {
     odd: PathBuf,
 }
 
-const PNG: &[u8] = &[0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, 0xff, 0xfe];
+const PNG: &[u8] = &[
+    0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, 0xff, 0xfe,
+];
 
 fn files() -> Files {
     let dir = tempfile::tempdir().unwrap();
@@ -24,7 +26,9 @@ fn files() -> Files {
     let pdf = dir.path().join("report.pdf");
     let pdf_bytes: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 256) as u8).collect();
     std::fs::write(&pdf, pdf_bytes).unwrap();
-    let odd = dir.path().join("Grüße, «façade» — résumé très long nom de fichier.txt");
+    let odd = dir
+        .path()
+        .join("Grüße, «façade» — résumé très long nom de fichier.txt");
     std::fs::write(&odd, "plain text attachment\n").unwrap();
     Files {
         _dir: dir,
@@ -68,7 +72,12 @@ fn cases(files: &Files) -> Vec<(&'static str, EmailSpec, &'static str, Vec<Leaf>
     let html = format!(r#"<p>Hi</p><img src="{html_path}"><img src="cid:logo.png">"#);
     let html_rewritten = r#"<p>Hi</p><img src="cid:logo.png"><img src="cid:logo.png">"#;
     let pdf = std::fs::read(&files.pdf).unwrap();
-    let odd_name = files.odd.file_name().unwrap().to_string_lossy().into_owned();
+    let odd_name = files
+        .odd
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     vec![
         (
             "text/plain",
@@ -86,7 +95,10 @@ fn cases(files: &Files) -> Vec<(&'static str, EmailSpec, &'static str, Vec<Leaf>
             "alternative",
             base().text(text).html("<p>Hi</p>").into_spec(),
             "multipart/alternative(text/plain,text/html)",
-            vec![text_leaf("text/plain", text), text_leaf("text/html", "<p>Hi</p>")],
+            vec![
+                text_leaf("text/plain", text),
+                text_leaf("text/html", "<p>Hi</p>"),
+            ],
         ),
         (
             "related",
@@ -106,7 +118,10 @@ fn cases(files: &Files) -> Vec<(&'static str, EmailSpec, &'static str, Vec<Leaf>
                 .html_image_data("dot.gif", b"GIF89a".to_vec())
                 .attach(&files.pdf)
                 .attach(&files.odd)
-                .attachment(PartSource::data("data.bin", vec![0u8, 1, 2, 255]).with_content_type("application/x-custom"))
+                .attachment(
+                    PartSource::data("data.bin", vec![0u8, 1, 2, 255])
+                        .with_content_type("application/x-custom"),
+                )
                 .into_spec(),
             "multipart/mixed(multipart/alternative(text/plain,multipart/related(text/html,image/png,image/gif)),application/pdf,text/plain,application/x-custom)",
             vec![
@@ -133,10 +148,16 @@ fn cases(files: &Files) -> Vec<(&'static str, EmailSpec, &'static str, Vec<Leaf>
 
 fn check(parser: &str, case: &str, parsed: &Parsed, structure: &str, leaves: &[Leaf]) {
     assert_eq!(parsed.structure, structure, "{parser}: {case}");
-    assert_eq!(parsed.subject, "Grüße — a test, with \"quotes\"", "{parser}: {case}");
+    assert_eq!(
+        parsed.subject, "Grüße — a test, with \"quotes\"",
+        "{parser}: {case}"
+    );
     assert_eq!(
         parsed.from,
-        [(Some("Müller, Jörg".to_string()), "jorg@example.com".to_string())],
+        [(
+            Some("Müller, Jörg".to_string()),
+            "jorg@example.com".to_string()
+        )],
         "{parser}: {case}"
     );
     assert_eq!(
@@ -147,16 +168,25 @@ fn check(parser: &str, case: &str, parsed: &Parsed, structure: &str, leaves: &[L
         ],
         "{parser}: {case}"
     );
-    assert_eq!(parsed.cc, [(None, "carol@example.com".to_string())], "{parser}: {case}");
-    assert_eq!(parsed.leaves.len(), leaves.len(), "{parser}: {case}: {:?}", parsed.leaves);
+    assert_eq!(
+        parsed.cc,
+        [(None, "carol@example.com".to_string())],
+        "{parser}: {case}"
+    );
+    assert_eq!(
+        parsed.leaves.len(),
+        leaves.len(),
+        "{parser}: {case}: {:?}",
+        parsed.leaves
+    );
     let single = !structure.starts_with("multipart/");
     for (got, want) in parsed.leaves.iter().zip(leaves) {
         let mut got = got.clone();
         // A single-part body ends with the CRLF that ends the message.
-        if let (true, Some(text), Some(wanted)) = (single, &mut got.text, &want.text) {
-            if !wanted.ends_with('\n') {
-                *text = text.trim_end_matches(['\r', '\n']).to_string();
-            }
+        if let (true, Some(text), Some(wanted)) = (single, &mut got.text, &want.text)
+            && !wanted.ends_with('\n')
+        {
+            *text = text.trim_end_matches(['\r', '\n']).to_string();
         }
         got.text = got.text.as_deref().map(lf);
         assert_eq!(&got, want, "{parser}: {case}");
@@ -174,7 +204,13 @@ fn every_structure_round_trips_through_mail_parser() {
     for (case, spec, structure, leaves) in cases(&files) {
         let message = compose(&spec).unwrap();
         assert_wire_clean(message.data());
-        check("mail-parser", case, &with_mail_parser(message.data()), structure, &leaves);
+        check(
+            "mail-parser",
+            case,
+            &with_mail_parser(message.data()),
+            structure,
+            &leaves,
+        );
     }
 }
 
@@ -183,14 +219,23 @@ fn every_structure_round_trips_through_python_email() {
     let files = files();
     for (case, spec, structure, leaves) in cases(&files) {
         let message = compose(&spec).unwrap();
-        check("python", case, &with_python(message.data()), structure, &leaves);
+        check(
+            "python",
+            case,
+            &with_python(message.data()),
+            structure,
+            &leaves,
+        );
     }
 }
 
 #[test]
 fn nested_parts_and_merged_messages_parse_in_python() {
     let inner = outbox_mime::compose_part(
-        &EmailSpec::builder().text("inner #Name#").html("<b>inner</b>").into_spec(),
+        &EmailSpec::builder()
+            .text("inner #Name#")
+            .html("<b>inner</b>")
+            .into_spec(),
     )
     .unwrap();
     let spec = EmailSpec::builder()
@@ -210,7 +255,10 @@ fn nested_parts_and_merged_messages_parse_in_python() {
             parsed.structure,
             "multipart/mixed(text/plain,multipart/alternative(text/plain,text/html))"
         );
-        assert_eq!(parsed.leaves[0].text.as_deref(), Some("Hallo Zoë, 7bit so far"));
+        assert_eq!(
+            parsed.leaves[0].text.as_deref(),
+            Some("Hallo Zoë, 7bit so far")
+        );
         assert_eq!(parsed.leaves[1].text.as_deref(), Some("inner Zoë"));
     }
 }

@@ -34,12 +34,17 @@ pub struct Parsed {
 }
 
 fn strip_id(id: &str) -> String {
-    id.trim().trim_start_matches('<').trim_end_matches('>').to_string()
+    id.trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_string()
 }
 
 /// Parses with mail-parser 0.11.
 pub fn with_mail_parser(data: &[u8]) -> Parsed {
-    let message = MessageParser::default().parse(data).expect("mail-parser parses it");
+    let message = MessageParser::default()
+        .parse(data)
+        .expect("mail-parser parses it");
     let addresses = |address: Option<&mail_parser::Address<'_>>| {
         address
             .map(|a| {
@@ -107,7 +112,10 @@ fn structure(message: &mail_parser::Message<'_>, id: usize, leaves: &mut Vec<Lea
 
 /// Parses with Python's `email` package (policy.default).
 pub fn with_python(data: &[u8]) -> Parsed {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/python/mime_dump.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/python/mime_dump.py"
+    );
     let mut child = Command::new("python3")
         .arg(script)
         .stdin(Stdio::piped())
@@ -155,7 +163,10 @@ pub fn with_python(data: &[u8]) -> Parsed {
         })
         .collect();
     Parsed {
-        subject: json["headers"]["subject"].as_str().unwrap_or_default().to_string(),
+        subject: json["headers"]["subject"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
         from: pairs("from"),
         to: pairs("to"),
         cc: pairs("cc"),
