@@ -7,6 +7,11 @@ cd "$(dirname "$0")"
 
 scripts/install-peers.sh
 
+# PostgreSQL for the store tests: OUTBOX_TEST_POSTGRES_URL, the local server, or a
+# throwaway cluster that the trap stops.
+source scripts/postgres-test-env.sh
+trap outbox_pg_stop EXIT
+
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --locked --no-fail-fast "$@"
