@@ -1,0 +1,45 @@
+//! `outbox deliver`: the background sender in the foreground.
+
+use outbox_queue::engine::RunMode;
+
+use crate::cli::Globals;
+
+#[derive(Debug, clap::Args)]
+pub struct DeliverArgs {
+    /// Return once every recipient of every message whose send_at has come is sent,
+    /// failed or removed (waiting through retries as configured).
+    #[arg(long)]
+    pub until_empty: bool,
+}
+
+pub async fn run(globals: &Globals, args: DeliverArgs) -> anyhow::Result<()> {
+    let config = globals.config()?;
+    let outbox = crate::app::outbox(&config).await?;
+    let engine = outbox.engine();
+    let mode = if args.until_empty {
+        RunMode::UntilEmpty
+    } else {
+        RunMode::Forever
+    };
+    tracing::info!(database = %redacted(&config.database), relay = config.delivery.relay.is_some(), "delivering");
+    engine.run(mode, crate::app::shutdown_signal()).await?;
+    let metrics = engine.metrics().snapshot();
+    tracing::info!(
+        sent = metrics.sent,
+        deferred = metrics.deferred,
+        failed = metrics.failed,
+        "delivery stopped"
+    );
+    Ok(())
+}
+
+/// A database URL without its password, for logs.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let user = url[scheme + 3..at].split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,61 @@
+//! `outbox serve`: the background sender, the HTTP API and admin page, and (when
+//! configured) the SMTP submission listener, in one process until Ctrl-C or SIGTERM.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use outbox_queue::engine::RunMode;
+use tokio::sync::watch;
+
+use crate::cli::Globals;
+use crate::http::{self, AppState};
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {}
+
+pub async fn run(globals: &Globals, _args: ServeArgs) -> anyhow::Result<()> {
+    let config = Arc::new(globals.config()?);
+    let outbox = crate::app::outbox(&config).await?;
+    let engine = outbox.engine();
+
+    // One signal, seen by every part.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (http.listen)", config.http.listen))?;
+    let address = listener.local_addr()?;
+    if config.http.tokens.is_empty() {
+        tracing::warn!("http.tokens is empty: the API and admin page refuse every request");
+    }
+    let state = AppState::new(outbox.clone(), config.clone(), engine.metrics());
+    let app = http::app(state);
+    tracing::info!(%address, "HTTP API and admin page listening");
+    let http = tokio::spawn(
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(stopped(stop_rx.clone()))
+        .into_future(),
+    );
+
+    let delivery = engine.run(RunMode::Forever, stopped(stop_rx.clone()));
+    tokio::pin!(delivery);
+    let result = tokio::select! {
+        result = &mut delivery => result.map_err(anyhow::Error::from),
+        _ = crate::app::shutdown_signal() => {
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(true);
+            delivery.await.map_err(anyhow::Error::from)
+        }
+    };
+    let _ = stop_tx.send(true);
+    http.await
+        .context("HTTP server task")?
+        .context("HTTP server")?;
+    result
+}
