@@ -50,6 +50,8 @@ impl Globals {
 pub enum Command {
     /// Compose a message and print its MIME text (tokens applied) on stdout.
     Compose(commands::compose::ComposeArgs),
+    /// List the mail hosts of a domain, in the order delivery tries them.
+    Mx(commands::mx::MxArgs),
     /// Print a message's status: queued, sent or error (--json: per recipient).
     Status(commands::status::StatusArgs),
     /// Inspect and administer the queue: list, show, rm, retry, purge.

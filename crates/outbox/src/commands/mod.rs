@@ -1,6 +1,7 @@
 //! One module per subcommand; `run` dispatches.
 
 pub mod compose;
+pub mod mx;
 pub mod queue;
 pub mod status;
 
@@ -14,6 +15,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     } = cli;
     match command {
         Command::Compose(args) => compose::run(args),
+        Command::Mx(args) => mx::run(&globals, args).await,
         Command::Status(args) => status::run(&globals, args).await,
         Command::Queue(args) => queue::run(&globals, args).await,
     }
