@@ -1,0 +1,254 @@
+//! `outbox deliver` as a real process: a worker killed with -9 loses nothing, two workers
+//! on one PostgreSQL database deliver each message exactly once, and direct MX delivery
+//! through dnsmasq reaches the right host.
+
+#[path = "../../outbox-queue/tests/support/mod.rs"]
+mod queue_support;
+#[path = "../../outbox-smtp/tests/support/mod.rs"]
+mod smtp_support;
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use outbox_queue::{ListFilter, MessageStatus, NewMessage, RecipientState, Store};
+use outbox_smtp::server::{MemorySink, Server};
+use queue_support::{TestStore, message};
+use smtp_support::dnsmasq::Dnsmasq;
+
+/// `outbox deliver` with a clean environment and the given settings.
+fn deliver(db: &str, env: &[(&str, String)], args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_outbox"));
+    command
+        .arg("deliver")
+        .args(args)
+        .env_remove("OUTBOX_CONFIG")
+        .env_remove("RUST_LOG")
+        .env("OUTBOX_DATABASE", db)
+        .env("OUTBOX_DELIVERY_RETRY_BACKOFF", "100ms")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command
+}
+
+/// Kills the process when dropped, so a failing test leaves nothing running.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn sink_server() -> (Server, Arc<MemorySink>) {
+    let sink = Arc::new(MemorySink::new());
+    let server = Server::builder()
+        .sink(sink.clone())
+        .bind("127.0.0.1:0")
+        .await
+        .expect("bind sink");
+    (server, sink)
+}
+
+fn subjects(sink: &MemorySink) -> Vec<String> {
+    sink.messages()
+        .iter()
+        .map(|m| {
+            String::from_utf8_lossy(&m.data)
+                .lines()
+                .find_map(|l| l.strip_prefix("Subject: "))
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+async fn enqueue_many(store: &dyn Store, n: usize) {
+    let messages: Vec<NewMessage> = (0..n)
+        .map(|i| message(&format!("m{i}"), &["rcpt@example.net"]))
+        .collect();
+    for chunk in messages.chunks(500) {
+        store.enqueue_batch(chunk.to_vec()).await.unwrap();
+    }
+}
+
+/// Recipients leased by some worker right now.
+async fn leased(store: &dyn Store) -> usize {
+    let mut filter = ListFilter {
+        status: Some(MessageStatus::Queued),
+        limit: 1000,
+        ..ListFilter::default()
+    };
+    let mut count = 0;
+    loop {
+        let page = store.list(filter.clone()).await.unwrap();
+        for item in &page.items {
+            let detail = store.detail(&item.id).await.unwrap();
+            count += detail
+                .recipients
+                .iter()
+                .filter(|r| r.state == RecipientState::Sending)
+                .count();
+        }
+        match page.next_cursor {
+            Some(cursor) => filter.cursor = Some(cursor),
+            None => return count,
+        }
+    }
+}
+
+async fn wait_for(sink: &MemorySink, n: usize, within: Duration) {
+    tokio::time::timeout(within, sink.wait_for(n))
+        .await
+        .unwrap_or_else(|_| panic!("the sink got {} of {n} messages in {within:?}", sink.len()));
+}
+
+fn finish(child: Child, within: Duration) {
+    let mut child = Running(child);
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.0.stderr.take() {
+                use std::io::Read;
+                let _ = pipe.read_to_string(&mut stderr);
+            }
+            assert!(
+                status.success(),
+                "outbox deliver failed: {status}\n{stderr}"
+            );
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "outbox deliver did not finish in {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_midway_loses_nothing() {
+    let ts = TestStore::sqlite(Default::default()).await;
+    enqueue_many(&*ts.store, 2000).await;
+    let (server, sink) = sink_server().await;
+    let env = [
+        ("OUTBOX_DELIVERY_RELAY", server.local_addr().to_string()),
+        ("OUTBOX_DELIVERY_LEASE", "2s".to_string()),
+    ];
+    let first = Running(deliver(&ts.url, &env, &[]).spawn().unwrap());
+    wait_for(&sink, 300, Duration::from_secs(120)).await;
+    drop(first); // SIGKILL, mid-delivery
+    let in_flight = leased(&*ts.store).await;
+    let before_restart = sink.len();
+    assert!(
+        before_restart < 2000,
+        "the worker finished before it could be killed"
+    );
+
+    let second = deliver(&ts.url, &env, &["--until-empty"]).spawn().unwrap();
+    tokio::task::spawn_blocking(move || finish(second, Duration::from_secs(180)))
+        .await
+        .unwrap();
+
+    let received = subjects(&sink);
+    let distinct: BTreeSet<&String> = received.iter().collect();
+    assert_eq!(distinct.len(), 2000, "every message delivered");
+    let duplicates = received.len() - 2000;
+    assert!(
+        duplicates <= in_flight,
+        "{duplicates} duplicates, but only {in_flight} recipients were in flight at the kill"
+    );
+    assert_eq!(ts.store.counts().await.unwrap().sent, 2000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_on_postgres_deliver_each_message_once() {
+    let ts = TestStore::postgres(Default::default()).await;
+    enqueue_many(&*ts.store, 1000).await;
+    let (server, sink) = sink_server().await;
+    let env = [
+        ("OUTBOX_DELIVERY_RELAY", server.local_addr().to_string()),
+        ("OUTBOX_DELIVERY_MESSAGES_PER_CONNECTION", "20".to_string()),
+    ];
+    let a = deliver(&ts.url, &env, &["--until-empty"]).spawn().unwrap();
+    let b = deliver(&ts.url, &env, &["--until-empty"]).spawn().unwrap();
+    tokio::task::spawn_blocking(move || {
+        finish(a, Duration::from_secs(180));
+        finish(b, Duration::from_secs(180));
+    })
+    .await
+    .unwrap();
+    let received = subjects(&sink);
+    let distinct: BTreeSet<&String> = received.iter().collect();
+    assert_eq!(distinct.len(), 1000);
+    assert_eq!(received.len(), 1000, "no message was delivered twice");
+    assert_eq!(ts.store.counts().await.unwrap().sent, 1000);
+    // Both workers took part (each connection carries at most 20 messages).
+    assert!(server.stats().connections_accepted >= 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_mx_delivery_reaches_each_domains_host() {
+    // Two "MX hosts" on one port, on 127.0.0.2 and 127.0.0.3.
+    let (first, second, port) = loop {
+        let first = Server::builder().bind("127.0.0.2:0").await.unwrap();
+        let port = first.local_addr().port();
+        match Server::builder().bind(&format!("127.0.0.3:{port}")).await {
+            Ok(second) => break (first, second, port),
+            Err(_) => continue,
+        }
+    };
+    let dns = Dnsmasq::start(
+        &[
+            "--mx-host=a.test,mx.a.test,10",
+            "--host-record=mx.a.test,127.0.0.2",
+            "--mx-host=b.test,mx.b.test,10",
+            "--host-record=mx.b.test,127.0.0.3",
+            "--mx-host=null.test,.,0",
+        ]
+        .map(String::from),
+    );
+    let ts = TestStore::sqlite(Default::default()).await;
+    let id = ts
+        .store
+        .enqueue(message(
+            "direct",
+            &["ann@a.test", "bob@b.test", "nobody@null.test"],
+        ))
+        .await
+        .unwrap()
+        .id;
+    let env = [
+        ("OUTBOX_DNS_NAMESERVERS", dns.nameserver()),
+        ("OUTBOX_DELIVERY_MX_PORT", port.to_string()),
+    ];
+    let child = deliver(&ts.url, &env, &["--until-empty"]).spawn().unwrap();
+    tokio::task::spawn_blocking(move || finish(child, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let at = |server: &Server| -> Vec<Vec<String>> {
+        server
+            .memory_sink()
+            .unwrap()
+            .messages()
+            .into_iter()
+            .map(|m| m.envelope.rcpt_to)
+            .collect()
+    };
+    assert_eq!(at(&first), [["ann@a.test"]]);
+    assert_eq!(at(&second), [["bob@b.test"]]);
+    let detail = ts.store.detail(&id).await.unwrap();
+    let null = &detail.recipients[2];
+    assert_eq!(null.state, RecipientState::Failed);
+    assert!(
+        null.last_reply.as_deref().unwrap().contains("null MX"),
+        "{null:?}"
+    );
+    assert_eq!(null.attempts, 1, "a null MX is permanent: no retry");
+}
