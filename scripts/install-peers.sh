@@ -10,6 +10,8 @@ command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || need_apt+=
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
 command -v dig >/dev/null 2>&1 || need_apt+=(dnsutils)
 command -v swaks >/dev/null 2>&1 || need_apt+=(swaks)
+# swaks needs Net::SSLeay and IO::Socket::SSL for --tls (STARTTLS interop tests).
+perl -MNet::SSLeay -MIO::Socket::SSL -e 1 >/dev/null 2>&1 || need_apt+=(libnet-ssleay-perl libio-socket-ssl-perl)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 
