@@ -1,13 +1,15 @@
 //! One SMTP session: the command loop, transaction state and replies (RFC 5321 §4.1, §3.3).
 
+mod auth;
+
 use std::net::SocketAddr;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::Shared;
-use super::auth::{decode_response, parse_plain};
 use super::command::{Command, CommandError, Param, parse_command};
 use super::fault::{FaultAction, Stage};
 use super::lines::{
@@ -543,154 +545,5 @@ impl Session<'_> {
             Err(refusal) => send(io, &refusal).await?,
         }
         Ok(Flow::Continue)
-    }
-
-    /// STARTTLS (RFC 3207 §4).
-    async fn starttls<S: AsyncRead + AsyncWrite + Unpin>(
-        &mut self,
-        io: &mut Io<S>,
-    ) -> std::io::Result<Flow> {
-        if self.shared.tls.is_none() {
-            send(io, &reply(502, "5.5.1 STARTTLS not offered")).await?;
-            return Ok(Flow::Continue);
-        }
-        if self.tls {
-            send(io, &reply(503, "5.5.1 TLS already active")).await?;
-            return Ok(Flow::Continue);
-        }
-        if let FaultOutcome::Done(flow) = self.fault(io, Stage::StartTls, None, &[]).await? {
-            return Ok(flow);
-        }
-        // Commands pipelined after STARTTLS were sent in clear and must not be acted on
-        // inside TLS (the plaintext command injection of CVE-2011-0411): drop them.
-        let buffered = io.buffer().len();
-        if buffered > 0 {
-            tracing::debug!(peer = %self.peer, buffered, "discarding input pipelined after STARTTLS");
-            io.consume(buffered);
-        }
-        send(io, &reply(220, "2.0.0 Ready to start TLS")).await?;
-        Ok(Flow::StartTls)
-    }
-
-    /// AUTH PLAIN / LOGIN (RFC 4954 §4, RFC 4616).
-    async fn auth<S: AsyncRead + AsyncWrite + Unpin>(
-        &mut self,
-        io: &mut Io<S>,
-        mechanism: &str,
-        initial: Option<String>,
-    ) -> std::io::Result<Flow> {
-        let refusal = if self.shared.authenticator.is_none() {
-            Some(reply(502, "5.5.1 AUTH not offered"))
-        } else if !self.extended {
-            Some(reply(503, "5.5.1 Send EHLO first"))
-        } else if self.authenticated.is_some() {
-            Some(reply(503, "5.5.1 Already authenticated"))
-        } else if self.transaction.is_some() {
-            Some(reply(
-                503,
-                "5.5.1 AUTH not allowed during a mail transaction",
-            ))
-        } else if !self.auth_offered() {
-            Some(reply(
-                538,
-                "5.7.11 Encryption required for requested authentication mechanism",
-            ))
-        } else if mechanism != "PLAIN" && mechanism != "LOGIN" {
-            Some(reply(504, "5.5.4 Unrecognized authentication type"))
-        } else {
-            None
-        };
-        if let Some(refusal) = refusal {
-            send(io, &refusal).await?;
-            return Ok(Flow::Continue);
-        }
-        if let FaultOutcome::Done(flow) = self.fault(io, Stage::Auth, None, &[]).await? {
-            return Ok(flow);
-        }
-        let credentials = if mechanism == "PLAIN" {
-            let Some(response) = self.response(io, initial, "").await? else {
-                return Ok(Flow::Close);
-            };
-            response.and_then(|r| {
-                let decoded = decode_response(&r).map_err(|e| e.to_string())?;
-                let (authzid, user, password) = parse_plain(&decoded).map_err(|e| e.to_string())?;
-                Ok((
-                    authzid.map(str::to_string),
-                    user.to_string(),
-                    password.to_string(),
-                ))
-            })
-        } else {
-            // "Username:" and "Password:" in base64, as every LOGIN client expects.
-            let Some(user) = self.response(io, initial, "VXNlcm5hbWU6").await? else {
-                return Ok(Flow::Close);
-            };
-            match user.and_then(|u| decode_response(&u).map_err(|e| e.to_string())) {
-                Err(error) => Err(error),
-                Ok(user) => {
-                    let Some(password) = self.response(io, None, "UGFzc3dvcmQ6").await? else {
-                        return Ok(Flow::Close);
-                    };
-                    password
-                        .and_then(|p| decode_response(&p).map_err(|e| e.to_string()))
-                        .map(|password| (None, user, password))
-                }
-            }
-        };
-        let answer = match credentials {
-            Err(problem) => reply(501, format!("5.5.2 {problem}")),
-            Ok((authzid, user, password)) => {
-                let authenticator = self.shared.authenticator.as_ref();
-                if authenticator
-                    .is_some_and(|a| a.authenticate(authzid.as_deref(), &user, &password))
-                {
-                    self.authenticated = Some(user);
-                    reply(235, "2.7.0 Authentication successful")
-                } else {
-                    reply(535, "5.7.8 Authentication credentials invalid")
-                }
-            }
-        };
-        send(io, &answer).await?;
-        Ok(Flow::Continue)
-    }
-
-    /// The client's next SASL response: the initial response when given, else a `334`
-    /// challenge and the line that answers it. `None` when the connection closed; an inner
-    /// `Err` when the client cancelled with `*` or sent an over-long line.
-    async fn response<S: AsyncRead + AsyncWrite + Unpin>(
-        &self,
-        io: &mut Io<S>,
-        initial: Option<String>,
-        challenge: &str,
-    ) -> std::io::Result<Option<Result<String, String>>> {
-        if let Some(initial) = initial {
-            return Ok(Some(Ok(initial)));
-        }
-        send(io, &reply(334, challenge)).await?;
-        io.flush().await?;
-        let mut line = Vec::new();
-        let read = tokio::time::timeout(
-            self.shared.command_timeout,
-            read_line(io, &mut line, MAX_AUTH_LINE),
-        )
-        .await
-        .map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::TimedOut, "AUTH response timed out")
-        })??;
-        Ok(match read {
-            Line::Eof => None,
-            Line::TooLong => Some(Err("response too long".to_string())),
-            Line::Complete => {
-                let text = String::from_utf8_lossy(trim_line_end(&line))
-                    .trim()
-                    .to_string();
-                if text == "*" {
-                    Some(Err("authentication cancelled".to_string()))
-                } else {
-                    Some(Ok(text))
-                }
-            }
-        })
     }
 }
