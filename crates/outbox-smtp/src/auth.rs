@@ -93,12 +93,11 @@ pub fn cram_md5_response(
     password: &str,
     challenge: &str,
 ) -> Result<String, AuthEncodingError> {
-    let decoded =
-        BASE64
-            .decode(challenge.trim().as_bytes())
-            .map_err(|_| AuthEncodingError::BadChallenge {
-                challenge: challenge.chars().take(100).collect(),
-            })?;
+    let decoded = BASE64.decode(challenge.trim().as_bytes()).map_err(|_| {
+        AuthEncodingError::BadChallenge {
+            challenge: challenge.chars().take(100).collect(),
+        }
+    })?;
     // HMAC accepts keys of any length, so this never fails.
     let mut mac = Hmac::<md5::Md5>::new_from_slice(password.as_bytes())
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
@@ -116,7 +115,9 @@ mod tests {
     fn plain_follows_rfc_4616() {
         // RFC 4616 §4 example: authcid "tim", password "tanstaaftanstaaf", empty authzid.
         assert_eq!(
-            BASE64.decode(plain_response("tim", "tanstaaftanstaaf")).unwrap(),
+            BASE64
+                .decode(plain_response("tim", "tanstaaftanstaaf"))
+                .unwrap(),
             b"\0tim\0tanstaaftanstaaf"
         );
         assert_eq!(plain_response("user", "pass"), "AHVzZXIAcGFzcw==");

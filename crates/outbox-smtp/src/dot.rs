@@ -100,7 +100,10 @@ mod tests {
 
     #[test]
     fn leading_dots_are_doubled() {
-        assert_eq!(encode(b".\r\n..x\r\n a.b\r\n"), b"..\r\n...x\r\n a.b\r\n.\r\n");
+        assert_eq!(
+            encode(b".\r\n..x\r\n a.b\r\n"),
+            b"..\r\n...x\r\n a.b\r\n.\r\n"
+        );
         assert_eq!(encode(b".start"), b"..start\r\n.\r\n");
     }
 
@@ -116,7 +119,10 @@ mod tests {
     #[test]
     fn smuggling_sequences_are_neutralised() {
         for (input, expected) in [
-            (&b"x\n.\nMAIL FROM:<e@vil>\n"[..], &b"x\r\n..\r\nMAIL FROM:<e@vil>\r\n.\r\n"[..]),
+            (
+                &b"x\n.\nMAIL FROM:<e@vil>\n"[..],
+                &b"x\r\n..\r\nMAIL FROM:<e@vil>\r\n.\r\n"[..],
+            ),
             (b"x\r.\rMAIL", b"x\r\n..\r\nMAIL\r\n.\r\n"),
             (b"x\r\n.\nMAIL", b"x\r\n..\r\nMAIL\r\n.\r\n"),
             (b"x\n.\r\nMAIL", b"x\r\n..\r\nMAIL\r\n.\r\n"),

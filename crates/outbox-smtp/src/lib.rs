@@ -18,5 +18,15 @@ pub mod timeouts;
 pub mod tls;
 pub use timeouts::Timeouts;
 pub use tls::{TlsConfig, TlsConfigError};
+
+// The client and the program transport.
+pub mod client;
+pub mod error;
+pub mod program;
+pub use client::{
+    BoxedStream, ClientConfig, Delivery, Outcome, RcptOutcome, RecipientReport, SmtpClient,
+};
+pub use error::ClientError;
+pub use program::ProgramError;
 pub mod server;
 pub mod mx;

@@ -299,16 +299,14 @@ fn check_prefix(partial: &[u8]) -> Result<(), ReplyError> {
     }) && partial
         .get(3)
         .is_none_or(|b| matches!(b, b' ' | b'-' | b'\r'));
-    if ok {
-        Ok(())
-    } else {
-        Err(malformed(partial))
-    }
+    if ok { Ok(()) } else { Err(malformed(partial)) }
 }
 
 /// Splits one line (without its line end) into code, "is the last line", and text.
 fn parse_line(line: &[u8]) -> Result<(u16, bool, String), ReplyError> {
-    if line.len() < 3 || !line[..3].iter().all(u8::is_ascii_digit) || !(b'1'..=b'5').contains(&line[0])
+    if line.len() < 3
+        || !line[..3].iter().all(u8::is_ascii_digit)
+        || !(b'1'..=b'5').contains(&line[0])
     {
         return Err(malformed(line));
     }
@@ -396,7 +394,10 @@ mod tests {
     #[test]
     fn enhanced_code_of_the_wrong_class_is_ignored() {
         assert_eq!(parse_all(b"550 2.0.0 odd\r\n").enhanced, None);
-        assert_eq!(parse_all(b"550 5.7.1 no\r\n").enhanced, Some(EnhancedCode::new(5, 7, 1)));
+        assert_eq!(
+            parse_all(b"550 5.7.1 no\r\n").enhanced,
+            Some(EnhancedCode::new(5, 7, 1))
+        );
         assert_eq!(parse_all(b"250 1.2.3 x\r\n").enhanced, None);
         assert_eq!(parse_all(b"250 2.1000.0 x\r\n").enhanced, None);
     }

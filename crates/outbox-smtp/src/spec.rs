@@ -118,7 +118,9 @@ pub enum SpecError {
     #[error("server spec is empty")]
     Empty,
     /// A `scheme:` other than smtp, smtps and program.
-    #[error("unknown server spec scheme {scheme:?} (expected smtp://, smtps://, program: or host[:port])")]
+    #[error(
+        "unknown server spec scheme {scheme:?} (expected smtp://, smtps://, program: or host[:port])"
+    )]
     UnknownScheme {
         /// The scheme as written.
         scheme: String,
@@ -142,7 +144,10 @@ pub enum SpecError {
         name: String,
     },
     /// A known parameter with a value it cannot take.
-    #[error("invalid value {value:?} for {name} in server spec{}", expected_hint(name))]
+    #[error(
+        "invalid value {value:?} for {name} in server spec{}",
+        expected_hint(name)
+    )]
     InvalidParameter {
         /// The parameter name.
         name: String,
@@ -279,7 +284,11 @@ fn parse_url(rest: &str, implicit_tls: bool) -> Result<SmtpSpec, SpecError> {
             password: percent_decode(pass, "password")?,
         });
     }
-    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let invalid = || SpecError::InvalidParameter {
             name: name.to_string(),

@@ -31,10 +31,22 @@ fn smtp_urls() {
     assert_eq!(smtp("smtp://h").port, 25);
     assert_eq!(smtp("smtp://h/").security, Security::OpportunisticStartTls);
     assert_eq!(smtp("smtp://h?starttls=off").security, Security::NoTls);
-    assert_eq!(smtp("SMTP://h?STARTTLS=Opportunistic").security, Security::OpportunisticStartTls);
-    assert_eq!(smtp("smtp://h?timeout=2m").timeout, Some(Duration::from_secs(120)));
-    assert_eq!(smtp("smtp://u:p@ss@h").credentials, Some(Credentials::new("u", "p@ss")));
-    assert_eq!(smtp("smtp://u@h").credentials, Some(Credentials::new("u", "")));
+    assert_eq!(
+        smtp("SMTP://h?STARTTLS=Opportunistic").security,
+        Security::OpportunisticStartTls
+    );
+    assert_eq!(
+        smtp("smtp://h?timeout=2m").timeout,
+        Some(Duration::from_secs(120))
+    );
+    assert_eq!(
+        smtp("smtp://u:p@ss@h").credentials,
+        Some(Credentials::new("u", "p@ss"))
+    );
+    assert_eq!(
+        smtp("smtp://u@h").credentials,
+        Some(Credentials::new("u", ""))
+    );
 }
 
 #[test]
@@ -59,9 +71,13 @@ fn programs_split_like_a_shell_without_one() {
 #[test]
 fn bad_specs_name_the_problem() {
     use SpecError::*;
-    let cases: &[(&str, fn(&SpecError) -> bool)] = &[
+    type Check = fn(&SpecError) -> bool;
+    let cases: &[(&str, Check)] = &[
         ("", |e| matches!(e, Empty)),
-        ("http://x", |e| matches!(e, UnknownScheme { scheme } if scheme == "http")),
+        (
+            "http://x",
+            |e| matches!(e, UnknownScheme { scheme } if scheme == "http"),
+        ),
         ("host:0", |e| matches!(e, InvalidPort { .. })),
         ("host:99999", |e| matches!(e, InvalidPort { .. })),
         ("host:+25", |e| matches!(e, InvalidPort { .. })),
@@ -72,17 +88,44 @@ fn bad_specs_name_the_problem() {
         ("[nope]:25", |e| matches!(e, InvalidHost { .. })),
         ("a..b", |e| matches!(e, InvalidHost { .. })),
         ("-a.b", |e| matches!(e, InvalidHost { .. })),
-        ("smtp://h?tls=1", |e| matches!(e, UnknownParameter { name } if name == "tls")),
-        ("smtp://h?starttls=yes", |e| matches!(e, InvalidParameter { .. })),
-        ("smtp://h?timeout=0", |e| matches!(e, InvalidParameter { .. })),
-        ("smtp://h?timeout=soon", |e| matches!(e, InvalidParameter { .. })),
-        ("smtps://h?starttls=off", |e| matches!(e, StartTlsWithImplicitTls)),
-        ("smtp://u:%zz@h", |e| matches!(e, InvalidPercentEncoding { part: "password" })),
-        ("smtp://%ff@h", |e| matches!(e, InvalidPercentEncoding { part: "user name" })),
-        ("smtp://h/path", |e| matches!(e, Unexpected { what: "path", .. })),
-        ("smtp://h#frag", |e| matches!(e, Unexpected { what: "fragment", .. })),
+        (
+            "smtp://h?tls=1",
+            |e| matches!(e, UnknownParameter { name } if name == "tls"),
+        ),
+        ("smtp://h?starttls=yes", |e| {
+            matches!(e, InvalidParameter { .. })
+        }),
+        ("smtp://h?timeout=0", |e| {
+            matches!(e, InvalidParameter { .. })
+        }),
+        ("smtp://h?timeout=soon", |e| {
+            matches!(e, InvalidParameter { .. })
+        }),
+        ("smtps://h?starttls=off", |e| {
+            matches!(e, StartTlsWithImplicitTls)
+        }),
+        ("smtp://u:%zz@h", |e| {
+            matches!(e, InvalidPercentEncoding { part: "password" })
+        }),
+        ("smtp://%ff@h", |e| {
+            matches!(e, InvalidPercentEncoding { part: "user name" })
+        }),
+        ("smtp://h/path", |e| {
+            matches!(e, Unexpected { what: "path", .. })
+        }),
+        ("smtp://h#frag", |e| {
+            matches!(
+                e,
+                Unexpected {
+                    what: "fragment",
+                    ..
+                }
+            )
+        }),
         ("program:", |e| matches!(e, InvalidProgram { .. })),
-        ("program:sendmail 'open", |e| matches!(e, InvalidProgram { .. })),
+        ("program:sendmail 'open", |e| {
+            matches!(e, InvalidProgram { .. })
+        }),
     ];
     for (text, check) in cases {
         let err = ServerSpec::parse(text).expect_err(text);
@@ -108,7 +151,11 @@ fn display_parses_back() {
         "program:/bin/cat -u 'a b'",
     ] {
         let spec = ServerSpec::parse(text).unwrap();
-        assert_eq!(ServerSpec::parse(&spec.to_string()).unwrap(), spec, "{text}");
+        assert_eq!(
+            ServerSpec::parse(&spec.to_string()).unwrap(),
+            spec,
+            "{text}"
+        );
     }
 }
 

@@ -156,7 +156,9 @@ mod humantime_serde {
         match Raw::deserialize(deserializer)? {
             Raw::Seconds(seconds) => Ok(Duration::from_secs(seconds)),
             Raw::Text(text) => humantime::parse_duration(&text).map_err(|err| {
-                de::Error::custom(format!("invalid duration {text:?}: {err} (e.g. \"30s\", \"5m\")"))
+                de::Error::custom(format!(
+                    "invalid duration {text:?}: {err} (e.g. \"30s\", \"5m\")"
+                ))
             }),
         }
     }

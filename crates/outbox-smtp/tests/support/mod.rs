@@ -4,6 +4,7 @@
 
 pub mod ca;
 pub mod dnsmasq;
+pub mod peers;
 
 use std::net::{TcpListener, UdpSocket};
 

@@ -1,0 +1,183 @@
+//! Opening a real connection: resolve, TCP connect with a timeout and TCP_NODELAY, implicit
+//! TLS or STARTTLS as the spec says, greeting, EHLO, AUTH.
+
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use super::{ClientConfig, SmtpClient};
+use crate::error::ClientError;
+use crate::spec::{Credentials, Security, SmtpSpec};
+use crate::timeouts::Timeouts;
+
+/// A stream the client can run over: anything readable, writable and sendable.
+pub trait AsyncStream: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> AsyncStream for T {}
+
+/// The stream type of a connected client, plain or TLS: one type whatever the route took.
+pub type BoxedStream = Box<dyn AsyncStream>;
+
+impl SmtpClient<BoxedStream> {
+    /// Connects to the server a spec names and opens the session: TCP (each resolved address
+    /// in turn, each within the connect timeout), implicit TLS for `smtps://`, the greeting,
+    /// EHLO, STARTTLS as the spec's [`Security`] says, then AUTH when the spec has
+    /// credentials. The spec's `timeout=` replaces every per-command timeout.
+    pub async fn connect(spec: &SmtpSpec, config: &ClientConfig) -> Result<Self, ClientError> {
+        let config = config_for(spec, config);
+        let target = format!("{}:{}", display_host(&spec.host), spec.port);
+        let limit = config.timeouts.connect;
+        let addrs: Vec<SocketAddr> = match tokio::time::timeout(
+            limit,
+            tokio::net::lookup_host((spec.host.as_str(), spec.port)),
+        )
+        .await
+        {
+            Ok(Ok(addrs)) => addrs.collect(),
+            Ok(Err(source)) => {
+                return Err(ClientError::Resolve {
+                    host: spec.host.clone(),
+                    source,
+                });
+            }
+            Err(_) => {
+                return Err(ClientError::Timeout {
+                    command: format!("resolving {}", spec.host),
+                    after: limit,
+                });
+            }
+        };
+        let mut last_error = None;
+        for addr in addrs {
+            match tcp_connect(addr, &target, &config).await {
+                Ok(tcp) => {
+                    return open(
+                        tcp,
+                        &spec.host,
+                        spec.security,
+                        spec.credentials.as_ref(),
+                        config,
+                    )
+                    .await;
+                }
+                Err(err) => last_error = Some(err),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| ClientError::Resolve {
+            host: spec.host.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
+        }))
+    }
+
+    /// Connects to one socket address and opens the session, verifying TLS certificates for
+    /// `tls_name` — for MX delivery, where the host name comes from DNS and the address was
+    /// chosen by the caller.
+    pub async fn connect_addr(
+        addr: SocketAddr,
+        tls_name: &str,
+        security: Security,
+        credentials: Option<&Credentials>,
+        config: &ClientConfig,
+    ) -> Result<Self, ClientError> {
+        let tcp = tcp_connect(addr, &addr.to_string(), config).await?;
+        open(tcp, tls_name, security, credentials, config.clone()).await
+    }
+}
+
+fn config_for(spec: &SmtpSpec, config: &ClientConfig) -> ClientConfig {
+    let mut config = config.clone();
+    if let Some(limit) = spec.timeout {
+        config.timeouts = Timeouts::uniform(limit);
+    }
+    config
+}
+
+fn display_host(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+async fn tcp_connect(
+    addr: SocketAddr,
+    target: &str,
+    config: &ClientConfig,
+) -> Result<TcpStream, ClientError> {
+    let limit = config.timeouts.connect;
+    let tcp = match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(source)) => {
+            return Err(ClientError::Connect {
+                addr: target.to_string(),
+                source,
+            });
+        }
+        Err(_) => {
+            return Err(ClientError::Timeout {
+                command: format!("connect to {target}"),
+                after: limit,
+            });
+        }
+    };
+    // Without it, Nagle's algorithm holds each small command back waiting for an ACK:
+    // pipelined sessions crawl (lettre drops from thousands of messages a second to ~100).
+    tcp.set_nodelay(true)
+        .map_err(|source| ClientError::Connect {
+            addr: target.to_string(),
+            source,
+        })?;
+    Ok(tcp)
+}
+
+/// Greeting, EHLO, TLS and AUTH on a fresh TCP connection.
+async fn open(
+    tcp: TcpStream,
+    host: &str,
+    security: Security,
+    credentials: Option<&Credentials>,
+    config: ClientConfig,
+) -> Result<SmtpClient<BoxedStream>, ClientError> {
+    let connect_limit = config.timeouts.connect;
+    let client = SmtpClient::with_stream(tcp, host, config);
+    let mut client: SmtpClient<BoxedStream> = match security {
+        Security::ImplicitTls => {
+            let mut client = client.handshake(connect_limit, "connect").await?;
+            client.read_greeting().await?;
+            client.ehlo().await?;
+            client.map_stream(|s| Box::new(s) as BoxedStream)
+        }
+        Security::NoTls => {
+            let mut client = client;
+            client.read_greeting().await?;
+            client.ehlo().await?;
+            client.map_stream(|s| Box::new(s) as BoxedStream)
+        }
+        Security::OpportunisticStartTls | Security::RequiredStartTls => {
+            let mut client = client;
+            client.read_greeting().await?;
+            client.ehlo().await?;
+            if client.capabilities().starttls {
+                client
+                    .starttls()
+                    .await?
+                    .map_stream(|s| Box::new(s) as BoxedStream)
+            } else if security == Security::RequiredStartTls {
+                return Err(ClientError::StartTlsUnavailable {
+                    host: host.to_string(),
+                    reply: None,
+                });
+            } else {
+                client.map_stream(|s| Box::new(s) as BoxedStream)
+            }
+        }
+    };
+    if let Some(credentials) = credentials {
+        client
+            .authenticate(credentials, security == Security::NoTls)
+            .await?;
+    }
+    Ok(client)
+}
