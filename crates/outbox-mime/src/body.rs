@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::path::Path;
 
-use crate::encoding::{Charset, TransferEncoding, choose_for_text, longest_line, normalize_crlf};
+use crate::encoding::{Charset, TransferEncoding, longest_line, normalize_crlf, normalize_text};
 use crate::error::ComposeError;
 use crate::header;
 use crate::merge::contains_marker;
@@ -82,35 +82,33 @@ fn text_leaf(
     subtype: &str,
     options: &BodyOptions<'_>,
 ) -> Result<Node, ComposeError> {
-    let encoded = options
+    let (normalized, longest) = normalize_text(text);
+    let body = options
         .charset
-        .encode(text)
+        .encode(&normalized)
         .ok_or(ComposeError::Unrepresentable {
             field,
             charset: options.charset.as_str(),
         })?;
-    let body = normalize_crlf(&encoded);
+    let has_nul = normalized.contains('\0');
     let unfit = |encoding, reason| ComposeError::TransferEncodingUnfit {
         field,
         encoding,
         reason,
     };
     let encoding = match options.transfer_encoding {
-        None => choose_for_text(&body),
+        None if body.is_ascii() && !has_nul && longest <= 998 => TransferEncoding::SevenBit,
+        None => TransferEncoding::QuotedPrintable,
         Some(TransferEncoding::Base64) if contains_marker(text) => {
             TransferEncoding::QuotedPrintable
         }
         Some(TransferEncoding::SevenBit) if !body.is_ascii() => {
             return Err(unfit(TransferEncoding::SevenBit, "non-ASCII text"));
         }
-        Some(e @ (TransferEncoding::SevenBit | TransferEncoding::EightBit))
-            if longest_line(&body) > 998 =>
-        {
+        Some(e @ (TransferEncoding::SevenBit | TransferEncoding::EightBit)) if longest > 998 => {
             return Err(unfit(e, "a line longer than 998 octets"));
         }
-        Some(e @ (TransferEncoding::SevenBit | TransferEncoding::EightBit))
-            if body.contains(&0) =>
-        {
+        Some(e @ (TransferEncoding::SevenBit | TransferEncoding::EightBit)) if has_nul => {
             return Err(unfit(e, "a NUL character"));
         }
         Some(e) => e,

@@ -1,6 +1,7 @@
 //! Body encodings: Content-Transfer-Encoding (RFC 2045 §6) and the character sets a text
 //! part may be written in.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -135,24 +136,47 @@ impl Charset {
     }
 }
 
-/// Converts every line end (`\r\n`, `\n`, lone `\r`) to CRLF.
+/// Converts every line end (`\r\n`, `\n`, lone `\r`) to CRLF, copying whole lines at a time.
 pub fn normalize_crlf(text: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len() + text.len() / 32);
-    let mut i = 0;
-    while i < text.len() {
-        match text[i] {
-            b'\r' => {
-                out.extend_from_slice(b"\r\n");
-                if text.get(i + 1) == Some(&b'\n') {
-                    i += 1;
-                }
-            }
-            b'\n' => out.extend_from_slice(b"\r\n"),
-            b => out.push(b),
-        }
-        i += 1;
+    let mut out = Vec::with_capacity(text.len() + text.len() / 32 + 2);
+    let mut rest = text;
+    while let Some(end) = rest.iter().position(|&b| b == b'\r' || b == b'\n') {
+        out.extend_from_slice(&rest[..end]);
+        out.extend_from_slice(b"\r\n");
+        let skip = if rest[end] == b'\r' && rest.get(end + 1) == Some(&b'\n') {
+            2
+        } else {
+            1
+        };
+        rest = &rest[end + skip..];
     }
+    out.extend_from_slice(rest);
     out
+}
+
+/// A text with every line end (`\r\n`, `\n`, lone `\r`) made CRLF, and the length in
+/// octets of its longest line. Lines are found with `str`'s memchr-based search, so a text
+/// is copied a line at a time.
+pub fn normalize_text(text: &str) -> (Cow<'_, str>, usize) {
+    let mut longest = 0;
+    if !text.contains('\r') {
+        let mut lines = text.split('\n');
+        let mut out = String::with_capacity(text.len() + text.len() / 32 + 2);
+        if let Some(first) = lines.next() {
+            longest = first.len();
+            out.push_str(first);
+        }
+        for line in lines {
+            longest = longest.max(line.len());
+            out.push_str("\r\n");
+            out.push_str(line);
+        }
+        return (Cow::Owned(out), longest);
+    }
+    let bytes = normalize_crlf(text.as_bytes());
+    longest = longest_line(&bytes);
+    let out = String::from_utf8(bytes).expect("line ends replaced on ASCII bytes only");
+    (Cow::Owned(out), longest)
 }
 
 /// The longest line of CRLF-separated `data`, in octets (without the CRLF).
@@ -161,16 +185,6 @@ pub fn longest_line(data: &[u8]) -> usize {
         .map(|line| line.strip_suffix(b"\r").unwrap_or(line).len())
         .max()
         .unwrap_or(0)
-}
-
-/// The transfer encoding Outbox picks for a text part when none is asked for: `7bit` for
-/// ASCII with short lines, else quoted-printable (safe for servers without 8BITMIME).
-pub fn choose_for_text(encoded: &[u8]) -> TransferEncoding {
-    if encoded.is_ascii() && !encoded.contains(&0) && longest_line(encoded) <= 998 {
-        TransferEncoding::SevenBit
-    } else {
-        TransferEncoding::QuotedPrintable
-    }
 }
 
 /// Octets per base64 line: 57 input octets become 76 characters (RFC 2045 §6.8).
@@ -277,12 +291,15 @@ mod tests {
         assert!("binary".parse::<TransferEncoding>().is_err());
         assert_eq!("UTF-8".parse(), Ok(Charset::Utf8));
         assert!("koi8-r".parse::<Charset>().is_err());
-        assert_eq!(Charset::Latin1.encode("é"), Some(vec![0xe9]));
+        assert_eq!(Charset::Latin1.encode("é").as_deref(), Some(&[0xe9][..]));
         assert_eq!(Charset::UsAscii.encode("é"), None);
     }
 
     #[test]
     fn line_ends_become_crlf() {
         assert_eq!(normalize_crlf(b"a\nb\rc\r\nd"), b"a\r\nb\r\nc\r\nd");
+        assert_eq!(normalize_text("ab\nc\rd\r\n").0, "ab\r\nc\r\nd\r\n");
+        assert_eq!(normalize_text("abc\nd").1, 3);
+        assert_eq!(normalize_text("a\rbcde").1, 4);
     }
 }

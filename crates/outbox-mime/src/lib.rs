@@ -47,12 +47,14 @@ mod mime_merge;
 mod part;
 mod spec;
 
-pub use address::{Address, AddressError, parse_address, parse_address_list};
+pub use address::{Address, AddressError, parse_address, parse_address_list, split_address_list};
 pub use builder::EmailBuilder;
 pub use compose::{
     ComposeOptions, Message, compose, compose_part, compose_part_with, compose_with,
 };
-pub use encoding::{Charset, TransferEncoding, UnknownCharset, UnknownTransferEncoding};
+pub use encoding::{
+    Charset, TransferEncoding, UnknownCharset, UnknownTransferEncoding, base64_lines_into,
+};
 pub use error::ComposeError;
 pub use merge::{
     TokenLookup, contains_marker, email_token, is_token_name, merge, merge_message, merge_text,

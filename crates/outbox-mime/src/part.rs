@@ -56,6 +56,27 @@ impl Node {
         }
     }
 
+    /// True when this node's written form may hold a boundary of ours: a 7bit, 8bit or raw
+    /// part that contains the `=_outbox_` prefix. A cheap scan, so the exact search of
+    /// [`Node::contains`] runs only in the rare case where it can find something.
+    fn mentions_boundary(&self) -> bool {
+        let scan = |hay: &[u8]| match std::str::from_utf8(hay) {
+            Ok(text) => text.contains(BOUNDARY_PREFIX),
+            Err(_) => hay
+                .iter()
+                .enumerate()
+                .any(|(i, &b)| b == b'=' && hay[i..].starts_with(BOUNDARY_PREFIX.as_bytes())),
+        };
+        match self {
+            Node::Leaf { body, encoding, .. } => match encoding {
+                TransferEncoding::SevenBit | TransferEncoding::EightBit => scan(body),
+                _ => false,
+            },
+            Node::Multipart { children, .. } => children.iter().any(Node::mentions_boundary),
+            Node::Raw(raw) => scan(raw),
+        }
+    }
+
     /// A rough size of the written form, to reserve the output buffer once.
     pub(crate) fn size_hint(&self) -> usize {
         match self {
@@ -129,6 +150,9 @@ pub(crate) fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// What every boundary starts with.
+const BOUNDARY_PREFIX: &str = "=_outbox_";
+
 /// Hands out multipart boundaries: `=_outbox_SEED_N`. `=_` cannot occur in base64 or
 /// quoted-printable text (RFC 2045 §6.7), and 7bit, 8bit and raw parts are checked.
 #[derive(Debug)]
@@ -144,11 +168,12 @@ impl Boundaries {
 
     /// A multipart node whose boundary occurs in none of its children.
     pub(crate) fn multipart(&mut self, subtype: &'static str, children: Vec<Node>) -> Node {
+        let check = children.iter().any(Node::mentions_boundary);
         loop {
-            let boundary = format!("=_outbox_{:016x}_{}", self.seed, self.next);
+            let boundary = format!("{BOUNDARY_PREFIX}{:016x}_{}", self.seed, self.next);
             self.next += 1;
             let delimiter = format!("--{boundary}");
-            if !children.iter().any(|c| c.contains(delimiter.as_bytes())) {
+            if !check || !children.iter().any(|c| c.contains(delimiter.as_bytes())) {
                 return Node::Multipart {
                     subtype,
                     boundary,
