@@ -56,6 +56,8 @@ pub enum Command {
     Status(commands::status::StatusArgs),
     /// Inspect and administer the queue: list, show, rm, retry, purge.
     Queue(commands::queue::QueueArgs),
+    /// Talk SMTP by hand: print the greeting, send each stdin line, print each reply.
+    Smtp(commands::smtp::SmtpArgs),
 }
 
 impl Command {

@@ -101,6 +101,8 @@ pub struct SmtpClient<S> {
     /// The server's name, for TLS and error messages.
     host: String,
     tls: bool,
+    /// The server's 220 greeting, once read.
+    greeting: Option<Reply>,
 }
 
 impl<S> std::fmt::Debug for SmtpClient<S> {
@@ -126,12 +128,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
             capabilities: Capabilities::default(),
             host: host.into(),
             tls: false,
+            greeting: None,
         }
     }
 
     /// What the server offered in its last EHLO reply (nothing after HELO).
     pub fn capabilities(&self) -> &Capabilities {
         &self.capabilities
+    }
+
+    /// The server's greeting, once [`SmtpClient::read_greeting`] has read it.
+    pub fn greeting(&self) -> Option<&Reply> {
+        self.greeting.as_ref()
     }
 
     /// Whether the session is encrypted.
@@ -159,6 +167,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
             capabilities: self.capabilities,
             host: self.host,
             tls: self.tls,
+            greeting: self.greeting,
         }
     }
 

@@ -27,6 +27,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
                 reply,
             });
         }
+        self.greeting = Some(reply.clone());
         Ok(reply)
     }
 
@@ -107,6 +108,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
             write_buf,
             config,
             host,
+            greeting,
             ..
         } = self;
         let tls = match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
@@ -128,6 +130,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
             capabilities: Capabilities::default(),
             host,
             tls: true,
+            greeting,
         })
     }
 

@@ -3,6 +3,7 @@
 pub mod compose;
 pub mod mx;
 pub mod queue;
+pub mod smtp;
 pub mod status;
 
 use crate::cli::{Cli, Command};
@@ -18,5 +19,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mx(args) => mx::run(&globals, args).await,
         Command::Status(args) => status::run(&globals, args).await,
         Command::Queue(args) => queue::run(&globals, args).await,
+        Command::Smtp(args) => smtp::run(&globals, args).await,
     }
 }
