@@ -14,6 +14,10 @@ command -v swaks >/dev/null 2>&1 || need_apt+=(swaks)
 perl -MNet::SSLeay -MIO::Socket::SSL -e 1 >/dev/null 2>&1 || need_apt+=(libnet-ssleay-perl libio-socket-ssl-perl)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+# Headless Chromium for the admin-page test (scripts/browser-test.sh); Debian's build,
+# never `npx playwright install` (it downloads a browser of its own).
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-peers: apt-get install ${need_apt[*]}" >&2
@@ -27,4 +31,10 @@ fi
 if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
   echo "install-peers: pip install aiosmtpd" >&2
   python3 -m pip install -q aiosmtpd >/dev/null
+fi
+
+# playwright-core (the browser driver only) for tests/browser.
+if [ ! -d "$(dirname "$0")/../tests/browser/node_modules/playwright-core" ]; then
+  echo "install-peers: npm install in tests/browser" >&2
+  (cd "$(dirname "$0")/../tests/browser" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
 fi

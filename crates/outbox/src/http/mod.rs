@@ -1,6 +1,7 @@
 //! The HTTP side of `outbox serve`: the JSON API under `/api/v1`, the admin page at `/`,
 //! `/metrics` and `/healthz`. Everything but `/healthz` needs a token from `[http] tokens`.
 
+pub mod admin;
 pub mod auth;
 
 use std::sync::Arc;
@@ -39,5 +40,5 @@ impl AppState {
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    Router::new().with_state(state)
+    Router::new().merge(admin::router()).with_state(state)
 }
