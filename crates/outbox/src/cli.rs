@@ -58,6 +58,10 @@ pub enum Command {
     Queue(commands::queue::QueueArgs),
     /// Talk SMTP by hand: print the greeting, send each stdin line, print each reply.
     Smtp(commands::smtp::SmtpArgs),
+    /// Queue a message read on stdin, as sendmail does: [-t] [-f FROM] [-i] [RCPT...].
+    Sendmail(commands::sendmail::SendmailCmdArgs),
+    /// Queue one merge message to every row of a CSV file (column `email`, the rest tokens).
+    Bulk(commands::bulk::BulkArgs),
 }
 
 impl Command {

@@ -8,13 +8,26 @@ mod cli;
 mod commands;
 mod config;
 mod exit;
+mod listener;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    // Installed as a link named `sendmail`: behave as `outbox sendmail`, and exit with
+    // EX_USAGE (64) rather than clap's 2 should the line not parse.
+    let cli = match commands::sendmail::argv_as_sendmail() {
+        Some(argv) => match cli::Cli::try_parse_from(argv) {
+            Ok(cli) => cli,
+            Err(err) => {
+                let text = err.to_string();
+                eprintln!("sendmail: {}", text.lines().next().unwrap_or("bad usage"));
+                return ExitCode::from(exit::EX_USAGE);
+            }
+        },
+        None => cli::Cli::parse(),
+    };
     init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

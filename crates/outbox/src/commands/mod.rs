@@ -1,9 +1,11 @@
 //! One module per subcommand; `run` dispatches.
 
+pub mod bulk;
 pub mod compose;
 pub mod mx;
 pub mod queue;
 pub mod smtp;
+pub mod sendmail;
 pub mod status;
 
 use crate::cli::{Cli, Command};
@@ -19,6 +21,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mx(args) => mx::run(&globals, args).await,
         Command::Status(args) => status::run(&globals, args).await,
         Command::Queue(args) => queue::run(&globals, args).await,
+        Command::Sendmail(args) => sendmail::run(&globals, args).await,
+        Command::Bulk(args) => bulk::run(&globals, args).await,
         Command::Smtp(args) => smtp::run(&globals, args).await,
     }
 }

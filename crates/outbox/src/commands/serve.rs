@@ -43,6 +43,18 @@ pub async fn run(globals: &Globals, _args: ServeArgs) -> anyhow::Result<()> {
         .into_future(),
     );
 
+    // The submission listener stops accepting on the same signal, then lets open
+    // transactions finish (their messages are committed or refused, never half-queued).
+    let smtp = crate::listener::start(&config, outbox.store().clone())
+        .await?
+        .map(|server| {
+            let stop = stopped(stop_rx.clone());
+            tokio::spawn(async move {
+                stop.await;
+                server.shutdown().await;
+            })
+        });
+
     let delivery = engine.run(RunMode::Forever, stopped(stop_rx.clone()));
     tokio::pin!(delivery);
     let result = tokio::select! {
@@ -54,6 +66,9 @@ pub async fn run(globals: &Globals, _args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let _ = stop_tx.send(true);
+    if let Some(smtp) = smtp {
+        smtp.await.context("SMTP listener task")?;
+    }
     http.await
         .context("HTTP server task")?
         .context("HTTP server")?;

@@ -1,0 +1,334 @@
+//! The SMTP submission listener of `outbox serve` (`[smtp_listener]`): the `outbox-smtp`
+//! server with the queue as its sink.
+//!
+//! Policy (DESIGN §6): AUTH PLAIN/LOGIN is required before `MAIL` except for clients in
+//! `trusted_networks` (empty by default: no open relay); with a certificate it offers
+//! STARTTLS (RFC 3207), and with `require_tls` it offers AUTH only after STARTTLS. It
+//! advertises `SIZE` = `delivery.max_message_size` (RFC 1870). A message is answered `250`
+//! only once [`QueueSink`] has committed it to the store.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use outbox_queue::{NewMessage, NewRecipient, Store, StoreError};
+use outbox_smtp::Reply;
+use outbox_smtp::server::{
+    DeliverFuture, Envelope, MessageSink, Network, Server, StaticUsers,
+    server_tls_config_from_files,
+};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc2822;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::Config;
+
+/// Starts the listener when `smtp_listener.listen` is set; `None` when it is not.
+pub async fn start(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Option<Server>> {
+    let settings = &config.smtp_listener;
+    let Some(listen) = settings.listen else {
+        return Ok(None);
+    };
+    let trusted = settings
+        .trusted_networks
+        .iter()
+        .map(|text| {
+            text.parse::<Network>()
+                .with_context(|| "configuration: smtp_listener.trusted_networks")
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if settings.users.is_empty() && trusted.is_empty() {
+        tracing::warn!(
+            "smtp_listener has no users and no trusted_networks: every submission is refused"
+        );
+    }
+    let hostname = config.delivery.helo_name.clone();
+    let mut builder = Server::builder()
+        .hostname(hostname.clone())
+        .max_size(config.delivery.max_message_size.0)
+        .require_auth(trusted)
+        .auth_requires_tls(settings.require_tls)
+        .sink(Arc::new(QueueSink::new(store, hostname)));
+    if !settings.users.is_empty() {
+        builder = builder.authenticator(Arc::new(StaticUsers::new(settings.users.clone())));
+    }
+    // The configuration checks that cert_file and key_file come together, and that
+    // require_tls has them.
+    if let (Some(cert), Some(key)) = (&settings.cert_file, &settings.key_file) {
+        let tls = server_tls_config_from_files(cert, key)
+            .context("configuration: smtp_listener.cert_file/key_file")?;
+        builder = builder.tls(tls);
+    }
+    let server = builder
+        .bind(&listen.to_string())
+        .await
+        .context("smtp_listener.listen")?;
+    tracing::info!(address = %server.local_addr(), "SMTP submission listener listening");
+    Ok(Some(server))
+}
+
+/// The most messages committed in one transaction by [`QueueSink`].
+const MAX_GROUP: usize = 64;
+
+/// A group stops growing past this many bytes of message data, so a group of large
+/// messages (kept twice while committing, for the one-by-one retry) stays small.
+const MAX_GROUP_BYTES: usize = 1_000_000;
+
+/// The listener's [`MessageSink`]: each accepted message becomes one queued message,
+/// committed before the server answers `250` to the end of DATA.
+///
+/// Group commit: messages that arrive on other connections while a commit is running wait
+/// for it and are then committed together, in one transaction (`enqueue_batch`), so that
+/// concurrent clients share the cost of each durable commit. Should the group be refused
+/// for a reason that belongs to one message (an invalid address), each message of the
+/// group is retried alone so that only that one is refused.
+pub struct QueueSink {
+    submissions: mpsc::Sender<Submission>,
+    hostname: String,
+}
+
+/// One message waiting for its commit, and where to send the verdict.
+struct Submission {
+    message: NewMessage,
+    verdict: oneshot::Sender<Result<(), Reply>>,
+}
+
+impl QueueSink {
+    /// A sink queueing into `store`; `hostname` names this server in `Received:`. Spawns
+    /// the committer task, which ends when the sink is dropped.
+    pub fn new(store: Arc<dyn Store>, hostname: String) -> QueueSink {
+        let (submissions, receiver) = mpsc::channel(MAX_GROUP * 4);
+        tokio::spawn(commit_groups(store, receiver));
+        QueueSink {
+            submissions,
+            hostname,
+        }
+    }
+}
+
+impl MessageSink for QueueSink {
+    fn deliver(&self, envelope: Envelope, data: Vec<u8>) -> DeliverFuture<'_> {
+        Box::pin(async move {
+            let mut stored = received_header(&self.hostname, &envelope, OffsetDateTime::now_utc());
+            stored.extend_from_slice(&data);
+            let message = NewMessage {
+                subject: subject_of(&data),
+                data: stored,
+                envelope_from: envelope.mail_from,
+                recipients: envelope
+                    .rcpt_to
+                    .into_iter()
+                    .map(NewRecipient::new)
+                    .collect(),
+                ..NewMessage::default()
+            };
+            let (verdict, answer) = oneshot::channel();
+            let unavailable = || Reply::new(451, ["4.3.0 Queue unavailable, try again later"]);
+            self.submissions
+                .send(Submission { message, verdict })
+                .await
+                .map_err(|_| unavailable())?;
+            answer.await.map_err(|_| unavailable())?
+        })
+    }
+}
+
+/// The committer: takes one submission, then whatever else is already waiting (up to
+/// [`MAX_GROUP`]), commits them together and answers each.
+async fn commit_groups(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<Submission>) {
+    while let Some(first) = receiver.recv().await {
+        let mut bytes = first.message.data.len();
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP && bytes < MAX_GROUP_BYTES {
+            match receiver.try_recv() {
+                Ok(next) => {
+                    bytes += next.message.data.len();
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let (messages, verdicts): (Vec<_>, Vec<_>) = group
+            .into_iter()
+            .map(|submission| (submission.message, submission.verdict))
+            .unzip();
+        if messages.len() == 1 {
+            let message = messages.into_iter().next().expect("one message");
+            let result = store.enqueue(message).await.map(|_| ()).map_err(|err| {
+                tracing::warn!(error = %err, "SMTP submission refused");
+                refusal(&err)
+            });
+            for verdict in verdicts {
+                let _ = verdict.send(result.clone());
+            }
+            continue;
+        }
+        match store.enqueue_batch(messages.clone()).await {
+            Ok(_) => {
+                for verdict in verdicts {
+                    let _ = verdict.send(Ok(()));
+                }
+            }
+            Err(err) if err.is_permanent() => {
+                // One message spoiled the group: find it by committing each alone.
+                for (message, verdict) in messages.into_iter().zip(verdicts) {
+                    let result = store.enqueue(message).await.map(|_| ()).map_err(|err| {
+                        tracing::warn!(error = %err, "SMTP submission refused");
+                        refusal(&err)
+                    });
+                    let _ = verdict.send(result);
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, count = verdicts.len(), "SMTP submissions deferred");
+                let reply = refusal(&err);
+                for verdict in verdicts {
+                    let _ = verdict.send(Err(reply.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// The reply for a message the queue would not take. The size check of the server comes
+/// first (552 while reading), so `TooLarge` here means the `Received:` line tipped it over.
+fn refusal(err: &StoreError) -> Reply {
+    match err {
+        // RFC 3463 §3.4: 5.3.4, message too big for system.
+        StoreError::TooLarge { .. } => {
+            Reply::new(552, ["5.3.4 Message size exceeds fixed maximum"])
+        }
+        // RFC 3463 §3.2: bad destination / sender address syntax.
+        StoreError::InvalidRecipient { address } => {
+            Reply::new(553, [format!("5.1.3 Invalid recipient address {address}")])
+        }
+        StoreError::InvalidSender { address } => {
+            Reply::new(553, [format!("5.1.7 Invalid sender address {address}")])
+        }
+        // Anything else is the queue failing (busy, unavailable): the client keeps the
+        // message and tries again later (RFC 3463 §3.3: 4.3.0, other mail system problem).
+        _ => Reply::new(451, ["4.3.0 Queue unavailable, try again later"]),
+    }
+}
+
+/// The trace header a server adds to each message it accepts (RFC 5321 §4.4), with the
+/// `with` protocol names of RFC 3848 (ESMTP, ESMTPS, ESMTPA, ESMTPSA).
+fn received_header(hostname: &str, envelope: &Envelope, now: OffsetDateTime) -> Vec<u8> {
+    let protocol = match (envelope.tls, envelope.authenticated.is_some()) {
+        (false, false) => "ESMTP",
+        (true, false) => "ESMTPS",
+        (false, true) => "ESMTPA",
+        (true, true) => "ESMTPSA",
+    };
+    // The HELO name is client-supplied: keep only characters that are safe in a header.
+    let helo: String = envelope
+        .helo
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(255)
+        .collect();
+    let date = now
+        .format(&Rfc2822)
+        .unwrap_or_else(|_| "Thu, 01 Jan 1970 00:00:00 +0000".to_string());
+    format!(
+        "Received: from {helo} ([{ip}])\r\n\tby {hostname} with {protocol};\r\n\t{date}\r\n",
+        ip = envelope.peer.ip(),
+    )
+    .into_bytes()
+}
+
+/// The `Subject:` of a message's header block, unfolded (RFC 5322 §2.2.3), for listings;
+/// empty when there is none. Encoded words are kept as they are.
+pub fn subject_of(data: &[u8]) -> String {
+    let header_end = find(data, b"\r\n\r\n")
+        .or_else(|| find(data, b"\n\n"))
+        .unwrap_or(data.len());
+    let header = String::from_utf8_lossy(&data[..header_end]);
+    let mut subject: Option<String> = None;
+    for line in header.split('\n') {
+        let line = line.trim_end_matches('\r');
+        match &mut subject {
+            Some(value) if line.starts_with([' ', '\t']) => {
+                value.push(' ');
+                value.push_str(line.trim());
+            }
+            Some(_) => break,
+            None => {
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("subject")
+                {
+                    subject = Some(value.trim().to_string());
+                }
+            }
+        }
+    }
+    subject.unwrap_or_default()
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(tls: bool, user: Option<&str>) -> Envelope {
+        Envelope {
+            mail_from: "a@x.test".into(),
+            rcpt_to: vec!["b@y.test".into()],
+            helo: "client\r\nX-Injected: 1".into(),
+            peer: "127.0.0.1:4000".parse().unwrap(),
+            authenticated: user.map(str::to_string),
+            tls,
+            connection: 1,
+        }
+    }
+
+    #[test]
+    fn received_names_protocol_and_strips_unsafe_helo() {
+        let now = OffsetDateTime::from_unix_timestamp(0).unwrap();
+        let text = String::from_utf8(received_header(
+            "mx.test",
+            &envelope(true, Some("app")),
+            now,
+        ))
+        .unwrap();
+        assert_eq!(
+            text,
+            "Received: from clientX-Injected:1 ([127.0.0.1])\r\n\tby mx.test with ESMTPSA;\r\n\
+             \tThu, 01 Jan 1970 00:00:00 +0000\r\n"
+        );
+        let plain = received_header("h", &envelope(false, None), now);
+        assert!(String::from_utf8(plain).unwrap().contains("with ESMTP;"));
+    }
+
+    #[test]
+    fn subject_is_unfolded_and_body_ignored() {
+        assert_eq!(
+            subject_of(b"From: a\r\nSUBJECT: one\r\n two\r\nTo: b\r\n\r\nSubject: body"),
+            "one two"
+        );
+        assert_eq!(subject_of(b"From: a\n\nSubject: body\n"), "");
+        assert_eq!(subject_of(b""), "");
+    }
+
+    #[test]
+    fn queue_errors_become_smtp_replies() {
+        let too_big = refusal(&StoreError::TooLarge { size: 9, limit: 8 });
+        assert_eq!(
+            too_big.to_wire(),
+            "552 5.3.4 Message size exceeds fixed maximum\r\n"
+        );
+        let busy = refusal(&StoreError::Worker("gone".into()));
+        assert_eq!(
+            busy.to_wire(),
+            "451 4.3.0 Queue unavailable, try again later\r\n"
+        );
+        let bad = refusal(&StoreError::InvalidRecipient {
+            address: "x".into(),
+        });
+        assert!(bad.is_permanent());
+    }
+}
