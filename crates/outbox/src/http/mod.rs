@@ -1,16 +1,34 @@
 //! The HTTP side of `outbox serve`: the JSON API under `/api/v1`, the admin page at `/`,
 //! `/metrics` and `/healthz`. Everything but `/healthz` needs a token from `[http] tokens`.
+//!
+//! The routes and their answers are described in `docs/http-api.md` and by the OpenAPI
+//! document served at `/api/v1/openapi.json` (see [`openapi`]).
 
 pub mod admin;
+pub mod api;
+mod attachments;
 pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+
+#[cfg(test)]
+mod api_tests;
 
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use outbox_queue::Outbox;
 use outbox_queue::engine::EngineMetrics;
 
 use crate::config::Config;
+use error::ApiError;
+use metrics::ApiMetrics;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -23,6 +41,8 @@ pub struct AppState {
     pub metrics: Arc<EngineMetrics>,
     /// Accepted Bearer tokens.
     pub tokens: auth::Tokens,
+    /// What the API counts itself, for `/metrics`.
+    pub api_metrics: Arc<ApiMetrics>,
 }
 
 impl AppState {
@@ -34,11 +54,56 @@ impl AppState {
             config,
             metrics,
             tokens,
+            api_metrics: Arc::default(),
         }
     }
 }
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    Router::new().merge(admin::router()).with_state(state)
+    let limit = body_limit(state.config.delivery.max_message_size.0);
+    let protected = Router::new()
+        .route(
+            "/api/v1/messages",
+            post(api::post_message).get(api::list_messages),
+        )
+        .route("/api/v1/messages/batch", post(api::post_batch))
+        .route(
+            "/api/v1/messages/{id}",
+            get(api::get_message).delete(api::delete_message),
+        )
+        .route("/api/v1/messages/{id}/retry", post(api::retry_message))
+        .route("/api/v1/openapi.json", get(openapi::openapi_json))
+        .route("/metrics", get(metrics::metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(DefaultBodyLimit::max(limit));
+    Router::new()
+        .route("/healthz", get(metrics::healthz))
+        .merge(protected)
+        .merge(admin::router())
+        .with_state(state)
+}
+
+/// The largest request body the API reads: a message of `max_message_size` whose
+/// attachments travel as base64 inside JSON (4/3 of the bytes, plus escaping), with room
+/// for the rest of the spec. Bigger bodies get 413 before they are read whole.
+pub fn body_limit(max_message_size: u64) -> usize {
+    let limit = max_message_size.saturating_mul(14) / 10 + 64 * 1024;
+    usize::try_from(limit).unwrap_or(usize::MAX)
+}
+
+/// Lets a request through only with `Authorization: Bearer TOKEN` for an accepted token.
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let accepted = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| state.tokens.accepts_header(value));
+    if !accepted {
+        if state.tokens.is_empty() {
+            tracing::warn!("refused an API request: [http] tokens is empty");
+        }
+        return ApiError::unauthorized().into_response();
+    }
+    next.run(request).await
 }

@@ -1,0 +1,393 @@
+//! The JSON API under `/api/v1` (DESIGN §6): queue messages, look at them, remove and
+//! retry them. Each handler is documented for the OpenAPI document in `openapi.rs`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use outbox_mime::EmailSpec;
+use outbox_queue::{ListFilter, MessageStatus, Priority, StoreError, prepare};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::AppState;
+use super::attachments::confine_paths;
+use super::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use super::openapi::schema;
+
+/// The request header that makes a POST idempotent.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// Longest accepted `Idempotency-Key`.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// Largest page of `GET /api/v1/messages` (the store's own limit).
+const MAX_LIMIT: u32 = 1000;
+
+/// What a POST answers for a queued message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Queued {
+    /// The message id.
+    pub id: String,
+    /// Its status now: `queued` for a new message.
+    pub status: MessageStatus,
+}
+
+/// One recipient's result of an `immediate` send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImmediateRecipient {
+    /// The envelope address.
+    pub address: String,
+    /// True when the server accepted the message for this recipient.
+    pub accepted: bool,
+    /// The server's reply (starting with its code), or the error.
+    pub reply: String,
+}
+
+/// What a POST with `immediate: true` answers: nothing is queued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Immediate {
+    /// `sent` when every recipient was accepted, else `error`.
+    pub status: MessageStatus,
+    /// Per recipient, in envelope order.
+    pub recipients: Vec<ImmediateRecipient>,
+}
+
+/// What DELETE and retry answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Changed {
+    /// The message id.
+    pub id: String,
+    /// How many recipients were removed (DELETE) or made due again (retry).
+    pub recipients: u64,
+    /// The message's status afterwards.
+    pub status: MessageStatus,
+}
+
+/// `POST /api/v1/messages`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/messages",
+    tag = "messages",
+    security(("bearer" = [])),
+    request_body(content = schema::EmailSpec, description = "The message (DESIGN §2)"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header,
+         description = "A repeated key answers 200 with the first message's id and queues nothing (1 to 255 visible ASCII characters)"),
+    ),
+    responses(
+        (status = 202, description = "queued", body = schema::Queued),
+        (status = 200, description = "a repeated Idempotency-Key: the first message; or, with `immediate: true`, the per-recipient results", body = schema::PostAnswer),
+        (status = 400, description = "malformed JSON or header", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 413, description = "request body over the limit, or message over max_message_size", body = ErrorBody),
+        (status = 415, description = "not application/json", body = ErrorBody),
+        (status = 422, description = "invalid message; `field` names the field", body = ErrorBody),
+    )
+)]
+pub async fn post_message(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(mut spec): ApiJson<EmailSpec>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    confine_paths(&mut spec, state.config.http.attachment_dir.as_deref()).await?;
+    if spec.immediate {
+        let results = state.outbox.send_now(&spec).await?;
+        let status = if results.iter().all(|r| r.accepted) {
+            MessageStatus::Sent
+        } else {
+            MessageStatus::Error
+        };
+        let recipients = results
+            .into_iter()
+            .map(|r| ImmediateRecipient {
+                address: r.address,
+                accepted: r.accepted,
+                reply: r.reply,
+            })
+            .collect();
+        return Ok((StatusCode::OK, Json(Immediate { status, recipients })).into_response());
+    }
+    let mut message = prepare(&spec)?;
+    message.idempotency_key = key;
+    let store = state.outbox.store();
+    let enqueued = store.enqueue(message).await?;
+    if enqueued.existing {
+        let status = store.status(&enqueued.id).await?;
+        let body = Queued {
+            id: enqueued.id,
+            status,
+        };
+        return Ok((StatusCode::OK, Json(body)).into_response());
+    }
+    state.api_metrics.add_enqueued(1);
+    let body = Queued {
+        id: enqueued.id,
+        status: MessageStatus::Queued,
+    };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// `POST /api/v1/messages/batch`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/messages/batch",
+    tag = "messages",
+    security(("bearer" = [])),
+    request_body(content = Vec<schema::EmailSpec>, description = "One or more messages, queued in one transaction: all or none. `immediate` is not allowed here."),
+    responses(
+        (status = 202, description = "all queued, in the order given", body = Vec<schema::Queued>),
+        (status = 400, description = "malformed JSON", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 413, description = "request body over the limit, or a message over max_message_size", body = ErrorBody),
+        (status = 415, description = "not application/json", body = ErrorBody),
+        (status = 422, description = "an invalid message; `field` is `[INDEX].FIELD`", body = ErrorBody),
+    )
+)]
+pub async fn post_batch(
+    State(state): State<AppState>,
+    ApiJson(mut specs): ApiJson<Vec<EmailSpec>>,
+) -> Result<Response, ApiError> {
+    if specs.is_empty() {
+        return Err(ApiError::invalid("[]", "the batch holds no message"));
+    }
+    let attachment_dir = state.config.http.attachment_dir.as_deref();
+    let mut messages = Vec::with_capacity(specs.len());
+    for (index, spec) in specs.iter_mut().enumerate() {
+        let at = |err: ApiError| in_batch(index, err);
+        if spec.immediate {
+            return Err(at(ApiError::invalid(
+                "immediate",
+                "immediate: not allowed in a batch (POST the message alone)",
+            )));
+        }
+        confine_paths(spec, attachment_dir).await.map_err(at)?;
+        messages.push(prepare(spec).map_err(|err| at(err.into()))?);
+    }
+    let enqueued = state
+        .outbox
+        .store()
+        .enqueue_batch(messages)
+        .await
+        .map_err(ApiError::from)?;
+    state.api_metrics.add_enqueued(enqueued.len() as u64);
+    let body: Vec<Queued> = enqueued
+        .into_iter()
+        .map(|e| Queued {
+            id: e.id,
+            status: MessageStatus::Queued,
+        })
+        .collect();
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// Prefixes the field of an error about one message of a batch with its index.
+fn in_batch(index: usize, mut err: ApiError) -> ApiError {
+    let field = err.body.field.take().unwrap_or_default();
+    err.body.field = Some(if field.is_empty() {
+        format!("[{index}]")
+    } else {
+        format!("[{index}].{field}")
+    });
+    err.body.error = format!("message [{index}]: {}", err.body.error);
+    err
+}
+
+/// The `Idempotency-Key` header, checked.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let invalid = || {
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "Idempotency-Key",
+            format!(
+                "Idempotency-Key: expected 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+            ),
+        )
+    };
+    let key = value.to_str().map_err(|_| invalid())?.trim();
+    if key.is_empty()
+        || key.len() > MAX_IDEMPOTENCY_KEY
+        || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+    {
+        return Err(invalid());
+    }
+    Ok(Some(key.to_string()))
+}
+
+/// `GET /api/v1/messages/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/messages/{id}",
+    tag = "messages",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The message id")),
+    responses(
+        (status = 200, description = "the message, per recipient (the same object as `outbox status --json`)", body = schema::MessageDetail),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 404, description = "no such message", body = ErrorBody),
+    )
+)]
+pub async fn get_message(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let detail = state
+        .outbox
+        .store()
+        .detail(&id)
+        .await
+        .map_err(ApiError::for_message)?;
+    Ok(Json(detail).into_response())
+}
+
+/// The query string of `GET /api/v1/messages`; every value is checked by hand so that a
+/// bad one is a 422 that names it.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    priority: Option<String>,
+    domain: Option<String>,
+    q: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+impl ListQuery {
+    fn into_filter(self) -> Result<ListFilter, ApiError> {
+        let non_empty = |value: Option<String>| value.filter(|v| !v.is_empty());
+        let status = non_empty(self.status)
+            .map(|s| s.parse::<MessageStatus>())
+            .transpose()
+            .map_err(|err| ApiError::invalid("status", err))?;
+        let priority = non_empty(self.priority)
+            .map(|s| s.parse::<Priority>())
+            .transpose()
+            .map_err(|err| ApiError::invalid("priority", err))?;
+        let limit = match non_empty(self.limit) {
+            None => ListFilter::default().limit,
+            Some(text) => match text.parse::<u32>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+                _ => {
+                    return Err(ApiError::invalid(
+                        "limit",
+                        format!("limit: expected a number from 1 to {MAX_LIMIT}, got {text:?}"),
+                    ));
+                }
+            },
+        };
+        Ok(ListFilter {
+            status,
+            priority,
+            domain: non_empty(self.domain),
+            subject: non_empty(self.q),
+            limit,
+            cursor: non_empty(self.cursor),
+            ..ListFilter::default()
+        })
+    }
+}
+
+/// `GET /api/v1/messages`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/messages",
+    tag = "messages",
+    security(("bearer" = [])),
+    params(
+        ("status" = Option<schema::Status>, Query, description = "only messages with this status"),
+        ("priority" = Option<schema::PriorityName>, Query, description = "only messages with this priority"),
+        ("domain" = Option<String>, Query, description = "only messages with a recipient at this domain"),
+        ("q" = Option<String>, Query, description = "only messages whose subject contains this text"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "page size (default 50)"),
+        ("cursor" = Option<String>, Query, description = "the `next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "one page, newest first", body = schema::MessagePage),
+        (status = 400, description = "malformed query string", body = ErrorBody),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 422, description = "a bad filter value; `field` names it", body = ErrorBody),
+    )
+)]
+pub async fn list_messages(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Response, ApiError> {
+    let filter = query.into_filter()?;
+    let page = state
+        .outbox
+        .store()
+        .list(filter)
+        .await
+        .map_err(|err| match err {
+            // The only id in a listing request is the cursor.
+            StoreError::InvalidId { id } => ApiError::invalid(
+                "cursor",
+                format!("cursor: {id:?} is not a next_cursor this API gave"),
+            ),
+            other => ApiError::from(other),
+        })?;
+    Ok(Json(page).into_response())
+}
+
+/// `DELETE /api/v1/messages/{id}`.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/messages/{id}",
+    tag = "messages",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The message id")),
+    responses(
+        (status = 200, description = "every recipient not yet sent or failed is now `removed`", body = schema::Changed),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 404, description = "no such message", body = ErrorBody),
+    )
+)]
+pub async fn delete_message(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let store = state.outbox.store();
+    let recipients = store.remove(&id).await.map_err(ApiError::for_message)?;
+    let status = store.status(&id).await.map_err(ApiError::for_message)?;
+    Ok(Json(Changed {
+        id,
+        recipients,
+        status,
+    })
+    .into_response())
+}
+
+/// `POST /api/v1/messages/{id}/retry`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/messages/{id}/retry",
+    tag = "messages",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The message id")),
+    responses(
+        (status = 200, description = "deferred and failed recipients are due now", body = schema::Changed),
+        (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 404, description = "no such message", body = ErrorBody),
+    )
+)]
+pub async fn retry_message(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let store = state.outbox.store();
+    let recipients = store
+        .retry(&id, OffsetDateTime::now_utc())
+        .await
+        .map_err(ApiError::for_message)?;
+    let status = store.status(&id).await.map_err(ApiError::for_message)?;
+    Ok(Json(Changed {
+        id,
+        recipients,
+        status,
+    })
+    .into_response())
+}

@@ -1,0 +1,213 @@
+//! `/metrics` in the Prometheus text exposition format (version 0.0.4), and `/healthz`.
+//!
+//! Metric names are listed in `docs/http-api.md`; scripts and dashboards rely on them.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use outbox_queue::StatusCounts;
+use outbox_queue::engine::MetricsSnapshot;
+use outbox_queue::engine::metrics::LATENCY_BUCKETS;
+
+use super::AppState;
+use super::error::ApiError;
+
+/// Counters the HTTP API keeps itself (the engine counts deliveries, not submissions).
+#[derive(Debug, Default)]
+pub struct ApiMetrics {
+    enqueued: AtomicU64,
+}
+
+impl ApiMetrics {
+    /// Counts messages newly queued through the API (an idempotent repeat is not new).
+    pub fn add_enqueued(&self, n: u64) {
+        self.enqueued.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Messages queued through the API since start.
+    pub fn enqueued(&self) -> u64 {
+        self.enqueued.load(Ordering::Relaxed)
+    }
+}
+
+/// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String),
+        (status = 401, description = "missing or invalid token", body = super::error::ErrorBody),
+    )
+)]
+pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let counts = state.outbox.store().counts().await?;
+    let text = render(
+        &counts,
+        &state.metrics.snapshot(),
+        state.api_metrics.enqueued(),
+    );
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// `GET /healthz`: 200 `ok` when the store answers, 503 otherwise. No token needed.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "the store answers", content_type = "text/plain", body = String),
+        (status = 503, description = "the store does not answer", content_type = "text/plain", body = String),
+    )
+)]
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    match state.outbox.store().counts().await {
+        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+        Err(err) => {
+            tracing::warn!(error = %err, "healthz: the store does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
+        }
+    }
+}
+
+/// The exposition text for these values.
+pub fn render(counts: &StatusCounts, engine: &MetricsSnapshot, enqueued: u64) -> String {
+    let mut out = String::new();
+    family(
+        &mut out,
+        "outbox_queue_messages",
+        "gauge",
+        "Messages in the queue by status.",
+    );
+    for (status, n) in [
+        ("queued", counts.queued),
+        ("sent", counts.sent),
+        ("error", counts.error),
+    ] {
+        let _ = writeln!(out, "outbox_queue_messages{{status=\"{status}\"}} {n}");
+    }
+    for (name, help, value) in [
+        (
+            "outbox_messages_enqueued_total",
+            "Messages queued through the HTTP API since start.",
+            enqueued,
+        ),
+        (
+            "outbox_recipients_sent_total",
+            "Recipients accepted by a server (250 to end-of-data).",
+            engine.sent,
+        ),
+        (
+            "outbox_recipients_deferred_total",
+            "Temporary failures; the recipient will be retried.",
+            engine.deferred,
+        ),
+        (
+            "outbox_recipients_failed_total",
+            "Permanent failures and recipients out of attempts.",
+            engine.failed,
+        ),
+        (
+            "outbox_connections_opened_total",
+            "SMTP connections opened since start.",
+            engine.connections_total,
+        ),
+    ] {
+        family(&mut out, name, "counter", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    family(
+        &mut out,
+        "outbox_connections_open",
+        "gauge",
+        "SMTP connections open now.",
+    );
+    let _ = writeln!(out, "outbox_connections_open {}", engine.connections_open);
+    family(
+        &mut out,
+        "outbox_delivery_latency_seconds",
+        "histogram",
+        "Time from enqueue to acceptance by the server.",
+    );
+    for (bound, count) in LATENCY_BUCKETS.iter().zip(&engine.latency_buckets) {
+        let _ = writeln!(
+            out,
+            "outbox_delivery_latency_seconds_bucket{{le=\"{bound}\"}} {count}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "outbox_delivery_latency_seconds_bucket{{le=\"+Inf\"}} {}",
+        engine.latency_count
+    );
+    let _ = writeln!(
+        out,
+        "outbox_delivery_latency_seconds_sum {}",
+        engine.latency_sum
+    );
+    let _ = writeln!(
+        out,
+        "outbox_delivery_latency_seconds_count {}",
+        engine.latency_count
+    );
+    out
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_text() {
+        let counts = StatusCounts {
+            queued: 3,
+            sent: 2,
+            error: 1,
+        };
+        let engine = MetricsSnapshot {
+            sent: 5,
+            deferred: 1,
+            failed: 1,
+            connections_open: 2,
+            connections_total: 4,
+            latency_buckets: vec![0, 0, 0, 0, 1, 1, 2, 2, 2, 2, 2, 2],
+            latency_count: 2,
+            latency_sum: 0.75,
+        };
+        let text = render(&counts, &engine, 7);
+        for line in [
+            "# TYPE outbox_queue_messages gauge",
+            "outbox_queue_messages{status=\"queued\"} 3",
+            "outbox_queue_messages{status=\"error\"} 1",
+            "outbox_messages_enqueued_total 7",
+            "outbox_recipients_sent_total 5",
+            "outbox_recipients_deferred_total 1",
+            "outbox_recipients_failed_total 1",
+            "outbox_connections_open 2",
+            "# TYPE outbox_delivery_latency_seconds histogram",
+            "outbox_delivery_latency_seconds_bucket{le=\"0.1\"} 1",
+            "outbox_delivery_latency_seconds_bucket{le=\"0.5\"} 2",
+            "outbox_delivery_latency_seconds_bucket{le=\"+Inf\"} 2",
+            "outbox_delivery_latency_seconds_sum 0.75",
+            "outbox_delivery_latency_seconds_count 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+    }
+}
