@@ -16,4 +16,5 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --locked --no-fail-fast "$@"
 cargo test --workspace --locked --doc
+scripts/schemathesis.sh
 scripts/browser-test.sh

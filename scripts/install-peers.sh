@@ -33,6 +33,12 @@ if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
   python3 -m pip install -q aiosmtpd >/dev/null
 fi
 
+# schemathesis for scripts/schemathesis.sh (the HTTP API against its OpenAPI document).
+if ! command -v schemathesis >/dev/null 2>&1; then
+  echo "install-peers: pip install schemathesis" >&2
+  python3 -m pip install -q schemathesis >/dev/null
+fi
+
 # playwright-core (the browser driver only) for tests/browser.
 if [ ! -d "$(dirname "$0")/../tests/browser/node_modules/playwright-core" ]; then
   echo "install-peers: npm install in tests/browser" >&2
