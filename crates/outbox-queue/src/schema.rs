@@ -35,11 +35,13 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[(
         data BLOB NOT NULL,
         tokens TEXT,
         relay TEXT,
-        idempotency_key TEXT UNIQUE,
+        idempotency_key TEXT,
         status TEXT NOT NULL,
         recipient_count INTEGER NOT NULL
     );
     CREATE INDEX messages_status ON messages (status, id);
+    CREATE UNIQUE INDEX messages_idempotency_key ON messages (idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
     CREATE TABLE recipients (
         id INTEGER PRIMARY KEY,
         message_id TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
@@ -89,11 +91,13 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[(
         data BYTEA NOT NULL,
         tokens TEXT,
         relay TEXT,
-        idempotency_key TEXT UNIQUE,
+        idempotency_key TEXT,
         status TEXT NOT NULL,
         recipient_count BIGINT NOT NULL
     );
     CREATE INDEX messages_status ON messages (status, id);
+    CREATE UNIQUE INDEX messages_idempotency_key ON messages (idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
     CREATE TABLE recipients (
         id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         message_id TEXT COLLATE "C" NOT NULL REFERENCES messages (id) ON DELETE CASCADE,

@@ -1,0 +1,77 @@
+//! Enqueue throughput of a store, end to end through the public API (each commit
+//! durable): `cargo run --release -p outbox-queue --example enqueue_rate -- [DB_URL]
+//! [MESSAGES] [BATCH] [SINGLES]`. Prints one line per measurement.
+//!
+//! - batched: MESSAGES messages of 1 KB, BATCH per `enqueue_batch` transaction;
+//! - single: SINGLES `enqueue` calls, one commit each (the `email_send` path);
+//! - bulk: one message with MESSAGES recipients, added 10 000 per transaction.
+
+use std::time::Instant;
+
+use outbox_queue::{NewMessage, NewRecipient, enqueue_in_batches, open_store};
+
+fn message(i: usize) -> NewMessage {
+    let mut data =
+        format!("From: bench@example.com\r\nTo: user{i}@example.net\r\nSubject: bench {i}\r\n\r\n")
+            .into_bytes();
+    data.resize(1024 - 2, b'x');
+    data.extend_from_slice(b"\r\n");
+    NewMessage {
+        data,
+        envelope_from: "bench@example.com".into(),
+        recipients: vec![NewRecipient::new(format!("user{i}@example.net"))],
+        subject: format!("bench {i}"),
+        ..NewMessage::default()
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let url = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "sqlite://bench-enqueue.db".into());
+    let messages: usize = args.get(2).map_or(Ok(100_000), |s| s.parse())?;
+    let batch: usize = args.get(3).map_or(Ok(1_000), |s| s.parse())?;
+    let singles: usize = args.get(4).map_or(Ok(2_000), |s| s.parse())?;
+    let store = open_store(&url).await?;
+
+    let start = Instant::now();
+    let mut done = 0;
+    while done < messages {
+        let n = batch.min(messages - done);
+        store
+            .enqueue_batch((done..done + n).map(message).collect())
+            .await?;
+        done += n;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "batched: {messages} messages of 1 KB, {batch} per transaction: {secs:.2} s, {:.0} msg/s",
+        messages as f64 / secs
+    );
+
+    let start = Instant::now();
+    for i in 0..singles {
+        store.enqueue(message(i)).await?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "single: {singles} durable enqueues, one commit each: {secs:.2} s, {:.0} msg/s",
+        singles as f64 / secs
+    );
+
+    let mut bulk = message(0);
+    bulk.recipients = (0..messages)
+        .map(|i| NewRecipient::new(format!("user{i}@d{}.example", i % 100)))
+        .collect();
+    let start = Instant::now();
+    enqueue_in_batches(&*store, bulk, 10_000).await?;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "bulk: one message, {messages} recipients, 10000 per transaction: {secs:.2} s, {:.0} recipients/s",
+        messages as f64 / secs
+    );
+    Ok(())
+}
