@@ -314,6 +314,90 @@ mod tests {
         assert_eq!(subject_of(b""), "");
     }
 
+    fn submission(peer: &str, rcpt: &str) -> (Envelope, Vec<u8>) {
+        let envelope = Envelope {
+            mail_from: "a@x.test".into(),
+            rcpt_to: vec![rcpt.to_string()],
+            helo: "client.test".into(),
+            peer: peer.parse().unwrap(),
+            authenticated: None,
+            tls: false,
+            connection: 1,
+        };
+        (envelope, b"Subject: group\r\n\r\nhi\r\n".to_vec())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_messages_share_commits_and_one_bad_one_is_refused_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("q.db").display());
+        let store = outbox_queue::open_store(&url).await.unwrap();
+        let sink = Arc::new(QueueSink::new(store.clone(), "mx.test".into()));
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let sink = sink.clone();
+            // The store refuses a recipient without a domain: that message alone fails.
+            let rcpt = if i == 17 {
+                "nodomain".to_string()
+            } else {
+                format!("r{i}@y.test")
+            };
+            tasks.push(tokio::spawn(async move {
+                let (envelope, data) = submission("127.0.0.1:1000", &rcpt);
+                sink.deliver(envelope, data).await
+            }));
+        }
+        let mut refused = Vec::new();
+        for (i, task) in tasks.into_iter().enumerate() {
+            if let Err(reply) = task.await.unwrap() {
+                refused.push((i, reply.to_wire()));
+            }
+        }
+        assert_eq!(
+            refused,
+            [(
+                17,
+                "553 5.1.3 Invalid recipient address nodomain\r\n".to_string()
+            )]
+        );
+        let counts = store.counts().await.unwrap();
+        assert_eq!(counts.queued, 39);
+    }
+
+    /// A store that fails under the listener (here a PostgreSQL database dropped while
+    /// the sink holds it) is a temporary failure: 451, and the client keeps the message.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unavailable_queue_answers_451() {
+        let admin_url = "host=127.0.0.1 port=5432 user=postgres dbname=test";
+        let (admin, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
+            .await
+            .expect("PostgreSQL on 127.0.0.1:5432 (see PEERS.md)");
+        tokio::spawn(connection);
+        let name = format!("outbox_test_listener_{}", rand::random::<u32>());
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let store = outbox_queue::open_store(&format!("postgres://postgres@127.0.0.1:5432/{name}"))
+            .await
+            .unwrap();
+        let sink = QueueSink::new(store, "mx.test".into());
+        let (envelope, data) = submission("127.0.0.1:1000", "b@y.test");
+        sink.deliver(envelope, data)
+            .await
+            .expect("queued while the database is up");
+        admin
+            .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .await
+            .unwrap();
+        let (envelope, data) = submission("127.0.0.1:1000", "b@y.test");
+        let reply = sink.deliver(envelope, data).await.unwrap_err();
+        assert_eq!(
+            reply.to_wire(),
+            "451 4.3.0 Queue unavailable, try again later\r\n"
+        );
+    }
+
     #[test]
     fn queue_errors_become_smtp_replies() {
         let too_big = refusal(&StoreError::TooLarge { size: 9, limit: 8 });
