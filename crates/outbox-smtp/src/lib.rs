@@ -30,3 +30,4 @@ pub use error::ClientError;
 pub use program::ProgramError;
 pub mod server;
 pub mod mx;
+pub mod direct;

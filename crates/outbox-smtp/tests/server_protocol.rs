@@ -201,11 +201,8 @@ async fn size_limit_is_advertised_and_enforced_while_streaming() {
     assert_eq!(code(&c.cmd("MAIL FROM:<a@x.test> SIZE=100").await), "250");
     assert_eq!(code(&c.cmd("RCPT TO:<b@y.test>").await), "250");
     assert_eq!(code(&c.cmd("DATA").await), "354");
-    c.send(&format!(
-        "{}.\r\n",
-        line.repeat(1) + &"y".repeat(18) + "\r\n"
-    ))
-    .await;
+    // 80 + 20 octets: exactly the limit.
+    c.send(&format!("{line}{}\r\n.\r\n", "y".repeat(18))).await;
     assert_eq!(code(&c.reply().await), "250");
     let got = timeout(PATIENCE, sink.wait_for(1)).await.unwrap();
     assert_eq!(got.len(), 1);

@@ -1,0 +1,301 @@
+//! Direct delivery to a recipient domain's mail hosts (RFC 5321 §5.1): hosts in MX order,
+//! each host's addresses in order, falling back to the next on a connection failure, a
+//! 4xx/5xx greeting or a `421`. TLS is opportunistic STARTTLS (DESIGN §6 contract details).
+
+use std::net::SocketAddr;
+
+use thiserror::Error;
+
+use crate::client::{BoxedStream, ClientConfig, Delivery, SmtpClient};
+use crate::error::ClientError;
+use crate::mx::{MxError, MxHost, MxResolver};
+use crate::spec::Security;
+
+/// One failed try at one address of one mail host.
+#[derive(Debug)]
+pub struct HostAttempt {
+    /// The MX host name.
+    pub host: String,
+    /// The address tried, when the host's addresses were found.
+    pub addr: Option<SocketAddr>,
+    /// Why it failed.
+    pub error: HostFailure,
+}
+
+/// Why one address of a mail host could not take the message.
+#[derive(Debug, Error)]
+pub enum HostFailure {
+    /// The host's addresses could not be found.
+    #[error(transparent)]
+    Resolve(#[from] MxError),
+    /// The SMTP session failed (connection, greeting, EHLO, TLS, or a 421 mid-session).
+    #[error(transparent)]
+    Smtp(#[from] ClientError),
+    /// The server answered `421` (service closing) inside the transaction.
+    #[error("{host} is closing the service: {reply}")]
+    Closing {
+        /// The host.
+        host: String,
+        /// The 421 reply.
+        reply: crate::reply::Reply,
+    },
+}
+
+/// Why direct delivery to a domain did not happen.
+#[derive(Debug, Error)]
+pub enum DirectError {
+    /// The domain's mail hosts could not be found (null MX, no such domain, DNS trouble).
+    #[error(transparent)]
+    Mx(#[from] MxError),
+    /// Every mail host was tried and none took the message.
+    #[error("no mail host for {domain} took the message; last: {}", last_attempt(.attempts))]
+    Unreachable {
+        /// The recipient domain.
+        domain: String,
+        /// Every try, in order.
+        attempts: Vec<HostAttempt>,
+    },
+    /// The session broke in a way that trying another host cannot fix (bad input, a
+    /// message over the SIZE limit, a permanent MAIL FROM refusal).
+    #[error(transparent)]
+    Smtp(ClientError),
+}
+
+fn last_attempt(attempts: &[HostAttempt]) -> String {
+    match attempts.last() {
+        Some(attempt) => match attempt.addr {
+            Some(addr) => format!("{} [{}]: {}", attempt.host, addr.ip(), attempt.error),
+            None => format!("{}: {}", attempt.host, attempt.error),
+        },
+        None => "no hosts".to_string(),
+    }
+}
+
+impl DirectError {
+    /// Whether trying again later may succeed. Unreachable hosts and DNS trouble are
+    /// transient; a null MX or a missing domain is not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DirectError::Mx(error) => error.is_transient(),
+            DirectError::Unreachable { .. } => true,
+            DirectError::Smtp(error) => error.is_transient(),
+        }
+    }
+
+    /// Whether the recipients of this domain should fail now.
+    pub fn is_permanent(&self) -> bool {
+        !self.is_transient()
+    }
+
+    /// The SMTP reply behind the error, when there is one.
+    pub fn reply(&self) -> Option<&crate::reply::Reply> {
+        match self {
+            DirectError::Smtp(error) => error.reply(),
+            DirectError::Unreachable { attempts, .. } => {
+                attempts.last().and_then(|attempt| match &attempt.error {
+                    HostFailure::Smtp(error) => error.reply(),
+                    HostFailure::Closing { reply, .. } => Some(reply),
+                    HostFailure::Resolve(_) => None,
+                })
+            }
+            DirectError::Mx(_) => None,
+        }
+    }
+}
+
+/// A session opened with one of a domain's mail hosts.
+pub struct MxSession {
+    /// The client, greeted and past EHLO (and STARTTLS when offered).
+    pub client: SmtpClient<BoxedStream>,
+    /// The host that answered.
+    pub host: MxHost,
+    /// The address connected to.
+    pub addr: SocketAddr,
+    /// The hosts and addresses that failed before this one.
+    pub failed: Vec<HostAttempt>,
+}
+
+/// Direct delivery settings.
+#[derive(Clone, Debug)]
+pub struct DirectDelivery {
+    /// The port of every MX host, implicit MX included (`[delivery] mx_port`, default 25).
+    pub port: u16,
+    /// The client's settings (HELO name, timeouts, extra trust anchors).
+    pub client: ClientConfig,
+}
+
+impl DirectDelivery {
+    /// Opens a session with the first mail host of `domain` that greets with 220 and
+    /// completes EHLO.
+    pub async fn connect(
+        &self,
+        resolver: &dyn MxResolver,
+        domain: &str,
+    ) -> Result<MxSession, DirectError> {
+        let hosts = resolver.mx_hosts(domain).await?;
+        self.connect_from(resolver, domain, &hosts, Vec::new())
+            .await
+    }
+
+    async fn connect_from(
+        &self,
+        resolver: &dyn MxResolver,
+        domain: &str,
+        hosts: &[MxHost],
+        mut failed: Vec<HostAttempt>,
+    ) -> Result<MxSession, DirectError> {
+        for host in hosts {
+            let addresses = match resolver.host_addresses(&host.host).await {
+                Ok(addresses) => addresses,
+                Err(error) => {
+                    failed.push(HostAttempt {
+                        host: host.host.clone(),
+                        addr: None,
+                        error: error.into(),
+                    });
+                    continue;
+                }
+            };
+            for ip in addresses {
+                let addr = SocketAddr::new(ip, self.port);
+                let opened = SmtpClient::connect_addr(
+                    addr,
+                    &host.host,
+                    Security::OpportunisticStartTls,
+                    None,
+                    &self.client,
+                )
+                .await;
+                match opened {
+                    Ok(client) => {
+                        return Ok(MxSession {
+                            client,
+                            host: host.clone(),
+                            addr,
+                            failed,
+                        });
+                    }
+                    Err(error) => {
+                        tracing::debug!(host = %host.host, %addr, %error, "MX host failed");
+                        failed.push(HostAttempt {
+                            host: host.host.clone(),
+                            addr: Some(addr),
+                            error: error.into(),
+                        });
+                    }
+                }
+            }
+        }
+        Err(DirectError::Unreachable {
+            domain: domain.to_string(),
+            attempts: failed,
+        })
+    }
+
+    /// Delivers one message to `recipients` (all of `domain`) over the first mail host
+    /// that takes it. A host that fails to open a session, drops the connection, or
+    /// answers `421` is left for the next one (RFC 5321 §5.1); any other reply — 2xx,
+    /// other 4xx, 5xx, per recipient — is the answer.
+    ///
+    /// A connection lost after the final `.` may have delivered the message already;
+    /// trying the next host then risks a duplicate, which RFC 5321 §6.1 prefers to a loss.
+    pub async fn deliver<R: AsRef<str>>(
+        &self,
+        resolver: &dyn MxResolver,
+        domain: &str,
+        from: &str,
+        recipients: &[R],
+        message: &[u8],
+    ) -> Result<Delivery, DirectError> {
+        let hosts = resolver.mx_hosts(domain).await?;
+        let mut failed = Vec::new();
+        let mut start = 0;
+        while start < hosts.len() {
+            let session = self
+                .connect_from(resolver, domain, &hosts[start..], failed)
+                .await?;
+            let MxSession {
+                mut client,
+                host,
+                addr,
+                failed: so_far,
+            } = session;
+            failed = so_far;
+            start += hosts[start..]
+                .iter()
+                .position(|h| *h == host)
+                .map_or(hosts.len(), |i| i + 1);
+            let failure = match client.send(from, recipients, message).await {
+                Ok(delivery) => match closing_reply(&delivery) {
+                    None => {
+                        let _ = client.quit().await;
+                        return Ok(delivery);
+                    }
+                    Some(reply) => HostFailure::Closing {
+                        host: host.host.clone(),
+                        reply,
+                    },
+                },
+                Err(error) if should_try_next(&error) => HostFailure::Smtp(error),
+                Err(error) => return Err(DirectError::Smtp(error)),
+            };
+            tracing::debug!(host = %host.host, %addr, error = %failure, "trying the next MX host");
+            failed.push(HostAttempt {
+                host: host.host,
+                addr: Some(addr),
+                error: failure,
+            });
+        }
+        Err(DirectError::Unreachable {
+            domain: domain.to_string(),
+            attempts: failed,
+        })
+    }
+}
+
+/// A 421 anywhere in the transaction means the host is shutting the session down.
+fn closing_reply(delivery: &Delivery) -> Option<crate::reply::Reply> {
+    delivery
+        .recipients
+        .iter()
+        .map(|r| r.outcome.reply())
+        .chain(delivery.data.as_ref())
+        .find(|reply| reply.code == 421)
+        .cloned()
+}
+
+/// Connection-level failures and a 421 send the message to the next host; a reply that
+/// judges the message or the sender does not.
+fn should_try_next(error: &ClientError) -> bool {
+    match error {
+        ClientError::Connect { .. }
+        | ClientError::Timeout { .. }
+        | ClientError::Closed { .. }
+        | ClientError::Io { .. }
+        | ClientError::BadReply { .. }
+        | ClientError::Tls { .. } => true,
+        ClientError::Rejected { reply, .. } => reply.code == 421,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reply::Reply;
+
+    #[test]
+    fn which_failures_move_on() {
+        let rejected = |code| ClientError::Rejected {
+            command: "MAIL FROM".into(),
+            reply: Reply::new(code, ["x"]),
+        };
+        assert!(should_try_next(&rejected(421)));
+        assert!(!should_try_next(&rejected(451)));
+        assert!(!should_try_next(&rejected(550)));
+        assert!(should_try_next(&ClientError::Closed {
+            command: "DATA".into()
+        }));
+        assert!(!should_try_next(&ClientError::NoRecipients));
+    }
+}

@@ -1,0 +1,147 @@
+//! Direct delivery across two MX hosts (dnsmasq on loopback for DNS, in-process servers
+//! on 127.0.0.2 and 127.0.0.3 on the same port): fallback on refusal, 421 greeting, 421.
+
+mod support;
+
+use std::time::Duration;
+
+use outbox_smtp::ClientConfig;
+use outbox_smtp::direct::{DirectDelivery, DirectError};
+use outbox_smtp::mx::{DnsMxResolver, ResolverSettings};
+use outbox_smtp::server::{Fault, Server, Stage};
+use support::dnsmasq::Dnsmasq;
+
+fn records(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn resolver(dns: &Dnsmasq) -> DnsMxResolver {
+    DnsMxResolver::new(&ResolverSettings {
+        nameservers: vec![dns.addr],
+        // Short, so the tests that stop the server do not wait long for its silence.
+        timeout: Duration::from_secs(1),
+        ..ResolverSettings::default()
+    })
+    .expect("resolver")
+}
+
+/// Two servers on the same port at 127.0.0.2 and 127.0.0.3 (retrying on a port clash).
+async fn two_mx_servers(primary: Option<Fault>) -> (Option<Server>, Server) {
+    for _ in 0..20 {
+        let secondary = Server::builder()
+            .hostname("mx2.a.test")
+            .bind("127.0.0.3:0")
+            .await
+            .unwrap();
+        let port = secondary.local_addr().port();
+        let Some(fault) = primary.clone() else {
+            return (None, secondary);
+        };
+        match Server::builder()
+            .hostname("mx1.a.test")
+            .fault(fault)
+            .bind(&format!("127.0.0.2:{port}"))
+            .await
+        {
+            Ok(first) => return (Some(first), secondary),
+            Err(_) => continue,
+        }
+    }
+    panic!("no port free on both 127.0.0.2 and 127.0.0.3");
+}
+
+fn a_test_dns() -> Dnsmasq {
+    Dnsmasq::start(&records(&[
+        "--mx-host=a.test,mx1.a.test,10",
+        "--mx-host=a.test,mx2.a.test,20",
+        "--host-record=mx1.a.test,127.0.0.2",
+        "--host-record=mx2.a.test,127.0.0.3",
+    ]))
+}
+
+async fn deliver_to_a_test(
+    primary: Option<Fault>,
+) -> (
+    Option<Server>,
+    Server,
+    Result<outbox_smtp::Delivery, DirectError>,
+) {
+    let dns = a_test_dns();
+    let resolver = resolver(&dns);
+    let (first, second) = two_mx_servers(primary).await;
+    let direct = DirectDelivery {
+        port: second.local_addr().port(),
+        client: ClientConfig::new("outbox.test"),
+    };
+    let result = direct
+        .deliver(
+            &resolver,
+            "a.test",
+            "s@x.test",
+            &["r@a.test"],
+            b"Subject: t\r\n\r\nhi\r\n",
+        )
+        .await;
+    (first, second, result)
+}
+
+#[tokio::test]
+async fn falls_back_when_the_primary_refuses_connections() {
+    let (_, second, result) = deliver_to_a_test(None).await;
+    assert!(result.unwrap().all_sent());
+    assert_eq!(
+        second.memory_sink().unwrap().messages()[0].envelope.rcpt_to,
+        ["r@a.test"]
+    );
+}
+
+#[tokio::test]
+async fn falls_back_on_a_421_greeting() {
+    let (first, second, result) =
+        deliver_to_a_test(Some(Fault::reply(Stage::Connect, 421, "4.3.2 busy"))).await;
+    assert!(result.unwrap().all_sent());
+    assert_eq!(first.unwrap().stats().connections_accepted, 1);
+    assert_eq!(second.memory_sink().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn falls_back_on_a_421_to_mail() {
+    let (first, second, result) =
+        deliver_to_a_test(Some(Fault::reply(Stage::Mail, 421, "4.3.2 shutting down"))).await;
+    assert!(result.unwrap().all_sent());
+    assert_eq!(first.unwrap().stats().messages_delivered(), 0);
+    assert_eq!(second.memory_sink().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_5xx_rcpt_is_the_answer_not_a_fallback() {
+    let (first, second, result) =
+        deliver_to_a_test(Some(Fault::reply(Stage::Rcpt, 550, "5.1.1 no such user"))).await;
+    let delivery = result.unwrap();
+    assert!(!delivery.all_sent());
+    assert_eq!(delivery.recipients[0].outcome.reply().code, 550);
+    assert_eq!(first.unwrap().stats().connections_accepted, 1);
+    assert_eq!(second.stats().connections_accepted, 0);
+}
+
+#[tokio::test]
+async fn every_host_down_is_transient() {
+    let dns = a_test_dns();
+    let resolver = resolver(&dns);
+    let port = support::free_tcp_port();
+    let direct = DirectDelivery {
+        port,
+        client: ClientConfig::new("outbox.test"),
+    };
+    let error = direct
+        .deliver(&resolver, "a.test", "s@x.test", &["r@a.test"], b"x\r\n")
+        .await
+        .unwrap_err();
+    assert!(error.is_transient());
+    let DirectError::Unreachable { attempts, .. } = &error else {
+        panic!("{error:?}");
+    };
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0].host, "mx1.a.test");
+    assert_eq!(attempts[1].host, "mx2.a.test");
+}

@@ -1,0 +1,148 @@
+//! Our client against our server over TCP: pipelined transactions on one connection,
+//! per-recipient outcomes under injected faults, STARTTLS + AUTH with the test CA, and the
+//! counters a delivery engine's tests rely on.
+
+mod support;
+
+use std::sync::Arc;
+
+use outbox_smtp::server::{Fault, Server, Stage, StaticUsers, server_tls_config_from_files};
+use outbox_smtp::{
+    ClientConfig, ClientError, Credentials, Outcome, Security, SmtpClient, SmtpSpec, TlsConfig,
+};
+
+fn spec(server: &Server) -> SmtpSpec {
+    let addr = server.local_addr();
+    SmtpSpec::new(addr.ip().to_string(), addr.port())
+}
+
+#[tokio::test]
+async fn many_transactions_on_one_connection() {
+    let server = Server::builder().bind("127.0.0.1:0").await.unwrap();
+    let mut client = SmtpClient::connect(&spec(&server), &ClientConfig::new("client.test"))
+        .await
+        .unwrap();
+    assert!(client.capabilities().pipelining);
+    for i in 0..100 {
+        let body = format!("Subject: {i}\r\n\r\n.line {i}\r\n");
+        let delivery = client
+            .send("s@x.test", &["a@y.test", "b@y.test"], body.as_bytes())
+            .await
+            .unwrap();
+        assert!(delivery.all_sent(), "{delivery:?}");
+    }
+    client.quit().await.unwrap();
+    let got = server.memory_sink().unwrap().messages();
+    assert_eq!(got.len(), 100);
+    assert_eq!(got[7].data, b"Subject: 7\r\n\r\n.line 7\r\n");
+    let stats = server.stats();
+    assert_eq!(stats.connections_accepted, 1);
+    assert_eq!(stats.max_transactions_per_connection(), 100);
+}
+
+#[tokio::test]
+async fn per_recipient_outcomes_under_faults() {
+    let server = Server::builder()
+        .fault(
+            Fault::reply(Stage::Rcpt, 451, "4.3.0 later")
+                .for_recipient("soft@y.test")
+                .times(1),
+        )
+        .fault(Fault::reply(Stage::Rcpt, 550, "5.1.1 unknown").for_recipient("hard@y.test"))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut client = SmtpClient::connect(&spec(&server), &ClientConfig::new("client.test"))
+        .await
+        .unwrap();
+    let rcpts = ["ok@y.test", "soft@y.test", "hard@y.test"];
+    let delivery = client.send("s@x.test", &rcpts, b"x\r\n").await.unwrap();
+    let outcomes = delivery.outcomes();
+    assert!(matches!(outcomes[0].1, Outcome::Sent(_)));
+    assert!(matches!(&outcomes[1].1, Outcome::Transient(r) if r.code == 451));
+    assert!(matches!(&outcomes[2].1, Outcome::Permanent(r) if r.code == 550));
+    // The 451 was used up: the retry goes through.
+    let retry = client
+        .send("s@x.test", &["soft@y.test"], b"x\r\n")
+        .await
+        .unwrap();
+    assert!(retry.all_sent());
+    assert_eq!(server.memory_sink().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_mail_refusal_and_a_dropped_connection_are_errors() {
+    let server = Server::builder()
+        .fault(Fault::reply(Stage::Mail, 553, "5.7.1 sender refused").for_sender("bad@x.test"))
+        .fault(Fault::drop_mid_data(10).for_recipient("drop@y.test"))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut client = SmtpClient::connect(&spec(&server), &ClientConfig::new("client.test"))
+        .await
+        .unwrap();
+    let refused = client
+        .send("bad@x.test", &["a@y.test"], b"x\r\n")
+        .await
+        .unwrap_err();
+    assert!(refused.is_permanent(), "{refused}");
+    let dropped = client
+        .send(
+            "s@x.test",
+            &["drop@y.test"],
+            "long enough text\r\n".repeat(10).as_bytes(),
+        )
+        .await
+        .unwrap_err();
+    assert!(dropped.is_transient(), "{dropped}");
+    assert!(server.memory_sink().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn starttls_and_auth_with_the_test_ca() {
+    let ca = support::ca::TestCa::generate();
+    let tls = server_tls_config_from_files(&ca.server_cert, &ca.server_key).unwrap();
+    let server = Server::builder()
+        .tls(tls)
+        .authenticator(Arc::new(StaticUsers::new([("app", "pw")])))
+        .auth_requires_tls(true)
+        .require_auth(Vec::new())
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let config = ClientConfig::new("client.test").with_tls(TlsConfig::with_ca_file(&ca.ca_cert));
+    let mut good = spec(&server);
+    good.security = Security::RequiredStartTls;
+    good.credentials = Some(Credentials::new("app", "pw"));
+    let mut client = SmtpClient::connect(&good, &config).await.unwrap();
+    assert!(client.is_tls());
+    assert!(
+        client
+            .send("s@x.test", &["a@y.test"], b"x\r\n")
+            .await
+            .unwrap()
+            .all_sent()
+    );
+    client.quit().await.unwrap();
+    let got = server.memory_sink().unwrap().messages();
+    assert!(got[0].envelope.tls);
+    assert_eq!(got[0].envelope.authenticated.as_deref(), Some("app"));
+
+    let mut wrong = good.clone();
+    wrong.credentials = Some(Credentials::new("app", "nope"));
+    let error = SmtpClient::connect(&wrong, &config)
+        .await
+        .expect_err("login must fail");
+    assert!(
+        matches!(&error, ClientError::AuthRejected { reply, .. } if reply.code == 535),
+        "{error}"
+    );
+
+    // Without the test CA the certificate is not trusted.
+    let untrusted = SmtpClient::connect(&good, &ClientConfig::new("client.test")).await;
+    assert!(
+        matches!(untrusted, Err(ClientError::Tls { .. })),
+        "{:?}",
+        untrusted.err()
+    );
+}
