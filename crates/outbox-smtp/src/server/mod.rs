@@ -298,6 +298,11 @@ async fn accept_loop(
             () = stopped(&mut shutdown) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // Replies are small writes answered by the client's next command: without
+                    // NODELAY, Nagle's algorithm would hold each one back for the peer's ACK.
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
+                    }
                     let id = shared.counters.connection_opened();
                     let shared = shared.clone();
                     let shutdown = shutdown.clone();
