@@ -52,6 +52,8 @@ pub enum Command {
     Compose(commands::compose::ComposeArgs),
     /// List the mail hosts of a domain, in the order delivery tries them.
     Mx(commands::mx::MxArgs),
+    /// Send a message: queue it and print its id, or deliver it at once with --now.
+    Send(commands::send::SendArgs),
     /// Print a message's status: queued, sent or error (--json: per recipient).
     Status(commands::status::StatusArgs),
     /// Inspect and administer the queue: list, show, rm, retry, purge.

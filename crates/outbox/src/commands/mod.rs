@@ -3,6 +3,7 @@
 pub mod bulk;
 pub mod compose;
 pub mod mx;
+pub mod send;
 pub mod queue;
 pub mod smtp;
 pub mod sendmail;
@@ -19,6 +20,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match command {
         Command::Compose(args) => compose::run(args),
         Command::Mx(args) => mx::run(&globals, args).await,
+        Command::Send(args) => send::run(&globals, args).await,
         Command::Status(args) => status::run(&globals, args).await,
         Command::Queue(args) => queue::run(&globals, args).await,
         Command::Sendmail(args) => sendmail::run(&globals, args).await,
