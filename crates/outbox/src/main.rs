@@ -9,6 +9,7 @@ mod commands;
 mod config;
 mod exit;
 mod listener;
+mod message_args;
 
 use std::process::ExitCode;
 

@@ -1,8 +1,27 @@
-//! `outbox compose`: message flags or a JSON spec in, MIME text out.
+//! `outbox compose`: message flags or a JSON spec in, MIME text out (`email_compose` ->
+//! `data`), with the spec's `tokens` merged in as DESIGN §6 says.
 
+use std::io::Write;
+
+use anyhow::Context;
+
+use crate::message_args::MessageArgs;
+
+/// `outbox compose [message flags] [--spec FILE|-]`.
 #[derive(Debug, clap::Args)]
-pub struct ComposeArgs {}
+pub struct ComposeArgs {
+    #[command(flatten)]
+    pub message: MessageArgs,
+}
 
-pub fn run(_args: ComposeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("compose is not built yet")
+/// Composes the message and writes it to stdout; on any error nothing is written.
+pub fn run(args: ComposeArgs) -> anyhow::Result<()> {
+    let spec = args.message.into_spec()?;
+    let message = outbox_mime::compose(&spec)?;
+    let data = outbox_mime::merge_message(message.data(), &spec.tokens);
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(&data)
+        .and_then(|()| stdout.flush())
+        .context("cannot write to stdout")
 }

@@ -1,0 +1,327 @@
+//! The message flags of DESIGN §6, shared by `compose`, `send` and `bulk`: `--spec FILE|-`
+//! (an `EmailSpec` as JSON) is read first, then every flag given overrides its field.
+//!
+//! Values are taken as text and checked in [`MessageArgs::into_spec`], so that a bad value
+//! fails with one line naming the flag, like every other error of the binary.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow, bail};
+use outbox_mime::{EmailSpec, PartSource, Priority, TransferEncoding};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// The message flags.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct MessageArgs {
+    /// Author: `addr` or `Name <addr>`.
+    #[arg(long, value_name = "ADDRESS")]
+    pub from: Option<String>,
+    /// To recipients: comma-separated, and the flag may be repeated.
+    #[arg(long, value_name = "ADDRESSES")]
+    pub to: Vec<String>,
+    /// Cc recipients: comma-separated, and the flag may be repeated.
+    #[arg(long, value_name = "ADDRESSES")]
+    pub cc: Vec<String>,
+    /// Bcc recipients (envelope only): comma-separated, and the flag may be repeated.
+    #[arg(long, value_name = "ADDRESSES")]
+    pub bcc: Vec<String>,
+    /// The subject.
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// The text/plain body.
+    #[arg(long, value_name = "TEXT")]
+    pub body: Option<String>,
+    /// The text/plain body, read from a file (`-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    pub body_file: Option<PathBuf>,
+    /// The text/html body.
+    #[arg(long, value_name = "HTML")]
+    pub html: Option<String>,
+    /// The text/html body, read from a file (`-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    pub html_file: Option<PathBuf>,
+    /// An inline image for the html: `PATH` (Content-ID: its file name; `<img src>` equal
+    /// to PATH is rewritten) or `NAME=PATH` (Content-ID and src: NAME). Repeat per image.
+    #[arg(long = "image", value_name = "PATH|NAME=PATH")]
+    pub images: Vec<String>,
+    /// An attachment: `PATH` or `NAME=PATH`. Repeat per attachment.
+    #[arg(long = "attach", value_name = "PATH|NAME=PATH")]
+    pub attachments: Vec<String>,
+    /// An extra header, `Name: value`. Repeat per header; order is kept.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// The Reply-To header.
+    #[arg(long, value_name = "ADDRESSES")]
+    pub reply_to: Option<String>,
+    /// The Sender header.
+    #[arg(long, value_name = "ADDRESS")]
+    pub sender: Option<String>,
+    /// Delivery priority: high, medium (default) or low.
+    #[arg(long, value_name = "PRIORITY")]
+    pub priority: Option<String>,
+    /// Not delivered before this time (RFC 3339, e.g. 2026-11-22T10:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Charset of the text parts: utf-8 (default), us-ascii or iso-8859-1.
+    #[arg(long, value_name = "CHARSET")]
+    pub charset: Option<String>,
+    /// Transfer encoding of the text parts: 7bit, 8bit, quoted-printable or base64
+    /// (default: chosen per part).
+    #[arg(long, value_name = "ENCODING")]
+    pub transfer_encoding: Option<String>,
+    /// Content-Type of a single-part message.
+    #[arg(long, value_name = "TYPE")]
+    pub content_type: Option<String>,
+    /// A default merge value, `NAME=VALUE` for the `#NAME#` marker. Repeat per token.
+    #[arg(long = "token", value_name = "NAME=VALUE")]
+    pub tokens: Vec<String>,
+    /// Per-recipient merge values: a JSON object, address -> {name: value}.
+    #[arg(long, value_name = "FILE.json")]
+    pub merge: Option<PathBuf>,
+    /// Deliver through this server instead of the configured route (a server spec).
+    #[arg(long, value_name = "SPEC")]
+    pub relay: Option<String>,
+    /// Headers only, no body.
+    #[arg(long)]
+    pub simple_form: bool,
+    /// The message as JSON (an EmailSpec), from a file or `-` for stdin; flags override it.
+    #[arg(long, value_name = "FILE|-")]
+    pub spec: Option<PathBuf>,
+}
+
+impl MessageArgs {
+    /// The spec: `--spec` JSON first, then each flag given over it. Delivery fields
+    /// (`--priority`, `--at`, `--relay`) are checked here even when the command ignores them.
+    pub fn into_spec(self) -> anyhow::Result<EmailSpec> {
+        let mut spec = match &self.spec {
+            Some(path) => read_spec(path)?,
+            None => EmailSpec::default(),
+        };
+        if let Some(from) = self.from {
+            spec.from = from;
+        }
+        for (flag, values, field) in [
+            ("to", self.to, &mut spec.to),
+            ("cc", self.cc, &mut spec.cc),
+            ("bcc", self.bcc, &mut spec.bcc),
+        ] {
+            if !values.is_empty() {
+                *field = split_recipients(&values);
+                if field.is_empty() {
+                    bail!("--{flag}: no address given");
+                }
+            }
+        }
+        if self.body.is_some() && self.body_file.is_some() {
+            bail!("--body and --body-file both given; use one");
+        }
+        if self.html.is_some() && self.html_file.is_some() {
+            bail!("--html and --html-file both given; use one");
+        }
+        if let Some(subject) = self.subject {
+            spec.subject = subject;
+        }
+        if let Some(text) = self.body {
+            spec.text = Some(text);
+        }
+        if let Some(path) = &self.body_file {
+            spec.text = Some(read_text("--body-file", path)?);
+        }
+        if let Some(html) = self.html {
+            spec.html = Some(html);
+        }
+        if let Some(path) = &self.html_file {
+            spec.html = Some(read_text("--html-file", path)?);
+        }
+        if !self.images.is_empty() {
+            spec.html_images = self
+                .images
+                .iter()
+                .map(|a| PartSource::from_cli(a))
+                .collect();
+        }
+        if !self.attachments.is_empty() {
+            spec.attachments = self
+                .attachments
+                .iter()
+                .map(|a| PartSource::from_cli(a))
+                .collect();
+        }
+        if !self.headers.is_empty() {
+            spec.headers = self
+                .headers
+                .iter()
+                .map(|h| parse_header(h))
+                .collect::<anyhow::Result<_>>()?;
+        }
+        if let Some(reply_to) = self.reply_to {
+            spec.reply_to = Some(reply_to);
+        }
+        if let Some(sender) = self.sender {
+            spec.sender = Some(sender);
+        }
+        if let Some(priority) = self.priority {
+            spec.priority = priority
+                .parse::<Priority>()
+                .map_err(|err| anyhow!("--priority: {err}"))?;
+        }
+        if let Some(at) = self.at {
+            spec.send_at = Some(
+                OffsetDateTime::parse(&at, &Rfc3339)
+                    .map_err(|err| anyhow!("--at: {at:?} is not an RFC 3339 time ({err})"))?,
+            );
+        }
+        if let Some(charset) = self.charset {
+            spec.charset = Some(charset);
+        }
+        if let Some(encoding) = self.transfer_encoding {
+            spec.transfer_encoding = Some(
+                encoding
+                    .parse::<TransferEncoding>()
+                    .map_err(|err| anyhow!("--transfer-encoding: {err}"))?,
+            );
+        }
+        if let Some(content_type) = self.content_type {
+            spec.content_type = Some(content_type);
+        }
+        for token in &self.tokens {
+            let (name, value) = token
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--token: expected NAME=VALUE, got {token:?}"))?;
+            spec.tokens.insert(name.to_string(), value.to_string());
+        }
+        if let Some(path) = &self.merge {
+            spec.merge = read_merge(path)?;
+        }
+        if let Some(relay) = self.relay {
+            spec.relay = Some(relay);
+        }
+        if self.simple_form {
+            spec.simple_form = true;
+        }
+        if let Some(relay) = &spec.relay {
+            outbox_smtp::ServerSpec::parse(relay).map_err(|err| anyhow!("relay: {err}"))?;
+        }
+        Ok(spec)
+    }
+}
+
+/// Every flag value split on unquoted commas.
+fn split_recipients(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .flat_map(|value| outbox_mime::split_address_list(value))
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `Name: value`.
+fn parse_header(text: &str) -> anyhow::Result<(String, String)> {
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| anyhow!("--header: expected 'Name: value', got {text:?}"))?;
+    Ok((name.trim().to_string(), value.trim().to_string()))
+}
+
+/// The bytes of a file, or of stdin for `-`.
+fn read_input(path: &Path) -> std::io::Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut data = Vec::new();
+        std::io::stdin().read_to_end(&mut data)?;
+        Ok(data)
+    } else {
+        std::fs::read(path)
+    }
+}
+
+/// A UTF-8 text file for a body flag.
+fn read_text(flag: &str, path: &Path) -> anyhow::Result<String> {
+    let data =
+        read_input(path).with_context(|| format!("{flag}: cannot read {}", path.display()))?;
+    String::from_utf8(data).map_err(|_| anyhow!("{flag}: {} is not UTF-8 text", path.display()))
+}
+
+/// `--spec FILE|-`: an EmailSpec in JSON; unknown fields are refused.
+fn read_spec(path: &Path) -> anyhow::Result<EmailSpec> {
+    let data =
+        read_input(path).with_context(|| format!("--spec: cannot read {}", path.display()))?;
+    serde_json::from_slice(&data).map_err(|err| anyhow!("--spec {}: {err}", path.display()))
+}
+
+/// `--merge FILE.json`: address -> {name: value}.
+fn read_merge(path: &Path) -> anyhow::Result<BTreeMap<String, BTreeMap<String, String>>> {
+    let data =
+        read_input(path).with_context(|| format!("--merge: cannot read {}", path.display()))?;
+    serde_json::from_slice(&data).map_err(|err| anyhow!("--merge {}: {err}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_spec_and_split_recipients() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spec.json");
+        std::fs::write(
+            &path,
+            r#"{"from":"a@x.test","to":["old@x.test"],"subject":"json","tokens":{"A":"1","B":"2"}}"#,
+        )
+        .unwrap();
+        let args = MessageArgs {
+            spec: Some(path),
+            to: vec![
+                "\"Lee, Ann\" <ann@x.test>, b@x.test".into(),
+                "c@x.test".into(),
+            ],
+            subject: Some("flag".into()),
+            tokens: vec!["B=two=2".into()],
+            headers: vec!["X-A: 1: 2".into()],
+            priority: Some("HIGH".into()),
+            at: Some("2026-11-22T10:00:00Z".into()),
+            ..Default::default()
+        };
+        let spec = args.into_spec().unwrap();
+        assert_eq!(spec.from, "a@x.test");
+        assert_eq!(
+            spec.to,
+            ["\"Lee, Ann\" <ann@x.test>", "b@x.test", "c@x.test"]
+        );
+        assert_eq!(spec.subject, "flag");
+        assert_eq!(spec.tokens["A"], "1");
+        assert_eq!(spec.tokens["B"], "two=2");
+        assert_eq!(spec.headers, [("X-A".to_string(), "1: 2".to_string())]);
+        assert_eq!(spec.priority, Priority::High);
+        assert!(spec.send_at.is_some());
+    }
+
+    #[test]
+    fn bad_values_name_their_flag() {
+        let bad = |args: MessageArgs| args.into_spec().unwrap_err().to_string();
+        let e = bad(MessageArgs {
+            priority: Some("urgent".into()),
+            ..Default::default()
+        });
+        assert!(e.starts_with("--priority:"), "{e}");
+        let e = bad(MessageArgs {
+            transfer_encoding: Some("binary".into()),
+            ..Default::default()
+        });
+        assert!(e.starts_with("--transfer-encoding:"), "{e}");
+        let e = bad(MessageArgs {
+            tokens: vec!["novalue".into()],
+            ..Default::default()
+        });
+        assert!(e.starts_with("--token:"), "{e}");
+        let e = bad(MessageArgs {
+            relay: Some("gopher://x".into()),
+            ..Default::default()
+        });
+        assert!(e.starts_with("relay:"), "{e}");
+    }
+}
