@@ -69,7 +69,7 @@ schemathesis run "$base/api/v1/openapi.json" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --phases examples,coverage,fuzzing \
   --max-examples "${SCHEMATHESIS_EXAMPLES:-60}" \
-  --max-time 110 \
+  --max-time 90 \
   --workers 2 \
   --seed 1 \
   --suppress-health-check all \

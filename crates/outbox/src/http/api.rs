@@ -70,7 +70,18 @@ pub struct Changed {
     path = "/api/v1/messages",
     tag = "messages",
     security(("bearer" = [])),
-    request_body(content = schema::EmailSpec, description = "The message (DESIGN §2)"),
+    request_body(
+        content = schema::EmailSpec,
+        description = "The message (DESIGN §2)",
+        example = json!({
+            "from": "App <app@example.com>",
+            "to": ["ann@example.net"],
+            "subject": "Welcome",
+            "text": "Hello #NAME#",
+            "tokens": {"NAME": "Ann"},
+            "attachments": [{"name": "hello.txt", "content_base64": "aGVsbG8K"}]
+        })
+    ),
     params(
         ("Idempotency-Key" = Option<String>, Header,
          description = "A repeated key answers 200 with the first message's id and queues nothing (1 to 255 visible ASCII characters)"),
@@ -135,7 +146,14 @@ pub async fn post_message(
     path = "/api/v1/messages/batch",
     tag = "messages",
     security(("bearer" = [])),
-    request_body(content = Vec<schema::EmailSpec>, description = "One or more messages, queued in one transaction: all or none. `immediate` is not allowed here."),
+    request_body(
+        content = Vec<schema::EmailSpec>,
+        description = "One or more messages, queued in one transaction: all or none. `immediate` is not allowed here.",
+        example = json!([
+            {"from": "app@example.com", "to": "ann@example.net", "subject": "One", "text": "1"},
+            {"from": "app@example.com", "to": "bob@example.org", "subject": "Two", "text": "2", "priority": "high"}
+        ])
+    ),
     responses(
         (status = 202, description = "all queued, in the order given", body = Vec<schema::Queued>),
         (status = 400, description = "malformed JSON", body = ErrorBody),

@@ -553,3 +553,41 @@ async fn metrics_and_openapi() {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     assert!(doc["paths"]["/api/v1/messages"]["post"].is_object());
 }
+
+#[tokio::test]
+async fn immediate_sends_at_once_and_stores_nothing() {
+    use outbox_smtp::server::{MemorySink, Server};
+    let sink = Arc::new(MemorySink::new());
+    let relay = Server::builder()
+        .sink(sink.clone())
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let address = relay.local_addr();
+    let h = harness_with(|config, _| {
+        config.delivery.relay = Some(format!("smtp://{address}?starttls=off"));
+    })
+    .await;
+    let mut body = spec("Now", "ann@example.net, bob@example.org");
+    body["immediate"] = json!(true);
+    let reply = post(&h.app, body).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let answer = reply.json();
+    assert_eq!(answer["status"], "sent", "{answer}");
+    let recipients = answer["recipients"].as_array().unwrap();
+    assert_eq!(recipients.len(), 2);
+    for (recipient, address) in recipients
+        .iter()
+        .zip(["ann@example.net", "bob@example.org"])
+    {
+        assert_eq!(recipient["address"], address);
+        assert_eq!(recipient["accepted"], true);
+        assert!(
+            recipient["reply"].as_str().unwrap().starts_with("250"),
+            "{recipient}"
+        );
+    }
+    assert_eq!(sink.len(), 1);
+    assert_eq!(h.store.counts().await.unwrap().queued, 0);
+    relay.shutdown().await;
+}
