@@ -125,7 +125,12 @@ try {
   const preview = page.frameLocator('iframe.preview');
   assert.equal(await preview.locator('h1').innerText(), 'Invoice 42');
   assert.match(await page.locator('#raw').innerText(), /Subject: /);
-  await page.screenshot({ path: join(shots, 'admin-message.png'), fullPage: true });
+  // Chromium leaves frames outside the viewport unpainted in a full-page shot: make the
+  // viewport as tall as the page.
+  const height = await page.evaluate(() => document.documentElement.scrollHeight);
+  await page.setViewportSize({ width: 1360, height });
+  await page.screenshot({ path: join(shots, 'admin-message.png') });
+  await page.setViewportSize({ width: 1360, height: 800 });
 
   // Retry from the queue: the recipient is due again and the engine tries once more.
   await page.goto(`${base}/`);

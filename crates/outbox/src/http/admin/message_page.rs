@@ -47,7 +47,8 @@ pub fn message_page(view: &MessageView<'_>) -> Markup {
                 dt { "Size" } dd { (summary.size) " bytes" }
                 dt { "Recipients" } dd { (summary.recipients) }
             }
-            p.actions {
+            // A div, not a p: a <form> inside a <p> would close the paragraph.
+            div.actions {
                 (action_button(&summary.id, "retry", csrf, "message"))
                 " "
                 (action_button(&summary.id, "remove", csrf, "message"))

@@ -3,7 +3,9 @@
 //! replies come from outside), so nothing here builds HTML from strings by hand.
 
 use axum::http::StatusCode;
-use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_FRAME_OPTIONS,
+};
 use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use outbox_queue::{ListPage, MessageStatus, Priority, RecipientState, StatusCounts};
@@ -16,9 +18,11 @@ use super::session::Viewer;
 
 /// No script runs on these pages and nothing loads from elsewhere; the HTML preview's
 /// `srcdoc` frame inherits this policy, so a message cannot fetch remote images
-/// (tracking pixels) either. Frames of the page elsewhere are refused (clickjacking).
+/// (tracking pixels) either. Framing by other sites (clickjacking) is refused with
+/// `X-Frame-Options` rather than `frame-ancestors`: the preview frame inherits the
+/// policy, and Chromium then refuses to show the preview inside our own page.
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
-                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+                   form-action 'self'; base-uri 'none'";
 
 const STYLE: &str = r#"
 :root { --fg:#1f2937; --muted:#6b7280; --line:#e5e7eb; --bg:#f8fafc; --accent:#2563eb; }
@@ -49,7 +53,8 @@ tbody tr:hover { background:#f9fafb; }
 td.id, .mono { font-family:ui-monospace,SFMono-Regular,Menlo,monospace; font-size:12px; }
 td.num { text-align:right; } td.when { white-space:nowrap; color:var(--muted); }
 td.subject { max-width:360px; overflow-wrap:anywhere; } td.reply { max-width:520px; overflow-wrap:anywhere; }
-td.actions, p.actions { white-space:nowrap; } td.actions form, p.actions form { display:inline; }
+td.actions, div.actions { white-space:nowrap; } td.actions form, div.actions form { display:inline; }
+div.actions { margin-top:12px; }
 .badge { display:inline-block; padding:1px 8px; border-radius:999px; font-size:12px; font-weight:600; }
 .s-queued { background:#dbeafe; color:#1e40af; } .s-sending { background:#e0e7ff; color:#3730a3; }
 .s-sent { background:#dcfce7; color:#166534; } .s-deferred { background:#fef3c7; color:#92400e; }
@@ -74,6 +79,7 @@ pub fn respond(status: StatusCode, markup: Markup) -> Response {
         status,
         [
             (CONTENT_SECURITY_POLICY, CSP),
+            (X_FRAME_OPTIONS, "DENY"),
             (REFERRER_POLICY, "no-referrer"),
             (CACHE_CONTROL, "no-store"),
         ],

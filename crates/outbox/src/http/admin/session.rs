@@ -200,7 +200,13 @@ impl FromRequestParts<AppState> for Viewer {
                 ))
             };
         }
-        let sessions = sessions(parts)?;
+        let Some(sessions) = sessions(parts) else {
+            return Err(super::pages::error_page(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "Server error",
+                "The admin page was mounted without its session table.",
+            ));
+        };
         match session_from_cookies(parts) {
             Some(id) if sessions.is_live(&id) => {
                 let csrf = sessions.csrf_token(&id);
@@ -212,18 +218,8 @@ impl FromRequestParts<AppState> for Viewer {
 }
 
 /// The session table the admin router carries as an extension.
-pub fn sessions(parts: &Parts) -> Result<Arc<Sessions>, Response> {
-    parts
-        .extensions
-        .get::<Arc<Sessions>>()
-        .cloned()
-        .ok_or_else(|| {
-            super::pages::error_page(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "Server error",
-                "The admin page was mounted without its session table.",
-            )
-        })
+pub fn sessions(parts: &Parts) -> Option<Arc<Sessions>> {
+    parts.extensions.get::<Arc<Sessions>>().cloned()
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use outbox_queue::{
 use time::OffsetDateTime;
 use tower::ServiceExt;
 
-use crate::config::Config;
+use crate::config::{Config, HttpConfig};
 use crate::http::{AppState, app};
 
 const TOKEN: &str = "admin-test-token-0123456789";
@@ -29,9 +29,14 @@ struct Harness {
 
 async fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.database = format!("sqlite://{}", dir.path().join("outbox.db").display());
-    config.http.tokens = vec![TOKEN.to_string()];
+    let config = Config {
+        database: format!("sqlite://{}", dir.path().join("outbox.db").display()),
+        http: HttpConfig {
+            tokens: vec![TOKEN.to_string()],
+            ..HttpConfig::default()
+        },
+        ..Config::default()
+    };
     let outbox = crate::app::outbox(&config).await.unwrap();
     let metrics = outbox.engine().metrics();
     let store = outbox.store().clone();
