@@ -364,3 +364,73 @@ async fn bad_input_is_refused_before_sending() {
     assert!(err.contains("from"), "{err}");
     assert_eq!(server.stats().connections_accepted, 0);
 }
+
+#[tokio::test]
+async fn now_ignores_the_queue_size_limit_that_queueing_enforces() {
+    let server = server().await;
+    let relay = server.local_addr().to_string();
+    let body = "x".repeat(20_000);
+    let run = Run::new().env("OUTBOX_DELIVERY_MAX_MESSAGE_SIZE", "10KB");
+    let args = |now: bool| {
+        let mut args = vec![
+            "send",
+            "--from",
+            "a@x.test",
+            "--to",
+            "b@y.test",
+            "--subject",
+            "big",
+        ];
+        args.extend(["--body", body.as_str(), "--relay", relay.as_str()]);
+        if now {
+            args.push("--now");
+        }
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let queued = run
+        .outbox(&args(false).iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
+    assert!(!queued.status.success());
+    assert_eq!(stdout(&queued), "");
+    assert_eq!(stderr(&queued).lines().count(), 1, "{}", stderr(&queued));
+    assert!(stderr(&queued).contains("limit"), "{}", stderr(&queued));
+    let now = run
+        .outbox(&args(true).iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
+    assert!(now.status.success(), "{}", stderr(&now));
+    assert_eq!(stdout(&now), "b@y.test sent\n");
+    assert!(server.memory_sink().unwrap().messages()[0].data.len() > 20_000);
+}
+
+#[tokio::test]
+async fn without_now_the_message_is_queued_and_its_id_printed() {
+    let server = server().await;
+    let relay = server.local_addr().to_string();
+    let run = Run::new();
+    let out = run
+        .outbox(&[
+            "send",
+            "--from",
+            "a@x.test",
+            "--to",
+            "b@y.test",
+            "--subject",
+            "later",
+            "--body",
+            "queued",
+            "--relay",
+            &relay,
+        ])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_string();
+    assert_eq!(stdout(&out), format!("{id}\n"), "the id alone on one line");
+    assert!(!id.is_empty() && !id.contains(' '));
+    let status = run.outbox(&["status", &id]).await;
+    assert_eq!(stdout(&status), "queued\n", "{}", stderr(&status));
+    assert_eq!(
+        server.stats().connections_accepted,
+        0,
+        "nothing sent without a worker"
+    );
+}
