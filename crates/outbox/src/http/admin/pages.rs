@@ -18,11 +18,10 @@ use super::session::Viewer;
 
 /// No script runs on these pages and nothing loads from elsewhere; the HTML preview's
 /// `srcdoc` frame inherits this policy, so a message cannot fetch remote images
-/// (tracking pixels) either. Framing by other sites (clickjacking) is refused with
-/// `X-Frame-Options` rather than `frame-ancestors`: the preview frame inherits the
-/// policy, and Chromium then refuses to show the preview inside our own page.
+/// (tracking pixels) either. Other sites may not frame the page (clickjacking):
+/// `frame-ancestors`, and `X-Frame-Options` for browsers without CSP level 2.
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
-                   form-action 'self'; base-uri 'none'";
+                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 const STYLE: &str = r#"
 :root { --fg:#1f2937; --muted:#6b7280; --line:#e5e7eb; --bg:#f8fafc; --accent:#2563eb; }
