@@ -238,10 +238,10 @@ fn source_node(
             name,
             content_type,
         } => {
-            let data = std::fs::read(path).map_err(|source| ComposeError::UnreadableFile {
+            let data = std::fs::read(path).map_err(|error| ComposeError::UnreadableFile {
                 field,
                 path: path.clone(),
-                source,
+                error,
             })?;
             let name = match name {
                 Some(name) => name.clone(),

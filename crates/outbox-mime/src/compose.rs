@@ -273,7 +273,7 @@ fn addresses(field: &'static str, items: &[String]) -> Result<Vec<Address>, Comp
     for item in items {
         no_line_break(field, item)?;
         let parsed =
-            parse_address_list(item).map_err(|source| ComposeError::Address { field, source })?;
+            parse_address_list(item).map_err(|error| ComposeError::Address { field, error })?;
         out.extend(parsed);
     }
     Ok(out)

@@ -28,13 +28,14 @@ pub enum ComposeError {
         field: &'static str,
     },
     /// An address in a field does not parse.
-    #[error("{field}: {source}")]
+    // The cause is part of the message (not a `source`), so that a one-line rendering of
+    // the error chain does not say it twice.
+    #[error("{field}: {error}")]
     Address {
         /// The spec field (`from`, `to`, `merge`, ...).
         field: &'static str,
         /// What is wrong with it.
-        #[source]
-        source: AddressError,
+        error: AddressError,
     },
     /// A field that takes one address holds several.
     #[error("{field}: expected one address, got {count}")]
@@ -45,15 +46,14 @@ pub enum ComposeError {
         count: usize,
     },
     /// A file for an image or attachment cannot be read.
-    #[error("{field}: cannot read {}: {source}", path.display())]
+    #[error("{field}: cannot read {}: {error}", path.display())]
     UnreadableFile {
         /// `html_images` or `attachments`.
         field: &'static str,
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A header value (or name) holds CR or LF: refused, so headers cannot be injected.
     #[error("{field}: line break inside a header value (header injection refused)")]
