@@ -79,7 +79,9 @@ fn start_serve(dir: &Path, relay: SocketAddr) -> ServeProcess {
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            // A file, not a pipe: nobody reads the log while the server runs, and a
+            // full pipe would block it.
+            .stderr(std::fs::File::create(dir.join("serve.log")).unwrap())
             .spawn()
             .expect("outbox serve starts");
         let mut serve = ServeProcess {
@@ -89,13 +91,7 @@ fn start_serve(dir: &Path, relay: SocketAddr) -> ServeProcess {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = serve.child.try_wait().unwrap() {
-                let mut stderr = String::new();
-                let _ = serve
-                    .child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut stderr);
+                let stderr = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
                 if stderr.contains("cannot listen") {
                     break; // the port was taken: try another
                 }
