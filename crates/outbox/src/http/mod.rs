@@ -22,7 +22,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use outbox_queue::Outbox;
 use outbox_queue::engine::EngineMetrics;
 
@@ -75,6 +75,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/messages/{id}/retry", post(api::retry_message))
         .route("/api/v1/openapi.json", get(openapi::openapi_json))
         .route("/metrics", get(metrics::metrics))
+        .route("/api/v1/{*rest}", any(unknown_route))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(DefaultBodyLimit::max(limit));
     Router::new()
@@ -90,6 +91,14 @@ pub fn app(state: AppState) -> Router {
 pub fn body_limit(max_message_size: u64) -> usize {
     let limit = max_message_size.saturating_mul(14) / 10 + 64 * 1024;
     usize::try_from(limit).unwrap_or(usize::MAX)
+}
+
+/// Any other path under `/api/v1`: 404 in the API's error shape.
+async fn unknown_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        format!("no such API route: {}", uri.path()),
+    )
 }
 
 /// Lets a request through only with `Authorization: Bearer TOKEN` for an accepted token.
