@@ -20,11 +20,11 @@ pub(crate) struct BodyOptions<'a> {
 }
 
 /// Builds the body tree of `spec`, or `None` when it has no body at all.
-pub(crate) fn build(
-    spec: &EmailSpec,
+pub(crate) fn build<'a>(
+    spec: &'a EmailSpec,
     options: &BodyOptions<'_>,
     boundaries: &mut Boundaries,
-) -> Result<Option<Node>, ComposeError> {
+) -> Result<Option<Node<'a>>, ComposeError> {
     let text = spec
         .text
         .as_deref()
@@ -81,16 +81,16 @@ fn text_leaf(
     text: &str,
     subtype: &str,
     options: &BodyOptions<'_>,
-) -> Result<Node, ComposeError> {
+) -> Result<Node<'static>, ComposeError> {
     let (normalized, longest) = normalize_text(text);
+    let has_nul = normalized.contains('\0');
     let body = options
         .charset
-        .encode(&normalized)
+        .encode_owned(normalized.into_owned())
         .ok_or(ComposeError::Unrepresentable {
             field,
             charset: options.charset.as_str(),
         })?;
-    let has_nul = normalized.contains('\0');
     let unfit = |encoding, reason| ComposeError::TransferEncodingUnfit {
         field,
         encoding,
@@ -120,16 +120,16 @@ fn text_leaf(
         ),
         ("Content-Transfer-Encoding", encoding.as_str().to_string()),
     ];
-    Ok(Node::leaf(headers, &body, encoding))
+    Ok(Node::leaf(headers, Cow::Owned(body), encoding))
 }
 
 /// The html part, with its inline images as multipart/related when there are any.
-fn html_node(
+fn html_node<'a>(
     html: &str,
-    images: &[PartSource],
+    images: &'a [PartSource],
     options: &BodyOptions<'_>,
     boundaries: &mut Boundaries,
-) -> Result<Node, ComposeError> {
+) -> Result<Node<'a>, ComposeError> {
     if images.is_empty() {
         return text_leaf("html", html, "html", options);
     }
@@ -226,11 +226,11 @@ enum Disposition {
 }
 
 /// A leaf for an attachment or inline image: read, typed, base64-encoded.
-fn source_node(
+fn source_node<'a>(
     field: &'static str,
-    source: &PartSource,
+    source: &'a PartSource,
     disposition: Disposition,
-) -> Result<Node, ComposeError> {
+) -> Result<Node<'a>, ComposeError> {
     let (name, data, given_type) = match source {
         PartSource::Mime(raw) => return raw_node(field, raw),
         PartSource::Path {
@@ -292,7 +292,7 @@ fn source_node(
         };
         headers.push(("Content-ID", format!("<{id}>")));
     }
-    Ok(Node::leaf(headers, &data, TransferEncoding::Base64))
+    Ok(Node::leaf(headers, data, TransferEncoding::Base64))
 }
 
 /// The last component of a path, when it is valid text.
@@ -301,7 +301,7 @@ fn file_name(path: &Path) -> Option<String> {
 }
 
 /// A raw part: line ends made CRLF, a header block required, lines limited to 998 octets.
-fn raw_node(field: &'static str, raw: &[u8]) -> Result<Node, ComposeError> {
+fn raw_node(field: &'static str, raw: &[u8]) -> Result<Node<'static>, ComposeError> {
     let raw = normalize_crlf(raw);
     let Some(blank) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
         return Err(ComposeError::InvalidRawPart {

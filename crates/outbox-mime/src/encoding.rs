@@ -112,6 +112,16 @@ impl Charset {
         }
     }
 
+    /// Encodes an owned `text`, moving its bytes when the charset is UTF-8 (or US-ASCII and
+    /// the text is ASCII); `None` when a character has no code in this charset.
+    pub fn encode_owned(self, text: String) -> Option<Vec<u8>> {
+        match self {
+            Charset::Utf8 => Some(text.into_bytes()),
+            Charset::UsAscii => text.is_ascii().then(|| text.into_bytes()),
+            Charset::Latin1 => self.encode(&text),
+        }
+    }
+
     /// Encodes `text`, replacing characters that have no code in this charset with `?`.
     pub fn encode_lossy(self, text: &str) -> Vec<u8> {
         match self {

@@ -1,42 +1,41 @@
 //! The MIME tree: leaves (a text part, an attachment, an inline image), multiparts, and raw
 //! parts inserted unchanged; and its serialisation with CRLF line ends (RFC 2046 §5.1.1).
 
+use std::borrow::Cow;
+
 use crate::encoding::{TransferEncoding, encode_body_into, end_single_part};
 
 /// A node of the MIME tree being composed.
 #[derive(Debug, Clone)]
-pub(crate) enum Node {
-    /// One body part: its header fields (values already encoded) and its encoded body.
+pub(crate) enum Node<'a> {
+    /// One body part: its header fields (values already encoded) and its content, encoded
+    /// with `encoding` straight into the output when written (no intermediate copy; bytes
+    /// given in the spec are borrowed, not cloned).
     Leaf {
         headers: Vec<(&'static str, String)>,
-        body: Vec<u8>,
+        body: Cow<'a, [u8]>,
         encoding: TransferEncoding,
     },
     /// `multipart/SUBTYPE` around its children.
     Multipart {
         subtype: &'static str,
         boundary: String,
-        children: Vec<Node>,
+        children: Vec<Node<'a>>,
     },
     /// A complete part (header, blank line, body), written as it is.
     Raw(Vec<u8>),
 }
 
-impl Node {
-    /// A leaf whose `body` (raw content) is encoded with `encoding` here.
+impl<'a> Node<'a> {
+    /// A leaf whose `body` (raw content) will be encoded with `encoding`.
     pub(crate) fn leaf(
         headers: Vec<(&'static str, String)>,
-        body: &[u8],
+        body: Cow<'a, [u8]>,
         encoding: TransferEncoding,
-    ) -> Node {
-        let mut encoded = Vec::with_capacity(match encoding {
-            TransferEncoding::Base64 => body.len() / 57 * 78 + 80,
-            _ => body.len() + body.len() / 16 + 8,
-        });
-        encode_body_into(body, encoding, &mut encoded);
+    ) -> Node<'a> {
         Node::Leaf {
             headers,
-            body: encoded,
+            body,
             encoding,
         }
     }
@@ -107,7 +106,7 @@ impl Node {
                     write_field(out, name, value);
                 }
                 out.extend_from_slice(b"\r\n");
-                out.extend_from_slice(body);
+                encode_body_into(body, *encoding, out);
                 if top {
                     end_single_part(out, *encoding);
                 }
@@ -167,7 +166,11 @@ impl Boundaries {
     }
 
     /// A multipart node whose boundary occurs in none of its children.
-    pub(crate) fn multipart(&mut self, subtype: &'static str, children: Vec<Node>) -> Node {
+    pub(crate) fn multipart<'a>(
+        &mut self,
+        subtype: &'static str,
+        children: Vec<Node<'a>>,
+    ) -> Node<'a> {
         let check = children.iter().any(Node::mentions_boundary);
         loop {
             let boundary = format!("{BOUNDARY_PREFIX}{:016x}_{}", self.seed, self.next);
@@ -194,7 +197,7 @@ pub struct Part {
 
 impl Part {
     /// `head` holds extra header fields (already written), placed before the node's own.
-    pub(crate) fn from_node(head: &[u8], node: &Node) -> Part {
+    pub(crate) fn from_node(head: &[u8], node: &Node<'_>) -> Part {
         let mut bytes = Vec::with_capacity(head.len() + node.size_hint());
         bytes.extend_from_slice(head);
         node.write(&mut bytes, false);
