@@ -12,6 +12,7 @@
 #   bench/enqueue.sh                          # N=100000 BATCH=1000 SINGLES=2000 INJECT=300 ROUNDS=3
 #   N=20000 INJECT=100 ROUNDS=2 bench/enqueue.sh
 #   DB=postgres://postgres@127.0.0.1:5432/bench bench/enqueue.sh   # part 1 on PostgreSQL
+#   SKIP_LIBRARY=1 OUTBOX=path/to/outbox bench/enqueue.sh             # part 2 only, given binary
 set -euo pipefail
 
 N=${N:-100000}
@@ -40,17 +41,22 @@ free_port() {
 now() { date +%s.%N; }
 rate() { python3 -c "print(f'{$1 / ($3 - $2):.0f}')"; }
 
-echo "== 1. store through the library (${DB:-SQLite in a temp dir})"
-cargo build --quiet --release -p outbox-queue --example enqueue_rate --manifest-path "$root/Cargo.toml"
-"$CARGO_TARGET_DIR/release/examples/enqueue_rate" "${DB:-sqlite://$tmp/library.db}" "$N" "$BATCH" "$SINGLES"
+if [ -z "${SKIP_LIBRARY:-}" ]; then
+  echo "== 1. store through the library (${DB:-SQLite in a temp dir})"
+  cargo build --quiet --release -p outbox-queue --example enqueue_rate --manifest-path "$root/Cargo.toml"
+  "$CARGO_TARGET_DIR/release/examples/enqueue_rate" "${DB:-sqlite://$tmp/library.db}" "$N" "$BATCH" "$SINGLES"
+fi
 
 echo "== 2. one process per message: outbox send vs Postfix sendmail ($INJECT per round, $ROUNDS rounds)"
 for tool in smtp-sink postfix sendmail python3; do
   command -v "$tool" >/dev/null || {
     echo "enqueue.sh: $tool is missing (scripts/install-peers.sh installs it)" >&2; exit 1; }
 done
-cargo build --quiet --release -p outbox --manifest-path "$root/Cargo.toml"
-outbox=$CARGO_TARGET_DIR/release/outbox
+if [ -z "${OUTBOX:-}" ]; then
+  cargo build --quiet --release -p outbox --manifest-path "$root/Cargo.toml"
+  OUTBOX=$CARGO_TARGET_DIR/release/outbox
+fi
+outbox=$OUTBOX
 
 sink_port=$(free_port)
 smtp-sink -u nobody "127.0.0.1:$sink_port" 1024 >"$tmp/sink.out" 2>&1 &

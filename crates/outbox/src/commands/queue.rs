@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use outbox_queue::{
-    ListFilter, MessageStatus, MessageSummary, Priority, Store, StoreOptions, rfc3339,
-};
+use outbox_queue::{ListFilter, MessageStatus, MessageSummary, Priority, Store, rfc3339};
 use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -95,11 +93,7 @@ fn parse_time(text: &str) -> Result<OffsetDateTime, String> {
 /// Opens the store the configuration names (`--db`, else `database`, else
 /// `sqlite://outbox.db`), with the configured message size limit.
 pub async fn open_store(globals: &Globals) -> anyhow::Result<Arc<dyn Store>> {
-    let config = globals.config()?;
-    let options = StoreOptions {
-        max_message_size: config.delivery.max_message_size.0,
-    };
-    Ok(outbox_queue::open_store_with(&config.database, options).await?)
+    crate::app::store(&globals.config()?).await
 }
 
 /// Runs one `queue` subcommand.
