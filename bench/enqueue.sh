@@ -25,6 +25,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target-bench}
 export PATH=$PATH:/usr/sbin
 
 tmp=$(mktemp -d)
+chmod 755 "$tmp"  # Postfix daemons (user postfix) must reach the queue inside
 pids=()
 postfix_dir=""
 cleanup() {
