@@ -53,7 +53,8 @@ impl Notice {
         );
         if self.capped == Some(1) {
             text.push_str(&format!(
-                " Stopped at {BULK_LIMIT} messages: run it again for the rest."
+                " Stopped at {} messages: run it again for the rest.",
+                super::pages::grouped(BULK_LIMIT as u64)
             ));
         }
         Some(text)

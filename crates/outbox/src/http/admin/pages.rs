@@ -180,6 +180,19 @@ pub fn when(time: OffsetDateTime) -> String {
         .unwrap_or_else(|_| time.to_string())
 }
 
+/// A count with thin spaces between thousands: `10 000`.
+pub fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push('\u{2009}');
+        }
+        out.push(digit);
+    }
+    out
+}
+
 /// Hidden inputs repeating a filter in a form.
 pub fn filter_inputs(params: &QueueParams) -> Markup {
     html! {
@@ -257,7 +270,7 @@ pub fn queue_page(view: &QueueView<'_>) -> Markup {
             span {
                 @if params.is_filtered() { "Every message matching this filter" }
                 @else { "Every message in the queue" }
-                " (at most " (BULK_LIMIT) " at once):"
+                " (at most " (grouped(BULK_LIMIT as u64)) " at once):"
             }
             button type="submit" name="action" value="retry" { "Retry all" }
             button.danger type="submit" name="action" value="remove" { "Remove all" }

@@ -394,6 +394,14 @@ async fn bulk_actions_take_the_filter() {
     assert_eq!(state_of(&h.store, &b).await, RecipientState::Removed);
     assert_eq!(state_of(&h.store, &keep).await, RecipientState::Queued);
 
+    let page = send(
+        &h.app,
+        get("/?done=removed&n=5&m=10000&capped=1", Some(&cookie)),
+    )
+    .await;
+    assert!(page.body.contains("at most 10\u{2009}000 at once"));
+    assert!(page.body.contains("Stopped at 10\u{2009}000 messages"));
+
     let bad = send(
         &h.app,
         post(
