@@ -6,6 +6,29 @@
 //! and returns the reply, [`SmtpClient::expect`] checks its code, [`SmtpClient::read_reply`]
 //! reads a (multi-line) reply, [`SmtpClient::send`] runs a whole mail transaction and reports
 //! each recipient's outcome, [`SmtpClient::quit`] closes.
+//!
+//! ```no_run
+//! use outbox_smtp::{ClientConfig, ServerSpec, SmtpClient, Outcome};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let ServerSpec::Smtp(spec) = ServerSpec::parse("smtp://127.0.0.1:2525?starttls=off")? else {
+//!     unreachable!("an smtp:// spec");
+//! };
+//! let mut client = SmtpClient::connect(&spec, &ClientConfig::new("outbox.example")).await?;
+//! let delivery = client
+//!     .send("me@example.org", &["you@example.net"], b"Subject: hi\r\n\r\nHello\r\n")
+//!     .await?;
+//! for (address, outcome) in delivery.outcomes() {
+//!     match outcome {
+//!         Outcome::Sent(reply) => println!("{address} sent: {reply}"),
+//!         Outcome::Transient(reply) => println!("{address} deferred: {reply}"),
+//!         Outcome::Permanent(reply) => println!("{address} failed: {reply}"),
+//!     }
+//! }
+//! client.quit().await?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod connect;
 mod delivery;
