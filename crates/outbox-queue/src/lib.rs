@@ -52,7 +52,7 @@ pub use model::{
     StatusCounts, StoreOptions,
 };
 pub use outbox::{
-    ImmediateResult, Outbox, OutboxError, RawMessage, prepare, prepare_raw, priority,
+    ImmediateResult, Outbox, OutboxError, RawMessage, deliver_now, prepare, prepare_raw, priority,
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

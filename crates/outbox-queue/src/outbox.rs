@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use outbox_mime::{ComposeError, EmailSpec, Message, compose};
 use outbox_smtp::{ServerSpec, SpecError};
 
-use crate::engine::{Engine, EngineConfig, Route, Transport, TransportError};
+use crate::engine::{Connection, Engine, EngineConfig, Route, Transport, TransportError};
 use crate::{
     Enqueued, MergeValues, MessageDetail, MessageStatus, NewMessage, NewRecipient, Priority, Store,
     StoreError,
@@ -150,7 +150,7 @@ impl Outbox {
     /// message is one transaction per recipient.
     pub async fn send_now(&self, spec: &EmailSpec) -> Result<Vec<ImmediateResult>, OutboxError> {
         let prepared = prepare(spec)?;
-        Ok(deliver_now(&*self.transport, prepared, self.config.relay_configured).await)
+        Ok(deliver_now(&*self.transport, &prepared, self.config.relay_configured).await)
     }
 }
 
@@ -220,15 +220,10 @@ pub fn priority(priority: outbox_mime::Priority) -> Priority {
     }
 }
 
-/// Delivers a prepared message at once over `transport`.
-async fn deliver_now(
-    transport: &dyn Transport,
-    message: NewMessage,
-    relay_configured: bool,
-) -> Vec<ImmediateResult> {
-    // Group recipients by route, keeping their order within each route.
-    let mut routes: Vec<(Route, Vec<NewRecipient>)> = Vec::new();
-    for recipient in message.recipients {
+/// Recipients grouped by route, routes in first-seen order.
+fn routes(message: &NewMessage, relay_configured: bool) -> Vec<(Route, Vec<&NewRecipient>)> {
+    let mut routes: Vec<(Route, Vec<&NewRecipient>)> = Vec::new();
+    for recipient in &message.recipients {
         let domain = recipient.address.rsplit_once('@').map_or("", |(_, d)| d);
         let key = crate::RouteKey::for_recipient(message.relay.as_deref(), domain);
         let route = Route::for_key(&key, relay_configured);
@@ -237,9 +232,20 @@ async fn deliver_now(
             None => routes.push((route, vec![recipient])),
         }
     }
+    routes
+}
+
+/// Delivers a prepared message at once over `transport`, without a store
+/// (`email_immediate`): one connection per route, one transaction per route or, for a
+/// merge message, per recipient. Results come in the order the recipients were given.
+pub async fn deliver_now(
+    transport: &dyn Transport,
+    message: &NewMessage,
+    relay_configured: bool,
+) -> Vec<ImmediateResult> {
     let merging = message.tokens.is_some();
     let mut results = Vec::new();
-    for (route, recipients) in routes {
+    for (route, recipients) in routes(message, relay_configured) {
         let mut connection = match transport.connect(&route).await {
             Ok(connection) => connection,
             Err(err) => {
@@ -247,7 +253,7 @@ async fn deliver_now(
                 continue;
             }
         };
-        let groups: Vec<Vec<NewRecipient>> = if merging {
+        let groups: Vec<Vec<&NewRecipient>> = if merging {
             recipients.into_iter().map(|r| vec![r]).collect()
         } else {
             vec![recipients]
@@ -258,41 +264,8 @@ async fn deliver_now(
                 results.extend(group.iter().map(|r| failed(&r.address, err)));
                 continue;
             }
-            let merged;
-            let data: &[u8] = if merging {
-                let values = group.first().and_then(|r| r.merge.as_ref());
-                merged =
-                    outbox_mime::merge_message(&message.data, &(values, message.tokens.as_ref()));
-                &merged
-            } else {
-                &message.data
-            };
-            let addresses: Vec<&str> = group.iter().map(|r| r.address.as_str()).collect();
-            match connection
-                .send(&message.envelope_from, &addresses, data)
-                .await
-            {
-                Ok(report) => {
-                    for (index, recipient) in group.iter().enumerate() {
-                        let reply = match (report.recipients.get(index), &report.data) {
-                            (Some(rcpt), _) if !(200..300).contains(&rcpt.code) => Some(rcpt),
-                            (_, Some(data)) => Some(data),
-                            (rcpt, None) => rcpt,
-                        };
-                        results.push(match reply {
-                            Some(reply) => ImmediateResult {
-                                address: recipient.address.clone(),
-                                accepted: (200..300).contains(&reply.code),
-                                reply: reply.text.clone(),
-                            },
-                            None => ImmediateResult {
-                                address: recipient.address.clone(),
-                                accepted: false,
-                                reply: "no reply from the server for this recipient".into(),
-                            },
-                        });
-                    }
-                }
+            match transaction(&mut *connection, message, &group, merging).await {
+                Ok(group_results) => results.extend(group_results),
                 Err(err) => {
                     results.extend(group.iter().map(|r| failed(&r.address, &err)));
                     if err.connection_lost {
@@ -305,7 +278,55 @@ async fn deliver_now(
             connection.close().await;
         }
     }
+    let order = |address: &str| message.recipients.iter().position(|r| r.address == address);
+    results.sort_by_key(|r| order(&r.address));
     results
+}
+
+/// One transaction for `group`; a merge message is merged for its (only) recipient: its
+/// merge values first, then the message's tokens.
+async fn transaction(
+    connection: &mut dyn Connection,
+    message: &NewMessage,
+    group: &[&NewRecipient],
+    merging: bool,
+) -> Result<Vec<ImmediateResult>, TransportError> {
+    let merged;
+    let data: &[u8] = if merging {
+        let values = group.first().and_then(|r| r.merge.as_ref());
+        merged = outbox_mime::merge_message(&message.data, &(values, message.tokens.as_ref()));
+        &merged
+    } else {
+        &message.data
+    };
+    let addresses: Vec<&str> = group.iter().map(|r| r.address.as_str()).collect();
+    let report = connection
+        .send(&message.envelope_from, &addresses, data)
+        .await?;
+    Ok(group
+        .iter()
+        .enumerate()
+        .map(|(index, recipient)| {
+            // A refused RCPT decides for its recipient; otherwise the end-of-data reply.
+            let reply = match (report.recipients.get(index), &report.data) {
+                (Some(rcpt), _) if !(200..300).contains(&rcpt.code) => Some(rcpt),
+                (_, Some(data)) => Some(data),
+                (rcpt, None) => rcpt,
+            };
+            match reply {
+                Some(reply) => ImmediateResult {
+                    address: recipient.address.clone(),
+                    accepted: (200..300).contains(&reply.code),
+                    reply: reply.text.clone(),
+                },
+                None => ImmediateResult {
+                    address: recipient.address.clone(),
+                    accepted: false,
+                    reply: "no reply from the server for this recipient".into(),
+                },
+            }
+        })
+        .collect())
 }
 
 fn failed(address: &str, err: &TransportError) -> ImmediateResult {
@@ -313,5 +334,37 @@ fn failed(address: &str, err: &TransportError) -> ImmediateResult {
         address: address.to_string(),
         accepted: false,
         reply: err.message.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipients_are_grouped_by_route() {
+        let mut message = NewMessage {
+            data: b"x".to_vec(),
+            envelope_from: "s@x.test".into(),
+            recipients: ["a@one.test", "b@two.test", "c@ONE.test"]
+                .into_iter()
+                .map(NewRecipient::new)
+                .collect(),
+            ..NewMessage::default()
+        };
+        let grouped = routes(&message, false);
+        assert_eq!(grouped.len(), 2);
+        assert_eq!(grouped[0].0, Route::Mx("one.test".into()));
+        assert_eq!(grouped[0].1.len(), 2);
+        assert_eq!(
+            routes(&message, true).len(),
+            1,
+            "a configured relay carries all"
+        );
+        message.relay = Some("127.0.0.1:2525".into());
+        assert_eq!(
+            routes(&message, false)[0].0,
+            Route::Relay("127.0.0.1:2525".into())
+        );
     }
 }

@@ -48,6 +48,10 @@ impl Globals {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Deliver queued messages in the foreground (the background sender).
+    Deliver(commands::deliver::DeliverArgs),
+    /// Run the background sender, the HTTP API and admin page, and the SMTP listener.
+    Serve(commands::serve::ServeArgs),
     /// Compose a message and print its MIME text (tokens applied) on stdout.
     Compose(commands::compose::ComposeArgs),
     /// List the mail hosts of a domain, in the order delivery tries them.
@@ -58,17 +62,17 @@ pub enum Command {
     Status(commands::status::StatusArgs),
     /// Inspect and administer the queue: list, show, rm, retry, purge.
     Queue(commands::queue::QueueArgs),
-    /// Talk SMTP by hand: print the greeting, send each stdin line, print each reply.
-    Smtp(commands::smtp::SmtpArgs),
     /// Queue a message read on stdin, as sendmail does: [-t] [-f FROM] [-i] [RCPT...].
     Sendmail(commands::sendmail::SendmailCmdArgs),
     /// Queue one merge message to every row of a CSV file (column `email`, the rest tokens).
     Bulk(commands::bulk::BulkArgs),
+    /// Talk SMTP by hand: print the greeting, send each stdin line, print each reply.
+    Smtp(commands::smtp::SmtpArgs),
 }
 
 impl Command {
     /// Long-running commands log at info level by default.
     pub fn is_long_running(&self) -> bool {
-        false
+        matches!(self, Command::Deliver(_) | Command::Serve(_))
     }
 }

@@ -67,6 +67,9 @@ mod tests {
     #[test]
     fn multi_line_errors_become_one_line() {
         let err = anyhow::anyhow!("550-first line\r\n550 second line\n").context("RCPT TO refused");
-        assert_eq!(one_line(&err), "RCPT TO refused: 550-first line 550 second line");
+        assert_eq!(
+            one_line(&err),
+            "RCPT TO refused: 550-first line 550 second line"
+        );
     }
 }

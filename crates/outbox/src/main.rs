@@ -4,10 +4,12 @@
 //! non-zero exit status; commands that follow another tool's conventions (sendmail's
 //! sysexits) say so by returning an [`exit::Exit`] error.
 
+mod app;
 mod cli;
 mod commands;
 mod config;
 mod exit;
+mod http;
 mod listener;
 mod message_args;
 
@@ -18,19 +20,19 @@ use clap::Parser;
 fn main() -> ExitCode {
     // Installed as a link named `sendmail`: behave as `outbox sendmail`, and exit with
     // EX_USAGE (64) rather than clap's 2 should the line not parse.
-    let cli = match commands::sendmail::argv_as_sendmail() {
-        Some(argv) => match cli::Cli::try_parse_from(argv) {
-            Ok(cli) => cli,
-            Err(err) => {
-                let text = err.to_string();
-                eprintln!("sendmail: {}", text.lines().next().unwrap_or("bad usage"));
-                return ExitCode::from(exit::EX_USAGE);
-            }
-        },
-        None => cli::Cli::parse(),
+    let parsed = match commands::sendmail::argv_as_sendmail() {
+        Some(argv) => parse(argv, "sendmail", exit::EX_USAGE),
+        None => parse(std::env::args_os(), "outbox", USAGE),
+    };
+    let cli = match parsed {
+        Ok(cli) => cli,
+        Err(code) => return code,
     };
     init_logging(&cli);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("outbox: cannot start the async runtime: {err}");
@@ -43,6 +45,34 @@ fn main() -> ExitCode {
             let code = exit::code_for(&err);
             eprintln!("outbox: {}", exit::one_line(&err));
             ExitCode::from(code)
+        }
+    }
+}
+
+/// clap's exit status for a command line it cannot parse.
+const USAGE: u8 = 2;
+
+/// Parses the command line. `--help` and `--version` print and exit 0; a bad command line
+/// is one line on stderr (clap's first line: what was wrong), not clap's multi-line usage.
+fn parse(
+    argv: impl IntoIterator<Item = std::ffi::OsString>,
+    name: &str,
+    usage_code: u8,
+) -> Result<cli::Cli, ExitCode> {
+    match cli::Cli::try_parse_from(argv) {
+        Ok(cli) => Ok(cli),
+        Err(err) if !err.use_stderr() => {
+            let _ = err.print();
+            Err(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            let text = err.to_string();
+            let first = text
+                .lines()
+                .find(|line| !line.trim().is_empty())
+                .unwrap_or("bad usage");
+            eprintln!("{name}: {}", first.trim_start_matches("error: "));
+            Err(ExitCode::from(usage_code))
         }
     }
 }

@@ -252,3 +252,39 @@ async fn direct_mx_delivery_reaches_each_domains_host() {
     );
     assert_eq!(null.attempts, 1, "a null MX is permanent: no retry");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_open_transactions_finish() {
+    use outbox_smtp::server::{Fault, Stage};
+    let ts = TestStore::sqlite(Default::default()).await;
+    enqueue_many(&*ts.store, 20).await;
+    // Every end-of-data waits 300 ms: the worker is mid-transaction when it is told to stop.
+    let server = Server::builder()
+        .fault(Fault::stall(Stage::EndOfData, Duration::from_millis(300)))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let sink = server.memory_sink().unwrap();
+    let env = [
+        ("OUTBOX_DELIVERY_RELAY", server.local_addr().to_string()),
+        ("OUTBOX_DELIVERY_MAX_CONNECTIONS", "1".to_string()),
+    ];
+    let child = deliver(&ts.url, &env, &[]).spawn().unwrap();
+    wait_for(&sink, 2, Duration::from_secs(60)).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tokio::task::spawn_blocking(move || finish(child, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    // Whatever the server accepted is sent; nothing else is, and nothing stays leased.
+    let counts = ts.store.counts().await.unwrap();
+    assert_eq!(counts.sent as usize, sink.len());
+    assert!(
+        sink.len() < 20,
+        "the worker stopped before the queue was empty"
+    );
+    assert_eq!(leased(&*ts.store).await, 0, "unsent claims were given back");
+}

@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use outbox_smtp::direct::DirectDelivery;
 use outbox_smtp::mx::{DnsMxResolver, MxError, MxResolver, ResolverSettings};
 use outbox_smtp::{
-    BoxedStream, ClientConfig, ClientError, ProgramSpec, Reply, Security, ServerSpec, SmtpClient,
-    program,
+    BoxedStream, ClientConfig, ClientError, ProgramSpec, Reply, ServerSpec, SmtpClient, program,
 };
 
 use super::transport::{
@@ -90,59 +90,30 @@ impl SmtpTransport {
         }
     }
 
-    /// Tries the domain's MX hosts in order, each host's addresses in order; moves on after
-    /// a connection failure or a refusing greeting (RFC 5321 §5.1).
+    /// Opens a session with the first of the domain's MX hosts that answers
+    /// (`outbox_smtp::direct`: hosts in MX order, each host's addresses in order).
     async fn connect_mx(&self, domain: &str) -> Result<Box<dyn Connection>, TransportError> {
-        let hosts = self
-            .resolver
-            .mx_hosts(domain)
+        let direct = DirectDelivery {
+            port: self.mx_port,
+            client: self.client.clone(),
+        };
+        let session = direct
+            .connect(&*self.resolver, domain)
             .await
             .map_err(|err| TransportError {
                 message: err.to_string(),
                 permanent: err.is_permanent(),
                 connection_lost: true,
             })?;
-        let mut last = None;
-        for mx in &hosts {
-            let addresses = match self.resolver.host_addresses(&mx.host).await {
-                Ok(addresses) => addresses,
-                Err(err) => {
-                    last = Some(TransportError {
-                        message: err.to_string(),
-                        permanent: false,
-                        connection_lost: true,
-                    });
-                    continue;
-                }
-            };
-            for ip in addresses {
-                let addr = SocketAddr::new(ip, self.mx_port);
-                match SmtpClient::connect_addr(
-                    addr,
-                    &mx.host,
-                    Security::OpportunisticStartTls,
-                    None,
-                    &self.client,
-                )
-                .await
-                {
-                    Ok(client) => {
-                        let host = format!("{}[{}]:{}", mx.host, ip, self.mx_port);
-                        return Ok(Box::new(SmtpConnection { client, host }));
-                    }
-                    Err(err) => {
-                        tracing::debug!(%domain, mx = %mx.host, %addr, error = %err, "MX host failed; trying the next");
-                        // A 5xx greeting from one MX does not condemn the domain: the
-                        // next host may take the mail, so only the last answer counts.
-                        last = Some(client_error(&err, true));
-                    }
-                }
-            }
-        }
-        Err(last.unwrap_or_else(|| TransportError {
-            message: format!("no MX host of {domain} could be reached"),
-            permanent: false,
-            connection_lost: true,
+        let host = format!(
+            "{}[{}]:{}",
+            session.host.host,
+            session.addr.ip(),
+            self.mx_port
+        );
+        Ok(Box::new(SmtpConnection {
+            client: session.client,
+            host,
         }))
     }
 }

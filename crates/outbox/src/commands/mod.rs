@@ -2,11 +2,13 @@
 
 pub mod bulk;
 pub mod compose;
+pub mod deliver;
 pub mod mx;
-pub mod send;
 pub mod queue;
-pub mod smtp;
+pub mod send;
 pub mod sendmail;
+pub mod serve;
+pub mod smtp;
 pub mod status;
 
 use crate::cli::{Cli, Command};
@@ -19,6 +21,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     } = cli;
     match command {
         Command::Compose(args) => compose::run(args),
+        Command::Deliver(args) => deliver::run(&globals, args).await,
+        Command::Serve(args) => serve::run(&globals, args).await,
         Command::Mx(args) => mx::run(&globals, args).await,
         Command::Send(args) => send::run(&globals, args).await,
         Command::Status(args) => status::run(&globals, args).await,

@@ -2,7 +2,6 @@
 //! seed's Server Admin, on the command line.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -90,15 +89,9 @@ fn parse_time(text: &str) -> Result<OffsetDateTime, String> {
         .map_err(|err| format!("{err} (expected RFC 3339, e.g. 2026-11-22T10:00:00Z)"))
 }
 
-/// Opens the store the configuration names (`--db`, else `database`, else
-/// `sqlite://outbox.db`), with the configured message size limit.
-pub async fn open_store(globals: &Globals) -> anyhow::Result<Arc<dyn Store>> {
-    crate::app::store(&globals.config()?).await
-}
-
 /// Runs one `queue` subcommand.
 pub async fn run(globals: &Globals, args: QueueArgs) -> anyhow::Result<()> {
-    let store = open_store(globals).await?;
+    let store = crate::app::store(&globals.config()?).await?;
     match args.command {
         QueueCommand::List(list) => run_list(&*store, globals.json, list).await,
         QueueCommand::Show { id } => run_show(&*store, globals.json, &id).await,

@@ -8,8 +8,7 @@
 //! `ADDRESS sent` or `ADDRESS failed: CODE text`.
 
 use outbox_mime::EmailSpec;
-use outbox_queue::engine::{Connection, Route, Transport, TransportError};
-use outbox_queue::{NewMessage, NewRecipient, RouteKey};
+use outbox_queue::{ImmediateResult, deliver_now};
 
 use crate::app;
 use crate::cli::Globals;
@@ -48,20 +47,12 @@ async fn send_queued(config: &Config, spec: &EmailSpec) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What happened to one recipient of an immediate send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct RecipientResult {
-    address: String,
-    /// `None` when sent; else the reply (starting with its code) or the error.
-    failure: Option<String>,
-}
-
-impl RecipientResult {
-    fn line(&self) -> String {
-        match &self.failure {
-            None => format!("{} sent", self.address),
-            Some(why) => format!("{} failed: {}", self.address, one_line(why)),
-        }
+/// The line printed for one recipient: `ADDRESS sent` or `ADDRESS failed: CODE text`.
+fn line(result: &ImmediateResult) -> String {
+    if result.accepted {
+        format!("{} sent", result.address)
+    } else {
+        format!("{} failed: {}", result.address, one_line(&result.reply))
     }
 }
 
@@ -77,131 +68,16 @@ fn one_line(text: &str) -> String {
 async fn send_now(config: &Config, spec: &EmailSpec) -> anyhow::Result<()> {
     let message = outbox_queue::prepare(spec)?;
     let transport = app::transport(config)?;
-    let order: Vec<String> = message
-        .recipients
-        .iter()
-        .map(|r| r.address.clone())
-        .collect();
-    let mut results = deliver_now(&*transport, &message, config.delivery.relay.is_some()).await;
-    // Print in the order the recipients were given, whatever route each took.
-    results.sort_by_key(|r| order.iter().position(|a| *a == r.address));
-    let failed = results.iter().filter(|r| r.failure.is_some()).count();
+    let results = deliver_now(&*transport, &message, config.delivery.relay.is_some()).await;
     for result in &results {
-        println!("{}", result.line());
+        println!("{}", line(result));
     }
+    let failed = results.iter().filter(|r| !r.accepted).count();
     if failed > 0 {
         let total = results.len();
         return Err(Exit::new(1, format!("{failed} of {total} recipients failed")).into());
     }
     Ok(())
-}
-
-/// Recipients grouped by route, in first-seen order.
-fn routes(message: &NewMessage, relay_configured: bool) -> Vec<(Route, Vec<&NewRecipient>)> {
-    let mut routes: Vec<(Route, Vec<&NewRecipient>)> = Vec::new();
-    for recipient in &message.recipients {
-        let domain = recipient.address.rsplit_once('@').map_or("", |(_, d)| d);
-        let key = RouteKey::for_recipient(message.relay.as_deref(), domain);
-        let route = Route::for_key(&key, relay_configured);
-        match routes.iter_mut().find(|(r, _)| *r == route) {
-            Some((_, list)) => list.push(recipient),
-            None => routes.push((route, vec![recipient])),
-        }
-    }
-    routes
-}
-
-/// One connection per route; one transaction per route, or per recipient when merging.
-async fn deliver_now(
-    transport: &dyn Transport,
-    message: &NewMessage,
-    relay_configured: bool,
-) -> Vec<RecipientResult> {
-    let merging = message.tokens.is_some() || message.recipients.iter().any(|r| r.merge.is_some());
-    let mut results = Vec::new();
-    for (route, recipients) in routes(message, relay_configured) {
-        let mut connection = match transport.connect(&route).await {
-            Ok(connection) => connection,
-            Err(error) => {
-                results.extend(recipients.iter().map(|r| failed(&r.address, &error)));
-                continue;
-            }
-        };
-        let groups: Vec<Vec<&NewRecipient>> = if merging {
-            recipients.into_iter().map(|r| vec![r]).collect()
-        } else {
-            vec![recipients]
-        };
-        let mut lost: Option<TransportError> = None;
-        for group in groups {
-            if let Some(error) = &lost {
-                results.extend(group.iter().map(|r| failed(&r.address, error)));
-                continue;
-            }
-            match transaction(&mut *connection, message, &group, merging).await {
-                Ok(group_results) => results.extend(group_results),
-                Err(error) => {
-                    results.extend(group.iter().map(|r| failed(&r.address, &error)));
-                    if error.connection_lost {
-                        lost = Some(error);
-                    }
-                }
-            }
-        }
-        if lost.is_none() {
-            connection.close().await;
-        }
-    }
-    results
-}
-
-/// One SMTP transaction for `group`; with merging, the data is merged for its (only)
-/// recipient: its merge values first, then the message's tokens.
-async fn transaction(
-    connection: &mut dyn Connection,
-    message: &NewMessage,
-    group: &[&NewRecipient],
-    merging: bool,
-) -> Result<Vec<RecipientResult>, TransportError> {
-    let merged;
-    let data: &[u8] = if merging {
-        let values = group.first().and_then(|r| r.merge.as_ref());
-        merged = outbox_mime::merge_message(&message.data, &(values, message.tokens.as_ref()));
-        &merged
-    } else {
-        &message.data
-    };
-    let addresses: Vec<&str> = group.iter().map(|r| r.address.as_str()).collect();
-    let report = connection
-        .send(&message.envelope_from, &addresses, data)
-        .await?;
-    Ok(group
-        .iter()
-        .enumerate()
-        .map(|(index, recipient)| {
-            // A refused RCPT decides for its recipient; otherwise the end-of-data reply.
-            let reply = match (report.recipients.get(index), &report.data) {
-                (Some(rcpt), _) if !(200..300).contains(&rcpt.code) => Some(rcpt),
-                (_, Some(data)) => Some(data),
-                (rcpt, None) => rcpt,
-            };
-            RecipientResult {
-                address: recipient.address.clone(),
-                failure: match reply {
-                    Some(reply) if (200..300).contains(&reply.code) => None,
-                    Some(reply) => Some(reply.text.clone()),
-                    None => Some("no reply from the server for this recipient".to_string()),
-                },
-            }
-        })
-        .collect())
-}
-
-fn failed(address: &str, error: &TransportError) -> RecipientResult {
-    RecipientResult {
-        address: address.to_string(),
-        failure: Some(error.message.clone()),
-    }
 }
 
 #[cfg(test)]
@@ -210,47 +86,17 @@ mod tests {
 
     #[test]
     fn lines() {
-        let sent = RecipientResult {
+        let sent = ImmediateResult {
             address: "a@x.test".into(),
-            failure: None,
+            accepted: true,
+            reply: "250 ok".into(),
         };
-        assert_eq!(sent.line(), "a@x.test sent");
-        let failed = RecipientResult {
+        assert_eq!(line(&sent), "a@x.test sent");
+        let failed = ImmediateResult {
             address: "b@x.test".into(),
-            failure: Some("550-5.1.1 no\r\n550 such user".into()),
+            accepted: false,
+            reply: "550-5.1.1 no\r\n550 such user".into(),
         };
-        assert_eq!(failed.line(), "b@x.test failed: 550-5.1.1 no 550 such user");
-    }
-
-    #[test]
-    fn recipients_are_grouped_by_route() {
-        let mut message = NewMessage {
-            data: b"x".to_vec(),
-            envelope_from: "s@x.test".into(),
-            recipients: ["a@one.test", "b@two.test", "c@ONE.test"]
-                .into_iter()
-                .map(NewRecipient::new)
-                .collect(),
-            subject: String::new(),
-            priority: outbox_queue::Priority::Medium,
-            send_at: None,
-            relay: None,
-            tokens: None,
-            idempotency_key: None,
-        };
-        let grouped = routes(&message, false);
-        assert_eq!(grouped.len(), 2);
-        assert_eq!(grouped[0].0, Route::Mx("one.test".into()));
-        assert_eq!(grouped[0].1.len(), 2);
-        assert_eq!(
-            routes(&message, true).len(),
-            1,
-            "a configured relay carries all"
-        );
-        message.relay = Some("127.0.0.1:2525".into());
-        assert_eq!(
-            routes(&message, false)[0].0,
-            Route::Relay("127.0.0.1:2525".into())
-        );
+        assert_eq!(line(&failed), "b@x.test failed: 550-5.1.1 no 550 such user");
     }
 }

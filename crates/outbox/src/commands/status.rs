@@ -13,7 +13,7 @@ pub struct StatusArgs {
 
 /// Prints the status of one message.
 pub async fn run(globals: &Globals, args: StatusArgs) -> anyhow::Result<()> {
-    let store = super::queue::open_store(globals).await?;
+    let store = crate::app::store(&globals.config()?).await?;
     if globals.json {
         let detail = store.detail(&args.id).await?;
         println!("{}", serde_json::to_string(&detail)?);
