@@ -32,6 +32,7 @@ done
 export PATH=$PATH:/usr/sbin
 
 tmp=$(mktemp -d)
+chmod 755 "$tmp"   # Postfix daemons (user postfix) must reach their queue inside it
 pids=()
 postfix_dir=""
 cleanup() {
