@@ -400,7 +400,26 @@ async fn unreachable_relay_defers_then_fails(ts: TestStore) {
     assert!(reply.contains(&closed.to_string()), "{reply}");
 }
 
+async fn a_relay_carries_all_domains_of_a_message_in_one_transaction(ts: TestStore) {
+    let store = ts.store.clone();
+    store
+        .enqueue(message(
+            "domains",
+            &["a@one.test", "b@two.test", "c@one.test"],
+        ))
+        .await
+        .unwrap();
+    let peer = Peer::start(vec![]).await;
+    drain(&store, &peer, config()).await;
+    let received = peer.sink.messages();
+    assert_eq!(received.len(), 1, "one transaction through the relay");
+    let mut rcpts = received[0].envelope.rcpt_to.clone();
+    rcpts.sort();
+    assert_eq!(rcpts, ["a@one.test", "b@two.test", "c@one.test"]);
+}
+
 conformance!(
+    a_relay_carries_all_domains_of_a_message_in_one_transaction,
     priority_order_on_one_connection,
     a_hundred_messages_per_connection,
     at_most_five_connections,

@@ -20,9 +20,20 @@ impl ReadyQueues {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds freshly claimed units (already in priority order) to their route's queue.
+    /// Adds a freshly claimed unit (claims come in priority order) to its route's queue.
+    /// The store groups a message's recipients by their own route (`mx:DOMAIN`); when
+    /// several of those share one connection (a configured relay), the recipients of one
+    /// message join one unit again, so they go in one transaction (DESIGN §5). A merge
+    /// message is one transaction per recipient anyway.
     pub fn push_back(&self, route: Route, unit: Claimed) {
-        self.lock().entry(route).or_default().push_back(unit);
+        let mut queues = self.lock();
+        let queue = queues.entry(route).or_default();
+        match queue.back_mut() {
+            Some(last) if last.message_id == unit.message_id && !unit.needs_merge => {
+                last.recipients.extend(unit.recipients);
+            }
+            _ => queue.push_back(unit),
+        }
     }
 
     /// Puts a unit back at the front of its route's queue (a connection stopped early).
