@@ -28,6 +28,6 @@ pub use client::{
 };
 pub use error::ClientError;
 pub use program::ProgramError;
-pub mod server;
-pub mod mx;
 pub mod direct;
+pub mod mx;
+pub mod server;
