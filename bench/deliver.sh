@@ -28,6 +28,7 @@ outbox=$CARGO_TARGET_DIR/release/outbox
 fill=$CARGO_TARGET_DIR/release/examples/fill
 
 tmp=$(mktemp -d)
+chmod 755 "$tmp"  # Postfix daemons (user postfix) must reach their queue inside it
 pids=()
 postfix_dir=""
 cleanup() {
