@@ -174,7 +174,7 @@ try {
   await page.goto(`${base}/`);
   assert.equal(new URL(page.url()).pathname, '/login');
 
-  console.log('admin e2e: 1 passed, 0 failed');
+  console.log('browser: 1 passed, 0 failed');
 } finally {
   await browser.close();
 }
