@@ -3,13 +3,16 @@
 //! networks, STARTTLS with a test CA, `require_tls`, the size limit, and the message in the
 //! queue (`outbox queue list`, `outbox status`) and at the relay.
 
+#[allow(dead_code)]
+#[path = "../../outbox-smtp/tests/support/ca.rs"]
+mod ca;
 mod mail_support;
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ca::TestCa;
 use mail_support::{Workdir, python, serve, stderr, stdout};
 use outbox_smtp::server::{MemorySink, ReceivedMessage, Server};
 
@@ -193,77 +196,6 @@ fn trusted_network_submits_without_auth_and_others_are_refused() {
     assert_eq!(closed.queue_list(), serde_json::json!([]));
 }
 
-/// A CA and a server certificate rustls accepts (PEERS.md), made with openssl in `dir`.
-fn make_test_ca(dir: &Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl runs");
-        assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
-    };
-    std::fs::write(
-        dir.join("ca.ext"),
-        "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n\
-         keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=Outbox test CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "server.ext",
-    ]);
-}
-
 const SUBMIT_WITH_STARTTLS: &str = r#"
 import smtplib, ssl, sys, base64
 host, port = sys.argv[1].rsplit(':', 1)
@@ -284,15 +216,19 @@ s.quit()
 #[test]
 fn starttls_with_require_tls_offers_auth_only_after_tls() {
     let work = Workdir::new();
-    make_test_ca(work.path());
+    let test_ca = TestCa::generate();
     let relay = Relay::start();
     configure(
         &work,
         &relay,
-        "users = { app = \"secret\" }\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\nrequire_tls = true\n",
+        &format!(
+            "users = {{ app = \"secret\" }}\ncert_file = \"{}\"\nkey_file = \"{}\"\nrequire_tls = true\n",
+            test_ca.server_cert.display(),
+            test_ca.server_key.display()
+        ),
     );
     let (_serve, address) = serve(&work);
-    let ca = work.path().join("ca.pem");
+    let ca = test_ca.ca_cert.clone();
     let out = python(SUBMIT_WITH_STARTTLS, &[&address, ca.to_str().unwrap()]);
     assert!(out.status.success(), "smtplib: {}", stderr(&out));
     assert_eq!(
