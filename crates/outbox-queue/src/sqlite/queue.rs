@@ -121,8 +121,11 @@ pub(super) fn claim(
     let route_condition = match route {
         None => "",
         Some(RouteFilter::Key(_)) => "AND r.route = ?3",
-        // Every `mx:` key sorts between "mx:" and "mx;" (';' follows ':').
-        Some(RouteFilter::AnyMx) => "AND r.route >= 'mx:' AND r.route < 'mx;'",
+        // Every `mx:` key sorts between "mx:" and "mx;" (';' follows ':'). The unary `+`
+        // keeps SQLite off the route index here: a range on it would make the planner
+        // sort every due recipient for each claim (a temp B-tree; 0.4 s per claim with a
+        // million queued), where walking recipients_due in order stops after `limit`.
+        Some(RouteFilter::AnyMx) => "AND +r.route >= 'mx:' AND +r.route < 'mx;'",
     };
     let sql = format!(
         "SELECT r.id, r.message_id, r.address, r.domain, r.route, r.attempts, r.merge, r.priority \
