@@ -145,7 +145,7 @@ impl Shared {
 const MIN_WAIT: Duration = Duration::from_millis(10);
 
 /// Bodies kept in memory between transactions.
-const BODY_CACHE_BYTES: usize = 32 * 1024 * 1024;
+const BODY_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 /// The background sender.
 pub struct Engine {
