@@ -37,6 +37,8 @@ fi
 if ! command -v schemathesis >/dev/null 2>&1; then
   echo "install-peers: pip install schemathesis" >&2
   python3 -m pip install -q schemathesis >/dev/null
+  # Under pyenv a newly installed console script needs a shim before it is on PATH.
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
 fi
 
 # playwright-core (the browser driver only) for tests/browser.
