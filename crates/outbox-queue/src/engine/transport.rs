@@ -53,8 +53,9 @@ impl fmt::Display for Route {
     }
 }
 
-/// A server spec with any password replaced, for logs.
-fn redact(spec: &str) -> String {
+/// A URL or server spec (`scheme://user:pass@host...`) with any password replaced by
+/// `***`, for logs.
+pub fn redact(spec: &str) -> String {
     match (spec.find("://"), spec.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &spec[scheme_end + 3..at];

@@ -21,7 +21,7 @@ pub async fn run(globals: &Globals, args: DeliverArgs) -> anyhow::Result<()> {
     } else {
         RunMode::Forever
     };
-    tracing::info!(database = %redacted(&config.database), relay = config.delivery.relay.is_some(), "delivering");
+    tracing::info!(database = %outbox_queue::engine::transport::redact(&config.database), relay = config.delivery.relay.is_some(), "delivering");
     engine.run(mode, crate::app::shutdown_signal()).await?;
     let metrics = engine.metrics().snapshot();
     tracing::info!(
@@ -31,15 +31,4 @@ pub async fn run(globals: &Globals, args: DeliverArgs) -> anyhow::Result<()> {
         "delivery stopped"
     );
     Ok(())
-}
-
-/// A database URL without its password, for logs.
-pub fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let user = url[scheme + 3..at].split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_string(),
-    }
 }
