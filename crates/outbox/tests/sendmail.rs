@@ -3,49 +3,14 @@
 //! What was queued is then delivered into an in-process server to check the exact bytes.
 
 mod mail_support;
+mod sendmail_support;
 
 use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 
-use mail_support::{Workdir, stderr, stdout};
+use mail_support::Workdir;
 use outbox_smtp::server::ReceivedMessage;
-
-fn sendmail(work: &Workdir, args: &[&str], input: &str) -> Output {
-    let program = link_once(work);
-    let mut child = work
-        .command_for(&program)
-        .args(args)
-        .env("USER", "cronuser")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run sendmail");
-    // A sendmail that stops reading at a lone "." may close stdin early: ignore EPIPE.
-    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
-    child.wait_with_output().expect("sendmail output")
-}
-
-/// A `sendmail` symlink to the binary in the work dir, made on first use.
-fn link_once(work: &Workdir) -> PathBuf {
-    let path = work.path().join("sendmail");
-    if !path.exists() {
-        std::os::unix::fs::symlink(mail_support::binary(), &path).expect("symlink");
-    }
-    path
-}
-
-fn assert_quiet_success(out: &Output) {
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status.code(),
-        stderr(out)
-    );
-    assert_eq!(stdout(out), "");
-    assert_eq!(stderr(out), "");
-}
+use sendmail_support::{assert_fails, assert_quiet_success, hostname, sendmail, text_of, user};
 
 /// Every envelope recipient over all transactions (the engine may split a message's
 /// recipients by domain), sorted; also checks that every transaction carried the same text.
@@ -62,13 +27,6 @@ fn all_recipients(received: &[ReceivedMessage]) -> Vec<String> {
     rcpts
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
 #[test]
 fn cron_style_t_i_reads_recipients_from_headers_and_drops_bcc() {
     let work = Workdir::new();
@@ -83,7 +41,7 @@ fn cron_style_t_i_reads_recipients_from_headers_and_drops_bcc() {
     assert_eq!(work.queue_list().as_array().unwrap().len(), 1);
     assert_eq!(
         received[0].envelope.mail_from,
-        format!("cronuser@{}", hostname())
+        format!("{}@{}", user(), hostname())
     );
     assert_eq!(
         all_recipients(&received),
@@ -95,7 +53,7 @@ fn cron_style_t_i_reads_recipients_from_headers_and_drops_bcc() {
         "{text}"
     );
     assert!(
-        text.contains(&format!("From: cronuser@{}\r\n", hostname())),
+        text.contains(&format!("From: {}@{}\r\n", user(), hostname())),
         "{text}"
     );
     assert!(text.contains("\r\nDate: "), "{text}");
@@ -191,14 +149,6 @@ fn the_subcommand_takes_the_same_flags() {
     assert_eq!(work.queue_list()[0]["subject"], "sub");
 }
 
-fn assert_fails(out: &Output, code: i32, needle: &str) {
-    assert_eq!(out.status.code(), Some(code), "{}", stderr(out));
-    let err = stderr(out);
-    assert_eq!(err.lines().count(), 1, "one line: {err}");
-    assert!(err.contains(needle), "{err:?} should mention {needle:?}");
-    assert_eq!(stdout(out), "");
-}
-
 #[test]
 fn exit_codes_follow_sysexits() {
     let work = Workdir::new();
@@ -214,18 +164,18 @@ fn exit_codes_follow_sysexits() {
         "To",
     );
     assert_fails(
-        &sendmail(
-            &work,
-            &["b@y.test"],
-            "From: a@x.test\nthis is not a header\n\nx\n",
-        ),
+        &sendmail(&work, &["bad@@x.test"], message),
         65,
-        "line 2",
+        "bad@@x.test",
     );
     assert_fails(
-        &sendmail(&work, &["not-an-address"], message),
+        &sendmail(
+            &work,
+            &["-t"],
+            "From: a@x.test\nTo: (unclosed comment\n\nx\n",
+        ),
         65,
-        "not-an-address",
+        "unbalanced",
     );
     // Nothing was queued by any of these.
     assert_eq!(work.queue_list(), serde_json::json!([]));
@@ -239,4 +189,129 @@ fn exit_codes_follow_sysexits() {
         75,
         "queue unavailable",
     );
+}
+
+/// Debian cron's header block for a job of root's without MAILTO (do_command.c), with LF
+/// line ends as cron writes them.
+const CRON_HEADERS: &str = "From: root (Cron Daemon)\n\
+    To: root\n\
+    Subject: Cron <root@buildhost> /usr/local/bin/nightly --quiet\n\
+    MIME-Version: 1.0\n\
+    Content-Type: text/plain; charset=UTF-8\n\
+    Content-Transfer-Encoding: 8bit\n\
+    X-Cron-Env: <SHELL=/bin/sh>\n\
+    X-Cron-Env: <HOME=/root>\n\
+    X-Cron-Env: <PATH=/usr/bin:/bin>\n\
+    X-Cron-Env: <LOGNAME=root>\n\
+    \n";
+
+/// Debian cron's exact argv (MAILARGS "%s -FCronDaemon -i -B8BITMIME -oem %s").
+const CRON_ARGV: &[&str] = &["-FCronDaemon", "-i", "-B8BITMIME", "-oem", "root"];
+
+#[test]
+fn cron_exact_invocation_is_queued_with_root_qualified() {
+    let work = Workdir::new();
+    work.write("outbox.toml", "[sendmail]\ndomain = \"cron.example\"\n");
+    let body = "backup done: 3 files\n.\nstill output after a lone dot (-i)\n";
+    let out = sendmail(&work, CRON_ARGV, format!("{CRON_HEADERS}{body}"));
+    assert_quiet_success(&out);
+    let received = work.deliver_all();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].envelope.rcpt_to, ["root@cron.example"]);
+    assert_eq!(received[0].envelope.mail_from, "root@cron.example");
+    let text = text_of(&received[0].data);
+    let expected_headers = "From: root@cron.example (Cron Daemon)\r\n\
+        To: root@cron.example\r\n\
+        Subject: Cron <root@buildhost> /usr/local/bin/nightly --quiet\r\n\
+        MIME-Version: 1.0\r\n\
+        Content-Type: text/plain; charset=UTF-8\r\n\
+        Content-Transfer-Encoding: 8bit\r\n\
+        X-Cron-Env: <SHELL=/bin/sh>\r\n\
+        X-Cron-Env: <HOME=/root>\r\n\
+        X-Cron-Env: <PATH=/usr/bin:/bin>\r\n\
+        X-Cron-Env: <LOGNAME=root>\r\n\r\n";
+    assert!(
+        text.ends_with(&format!("{expected_headers}{}", body.replace('\n', "\r\n"))),
+        "{text}"
+    );
+    assert!(text.contains("\r\nMessage-ID: <"), "{text}");
+    assert!(
+        !text.contains("CronDaemon"),
+        "-F is for messages without From: {text}"
+    );
+}
+
+#[test]
+fn cron_without_a_from_header_gets_the_f_name() {
+    let work = Workdir::new();
+    work.write("outbox.toml", "[sendmail]\ndomain = \"cron.example\"\n");
+    let headers = CRON_HEADERS.replace("From: root (Cron Daemon)\n", "");
+    let out = sendmail(&work, CRON_ARGV, format!("{headers}job output\n"));
+    assert_quiet_success(&out);
+    let received = work.deliver_all();
+    let me = format!("{}@cron.example", user());
+    assert_eq!(received[0].envelope.mail_from, me);
+    let text = text_of(&received[0].data);
+    assert!(
+        text.starts_with(&format!("From: CronDaemon <{me}>\r\n")),
+        "{text}"
+    );
+    assert!(text.ends_with("\r\n\r\njob output\r\n"), "{text}");
+}
+
+#[test]
+fn unqualified_addresses_are_completed_in_envelope_and_headers() {
+    let work = Workdir::new();
+    work.write("outbox.toml", "[sendmail]\ndomain = \"h.example\"\n");
+    let out = sendmail(
+        &work,
+        &["-t", "-i", "-f", "www-data", "extra"],
+        "From: \"Web Site\" <www-data>\n\
+         Sender: www-data (the web server)\n\
+         Reply-To: help\n\
+         To: ann, \"Lee, Bob\" <bob>,\n  carl@elsewhere.example (Carl)\n\
+         Cc: Team: dan (ops);\n\
+         Bcc: eve\n\
+         Subject: qualified\n\nbody\n",
+    );
+    assert_quiet_success(&out);
+    let received = work.deliver_all();
+    assert_eq!(received[0].envelope.mail_from, "www-data@h.example");
+    assert_eq!(
+        all_recipients(&received),
+        [
+            "ann@h.example",
+            "bob@h.example",
+            "carl@elsewhere.example",
+            "dan@h.example",
+            "eve@h.example",
+            "extra@h.example"
+        ]
+    );
+    let text = text_of(&received[0].data);
+    for header in [
+        "From: \"Web Site\" <www-data@h.example>\r\n",
+        "Sender: www-data@h.example (the web server)\r\n",
+        "Reply-To: help@h.example\r\n",
+        "To: ann@h.example, \"Lee, Bob\" <bob@h.example>,\r\n  carl@elsewhere.example (Carl)\r\n",
+        "Cc: Team: dan@h.example (ops);\r\n",
+    ] {
+        assert!(text.contains(header), "{header:?} in {text}");
+    }
+    assert!(!text.contains("eve"), "Bcc removed: {text}");
+}
+
+#[test]
+fn the_default_domain_is_the_host_name() {
+    let work = Workdir::new();
+    let out = sendmail(&work, &["-i", "root"], "Subject: plain\n\nhello\n");
+    assert_quiet_success(&out);
+    let received = work.deliver_all();
+    let host = hostname();
+    assert_eq!(received[0].envelope.rcpt_to, [format!("root@{host}")]);
+    assert_eq!(received[0].envelope.mail_from, format!("{}@{host}", user()));
+    let out = sendmail(&work, &["-t"], "From: a@x.test\nTo: root\n\nx\n");
+    assert_quiet_success(&out);
+    work.write("outbox.toml", "[sendmail]\ndomain = \"not a domain\"\n");
+    assert_fails(&sendmail(&work, &["root"], "x\n"), 75, "sendmail.domain");
 }

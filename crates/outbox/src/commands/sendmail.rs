@@ -1,13 +1,16 @@
-//! `outbox sendmail [-t] [-f FROM] [-i] [RCPT...]`: a drop-in `sendmail` for cron, PHP and
-//! git (and Allegro's `:program` target). Reads a message on stdin and queues it; prints
-//! nothing on success. Failures exit with sendmail's sysexits codes: 64 bad flags, 65 bad
-//! message or no recipients, 75 queue unavailable (the caller keeps the mail and retries).
+//! `outbox sendmail [-t] [-f FROM] [-F NAME] [-i] [RCPT...]`: a drop-in `sendmail` for cron,
+//! PHP, git, mailutils, s-nail and neomutt (and Allegro's `:program` target). Reads a message
+//! on stdin and queues it; prints nothing on success. Addresses without a domain (`root`)
+//! are completed with `[sendmail] domain`, as Postfix's `myorigin` does. Failures exit with
+//! sendmail's sysexits codes: 64 bad flags, 65 bad or oversized message or no recipients,
+//! 75 queue unavailable (the caller keeps the mail and retries).
 //!
 //! Installed as a symlink named `sendmail` (e.g. /usr/sbin/sendmail), the binary behaves
 //! as `outbox sendmail` (see `main.rs`).
 
 mod args;
 mod message;
+mod qualify;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -23,8 +26,10 @@ use crate::exit::{EX_DATAERR, EX_TEMPFAIL, EX_USAGE, Exit};
 #[derive(Debug, clap::Args)]
 #[command(disable_help_flag = true, disable_version_flag = true)]
 pub struct SendmailCmdArgs {
-    /// sendmail's flags and recipients: [-t] [-i|-oi] [-f FROM] [RCPT...]; other -o and
-    /// value options (-odq, -F NAME, -N never...) are accepted and ignored.
+    /// sendmail's flags and recipients: [-t] [-i|-oi] [-f FROM] [-F NAME] [--] [RCPT...];
+    /// other -o and value options (-odq, -oem, -B8BITMIME, -N never...) are accepted and
+    /// ignored. Addresses without a domain (root) get `[sendmail] domain`. Exit status:
+    /// 64 usage, 65 bad or oversized message, 75 try again later.
     #[arg(
         value_name = "FLAGS AND RECIPIENTS",
         trailing_var_arg = true,
@@ -52,12 +57,27 @@ pub fn argv_as_sendmail() -> Option<Vec<OsString>> {
 /// Reads stdin and queues the message.
 pub async fn run(globals: &Globals, cmd: SendmailCmdArgs) -> anyhow::Result<()> {
     let args = args::parse(&cmd.args).map_err(|err| Exit::new(EX_USAGE, err.to_string()))?;
+    // The configuration comes first: it bounds how much of stdin is read, and names the
+    // domain that completes `root`.
+    let config = globals
+        .config()
+        .map_err(|err| Exit::new(EX_TEMPFAIL, format!("sendmail: {err:#}")))?;
+    let domain = config.sendmail.domain.as_str();
+    let limit = config.delivery.max_message_size.0;
     let data = {
         let stdin = std::io::stdin();
-        message::read_message(&mut stdin.lock(), args.ignore_dots)
-            .map_err(|err| Exit::new(EX_TEMPFAIL, format!("sendmail: cannot read stdin: {err}")))?
+        message::read_message(&mut stdin.lock(), args.ignore_dots, limit).map_err(
+            |err| match err {
+                message::ReadError::TooLarge { limit } => too_large(limit),
+                message::ReadError::Io(err) => {
+                    Exit::new(EX_TEMPFAIL, format!("sendmail: cannot read stdin: {err}"))
+                }
+            },
+        )?
     };
-    let parsed = message::parse(&data).map_err(data_error)?;
+    let mut parsed = message::parse(&data);
+    drop(data);
+    parsed.qualify(domain).map_err(data_error)?;
 
     let mut recipients: Vec<String> = Vec::new();
     let mut add = |address: String| {
@@ -66,14 +86,11 @@ pub async fn run(globals: &Globals, cmd: SendmailCmdArgs) -> anyhow::Result<()> 
         }
     };
     for arg in &args.recipients {
-        // A recipient argument may itself be a list (`sendmail "a@x, b@y"`).
-        for item in outbox_mime::split_address_list(arg) {
-            if item.trim().is_empty() {
-                continue;
-            }
-            let address = outbox_mime::parse_address(item).map_err(|err| {
-                Exit::new(EX_DATAERR, format!("sendmail: recipient {item:?}: {err}"))
-            })?;
+        // A recipient argument may itself be a list (`sendmail "a@x, b@y"`), and a bare
+        // user name (`root`) is completed with the domain.
+        let (addresses, _) = qualify::qualify_list(arg, domain)
+            .map_err(|err| Exit::new(EX_DATAERR, format!("sendmail: recipient {arg:?}: {err}")))?;
+        for address in addresses {
             add(address.addr_spec());
         }
     }
@@ -91,9 +108,14 @@ pub async fn run(globals: &Globals, cmd: SendmailCmdArgs) -> anyhow::Result<()> 
         return Err(Exit::new(EX_DATAERR, format!("sendmail: {hint}")).into());
     }
 
-    let sender = envelope_sender(args.sender.as_deref(), &parsed)?;
+    let sender = envelope_sender(args.sender.as_deref(), &parsed, domain)?;
     let subject = parsed.subject();
-    let stored = parsed.into_stored(&sender, OffsetDateTime::now_utc());
+    let stored = parsed.into_stored(
+        &sender,
+        args.full_name.as_deref(),
+        domain,
+        OffsetDateTime::now_utc(),
+    );
     let message = NewMessage {
         data: stored,
         envelope_from: sender,
@@ -102,52 +124,100 @@ pub async fn run(globals: &Globals, cmd: SendmailCmdArgs) -> anyhow::Result<()> 
         ..NewMessage::default()
     };
 
-    let config = globals
-        .config()
-        .map_err(|err| Exit::new(EX_TEMPFAIL, format!("sendmail: {err:#}")))?;
     let store = crate::app::store(&config)
         .await
         .map_err(|err| Exit::new(EX_TEMPFAIL, format!("sendmail: queue unavailable: {err:#}")))?;
-    store.enqueue(message).await.map_err(|err| {
-        let code = if err.is_permanent() && !matches!(err, StoreError::NotFound { .. }) {
-            EX_DATAERR
-        } else {
-            EX_TEMPFAIL
-        };
-        Exit::new(code, format!("sendmail: {err}"))
+    store.enqueue(message).await.map_err(|err| match err {
+        // The headers added above (or a re-encoded long line) tipped it over the limit.
+        StoreError::TooLarge { limit, .. } => too_large(limit),
+        err if err.is_permanent() && !matches!(err, StoreError::NotFound { .. }) => {
+            Exit::new(EX_DATAERR, format!("sendmail: {err}"))
+        }
+        err => Exit::new(EX_TEMPFAIL, format!("sendmail: {err}")),
     })?;
     Ok(())
 }
 
-/// `-f`, else the From header's address, else `$USER@hostname`. `-f '<>'` or `-f ''` is the
-/// null sender (bounces and auto-replies, RFC 5321 §4.5.5).
-fn envelope_sender(flag: Option<&str>, parsed: &message::Parsed) -> anyhow::Result<String> {
+/// The refusal of a message over `[delivery] max_message_size`, in terms a sendmail user
+/// can act on (the queue's own message suggests `outbox send --now`, not a sendmail flag).
+fn too_large(limit: u64) -> Exit {
+    Exit::new(
+        EX_DATAERR,
+        format!(
+            "sendmail: message refused, nothing queued: it is over the size limit of {} \
+             ([delivery] max_message_size); send large files as links or in several messages, \
+             or ask the administrator to raise the limit",
+            human_size(limit)
+        ),
+    )
+}
+
+/// `8000000` as `8 MB (8000000 bytes)`; small limits in bytes only, never "0 MB".
+fn human_size(bytes: u64) -> String {
+    if bytes >= 1_000_000 {
+        let mb = format!("{:.1}", bytes as f64 / 1e6);
+        let mb = mb.strip_suffix(".0").unwrap_or(&mb);
+        format!("{mb} MB ({bytes} bytes)")
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+/// `-f` (completed with the domain when bare), else the From header's address, else the
+/// invoking user at the domain. `-f '<>'` or `-f ''` is the null sender (bounces and
+/// auto-replies, RFC 5321 §4.5.5).
+fn envelope_sender(
+    flag: Option<&str>,
+    parsed: &message::Parsed,
+    domain: &str,
+) -> anyhow::Result<String> {
     if let Some(flag) = flag {
         let flag = flag.trim();
         if flag.is_empty() || flag == "<>" {
             return Ok(String::new());
         }
-        let address = outbox_mime::parse_address(flag)
+        let address = qualify::qualify(flag, domain)
             .map_err(|err| Exit::new(EX_DATAERR, format!("sendmail: -f {flag:?}: {err}")))?;
-        return Ok(address.addr_spec());
+        return Ok(address.address.addr_spec());
     }
     if let Some(from) = parsed.author_address().map_err(data_error)? {
         return Ok(from);
     }
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "root".to_string());
-    Ok(format!("{user}@{}", hostname()))
+    let user = invoking_user().ok_or_else(|| {
+        Exit::new(
+            EX_DATAERR,
+            "sendmail: cannot tell who is sending: no user name for this process; give -f SENDER",
+        )
+    })?;
+    let address = qualify::qualify(&user, domain).map_err(|err| {
+        Exit::new(
+            EX_DATAERR,
+            format!("sendmail: user name {user:?} is not an address ({err}); give -f SENDER"),
+        )
+    })?;
+    Ok(address.address.addr_spec())
 }
 
-/// The machine's name, for the default sender; `localhost` when it cannot be read.
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .ok()
-        .map(|name| name.trim().to_string())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
+/// The name of the user running this process, as Postfix's sendmail finds it: the passwd
+/// entry of the process's uid (the owner of `/proc/self`), else `$LOGNAME` or `$USER`.
+fn invoking_user() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let from_passwd = std::fs::metadata("/proc/self").ok().and_then(|meta| {
+        let uid = meta.uid().to_string();
+        let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+        passwd.lines().find_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let uid_field = fields.nth(1)?;
+            (uid_field == uid && !name.is_empty()).then(|| name.to_string())
+        })
+    });
+    from_passwd.or_else(|| {
+        ["LOGNAME", "USER"]
+            .iter()
+            .filter_map(|var| std::env::var(var).ok())
+            .find(|name| !name.trim().is_empty())
+    })
 }
 
 fn data_error(err: message::MessageError) -> anyhow::Error {
@@ -160,17 +230,29 @@ mod tests {
 
     #[test]
     fn sender_order() {
-        let with_from = message::parse(b"From: Ann <ann@x.test>\r\n\r\nhi\r\n").unwrap();
-        assert_eq!(
-            envelope_sender(Some("b@y.test"), &with_from).unwrap(),
-            "b@y.test"
-        );
-        assert_eq!(envelope_sender(Some("<>"), &with_from).unwrap(), "");
-        assert_eq!(envelope_sender(None, &with_from).unwrap(), "ann@x.test");
-        let bare = message::parse(b"hi\r\n").unwrap();
-        let default = envelope_sender(None, &bare).unwrap();
-        assert!(default.contains('@'), "{default}");
-        let err = envelope_sender(Some("not an address"), &bare).unwrap_err();
+        let mut with_from = message::parse(b"From: Ann <ann@x.test>\r\n\r\nhi\r\n");
+        with_from.qualify("h.test").unwrap();
+        let sender = |flag, parsed| envelope_sender(flag, parsed, "h.test");
+        assert_eq!(sender(Some("b@y.test"), &with_from).unwrap(), "b@y.test");
+        assert_eq!(sender(Some("root"), &with_from).unwrap(), "root@h.test");
+        assert_eq!(sender(Some("<>"), &with_from).unwrap(), "");
+        assert_eq!(sender(None, &with_from).unwrap(), "ann@x.test");
+        let bare = message::parse(b"hi\r\n");
+        let default = sender(None, &bare).unwrap();
+        assert!(default.ends_with("@h.test"), "{default}");
+        let err = sender(Some("not an address"), &bare).unwrap_err();
         assert_eq!(crate::exit::code_for(&err), EX_DATAERR);
+    }
+
+    #[test]
+    fn sizes_for_people() {
+        assert_eq!(human_size(8_000_000), "8 MB (8000000 bytes)");
+        assert_eq!(human_size(9_200_000), "9.2 MB (9200000 bytes)");
+        assert_eq!(human_size(500), "500 bytes");
+        let text = too_large(500).to_string();
+        assert!(
+            text.contains("500 bytes") && !text.contains("--now"),
+            "{text}"
+        );
     }
 }

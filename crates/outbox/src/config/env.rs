@@ -38,6 +38,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("smtp_listener", "cert_file", Kind::Text),
     ("smtp_listener", "key_file", Kind::Text),
     ("smtp_listener", "require_tls", Kind::Boolean),
+    ("sendmail", "domain", Kind::Text),
 ];
 
 /// Variables that start with `OUTBOX_` but are not configuration keys.

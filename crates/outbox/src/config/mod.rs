@@ -31,6 +31,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub http: HttpConfig,
     pub smtp_listener: SmtpListenerConfig,
+    pub sendmail: SendmailConfig,
 }
 
 impl Default for Config {
@@ -42,6 +43,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             http: HttpConfig::default(),
             smtp_listener: SmtpListenerConfig::default(),
+            sendmail: SendmailConfig::default(),
         }
     }
 }
@@ -155,6 +157,36 @@ pub struct SmtpListenerConfig {
     pub require_tls: bool,
 }
 
+/// `[sendmail]`: the `outbox sendmail` command (DESIGN §10).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SendmailConfig {
+    /// Completes addresses without a domain (`root`, `root (Cron Daemon)`), in the envelope
+    /// and the address headers, as Postfix's `myorigin` does; also the default sender's
+    /// domain. Default: the machine's host name.
+    pub domain: String,
+}
+
+impl Default for SendmailConfig {
+    fn default() -> Self {
+        // A host name that is not a valid domain must not make every command refuse to
+        // start: fall back to `localhost`, which `[sendmail] domain` can override.
+        let host = default_helo_name();
+        SendmailConfig {
+            domain: if is_domain(&host) {
+                host
+            } else {
+                "localhost".to_owned()
+            },
+        }
+    }
+}
+
+/// A domain an address can end with (the same rules as any address's domain).
+fn is_domain(domain: &str) -> bool {
+    !domain.contains('@') && outbox_mime::parse_address(&format!("postmaster@{domain}")).is_ok()
+}
+
 /// Where the configuration comes from: `--config`, else `$OUTBOX_CONFIG`, else `./outbox.toml`
 /// when it exists, else nothing (defaults).
 pub fn config_path(explicit: Option<&Path>) -> Option<PathBuf> {
@@ -211,6 +243,10 @@ impl Config {
         if d.helo_name.trim().is_empty() || d.helo_name.contains(char::is_whitespace) {
             bail!("configuration: delivery.helo_name must be one host name");
         }
+        let domain = &self.sendmail.domain;
+        if !is_domain(domain) {
+            bail!("configuration: sendmail.domain must be a domain name, such as host.example.com");
+        }
         let l = &self.smtp_listener;
         if l.cert_file.is_some() != l.key_file.is_some() {
             bail!("configuration: smtp_listener.cert_file and key_file go together");
@@ -255,6 +291,19 @@ mod tests {
         assert_eq!(config.http.listen.to_string(), "127.0.0.1:8025");
         assert!(config.smtp_listener.listen.is_none());
         assert!(config.smtp_listener.trusted_networks.is_empty());
+        assert!(is_domain(&config.sendmail.domain));
+    }
+
+    #[test]
+    fn sendmail_domain() {
+        let config = parse("[sendmail]\ndomain = \"host.example\"\n").unwrap();
+        assert_eq!(config.sendmail.domain, "host.example");
+        for bad in ["", "a b", "root@host.example", "-bad-"] {
+            let err = parse(&format!("[sendmail]\ndomain = \"{bad}\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("sendmail.domain"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -5,7 +5,9 @@
 
 use std::io::BufRead;
 
-use outbox_mime::{Address, parse_address};
+use outbox_mime::Address;
+
+use super::qualify;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc2822;
 
@@ -20,22 +22,36 @@ pub enum MessageError {
         /// What the address parser said.
         detail: String,
     },
-    /// A header line that is neither `Name: value` nor a continuation, before the body.
-    #[error("unparsable header line {line}: {text:?}")]
-    BadHeader {
-        /// 1-based line number.
-        line: usize,
-        /// The line, shortened.
-        text: String,
+}
+
+/// Why stdin could not be read into a message.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Reading failed (the caller may retry: `EX_TEMPFAIL`).
+    #[error("cannot read stdin: {0}")]
+    Io(#[from] std::io::Error),
+    /// More than `limit` bytes: nothing more is read (`EX_DATAERR`).
+    #[error("message is over the size limit")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
     },
 }
 
 /// Reads the message: LF or CRLF line ends in, CRLF out. Without `ignore_dots`, a line
 /// holding a single `.` ends the message, as with real sendmail; the rest of the input is
-/// not read.
-pub fn read_message(input: &mut impl BufRead, ignore_dots: bool) -> std::io::Result<Vec<u8>> {
+/// not read. A first line `From sender date` (an mbox separator, not a header) is dropped,
+/// as Postfix's sendmail does. At most `limit` bytes (after the CRLF conversion) are kept
+/// and at most `limit + 1` read, so a runaway producer cannot fill memory.
+pub fn read_message(
+    input: &mut impl BufRead,
+    ignore_dots: bool,
+    limit: u64,
+) -> Result<Vec<u8>, ReadError> {
+    let mut input = std::io::Read::take(input, limit.saturating_add(1));
     let mut data = Vec::new();
     let mut line = Vec::new();
+    let mut first = true;
     loop {
         line.clear();
         if input.read_until(b'\n', &mut line)? == 0 {
@@ -46,13 +62,22 @@ pub fn read_message(input: &mut impl BufRead, ignore_dots: bool) -> std::io::Res
         if let Some(rest) = text.strip_suffix(b"\n") {
             text = rest.strip_suffix(b"\r").unwrap_or(rest);
         }
+        if std::mem::take(&mut first) && text.starts_with(b"From ") && ends_with_newline {
+            continue;
+        }
         if !ignore_dots && text == b"." {
-            break;
+            return Ok(data);
         }
         data.extend_from_slice(text);
         if ends_with_newline || !text.is_empty() {
             data.extend_from_slice(b"\r\n");
         }
+        if data.len() as u64 > limit {
+            return Err(ReadError::TooLarge { limit });
+        }
+    }
+    if input.limit() == 0 {
+        return Err(ReadError::TooLarge { limit });
     }
     Ok(data)
 }
@@ -83,17 +108,17 @@ pub struct Parsed {
     body: Vec<u8>,
 }
 
-/// Splits CRLF text into header fields and body. A first line that is not a header means
-/// the message has no header block at all (`echo hi | sendmail rcpt`), as Postfix reads it;
-/// a bad line after real headers is an error.
-pub fn parse(data: &[u8]) -> Result<Parsed, MessageError> {
+/// Splits CRLF text into header fields and body, as Postfix's cleanup reads it: a first
+/// line that is not a header means the message has no header block at all
+/// (`echo hi | sendmail rcpt`), and the first line after the headers that is neither a
+/// header nor a continuation starts the body even without the blank line (the blank line is
+/// put back when the message is stored).
+pub fn parse(data: &[u8]) -> Parsed {
     let mut fields: Vec<Field> = Vec::new();
     let mut offset = 0;
-    let mut number = 0;
     while offset < data.len() {
         let end = find_crlf(&data[offset..]).map_or(data.len(), |i| offset + i + 2);
         let line = &data[offset..end];
-        number += 1;
         let content = line.strip_suffix(b"\r\n").unwrap_or(line);
         if content.is_empty() {
             offset = end;
@@ -102,25 +127,22 @@ pub fn parse(data: &[u8]) -> Result<Parsed, MessageError> {
         if content.starts_with(b" ") || content.starts_with(b"\t") {
             match fields.last_mut() {
                 Some(field) => field.raw.extend_from_slice(line),
-                None => return Ok(no_headers(data)),
+                None => return no_headers(data),
             }
         } else if let Some(name) = header_name(content) {
             fields.push(Field {
                 name,
                 raw: line.to_vec(),
             });
-        } else if fields.is_empty() {
-            return Ok(no_headers(data));
         } else {
-            let text: String = String::from_utf8_lossy(content).chars().take(60).collect();
-            return Err(MessageError::BadHeader { line: number, text });
+            break;
         }
         offset = end;
     }
-    Ok(Parsed {
+    Parsed {
         fields,
         body: data[offset.min(data.len())..].to_vec(),
-    })
+    }
 }
 
 fn no_headers(data: &[u8]) -> Parsed {
@@ -142,11 +164,44 @@ fn find_crlf(data: &[u8]) -> Option<usize> {
     data.windows(2).position(|w| w == b"\r\n")
 }
 
+/// The headers whose addresses are completed with `[sendmail] domain` (RFC 5322 §3.6.2,
+/// §3.6.3), as Postfix rewrites them for local submissions.
+const ADDRESS_HEADERS: &[&str] = &["from", "sender", "reply-to", "to", "cc", "bcc"];
+
 impl Parsed {
     fn get(&self, name: &str) -> impl Iterator<Item = &Field> {
         self.fields
             .iter()
             .filter(move |f| f.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Completes every address without a domain in the address headers with `domain`
+    /// (`From: root (Cron Daemon)` becomes `From: root@DOMAIN (Cron Daemon)`); comments,
+    /// display names and folding are kept. A header that is not an address list is refused.
+    pub fn qualify(&mut self, domain: &str) -> Result<(), MessageError> {
+        for field in &mut self.fields {
+            if !ADDRESS_HEADERS
+                .iter()
+                .any(|n| field.name.eq_ignore_ascii_case(n))
+            {
+                continue;
+            }
+            let raw = String::from_utf8_lossy(&field.raw).into_owned();
+            let colon = raw.find(':').map_or(raw.len(), |i| i + 1);
+            let (_, rewritten) =
+                qualify::qualify_list(&raw[colon..], domain).map_err(|err| bad(field, err))?;
+            if let Some(value) = rewritten {
+                field.raw = format!("{}{value}", &raw[..colon]).into_bytes();
+            }
+        }
+        Ok(())
+    }
+
+    fn addresses(field: &Field) -> Result<Vec<Address>, MessageError> {
+        // Already qualified: any domain will do, none is added.
+        let (addresses, _) =
+            qualify::qualify_list(&field.value(), "invalid").map_err(|err| bad(field, err))?;
+        Ok(addresses)
     }
 
     /// Every address in the To, Cc and Bcc headers (RFC 5322 §3.6.3), groups included.
@@ -157,7 +212,7 @@ impl Parsed {
                 .iter()
                 .any(|n| f.name.eq_ignore_ascii_case(n))
         }) {
-            for address in mailboxes(&field.name, &field.value())? {
+            for address in Self::addresses(field)? {
                 out.push(address.addr_spec());
             }
         }
@@ -167,9 +222,7 @@ impl Parsed {
     /// The address of the first mailbox in From, if there is a From header.
     pub fn author_address(&self) -> Result<Option<String>, MessageError> {
         match self.get("from").next() {
-            Some(field) => Ok(mailboxes(&field.name, &field.value())?
-                .first()
-                .map(Address::addr_spec)),
+            Some(field) => Ok(Self::addresses(field)?.first().map(Address::addr_spec)),
             None => Ok(None),
         }
     }
@@ -183,17 +236,28 @@ impl Parsed {
     }
 
     /// The message to store: Bcc removed (its recipients must not see each other), and
-    /// From, Date and Message-ID added when missing.
-    pub fn into_stored(self, sender: &str, now: OffsetDateTime) -> Vec<u8> {
+    /// From (with `full_name`, sendmail's `-F`, as its display name), Date and Message-ID
+    /// added when missing; the null sender's From is MAILER-DAEMON at `domain`.
+    pub fn into_stored(
+        self,
+        sender: &str,
+        full_name: Option<&str>,
+        domain: &str,
+        now: OffsetDateTime,
+    ) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.body.len() + 512);
         let has = |name: &str| self.get(name).next().is_some();
         if !has("from") {
             let from = if sender.is_empty() {
-                "MAILER-DAEMON"
+                format!("MAILER-DAEMON@{domain}")
             } else {
-                sender
+                sender.to_string()
             };
-            out.extend_from_slice(format!("From: {from}\r\n").as_bytes());
+            let line = match full_name.map(str::trim).filter(|n| !n.is_empty()) {
+                Some(name) => format!("From: {} <{from}>\r\n", qualify::phrase(name)),
+                None => format!("From: {from}\r\n"),
+            };
+            out.extend_from_slice(line.as_bytes());
         }
         if !has("date") {
             let date = now
@@ -202,7 +266,7 @@ impl Parsed {
             out.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
         }
         if !has("message-id") {
-            let domain = sender.rsplit_once('@').map_or("localhost", |(_, d)| d);
+            let domain = sender.rsplit_once('@').map_or(domain, |(_, d)| d);
             out.extend_from_slice(
                 format!("Message-ID: <{}@{domain}>\r\n", ulid::Ulid::new()).as_bytes(),
             );
@@ -218,41 +282,11 @@ impl Parsed {
     }
 }
 
-/// The mailboxes of an address header value; a group (`Team: a@x, b@y;`) contributes its
-/// members and `undisclosed-recipients:;` none (RFC 5322 §3.4).
-fn mailboxes(header: &str, value: &str) -> Result<Vec<Address>, MessageError> {
-    let mut out = Vec::new();
-    for item in outbox_mime::split_address_list(value) {
-        let mut item = item.trim();
-        if let Some(members) = split_group(item) {
-            item = members;
-        }
-        let item = item.trim().trim_end_matches(';').trim();
-        if item.is_empty() {
-            continue;
-        }
-        let address = parse_address(item).map_err(|err| MessageError::BadAddress {
-            header: header.to_string(),
-            detail: err.to_string(),
-        })?;
-        out.push(address);
+fn bad(field: &Field, err: outbox_mime::AddressError) -> MessageError {
+    MessageError::BadAddress {
+        header: field.name.clone(),
+        detail: err.to_string(),
     }
-    Ok(out)
-}
-
-/// What follows `display-name:` at the start of a group (outside quotes and angle
-/// brackets), or `None` when the item is not a group.
-fn split_group(item: &str) -> Option<&str> {
-    let mut quoted = false;
-    for (i, c) in item.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            '<' | '@' if !quoted => return None,
-            ':' if !quoted => return Some(&item[i + 1..]),
-            _ => {}
-        }
-    }
-    None
 }
 
 #[cfg(test)]
@@ -260,7 +294,8 @@ mod tests {
     use super::*;
 
     fn read(input: &str, ignore_dots: bool) -> String {
-        String::from_utf8(read_message(&mut input.as_bytes(), ignore_dots).unwrap()).unwrap()
+        let data = read_message(&mut input.as_bytes(), ignore_dots, 1000).unwrap();
+        String::from_utf8(data).unwrap()
     }
 
     #[test]
@@ -272,13 +307,42 @@ mod tests {
     }
 
     #[test]
+    fn a_leading_mbox_from_line_is_dropped() {
+        let input = "From root@h.test Mon Nov 30 03:26:16 2026\nSubject: s\n\nFrom the body\n";
+        assert_eq!(read(input, true), "Subject: s\r\n\r\nFrom the body\r\n");
+        assert_eq!(
+            read("From: a@x.test\n\nb\n", true),
+            "From: a@x.test\r\n\r\nb\r\n"
+        );
+    }
+
+    #[test]
+    fn reading_stops_at_the_limit() {
+        let ok = read_message(&mut "0123456\r\n".as_bytes(), true, 9).unwrap();
+        assert_eq!(ok, b"0123456\r\n");
+        // LF becomes CRLF: 9 bytes in, 10 kept, over the limit.
+        let grown = read_message(&mut "01234567\n".as_bytes(), true, 9);
+        assert!(matches!(grown, Err(ReadError::TooLarge { limit: 9 })));
+        // A line without end is not read whole: the reader gives up after limit + 1 bytes.
+        let mut endless = std::io::BufReader::new(std::io::repeat(b'x'));
+        let err = read_message(&mut endless, true, 1 << 16).unwrap_err();
+        assert!(matches!(err, ReadError::TooLarge { limit: 65536 }));
+        // A lone dot before the limit ends the message in time.
+        let mut dotted = std::io::BufReader::new(std::io::Read::chain(
+            "a\n.\n".as_bytes(),
+            std::io::repeat(b'x'),
+        ));
+        assert_eq!(read_message(&mut dotted, false, 100).unwrap(), b"a\r\n");
+    }
+
+    #[test]
     fn recipients_groups_and_bcc_removal() {
         let data = read(
             "From: Ann <ann@x.test>\nTo: b@y.test,\n \"Lee, C\" <c@y.test>\nCc: Team: d@y.test;\n\
              Bcc: e@z.test\nTo: undisclosed-recipients:;\nSubject: hi\n there\n\nbody\nTo: no@x.test\n",
             true,
         );
-        let parsed = parse(data.as_bytes()).unwrap();
+        let parsed = parse(data.as_bytes());
         assert_eq!(
             parsed.header_recipients().unwrap(),
             ["b@y.test", "c@y.test", "d@y.test", "e@z.test"]
@@ -289,7 +353,8 @@ mod tests {
         );
         assert_eq!(parsed.subject(), "hi there");
         let now = OffsetDateTime::from_unix_timestamp(0).unwrap();
-        let stored = String::from_utf8(parsed.into_stored("ann@x.test", now)).unwrap();
+        let stored =
+            String::from_utf8(parsed.into_stored("ann@x.test", None, "h.test", now)).unwrap();
         assert!(!stored.contains("Bcc"), "{stored}");
         assert!(!stored.contains("e@z.test"), "{stored}");
         assert!(stored.starts_with("Date: Thu, 01 Jan 1970 00:00:00 +0000\r\nMessage-ID: <"));
@@ -297,26 +362,73 @@ mod tests {
     }
 
     #[test]
-    fn bad_input() {
-        let err = parse(b"From: a@x.test\r\nnot a header\r\n\r\nbody\r\n")
-            .err()
-            .unwrap();
+    fn cron_headers_are_qualified_in_place() {
+        let data = "From: root (Cron Daemon)\r\nTo: root\r\nCc: ops,\r\n \"Ann\" <ann>\r\n\
+                    Subject: Cron <root@h> job\r\nX-Cron-Env: <SHELL=/bin/sh>\r\n\r\nout\r\n";
+        let mut parsed = parse(data.as_bytes());
+        parsed.qualify("h.test").unwrap();
         assert_eq!(
-            err,
-            MessageError::BadHeader {
-                line: 2,
-                text: "not a header".into()
-            }
+            parsed.header_recipients().unwrap(),
+            ["root@h.test", "ops@h.test", "ann@h.test"]
         );
-        let parsed = parse(b"To: nobody\r\n\r\n").unwrap();
+        assert_eq!(
+            parsed.author_address().unwrap().as_deref(),
+            Some("root@h.test")
+        );
+        let now = OffsetDateTime::from_unix_timestamp(0).unwrap();
+        let stored =
+            String::from_utf8(parsed.into_stored("root@h.test", Some("CronDaemon"), "h.test", now))
+                .unwrap();
+        assert!(
+            stored.contains(
+                "\r\nFrom: root@h.test (Cron Daemon)\r\nTo: root@h.test\r\n\
+             Cc: ops@h.test,\r\n \"Ann\" <ann@h.test>\r\nSubject: Cron <root@h> job\r\n\
+             X-Cron-Env: <SHELL=/bin/sh>\r\n\r\nout\r\n"
+            ),
+            "{stored}"
+        );
+        assert!(
+            !stored.contains("CronDaemon"),
+            "-F only when there is no From: {stored}"
+        );
+    }
+
+    #[test]
+    fn full_name_and_missing_blank_line() {
+        let mut parsed = parse(b"To: a@x.test\r\nSubject: s\r\nno blank line\r\nmore\r\n");
+        parsed.qualify("h.test").unwrap();
+        let now = OffsetDateTime::from_unix_timestamp(0).unwrap();
+        let stored =
+            String::from_utf8(parsed.into_stored("me@h.test", Some("Lee, Ann"), "h.test", now))
+                .unwrap();
+        assert!(
+            stored.starts_with("From: \"Lee, Ann\" <me@h.test>\r\n"),
+            "{stored}"
+        );
+        assert!(
+            stored.ends_with("\r\nSubject: s\r\n\r\nno blank line\r\nmore\r\n"),
+            "{stored}"
+        );
+        let null = parse(b"x\r\n").into_stored("", None, "h.test", now);
+        assert!(null.starts_with(b"From: MAILER-DAEMON@h.test\r\n"));
+    }
+
+    #[test]
+    fn bad_input() {
+        let mut parsed = parse(b"To: nobody at all\r\n\r\n");
         assert!(matches!(
-            parsed.header_recipients(),
+            parsed.qualify("h.test"),
             Err(MessageError::BadAddress { .. })
         ));
-        let bare = parse(b"just text\r\n").unwrap();
+        let bare = parse(b"just text\r\n");
         assert!(bare.header_recipients().unwrap().is_empty());
-        let stored =
-            String::from_utf8(bare.into_stored("me@h.test", OffsetDateTime::now_utc())).unwrap();
+        let stored = String::from_utf8(bare.into_stored(
+            "me@h.test",
+            None,
+            "h.test",
+            OffsetDateTime::now_utc(),
+        ))
+        .unwrap();
         assert!(stored.starts_with("From: me@h.test\r\nDate: "), "{stored}");
         assert!(stored.ends_with("\r\n\r\njust text\r\n"));
     }
