@@ -15,6 +15,7 @@ trap outbox_pg_stop EXIT
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --locked --no-fail-fast "$@"
+scripts/client-interop.sh
 cargo test --workspace --locked --doc
 scripts/schemathesis.sh
 scripts/browser-test.sh

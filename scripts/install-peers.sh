@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the test suite talks to, when they are missing:
 # Postfix (smtp-sink, smtp-source, sendmail), dnsmasq, dig, swaks, openssl,
+# php-cli, git-email, mailutils, s-nail and cron (scripts/client-interop.sh),
 # PostgreSQL (server binaries, for machines without a running server),
 # Python's aiosmtpd. Idempotent; quiet when everything is present.
 set -euo pipefail
@@ -18,6 +19,14 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 # never `npx playwright install` (it downloads a browser of its own).
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
+# The mail programs scripts/client-interop.sh drives through `outbox sendmail`.
+command -v php >/dev/null 2>&1 || need_apt+=(php-cli)
+[ -x /usr/lib/git-core/git-send-email ] || need_apt+=(git-email)
+# git send-email's Mail::Address (only recommended by git-email, so not installed with it).
+perl -MMail::Address -e 1 >/dev/null 2>&1 || need_apt+=(libmailtools-perl)
+command -v mail.mailutils >/dev/null 2>&1 || need_apt+=(mailutils)
+command -v s-nail >/dev/null 2>&1 || need_apt+=(s-nail)
+[ -x /usr/sbin/cron ] || need_apt+=(cron)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-peers: apt-get install ${need_apt[*]}" >&2
