@@ -172,3 +172,45 @@ fn stdin_is_read_with_a_bound() {
     assert!(written < 64 << 20, "{written} bytes accepted by the pipe");
     assert_eq!(stdout(&out), "");
 }
+
+#[test]
+fn no_flag_or_header_chooses_the_relay_or_the_configuration() {
+    let work = Workdir::new();
+    work.write("outbox.toml", "[sendmail]\ndomain = \"real.example\"\n");
+    // Postfix's -C names a config file and -O/-o set options; here they are read and
+    // ignored: neither this file nor a `program:` relay may come from the command line.
+    let marker = work.path().join("ran");
+    work.write(
+        "evil.toml",
+        format!(
+            "database = \"sqlite://evil.db\"\n[sendmail]\ndomain = \"evil.example\"\n\
+             [delivery]\nrelay = \"program:/usr/bin/touch {}\"\n",
+            marker.display()
+        ),
+    );
+    let out = sendmail(
+        &work,
+        &[
+            "-C",
+            "evil.toml",
+            "-O",
+            &format!("relay=program:/usr/bin/touch {}", marker.display()),
+            "-odi",
+            "-i",
+            "root",
+        ],
+        format!(
+            "X-Outbox-Relay: program:/usr/bin/touch {0}\nRelay: program:/usr/bin/touch {0}\n\
+             Subject: relay?\n\nbody\n",
+            marker.display()
+        ),
+    );
+    assert_quiet_success(&out);
+    assert!(!work.path().join("evil.db").exists(), "-C was read");
+    // Delivered through the relay the delivering process is configured with, to root at
+    // the real domain.
+    let received = work.deliver_all();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].envelope.rcpt_to, ["root@real.example"]);
+    assert!(!marker.exists(), "a program relay ran");
+}
