@@ -186,7 +186,14 @@ impl Parsed {
             {
                 continue;
             }
-            let raw = String::from_utf8_lossy(&field.raw).into_owned();
+            // An address is ASCII or UTF-8 (RFC 6532); other bytes would become U+FFFD
+            // and a recipient nobody wrote.
+            let Ok(raw) = String::from_utf8(field.raw.clone()) else {
+                return Err(MessageError::BadAddress {
+                    header: field.name.clone(),
+                    detail: "not valid UTF-8".to_string(),
+                });
+            };
             let colon = raw.find(':').map_or(raw.len(), |i| i + 1);
             let (_, rewritten) =
                 qualify::qualify_list(&raw[colon..], domain).map_err(|err| bad(field, err))?;
@@ -420,6 +427,11 @@ mod tests {
             parsed.qualify("h.test"),
             Err(MessageError::BadAddress { .. })
         ));
+        let mut latin1 = parse(b"To: r\xf6ot\r\n\r\n");
+        assert_eq!(
+            latin1.qualify("h.test").unwrap_err().to_string(),
+            "invalid address in the To header: not valid UTF-8"
+        );
         let bare = parse(b"just text\r\n");
         assert!(bare.header_recipients().unwrap().is_empty());
         let stored = String::from_utf8(bare.into_stored(

@@ -31,7 +31,7 @@ struct Scan {
 /// Reads one mailbox with its comments. Unbalanced comments or quotes are a syntax error.
 fn scan(item: &str) -> Result<Scan, AddressError> {
     let syntax = || AddressError::Syntax {
-        input: item.to_string(),
+        input: item.trim().to_string(),
     };
     let mut stripped = String::with_capacity(item.len());
     let mut depth = 0usize;
@@ -312,7 +312,7 @@ mod tests {
     #[test]
     fn bad_items_are_refused_naming_what_was_written() {
         for bad in [
-            "root (unclosed",
+            " root (unclosed\r\n",
             "a b c",
             "<root",
             "root>",
@@ -321,7 +321,10 @@ mod tests {
             "<>",
         ] {
             let err = qualify(bad, "host.test").unwrap_err().to_string();
-            assert!(err.contains(bad.trim()) || bad == "<>", "{bad}: {err}");
+            assert!(
+                err.contains(&format!("{:?}", bad.trim())) || bad == "<>",
+                "{bad}: {err}"
+            );
         }
     }
 
@@ -364,5 +367,10 @@ mod tests {
         assert_eq!(phrase("Cron Daemon"), "Cron Daemon");
         assert_eq!(phrase("Lee, Ann"), "\"Lee, Ann\"");
         assert_eq!(phrase("Jörg"), "=?utf-8?b?SsO2cmc=?=");
+        // -F from a command line cannot add a header line.
+        let injected = phrase("Root\r\nBcc: x@y.test");
+        assert!(!injected.contains(['\r', '\n']), "{injected}");
+        let long = phrase(&"é".repeat(100));
+        assert!(long.split(' ').all(|word| word.len() <= 75), "{long}");
     }
 }
