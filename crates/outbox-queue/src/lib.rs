@@ -44,7 +44,7 @@ mod sqlite;
 mod store;
 mod timefmt;
 
-pub use error::StoreError;
+pub use error::{StoreError, human_size, sizes};
 pub use model::{
     AttemptRecord, Claimed, ClaimedRecipient, Delivery, Enqueued, ListFilter, ListPage,
     MergeValues, MessageBody, MessageDetail, MessageStatus, MessageSummary, NewMessage,

@@ -153,10 +153,7 @@ pub enum DatabaseUrl {
 impl DatabaseUrl {
     /// Parses the URL forms of DESIGN §6.
     pub fn parse(url: &str) -> Result<Self, StoreError> {
-        let invalid = |reason: &str| StoreError::InvalidUrl {
-            url: url.to_string(),
-            reason: reason.to_string(),
-        };
+        let invalid = |reason: &str| StoreError::invalid_url(url, reason);
         if let Some(path) = url.strip_prefix("sqlite://") {
             let path = path.split_once('?').map_or(path, |(path, _)| path);
             if path.is_empty() || path == "/" {

@@ -86,7 +86,7 @@ async fn oversize_and_bad_input_store_nothing(t: TestStore) {
     let err = t.store.enqueue(big).await.unwrap_err();
     assert_eq!(
         err.to_string(),
-        "message is 9.2 MB, over the 8 MB queue limit (use --now to send it without queueing)"
+        "message is 9.2 MB, over the 8 MB queue limit"
     );
     assert!(matches!(
         t.store.enqueue(message("none", &[])).await,

@@ -177,6 +177,10 @@ pub enum SpecError {
         /// What is wrong.
         reason: String,
     },
+    /// `user:pass@host` without a scheme: credentials only go in an `smtp://` or `smtps://`
+    /// URL. The text is not repeated, since it holds a password.
+    #[error("a user name and password need the smtp:// or smtps:// form (smtp://user:pass@host)")]
+    CredentialsWithoutScheme,
 }
 
 fn expected_hint(name: &str) -> &'static str {
@@ -210,9 +214,58 @@ impl ServerSpec {
                 scheme: scheme.to_string(),
             });
         }
+        if text.contains('@') {
+            return Err(SpecError::CredentialsWithoutScheme);
+        }
         let (host, port) = parse_host_port(text, SMTP_PORT)?;
         Ok(ServerSpec::Smtp(SmtpSpec::new(host, port)))
     }
+}
+
+/// A server spec or URL as written, with the password replaced by `***`
+/// (`smtp://user:***@host`), for error messages about text that did not parse. Everything
+/// up to the last `@` after `://` is user information, as [`ServerSpec::parse`] reads it;
+/// a bare `user:pass@host` loses everything before the `@`.
+pub fn redact(text: &str) -> String {
+    redact_query_password(&redact_userinfo(text))
+}
+
+fn redact_userinfo(text: &str) -> String {
+    let Some(at) = text.rfind('@') else {
+        return text.to_string();
+    };
+    match text.find("://") {
+        Some(scheme_end) if scheme_end + 3 <= at => {
+            let userinfo = &text[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &text[..scheme_end + 3], &text[at..]),
+                None => text.to_string(),
+            }
+        }
+        _ if text
+            .get(..8)
+            .is_some_and(|p| p.eq_ignore_ascii_case("program:")) =>
+        {
+            text.to_string()
+        }
+        _ => format!("***{}", &text[at..]),
+    }
+}
+
+/// `?password=...` (libpq URLs take one there too) becomes `?password=***`.
+fn redact_query_password(text: &str) -> String {
+    let Some(query_start) = text.find('?') else {
+        return text.to_string();
+    };
+    let (head, query) = text.split_at(query_start + 1);
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=***"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{head}{}", pairs.join("&"))
 }
 
 impl FromStr for ServerSpec {
@@ -244,6 +297,13 @@ fn parse_program(command: &str) -> Result<ProgramSpec, SpecError> {
 }
 
 fn parse_url(rest: &str, implicit_tls: bool) -> Result<SmtpSpec, SpecError> {
+    // The userinfo ends at the last '@' of the whole spec, before the query and fragment
+    // are split off: a password may contain a raw '@', '?', '#' or '/', and no error below
+    // may quote any part of it. (No host, port or parameter value contains an '@'.)
+    let (userinfo, rest) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
     if let Some((_, fragment)) = rest.split_once('#') {
         return Err(SpecError::Unexpected {
             what: "fragment",
@@ -254,12 +314,7 @@ fn parse_url(rest: &str, implicit_tls: bool) -> Result<SmtpSpec, SpecError> {
         Some((before, query)) => (before, Some(query)),
         None => (rest, None),
     };
-    // The userinfo ends at the last '@': a password may contain a raw '@'.
-    let (userinfo, authority) = match before_query.rfind('@') {
-        Some(at) => (Some(&before_query[..at]), &before_query[at + 1..]),
-        None => (None, before_query),
-    };
-    let authority = match authority.split_once('/') {
+    let authority = match before_query.split_once('/') {
         Some((authority, "")) => authority,
         Some((_, path)) => {
             return Err(SpecError::Unexpected {
@@ -267,7 +322,7 @@ fn parse_url(rest: &str, implicit_tls: bool) -> Result<SmtpSpec, SpecError> {
                 text: format!("/{path}"),
             });
         }
-        None => authority,
+        None => before_query,
     };
     let default_port = if implicit_tls { SMTPS_PORT } else { SMTP_PORT };
     let (host, port) = parse_host_port(authority, default_port)?;

@@ -143,6 +143,51 @@ fn passwords_never_show() {
 }
 
 #[test]
+fn errors_never_quote_a_password() {
+    // Each password holds a character that once split the spec early ('?', '#', '/', ':'),
+    // so a piece of it ended up in a port, parameter or fragment error.
+    for text in [
+        "smtp://user:A1b2?C3d4=E5f6@h:25",
+        "smtp://user:A1b2#C3d4E5f6@h:25",
+        "smtp://user:A1b2/C3d4E5f6@h:99999",
+        "smtp://user:A1b2:C3d4E5f6@h:x",
+        "smtps://user:A1b2C3d4E5f6@h?starttls=off",
+        "user:A1b2C3d4E5f6@h",
+        "smtp://user:A1b2C3d4E5f6@bad host",
+        "smtp://user:A1b2?C3d4=E5f6@h?starttls=maybe",
+    ] {
+        let shown = match ServerSpec::parse(text) {
+            Ok(spec) => [spec.to_string(), format!("{spec:?}")],
+            Err(err) => [err.to_string(), format!("{err:?}")],
+        };
+        for shown in shown {
+            for piece in ["A1b2", "C3d4", "E5f6"] {
+                assert!(!shown.contains(piece), "{text}: {shown}");
+            }
+        }
+    }
+    assert_eq!(
+        ServerSpec::parse("smtp://user:pa?ss#w/o:rd@h:26")
+            .unwrap()
+            .to_string(),
+        "smtp://user:***@h:26"
+    );
+}
+
+#[test]
+fn redact_hides_passwords_in_raw_text() {
+    assert_eq!(redact("smtp://u:p@ss@h:25"), "smtp://u:***@h:25");
+    assert_eq!(redact("smtp://u@h"), "smtp://u@h");
+    assert_eq!(redact("u:secret@h"), "***@h");
+    assert_eq!(
+        redact("postgres://app:hunter2@127.0.0.1/db?sslmode=disable&password=x2"),
+        "postgres://app:***@127.0.0.1/db?sslmode=disable&password=***"
+    );
+    assert_eq!(redact("program:/bin/cat a@b"), "program:/bin/cat a@b");
+    assert_eq!(redact("h:25"), "h:25");
+}
+
+#[test]
 fn display_parses_back() {
     for text in [
         "h:25",
@@ -167,6 +212,23 @@ mod properties {
         #[test]
         fn parse_never_panics(text in "\\PC{0,80}") {
             let _ = ServerSpec::parse(&text);
+        }
+
+        #[test]
+        fn no_error_or_display_shows_the_password(
+            user in "[a-z]{1,8}",
+            password in "[ -~]{6,20}",
+            tail in "(h|h:25|h:0|bad host|h?starttls=x|h#f|h/p)",
+        ) {
+            let text = format!("smtp://{user}:{password}@{tail}");
+            let shown = match ServerSpec::parse(&text) {
+                Ok(spec) => format!("{spec} {spec:?}"),
+                Err(err) => format!("{err} {err:?}"),
+            };
+            // Only a password that is not a piece of the surrounding text can be looked for.
+            prop_assume!(!format!("smtp://{user}:@{tail} server spec").contains(&password));
+            prop_assert!(!shown.contains(&password), "{}", shown);
+            prop_assert!(!redact(&text).contains(&password));
         }
 
         #[test]

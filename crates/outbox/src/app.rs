@@ -30,21 +30,37 @@ pub fn client_config(config: &Config) -> ClientConfig {
     client
 }
 
-/// The configured relay, parsed.
+/// The configured relay, parsed. Shown in errors with its password as `***`.
 pub fn relay(config: &Config) -> anyhow::Result<Option<ServerSpec>> {
     config
         .delivery
         .relay
         .as_deref()
         .map(|text| {
-            ServerSpec::parse(text)
-                .with_context(|| format!("configuration: delivery.relay {text:?}"))
+            ServerSpec::parse(text).with_context(|| {
+                format!(
+                    "configuration: delivery.relay {:?}",
+                    outbox_smtp::spec::redact(text)
+                )
+            })
         })
         .transpose()
 }
 
-/// The transport the engine and `send --now` deliver through.
+/// Loads `[tls] ca_file` once, before anything is delivered: a missing or unreadable file
+/// would otherwise surface per recipient, at each connection, and burn their attempts.
+pub fn check_ca_file(config: &Config) -> anyhow::Result<()> {
+    if let Some(ca_file) = &config.tls.ca_file {
+        TlsConfig::with_ca_file(ca_file)
+            .client_config()
+            .context("configuration: tls.ca_file")?;
+    }
+    Ok(())
+}
+
+/// The transport the engine and `send` deliver through; checks the CA file first.
 pub fn transport(config: &Config) -> anyhow::Result<Arc<SmtpTransport>> {
+    check_ca_file(config)?;
     let transport = SmtpTransport::new(SmtpTransportConfig {
         client: client_config(config),
         relay: relay(config)?,
@@ -76,24 +92,64 @@ pub async fn outbox(config: &Config) -> anyhow::Result<Outbox> {
     Ok(Outbox::new(store, transport, engine_config(config)))
 }
 
-/// Resolves on Ctrl-C or SIGTERM: the signal to finish open transactions and stop.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+/// Resolves on the first Ctrl-C or SIGTERM: the signal to stop claiming, cancel connections
+/// still being set up, and let transactions past their start finish. From then on a second
+/// signal ends the process at once (exit status 130): whatever it held stays claimed only
+/// until its lease expires, then is due again — never lost, never marked sent.
+///
+/// The handlers are installed when this is called, not when the future is first polled: a
+/// signal that arrives while the engine is still claiming must not kill the process.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    let signals = Signals::new();
+    async move {
+        let mut signals = match signals {
+            Ok(signals) => signals,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for signals; stop with SIGKILL");
+                return std::future::pending().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        signals.next().await;
+        tokio::spawn(async move {
+            signals.next().await;
+            eprintln!(
+                "outbox: second signal: exiting now; unfinished recipients stay queued and are due again when their lease expires"
+            );
+            std::process::exit(130);
+        });
+    }
+}
+
+/// SIGINT and SIGTERM, both registered up front so that neither is missed between the
+/// first and the second.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -42,10 +42,39 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         .map_or(1, |exit| exit.code)
 }
 
+/// True when the queue refused the message as over `max_message_size`.
+pub fn is_too_large(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<outbox_queue::StoreError>(),
+            Some(outbox_queue::StoreError::TooLarge { .. })
+        ) || matches!(
+            cause.downcast_ref::<outbox_queue::OutboxError>(),
+            Some(outbox_queue::OutboxError::Store(
+                outbox_queue::StoreError::TooLarge { .. }
+            ))
+        )
+    })
+}
+
 /// The error and its causes on one line, as `outer: inner: root`; line breaks inside a
 /// message (a multi-line SMTP reply, a program's stderr) are folded so stderr stays one line.
+///
+/// A cause whose text is already part of what is shown is left out: many error types
+/// quote their source in their own message (`SQLite: {0}`) *and* report it as the source,
+/// and anyhow's `{:#}` would then print the same words two or three times.
 pub fn one_line(err: &anyhow::Error) -> String {
-    let text = format!("{err:#}");
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if part.trim().is_empty() || text.contains(part.trim()) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
     text.split(['\r', '\n'])
         .map(str::trim)
         .filter(|part| !part.is_empty())
@@ -62,6 +91,16 @@ mod tests {
         let err = anyhow::Error::new(Exit::new(EX_TEMPFAIL, "queue busy")).context("sendmail");
         assert_eq!(code_for(&err), EX_TEMPFAIL);
         assert_eq!(code_for(&anyhow::anyhow!("plain")), 1);
+    }
+
+    #[test]
+    fn each_cause_appears_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("SQLite: {0}")]
+        struct Quoting(#[source] std::io::Error);
+        let io = std::io::Error::other("disk I/O error");
+        let err = anyhow::Error::new(Quoting(io)).context("cannot queue");
+        assert_eq!(one_line(&err), "cannot queue: SQLite: disk I/O error");
     }
 
     #[test]

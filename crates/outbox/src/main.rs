@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     init_logging(&cli);
+    let queues_a_send = matches!(cli.command, cli::Command::Send(_));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -43,7 +44,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             let code = exit::code_for(&err);
-            eprintln!("outbox: {}", exit::one_line(&err));
+            let hint = if queues_a_send && exit::is_too_large(&err) {
+                // The library's text names no flag; `send` has one that helps.
+                " (use --now to send it without queueing)"
+            } else {
+                ""
+            };
+            eprintln!("outbox: {}{hint}", exit::one_line(&err));
             ExitCode::from(code)
         }
     }

@@ -21,7 +21,20 @@ pub(crate) async fn run(shared: Arc<Shared>, route: Route) {
     };
     let started = Instant::now();
     let at = OffsetDateTime::now_utc();
-    let mut connection = match shared.transport.connect(&route).await {
+    // Connection setup (DNS, connect, greeting, EHLO, TLS, AUTH) is cancelled by a stop:
+    // nothing has been sent yet, so the claims go back without an attempt. A server that
+    // accepts and never greets would otherwise hold shutdown for the whole timeout.
+    let mut stop = shared.stop.clone();
+    let connected = tokio::select! {
+        connected = shared.transport.connect(&route) => connected,
+        // (The watch guard is dropped inside: it must not live across the release.)
+        () = async { let _ = stop.wait_for(|stopping| *stopping).await; } => {
+            tracing::info!(%route, "stopping: connection setup cancelled");
+            shared.release(&first.recipients).await;
+            return;
+        }
+    };
+    let mut connection = match connected {
         Ok(connection) => connection,
         Err(err) => {
             tracing::info!(%route, error = %err, "connection failed");

@@ -8,8 +8,9 @@
 //!
 //! The engine wakes at once on an enqueue in this process ([`Store::enqueued`]), at the
 //! next due time, and at least every `poll_interval` for work queued by other processes.
-//! On shutdown it stops claiming, lets each connection finish its transaction, records
-//! every outcome, and gives unsent claims back.
+//! On shutdown it stops claiming, cancels connections still being set up, lets each open
+//! connection finish its transaction (bounded by the command timeout), records every
+//! outcome, and gives unsent claims back.
 
 mod completer;
 mod connection;

@@ -48,10 +48,9 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects to the database a `postgres://` URL names and applies pending migrations.
     pub async fn open(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config = url.parse().map_err(|err| StoreError::InvalidUrl {
-            url: url.to_string(),
-            reason: format!("{err}"),
-        })?;
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|err| StoreError::invalid_url(url, format!("{err}")))?;
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
@@ -62,10 +61,7 @@ impl PostgresStore {
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .build()
-            .map_err(|err| StoreError::InvalidUrl {
-                url: url.to_string(),
-                reason: err.to_string(),
-            })?;
+            .map_err(|err| StoreError::invalid_url(url, err.to_string()))?;
         let store = PostgresStore {
             pool,
             config,

@@ -130,9 +130,9 @@ fn connect(path: &Path, create: bool) -> Result<Connection, StoreError> {
     if create {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     }
-    let open_error = |source| StoreError::Open {
+    let open_error = |error| StoreError::Open {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let conn = Connection::open_with_flags(path, flags).map_err(open_error)?;
     conn.busy_timeout(Duration::from_secs(10))

@@ -14,6 +14,8 @@ pub struct DeliverArgs {
 
 pub async fn run(globals: &Globals, args: DeliverArgs) -> anyhow::Result<()> {
     let config = globals.config()?;
+    // Before anything is claimed: a signal from now on stops delivery, never kills it.
+    let shutdown = crate::app::shutdown_signal();
     let outbox = crate::app::outbox(&config).await?;
     let engine = outbox.engine();
     let mode = if args.until_empty {
@@ -22,7 +24,7 @@ pub async fn run(globals: &Globals, args: DeliverArgs) -> anyhow::Result<()> {
         RunMode::Forever
     };
     tracing::info!(database = %outbox_queue::engine::transport::redact(&config.database), relay = config.delivery.relay.is_some(), "delivering");
-    engine.run(mode, crate::app::shutdown_signal()).await?;
+    engine.run(mode, shutdown).await?;
     let metrics = engine.metrics().snapshot();
     tracing::info!(
         sent = metrics.sent,

@@ -182,22 +182,61 @@ async fn run_list(store: &dyn Store, json: bool, args: ListArgs) -> anyhow::Resu
 
 /// The human listing: one line per message under a header.
 fn list_table(items: &[MessageSummary]) -> String {
-    let mut out = format!(
-        "{:<26}  {:<6}  {:<6}  {:>5}  {:<20}  {}\n",
-        "ID", "STATUS", "PRIO", "RCPTS", "CREATED", "SUBJECT"
-    );
-    for m in items {
-        let created = rfc3339(m.created_at);
-        let _ = writeln!(
-            out,
-            "{:<26}  {:<6}  {:<6}  {:>5}  {:<20}  {}",
-            m.id,
-            m.status,
-            m.priority,
-            m.recipients,
-            created.get(..19).map_or(created.as_str(), |s| s),
-            m.subject
-        );
+    let header = ["ID", "STATUS", "PRIO", "RCPTS", "CREATED", "SUBJECT"].map(String::from);
+    let rows: Vec<[String; 6]> = items
+        .iter()
+        .map(|m| {
+            let created = rfc3339(m.created_at);
+            [
+                m.id.clone(),
+                m.status.to_string(),
+                m.priority.to_string(),
+                m.recipients.to_string(),
+                created.get(..19).unwrap_or(&created).to_string(),
+                m.subject.clone(),
+            ]
+        })
+        .collect();
+    columns(&header, &rows, &[false, false, false, true, false, false])
+}
+
+/// Rows in columns two spaces apart, each as wide as its widest cell (counted in
+/// characters, so a non-ASCII subject does not shift what follows it); `right[i]` aligns
+/// column `i` to the right. The last column is not padded.
+///
+/// The widths are computed, not fixed: the `Display` of the status and priority types
+/// ignores format widths, which is how `{:<6}` once left the columns ragged.
+fn columns<const N: usize>(
+    header: &[String; N],
+    rows: &[[String; N]],
+    right: &[bool; N],
+) -> String {
+    let mut widths = [0usize; N];
+    for row in std::iter::once(header).chain(rows) {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(header).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let pad = " ".repeat(widths[i] - cell.chars().count());
+            if right[i] {
+                line.push_str(&pad);
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                if i + 1 < N {
+                    line.push_str(&pad);
+                }
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     out
 }
@@ -224,15 +263,21 @@ async fn run_show(store: &dyn Store, json: bool, id: &str) -> anyhow::Result<()>
     let _ = writeln!(out, "send at:   {}", rfc3339(summary.send_at));
     let _ = writeln!(out, "size:      {} bytes", summary.size);
     let _ = writeln!(out, "\nrecipients:");
-    for r in &detail.recipients {
-        let _ = writeln!(
-            out,
-            "  {:<40} {:<8} {:>3}  {}",
-            r.address,
-            r.state,
-            r.attempts,
-            r.last_reply.as_deref().unwrap_or("-")
-        );
+    let header = ["ADDRESS", "STATE", "TRIES", "LAST REPLY"].map(String::from);
+    let rows: Vec<[String; 4]> = detail
+        .recipients
+        .iter()
+        .map(|r| {
+            [
+                r.address.clone(),
+                r.state.to_string(),
+                r.attempts.to_string(),
+                r.last_reply.as_deref().unwrap_or("-").to_string(),
+            ]
+        })
+        .collect();
+    for line in columns(&header, &rows, &[false, false, true, false]).lines() {
+        let _ = writeln!(out, "  {line}");
     }
     let _ = writeln!(out, "\nattempts:");
     if attempts.is_empty() {
@@ -252,4 +297,32 @@ async fn run_show(store: &dyn Store, json: bool, id: &str) -> anyhow::Result<()>
     }
     print!("{out}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_line_up_whatever_the_cell_widths() {
+        let header = ["ID", "STATUS", "N", "SUBJECT"].map(String::from);
+        let rows = [
+            ["a".repeat(26), "sent".into(), "1".into(), "Grüße".into()],
+            ["b".repeat(26), "queued".into(), "12345".into(), "x".into()],
+            ["c".repeat(26), "error".into(), "7".into(), "".into()],
+        ];
+        let table = columns(&header, &rows, &[false, false, true, false]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[0],
+            format!("ID{}  STATUS      N  SUBJECT", " ".repeat(24))
+        );
+        assert_eq!(
+            lines[1],
+            format!("{}  sent        1  Grüße", "a".repeat(26))
+        );
+        assert_eq!(lines[2], format!("{}  queued  12345  x", "b".repeat(26)));
+        assert_eq!(lines[3], format!("{}  error       7", "c".repeat(26)));
+        assert!(!table.lines().any(|l| l.ends_with(' ')));
+    }
 }

@@ -15,6 +15,8 @@ pub struct ServeArgs {}
 
 pub async fn run(globals: &Globals, _args: ServeArgs) -> anyhow::Result<()> {
     let config = Arc::new(globals.config()?);
+    // Before anything is claimed: a signal from now on stops the service, never kills it.
+    let shutdown = crate::app::shutdown_signal();
     let outbox = crate::app::outbox(&config).await?;
     let engine = outbox.engine();
 
@@ -59,7 +61,7 @@ pub async fn run(globals: &Globals, _args: ServeArgs) -> anyhow::Result<()> {
     tokio::pin!(delivery);
     let result = tokio::select! {
         result = &mut delivery => result.map_err(anyhow::Error::from),
-        _ = crate::app::shutdown_signal() => {
+        _ = shutdown => {
             tracing::info!("shutting down");
             let _ = stop_tx.send(true);
             delivery.await.map_err(anyhow::Error::from)

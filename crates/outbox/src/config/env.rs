@@ -116,10 +116,11 @@ fn convert(raw: &str, kind: Kind) -> anyhow::Result<Value> {
         Kind::List => Value::Array(items().map(|item| Value::String(item.to_owned())).collect()),
         Kind::Map => {
             let mut map = Table::new();
-            for item in items() {
-                let (name, value) = item
-                    .split_once('=')
-                    .with_context(|| format!("`{item}` is not name=value"))?;
+            for (index, item) in items().enumerate() {
+                // The item is not quoted: in `users` it holds a password.
+                let (name, value) = item.split_once('=').with_context(|| {
+                    format!("item {} is not name=value (value not shown)", index + 1)
+                })?;
                 map.insert(name.trim().to_owned(), Value::String(value.to_owned()));
             }
             Value::Table(map)
@@ -192,6 +193,18 @@ mod tests {
             Config::deserialize(Value::Table(table))
                 .unwrap_or_else(|err| panic!("{section}.{key}: {err}"));
         }
+    }
+
+    #[test]
+    fn a_bad_map_item_is_not_quoted() {
+        let err = apply(
+            &mut Table::new(),
+            vars(&[("OUTBOX_SMTP_LISTENER_USERS", "ok=x,app:pw-Secret-77")]),
+        )
+        .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("item 2 is not name=value"), "{text}");
+        assert!(!text.contains("pw-Secret-77"), "{text}");
     }
 
     #[test]

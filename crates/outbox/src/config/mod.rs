@@ -5,6 +5,7 @@
 //! `sqlite://outbox.db` in the working directory and delivers by direct MX.
 
 mod env;
+mod secrets;
 pub mod units;
 
 use std::collections::BTreeMap;
@@ -212,12 +213,25 @@ pub fn load(explicit: Option<&Path>, db: Option<&str>) -> anyhow::Result<Config>
         None => toml::Table::new(),
     };
     env::apply(&mut table, std::env::vars())?;
-    let mut config = Config::deserialize(toml::Value::Table(table))
-        .map_err(|err| anyhow::anyhow!("configuration: {}", err.message()))?;
+    from_table(table, db)
+}
+
+/// The configuration from the merged table. Error messages never show a secret: the keys
+/// that hold them are shape-checked with messages of their own, and every other message is
+/// scrubbed of the table's secrets (serde quotes the values it cannot take).
+fn from_table(table: toml::Table, db: Option<&str>) -> anyhow::Result<Config> {
+    secrets::check_shapes(&table)?;
+    let mut known = secrets::collect(&table);
+    let mut config = Config::deserialize(toml::Value::Table(table)).map_err(|err| {
+        anyhow::anyhow!("configuration: {}", secrets::scrub(err.message(), &known))
+    })?;
     if let Some(db) = db {
         config.database = db.to_owned();
+        known.extend(secrets::url_password(db));
     }
-    config.validate()?;
+    config
+        .validate()
+        .map_err(|err| anyhow::anyhow!("{}", secrets::scrub(&format!("{err:#}"), &known)))?;
     Ok(config)
 }
 
@@ -247,6 +261,16 @@ impl Config {
         if !is_domain(domain) {
             bail!("configuration: sendmail.domain must be a domain name, such as host.example.com");
         }
+        if let Some(relay) = &d.relay {
+            // Checked here, not at the first delivery; the spec is shown with its password
+            // as *** (the parse error itself never quotes the user information).
+            outbox_smtp::ServerSpec::parse(relay).with_context(|| {
+                format!(
+                    "configuration: delivery.relay {:?}",
+                    outbox_smtp::spec::redact(relay)
+                )
+            })?;
+        }
         let l = &self.smtp_listener;
         if l.cert_file.is_some() != l.key_file.is_some() {
             bail!("configuration: smtp_listener.cert_file and key_file go together");
@@ -272,11 +296,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> anyhow::Result<Config> {
-        let table: toml::Table = text.parse()?;
-        let config = Config::deserialize(toml::Value::Table(table))
-            .map_err(|err| anyhow::anyhow!("{}", err.message()))?;
-        config.validate()?;
-        Ok(config)
+        from_table(text.parse()?, None)
     }
 
     #[test]
@@ -361,5 +381,55 @@ trusted_networks = ["127.0.0.1/32"]
             .unwrap_err()
             .to_string();
         assert!(err.contains("max_connections"), "{err}");
+    }
+
+    #[test]
+    fn errors_never_show_secrets() {
+        for (text, secret) in [
+            (
+                "[delivery]\nrelay = \"smtp://mailer:relay-Secret9@relay.test:99999\"\n",
+                "relay-Secret9",
+            ),
+            (
+                "[delivery]\nrelay = \"mailer:relay-Secret9@relay.test\"\n",
+                "relay-Secret9",
+            ),
+            (
+                "[delivery]\nrelay = \"smtp://mailer:relay?Secret9@relay.test?starttls=maybe\"\n",
+                "Secret9",
+            ),
+            (
+                "[http]\ntokens = \"tok-Secret-123456\"\n",
+                "tok-Secret-123456",
+            ),
+            (
+                "[http]\ntokens = [\"tok-Secret-123456\", 7]\n",
+                "tok-Secret-123456",
+            ),
+            (
+                "[smtp_listener]\nusers = { app = 424242424242 }\n",
+                "424242424242",
+            ),
+            (
+                "[smtp_listener]\nusers = \"app=listener-Secret\"\n",
+                "listener-Secret",
+            ),
+            // A secret can also turn up in an unrelated error through a typo in another key.
+            (
+                "[http]\ntokens = [\"tok-Secret-123456\"]\n[delivery]\nhelo_name = \"tok-Secret-123456 x\"\n",
+                "tok-Secret-123456",
+            ),
+        ] {
+            let err = format!("{:#}", parse(text).unwrap_err());
+            assert!(!err.contains(secret), "{text}: {err}");
+            assert!(err.starts_with("configuration: "), "{err}");
+        }
+        let err = format!(
+            "{:#}",
+            parse("[delivery]\nrelay = \"smtp://mailer:relay-Secret9@relay.test:99999\"\n")
+                .unwrap_err()
+        );
+        assert!(err.contains("smtp://mailer:***@relay.test:99999"), "{err}");
+        assert!(err.contains("invalid port"), "{err}");
     }
 }
