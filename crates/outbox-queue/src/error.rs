@@ -46,6 +46,12 @@ pub enum StoreError {
         /// The id as given.
         id: String,
     },
+    /// An idempotency key already used with a different request.
+    #[error("Idempotency-Key {key:?} was already used with a different request")]
+    IdempotencyConflict {
+        /// The key.
+        key: String,
+    },
     /// No message has this id.
     #[error("no message with id {id}")]
     NotFound {

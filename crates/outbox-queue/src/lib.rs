@@ -33,6 +33,7 @@
 
 pub mod engine;
 mod error;
+mod idempotency;
 mod listing;
 mod model;
 mod outbox;
@@ -48,8 +49,8 @@ pub use error::{StoreError, human_size, sizes};
 pub use model::{
     AttemptRecord, Claimed, ClaimedRecipient, Delivery, Enqueued, ListFilter, ListPage,
     MergeValues, MessageBody, MessageDetail, MessageStatus, MessageSummary, NewMessage,
-    NewRecipient, Outcome, Priority, RecipientState, RecipientStatus, RouteFilter, RouteKey,
-    StatusCounts, StoreOptions,
+    NewRecipient, Outcome, Priority, RecipientState, RecipientStatus, RequestKey, RouteFilter,
+    RouteKey, StatusCounts, StoreOptions,
 };
 pub use outbox::{
     ImmediateResult, Outbox, OutboxError, RawMessage, deliver_now, prepare, prepare_raw, priority,

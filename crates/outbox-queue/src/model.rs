@@ -242,6 +242,20 @@ pub struct NewMessage {
     pub idempotency_key: Option<String>,
 }
 
+/// The `Idempotency-Key` of a request that queues one or more messages
+/// ([`Store::enqueue_keyed`](crate::Store::enqueue_keyed)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestKey {
+    /// The key the client chose.
+    pub key: String,
+    /// Whose key it is: keys are unique per scope (the HTTP API uses a hash of the token,
+    /// never the token, so two tokens never share a key).
+    pub scope: String,
+    /// A hash of the request: the key repeated with another request is
+    /// [`StoreError::IdempotencyConflict`](crate::StoreError::IdempotencyConflict).
+    pub request_hash: String,
+}
+
 /// What `enqueue` returns once the message is committed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Enqueued {

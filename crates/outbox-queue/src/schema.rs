@@ -21,10 +21,22 @@
 /// The states from which a recipient can still be claimed.
 pub(crate) const ACTIVE_STATES: &str = "('queued', 'deferred', 'sending')";
 
+/// Migration 2: idempotency keys are unique per scope (the HTTP API's scope is a hash of
+/// the token, never the token), remember a hash of the request they came with, and a batch
+/// shares one key across its messages (`idempotency_index` is the place in the batch).
+/// Rows from before keep their key in the empty scope.
+const IDEMPOTENCY_SCOPES: &str = "ALTER TABLE messages ADD COLUMN idempotency_scope TEXT NOT NULL DEFAULT '';
+    ALTER TABLE messages ADD COLUMN request_hash TEXT;
+    ALTER TABLE messages ADD COLUMN idempotency_index BIGINT NOT NULL DEFAULT 0;
+    DROP INDEX messages_idempotency_key;
+    CREATE UNIQUE INDEX messages_idempotency ON messages (idempotency_scope, idempotency_key, idempotency_index)
+        WHERE idempotency_key IS NOT NULL;";
+
 /// SQLite migrations: (version, SQL).
-pub(crate) const SQLITE: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE messages (
+pub(crate) const SQLITE: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE messages (
         id TEXT PRIMARY KEY NOT NULL,
         created_at INTEGER NOT NULL,
         send_at INTEGER NOT NULL,
@@ -75,12 +87,15 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[(
         duration_ms INTEGER NOT NULL
     );
     CREATE INDEX attempts_message ON attempts (message_id, id);",
-)];
+    ),
+    (2, IDEMPOTENCY_SCOPES),
+];
 
 /// PostgreSQL migrations: (version, SQL).
-pub(crate) const POSTGRES: &[(i64, &str)] = &[(
-    1,
-    r#"CREATE TABLE messages (
+pub(crate) const POSTGRES: &[(i64, &str)] = &[
+    (
+        1,
+        r#"CREATE TABLE messages (
         id TEXT COLLATE "C" PRIMARY KEY,
         created_at BIGINT NOT NULL,
         send_at BIGINT NOT NULL,
@@ -131,7 +146,9 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[(
         duration_ms BIGINT NOT NULL
     );
     CREATE INDEX attempts_message ON attempts (message_id, id);"#,
-)];
+    ),
+    (2, IDEMPOTENCY_SCOPES),
+];
 
 /// The statement that recomputes one message's status from its recipients (DESIGN §4):
 /// `queued` while any recipient is active, `sent` when all are sent, else `error`.

@@ -12,7 +12,8 @@ use tokio::sync::Notify;
 
 use crate::model::{
     AttemptRecord, Claimed, Enqueued, ListFilter, ListPage, MessageBody, MessageDetail,
-    MessageStatus, MessageSummary, NewMessage, NewRecipient, Outcome, RouteFilter, StatusCounts,
+    MessageStatus, MessageSummary, NewMessage, NewRecipient, Outcome, RequestKey, RouteFilter,
+    StatusCounts,
 };
 use crate::{StoreError, StoreOptions};
 
@@ -43,6 +44,18 @@ pub trait Store: Send + Sync {
     /// Queues many messages in one transaction (`email_batch`): all or none. Every
     /// message is checked before anything is written.
     fn enqueue_batch(&self, messages: Vec<NewMessage>) -> StoreFuture<'_, Vec<Enqueued>>;
+
+    /// Like [`enqueue_batch`](Store::enqueue_batch), for the messages of one request that
+    /// carried an idempotency key (the messages' own `idempotency_key` is then ignored):
+    /// the first time, they are queued with the key, each at its place in the request;
+    /// the same key in the same scope with the same request hash returns the first ids
+    /// (`existing = true`) and stores nothing; with another hash it is
+    /// [`StoreError::IdempotencyConflict`] and stores nothing.
+    fn enqueue_keyed(
+        &self,
+        messages: Vec<NewMessage>,
+        key: RequestKey,
+    ) -> StoreFuture<'_, Vec<Enqueued>>;
 
     /// Adds recipients to a queued message in one transaction (for bulk merges: call it
     /// once per batch of, say, 10 000). Returns how many were added.

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use outbox_queue::{
-    Delivery, ListFilter, MessageStatus, NewMessage, NewRecipient, Outcome, Priority,
-    RecipientState, StoreError, StoreOptions, enqueue_in_batches,
+    Delivery, Enqueued, ListFilter, MessageStatus, NewMessage, NewRecipient, Outcome, Priority,
+    RecipientState, RequestKey, StoreError, StoreOptions, enqueue_in_batches,
 };
 use support::{TestStore, message, soon};
 use time::OffsetDateTime;
@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 conformance!(
     enqueue_returns_an_id_and_status_is_queued,
     idempotency_key_returns_the_first_id,
+    idempotency_keys_are_scoped_and_bound_to_their_request,
     oversize_and_bad_input_store_nothing,
     batch_is_all_or_nothing,
     bulk_recipients_store_the_body_once,
@@ -78,6 +79,78 @@ async fn idempotency_key_returns_the_first_id(t: TestStore) {
     assert!(batch[0].existing);
     assert!(!batch[1].existing);
     assert_eq!(t.store.counts().await.unwrap().queued, 2);
+}
+
+/// The HTTP API's use of keys: per scope (a token's hash), tied to a hash of the request,
+/// and shared by the messages of a batch at their places in it.
+async fn idempotency_keys_are_scoped_and_bound_to_their_request(t: TestStore) {
+    let key = |scope: &str, hash: &str| RequestKey {
+        key: "k-1".into(),
+        scope: scope.into(),
+        request_hash: hash.into(),
+    };
+    let one = || vec![message("keyed", &["bob@example.net"])];
+    let a = t
+        .store
+        .enqueue_keyed(one(), key("token-a", "h1"))
+        .await
+        .unwrap();
+    let again = t
+        .store
+        .enqueue_keyed(one(), key("token-a", "h1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        vec![Enqueued {
+            id: a[0].id.clone(),
+            existing: true
+        }]
+    );
+    // Another scope with the same key is another message.
+    let b = t
+        .store
+        .enqueue_keyed(one(), key("token-b", "h1"))
+        .await
+        .unwrap();
+    assert!(!b[0].existing);
+    assert_ne!(b[0].id, a[0].id);
+    // The same key with another request: a conflict, nothing stored.
+    let err = t
+        .store
+        .enqueue_keyed(
+            vec![message("x", &["c@d.test"]), message("y", &["c@d.test"])],
+            key("token-a", "h2"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::IdempotencyConflict { key } if key == "k-1"),
+        "{err:?}"
+    );
+    assert_eq!(t.store.counts().await.unwrap().queued, 2);
+    // A batch shares one key: each message at its own place, repeated as a whole.
+    let two = || vec![message("1", &["a@b.test"]), message("2", &["c@d.test"])];
+    let first = t
+        .store
+        .enqueue_keyed(two(), key("token-c", "hb"))
+        .await
+        .unwrap();
+    let second = t
+        .store
+        .enqueue_keyed(two(), key("token-c", "hb"))
+        .await
+        .unwrap();
+    assert!(first.iter().all(|e| !e.existing));
+    assert!(second.iter().all(|e| e.existing));
+    let ids = |v: &[Enqueued]| v.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&first), ids(&second));
+    assert_ne!(first[0].id, first[1].id);
+    assert_eq!(t.store.counts().await.unwrap().queued, 4);
+    // Keys without a scope (other callers) live apart from the scoped ones.
+    let mut legacy = message("legacy", &["e@f.test"]);
+    legacy.idempotency_key = Some("k-1".into());
+    assert!(!t.store.enqueue(legacy).await.unwrap().existing);
 }
 
 async fn oversize_and_bad_input_store_nothing(t: TestStore) {

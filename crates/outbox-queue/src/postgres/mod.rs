@@ -23,7 +23,8 @@ use tokio_postgres::NoTls;
 
 use crate::model::{
     AttemptRecord, Claimed, Enqueued, ListFilter, ListPage, MessageBody, MessageDetail,
-    MessageStatus, MessageSummary, NewMessage, NewRecipient, Outcome, RouteFilter, StatusCounts,
+    MessageStatus, MessageSummary, NewMessage, NewRecipient, Outcome, RequestKey, RouteFilter,
+    StatusCounts,
 };
 use crate::prepare::{IdGenerator, check_id, prepare_message};
 use crate::store::{Backend, Store, StoreFuture};
@@ -46,6 +47,23 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
+    /// Checks and inserts messages in one transaction (see `queue::insert_messages`).
+    async fn insert(
+        &self,
+        messages: Vec<NewMessage>,
+        key: Option<RequestKey>,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        let now = OffsetDateTime::now_utc();
+        let prepared = messages
+            .into_iter()
+            .map(|m| prepare_message(m, &self.options, &self.ids, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut client = self.pool.get().await?;
+        let enqueued = queue::insert_messages(&mut client, prepared, key.as_ref()).await?;
+        self.enqueued.notify_one();
+        Ok(enqueued)
+    }
+
     /// Connects to the database a `postgres://` URL names and applies pending migrations.
     pub async fn open(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
         let config: tokio_postgres::Config = url
@@ -140,17 +158,15 @@ impl Store for PostgresStore {
     }
 
     fn enqueue_batch(&self, messages: Vec<NewMessage>) -> StoreFuture<'_, Vec<Enqueued>> {
-        Box::pin(async move {
-            let now = OffsetDateTime::now_utc();
-            let prepared = messages
-                .into_iter()
-                .map(|m| prepare_message(m, &self.options, &self.ids, now))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut client = self.pool.get().await?;
-            let enqueued = queue::insert_messages(&mut client, prepared).await?;
-            self.enqueued.notify_one();
-            Ok(enqueued)
-        })
+        Box::pin(self.insert(messages, None))
+    }
+
+    fn enqueue_keyed(
+        &self,
+        messages: Vec<NewMessage>,
+        key: RequestKey,
+    ) -> StoreFuture<'_, Vec<Enqueued>> {
+        Box::pin(self.insert(messages, Some(key)))
     }
 
     fn add_recipients<'a>(

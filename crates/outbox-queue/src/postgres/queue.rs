@@ -8,7 +8,8 @@ use time::OffsetDateTime;
 
 use super::listen::CHANNEL;
 use crate::StoreError;
-use crate::model::{Claimed, Enqueued, NewRecipient, Outcome, RouteFilter};
+use crate::idempotency::KeyColumns;
+use crate::model::{Claimed, Enqueued, NewRecipient, Outcome, RequestKey, RouteFilter};
 use crate::prepare::{PreparedMessage, PreparedRecipient, prepare_recipients, reply_code};
 use crate::rows::{MessageInfo, RawClaim, group};
 use crate::schema::{ACTIVE_STATES, refresh_status_sql};
@@ -16,21 +17,28 @@ use crate::timefmt::{duration_ms, to_ms};
 
 /// Inserts prepared messages in one transaction; a known idempotency key yields the
 /// first id instead.
+/// With `request`, message `i` carries its key at place `i`; without, each message's own
+/// `idempotency_key` counts, in the empty scope. A known key with another request hash is
+/// a conflict.
 pub(super) async fn insert_messages(
     client: &mut Client,
     messages: Vec<PreparedMessage>,
+    request: Option<&RequestKey>,
 ) -> Result<Vec<Enqueued>, StoreError> {
     let tx = client.transaction().await?;
     let insert = tx
         .prepare_cached(
             "INSERT INTO messages (id, created_at, send_at, priority, envelope_from, subject, size, data, \
-             tokens, relay, idempotency_key, status, recipient_count) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', $12) \
-             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
+             tokens, relay, idempotency_key, status, recipient_count, idempotency_scope, \
+             request_hash, idempotency_index) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', $12, $13, $14, $15) \
+             ON CONFLICT (idempotency_scope, idempotency_key, idempotency_index) \
+             WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
         )
         .await?;
     let mut enqueued = Vec::with_capacity(messages.len());
-    for message in messages {
+    for (index, message) in messages.into_iter().enumerate() {
+        let key = KeyColumns::of(request, &message, index);
         let size = message.data.len() as i64;
         let count = message.recipients.len() as i64;
         let inserted = tx
@@ -47,18 +55,29 @@ pub(super) async fn insert_messages(
                     &message.data,
                     &message.tokens,
                     &message.relay,
-                    &message.idempotency_key,
+                    &key.key,
                     &count,
+                    &key.scope,
+                    &key.hash,
+                    &key.index,
                 ],
             )
             .await?;
         if inserted.is_none() {
+            // Only a known key makes the insert do nothing: the first message's row.
             let row = tx
                 .query_one(
-                    "SELECT id FROM messages WHERE idempotency_key = $1",
-                    &[&message.idempotency_key],
+                    "SELECT id, request_hash FROM messages \
+                     WHERE idempotency_scope = $1 AND idempotency_key = $2 AND idempotency_index = $3",
+                    &[&key.scope, &key.key, &key.index],
                 )
                 .await?;
+            let hash: Option<String> = row.get(1);
+            if hash.as_deref() != key.hash {
+                return Err(StoreError::IdempotencyConflict {
+                    key: key.key.unwrap_or_default().to_string(),
+                });
+            }
             enqueued.push(Enqueued {
                 id: row.get(0),
                 existing: true,

@@ -21,7 +21,8 @@ use tokio::sync::Notify;
 
 use crate::model::{
     AttemptRecord, Claimed, Enqueued, ListFilter, ListPage, MessageBody, MessageDetail,
-    MessageStatus, MessageSummary, NewMessage, NewRecipient, Outcome, RouteFilter, StatusCounts,
+    MessageStatus, MessageSummary, NewMessage, NewRecipient, Outcome, RequestKey, RouteFilter,
+    StatusCounts,
 };
 use crate::prepare::{IdGenerator, check_id};
 use crate::store::{Backend, Store, StoreFuture};
@@ -45,6 +46,24 @@ struct Inner {
 }
 
 impl SqliteStore {
+    /// Checks and inserts messages in one transaction (see `queue::insert_messages`).
+    async fn insert(
+        &self,
+        messages: Vec<NewMessage>,
+        key: Option<RequestKey>,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        let now = OffsetDateTime::now_utc();
+        let prepared = messages
+            .into_iter()
+            .map(|m| crate::prepare::prepare_message(m, &self.inner.options, &self.inner.ids, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        let enqueued = self
+            .write(move |tx, _| queue::insert_messages(tx, prepared, key.as_ref()))
+            .await?;
+        self.inner.enqueued.notify_one();
+        Ok(enqueued)
+    }
+
     /// Opens the database at `path` (creating the file and its directory entries'
     /// tables if missing) and applies pending migrations.
     pub async fn open(path: &Path, options: StoreOptions) -> Result<Self, StoreError> {
@@ -198,20 +217,15 @@ impl Store for SqliteStore {
     }
 
     fn enqueue_batch(&self, messages: Vec<NewMessage>) -> StoreFuture<'_, Vec<Enqueued>> {
-        Box::pin(async move {
-            let now = OffsetDateTime::now_utc();
-            let prepared = messages
-                .into_iter()
-                .map(|m| {
-                    crate::prepare::prepare_message(m, &self.inner.options, &self.inner.ids, now)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let enqueued = self
-                .write(move |tx, _| queue::insert_messages(tx, prepared))
-                .await?;
-            self.inner.enqueued.notify_one();
-            Ok(enqueued)
-        })
+        Box::pin(self.insert(messages, None))
+    }
+
+    fn enqueue_keyed(
+        &self,
+        messages: Vec<NewMessage>,
+        key: RequestKey,
+    ) -> StoreFuture<'_, Vec<Enqueued>> {
+        Box::pin(self.insert(messages, Some(key)))
     }
 
     fn add_recipients<'a>(
@@ -362,5 +376,61 @@ impl Store for SqliteStore {
 
     fn enqueued(&self) -> Arc<Notify> {
         Arc::clone(&self.inner.enqueued)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database made before migration 2 keeps its keyed rows, now in the empty scope,
+    /// and gets the scoped unique index.
+    #[test]
+    fn migration_2_upgrades_a_version_1_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("old.db")).unwrap();
+        conn.execute_batch(schema::SQLITE[0].1).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
+             INSERT INTO schema_migrations VALUES (1, 0);
+             INSERT INTO messages (id, created_at, send_at, priority, envelope_from, subject, size,
+                data, idempotency_key, status, recipient_count)
+             VALUES ('01JD2W6Q0R9N6X4Y7Z8A1B2C3D', 0, 0, 1, 'a@b.test', 's', 1, x'41', 'k', 'queued', 0);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let (scope, hash, index): (String, Option<String>, i64) = conn
+            .query_row(
+                "SELECT idempotency_scope, request_hash, idempotency_index FROM messages",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((scope.as_str(), hash, index), ("", None, 0));
+        let indexes: Vec<String> = conn
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages'",
+            )
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            indexes.contains(&"messages_idempotency".to_string()),
+            "{indexes:?}"
+        );
+        assert!(
+            !indexes.contains(&"messages_idempotency_key".to_string()),
+            "{indexes:?}"
+        );
+        // The same key in another scope is allowed now.
+        conn.execute(
+            "INSERT INTO messages (id, created_at, send_at, priority, envelope_from, subject, size,
+                data, idempotency_key, status, recipient_count, idempotency_scope)
+             VALUES ('01JD2W6Q0R9N6X4Y7Z8A1B2C3E', 0, 0, 1, 'a@b.test', 's', 1, x'41', 'k', 'queued', 0, 'tok')",
+            [],
+        )
+        .unwrap();
     }
 }

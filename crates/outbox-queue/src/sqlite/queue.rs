@@ -8,29 +8,47 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
 use crate::StoreError;
-use crate::model::{Claimed, Enqueued, NewRecipient, Outcome, RouteFilter};
+use crate::idempotency::KeyColumns;
+use crate::model::{Claimed, Enqueued, NewRecipient, Outcome, RequestKey, RouteFilter};
 use crate::prepare::{PreparedMessage, PreparedRecipient, prepare_recipients, reply_code};
 use crate::rows::{MessageInfo, RawClaim, group};
 use crate::schema::{ACTIVE_STATES, refresh_status_sql};
 use crate::timefmt::{duration_ms, to_ms};
 
-/// Inserts prepared messages; a known idempotency key yields the first id instead.
+/// Inserts prepared messages; a known idempotency key (in its scope, at its place in the
+/// request) yields the first id instead, or a conflict when it came with another request.
+/// With `request`, message `i` carries its key at place `i`; without, each message's own
+/// `idempotency_key` counts, in the empty scope.
 pub(super) fn insert_messages(
     tx: &Transaction<'_>,
     messages: Vec<PreparedMessage>,
+    request: Option<&RequestKey>,
 ) -> Result<Vec<Enqueued>, StoreError> {
-    let mut find_key = tx.prepare_cached("SELECT id FROM messages WHERE idempotency_key = ?1")?;
+    let mut find_key = tx.prepare_cached(
+        "SELECT id, request_hash FROM messages \
+         WHERE idempotency_scope = ?1 AND idempotency_key = ?2 AND idempotency_index = ?3",
+    )?;
     let mut insert = tx.prepare_cached(
         "INSERT INTO messages (id, created_at, send_at, priority, envelope_from, subject, size, data, \
-         tokens, relay, idempotency_key, status, recipient_count) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'queued', ?12)",
+         tokens, relay, idempotency_key, status, recipient_count, idempotency_scope, request_hash, \
+         idempotency_index) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'queued', ?12, ?13, ?14, ?15)",
     )?;
     let mut enqueued = Vec::with_capacity(messages.len());
-    for message in messages {
-        if let Some(key) = &message.idempotency_key {
-            let existing: Option<String> =
-                find_key.query_row([key], |row| row.get(0)).optional()?;
-            if let Some(id) = existing {
+    for (index, message) in messages.into_iter().enumerate() {
+        let key = KeyColumns::of(request, &message, index);
+        if let Some(name) = key.key {
+            let existing: Option<(String, Option<String>)> = find_key
+                .query_row(params![key.scope, name, key.index], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()?;
+            if let Some((id, hash)) = existing {
+                if hash.as_deref() != key.hash {
+                    return Err(StoreError::IdempotencyConflict {
+                        key: name.to_string(),
+                    });
+                }
                 enqueued.push(Enqueued { id, existing: true });
                 continue;
             }
@@ -46,8 +64,11 @@ pub(super) fn insert_messages(
             message.data,
             message.tokens,
             message.relay,
-            message.idempotency_key,
+            key.key,
             message.recipients.len() as i64,
+            key.scope,
+            key.hash,
+            key.index,
         ])?;
         insert_recipients(
             tx,

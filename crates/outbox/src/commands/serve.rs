@@ -33,17 +33,20 @@ pub async fn run(globals: &Globals, _args: ServeArgs) -> anyhow::Result<()> {
     if config.http.tokens.is_empty() {
         tracing::warn!("http.tokens is empty: the API and admin page refuse every request");
     }
+    warn_short_tokens(&config.http.tokens);
     let state = AppState::new(outbox.clone(), config.clone(), engine.metrics());
     let app = http::app(state);
     tracing::info!(%address, "HTTP API and admin page listening");
-    let http = tokio::spawn(
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(stopped(stop_rx.clone()))
-        .into_future(),
-    );
+    let limits = http::server::Limits {
+        header_timeout: config.http.header_timeout.0,
+        max_connections: config.http.max_connections,
+    };
+    let http = tokio::spawn(http::server::serve(
+        listener,
+        app,
+        limits,
+        stopped(stop_rx.clone()),
+    ));
 
     // The submission listener stops accepting on the same signal, then lets open
     // transactions finish (their messages are committed or refused, never half-queued).
@@ -71,8 +74,22 @@ pub async fn run(globals: &Globals, _args: ServeArgs) -> anyhow::Result<()> {
     if let Some(smtp) = smtp {
         smtp.await.context("SMTP listener task")?;
     }
-    http.await
-        .context("HTTP server task")?
-        .context("HTTP server")?;
+    http.await.context("HTTP server task")?;
     result
+}
+
+/// Tokens shorter than this are guessable enough to deserve a warning at start.
+const SHORT_TOKEN: usize = 16;
+
+/// Warns about each short token by its place in the list, never by its value.
+fn warn_short_tokens(tokens: &[String]) {
+    for (index, token) in tokens.iter().enumerate() {
+        let length = token.chars().count();
+        if length < SHORT_TOKEN {
+            tracing::warn!(
+                "http.tokens[{index}] is only {length} characters long: \
+                 use at least {SHORT_TOKEN} random characters"
+            );
+        }
+    }
 }

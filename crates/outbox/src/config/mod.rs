@@ -128,6 +128,21 @@ pub struct HttpConfig {
     pub tokens: Vec<String>,
     /// Directory that `path` attachments may come from over HTTP; absent: refused.
     pub attachment_dir: Option<PathBuf>,
+    /// May a message posted over HTTP name its own `relay` (DESIGN §10)? `program:` relays
+    /// are refused from the network whatever this says.
+    pub allow_relay: bool,
+    /// How long a client has to send a request's headers, counted from when the server
+    /// starts waiting for them: a new connection, or the end of the previous answer on a
+    /// kept-alive one (so it is also the keep-alive idle timeout).
+    pub header_timeout: HumanDuration,
+    /// HTTP connections open at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Failed token checks (API, admin login) from one client address within
+    /// `auth_failure_window` before that address gets 429 for the rest of the window.
+    pub max_auth_failures: u32,
+    pub auth_failure_window: HumanDuration,
+    /// How far ahead a message posted over HTTP may set `send_at`.
+    pub schedule_horizon: HumanDuration,
 }
 
 impl Default for HttpConfig {
@@ -136,6 +151,12 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8025)),
             tokens: Vec::new(),
             attachment_dir: None,
+            allow_relay: false,
+            header_timeout: HumanDuration(Duration::from_secs(30)),
+            max_connections: 512,
+            max_auth_failures: 10,
+            auth_failure_window: HumanDuration(Duration::from_secs(300)),
+            schedule_horizon: HumanDuration(Duration::from_secs(366 * 24 * 60 * 60)),
         }
     }
 }
@@ -271,6 +292,19 @@ impl Config {
                 )
             })?;
         }
+        let h = &self.http;
+        if h.header_timeout.0.is_zero() {
+            bail!("configuration: http.header_timeout must be more than 0s");
+        }
+        if h.max_connections == 0 {
+            bail!("configuration: http.max_connections must be at least 1");
+        }
+        if h.max_auth_failures == 0 {
+            bail!("configuration: http.max_auth_failures must be at least 1");
+        }
+        if h.auth_failure_window.0.is_zero() {
+            bail!("configuration: http.auth_failure_window must be more than 0s");
+        }
         let l = &self.smtp_listener;
         if l.cert_file.is_some() != l.key_file.is_some() {
             bail!("configuration: smtp_listener.cert_file and key_file go together");
@@ -324,6 +358,17 @@ mod tests {
                 .to_string();
             assert!(err.contains("sendmail.domain"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn http_defaults() {
+        let config = Config::default();
+        assert!(
+            !config.http.allow_relay,
+            "DESIGN §10: relays over HTTP are opt-in"
+        );
+        assert_eq!(config.http.header_timeout.0, Duration::from_secs(30));
+        assert_eq!(config.http.max_connections, 512);
     }
 
     #[test]

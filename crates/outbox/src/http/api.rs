@@ -2,18 +2,21 @@
 //! retry them. Each handler is documented for the OpenAPI document in `openapi.rs`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use outbox_mime::EmailSpec;
-use outbox_queue::{ListFilter, MessageStatus, Priority, StoreError, prepare};
+use outbox_queue::{ListFilter, MessageStatus, Priority, RequestKey, StoreError, prepare};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::AppState;
 use super::attachments::confine_paths;
-use super::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use super::auth::TokenId;
+use super::body::{BatchBody, SpecBody};
+use super::error::{ApiError, ApiQuery, ErrorBody, retry_later};
 use super::openapi::schema;
+use super::spec_checks::check_spec;
 
 /// The request header that makes a POST idempotent.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -98,32 +101,26 @@ pub struct Changed {
 )]
 pub async fn post_message(
     State(state): State<AppState>,
+    Extension(token): Extension<TokenId>,
     headers: HeaderMap,
-    ApiJson(mut spec): ApiJson<EmailSpec>,
+    SpecBody { mut spec, hash }: SpecBody,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    confine_paths(&mut spec, state.config.http.attachment_dir.as_deref()).await?;
+    check_spec(&spec, &state.config.http)?;
+    confine_paths(&mut spec, &state.config).await?;
     if spec.immediate {
-        let results = state.outbox.send_now(&spec).await?;
-        let status = if results.iter().all(|r| r.accepted) {
-            MessageStatus::Sent
-        } else {
-            MessageStatus::Error
-        };
-        let recipients = results
-            .into_iter()
-            .map(|r| ImmediateRecipient {
-                address: r.address,
-                accepted: r.accepted,
-                reply: r.reply,
-            })
-            .collect();
-        return Ok((StatusCode::OK, Json(Immediate { status, recipients })).into_response());
+        return send_immediately(&state, &spec).await;
     }
-    let mut message = prepare(&spec)?;
-    message.idempotency_key = key;
+    let message = prepare(&spec)?;
     let store = state.outbox.store();
-    let enqueued = store.enqueue(message).await?;
+    let enqueued = match key {
+        Some(key) => store
+            .enqueue_keyed(vec![message], request_key(key, &token, hash))
+            .await?
+            .pop()
+            .ok_or_else(|| ApiError::internal(&"enqueue returned nothing"))?,
+        None => store.enqueue(message).await?,
+    };
     if enqueued.existing {
         let status = store.status(&enqueued.id).await?;
         let body = Queued {
@@ -138,6 +135,34 @@ pub async fn post_message(
         status: MessageStatus::Queued,
     };
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// `immediate: true`: delivers now, holding one of `delivery.max_connections` slots; when
+/// all are busy the answer is 503 at once rather than one more connection.
+async fn send_immediately(state: &AppState, spec: &EmailSpec) -> Result<Response, ApiError> {
+    let Ok(_slot) = state.immediate.clone().try_acquire_owned() else {
+        return Ok(retry_later(
+            StatusCode::SERVICE_UNAVAILABLE,
+            1,
+            "every immediate-send slot is busy (delivery.max_connections): \
+             try again, or queue the message",
+        ));
+    };
+    let results = state.outbox.send_now(spec).await?;
+    let status = if results.iter().all(|r| r.accepted) {
+        MessageStatus::Sent
+    } else {
+        MessageStatus::Error
+    };
+    let recipients = results
+        .into_iter()
+        .map(|r| ImmediateRecipient {
+            address: r.address,
+            accepted: r.accepted,
+            reply: r.reply,
+        })
+        .collect();
+    Ok((StatusCode::OK, Json(Immediate { status, recipients })).into_response())
 }
 
 /// `POST /api/v1/messages/batch`.
@@ -165,12 +190,14 @@ pub async fn post_message(
 )]
 pub async fn post_batch(
     State(state): State<AppState>,
-    ApiJson(mut specs): ApiJson<Vec<EmailSpec>>,
+    Extension(token): Extension<TokenId>,
+    headers: HeaderMap,
+    BatchBody { mut specs, hash }: BatchBody,
 ) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
     if specs.is_empty() {
         return Err(ApiError::invalid("[]", "the batch holds no message"));
     }
-    let attachment_dir = state.config.http.attachment_dir.as_deref();
     let mut messages = Vec::with_capacity(specs.len());
     for (index, spec) in specs.iter_mut().enumerate() {
         let at = |err: ApiError| in_batch(index, err);
@@ -180,28 +207,39 @@ pub async fn post_batch(
                 "immediate: not allowed in a batch (POST the message alone)",
             )));
         }
-        confine_paths(spec, attachment_dir).await.map_err(at)?;
+        check_spec(spec, &state.config.http).map_err(at)?;
+        confine_paths(spec, &state.config).await.map_err(at)?;
         messages.push(prepare(spec).map_err(|err| at(err.into()))?);
     }
-    let enqueued = state
-        .outbox
-        .store()
-        .enqueue_batch(messages)
-        .await
-        .map_err(ApiError::from)?;
-    state.api_metrics.add_enqueued(enqueued.len() as u64);
-    let body: Vec<Queued> = enqueued
-        .into_iter()
-        .map(|e| Queued {
-            id: e.id,
-            status: MessageStatus::Queued,
-        })
-        .collect();
+    let store = state.outbox.store();
+    // One key covers the whole batch.
+    let enqueued = match key {
+        Some(key) => {
+            store
+                .enqueue_keyed(messages, request_key(key, &token, hash))
+                .await?
+        }
+        None => store.enqueue_batch(messages).await?,
+    };
+    let repeated = enqueued.iter().all(|e| e.existing);
+    let mut body = Vec::with_capacity(enqueued.len());
+    for e in enqueued {
+        let status = if e.existing {
+            store.status(&e.id).await?
+        } else {
+            MessageStatus::Queued
+        };
+        body.push(Queued { id: e.id, status });
+    }
+    if repeated {
+        return Ok((StatusCode::OK, Json(body)).into_response());
+    }
+    state.api_metrics.add_enqueued(body.len() as u64);
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
 /// Prefixes the field of an error about one message of a batch with its index.
-fn in_batch(index: usize, mut err: ApiError) -> ApiError {
+pub(super) fn in_batch(index: usize, mut err: ApiError) -> ApiError {
     let field = err.body.field.take().unwrap_or_default();
     err.body.field = Some(if field.is_empty() {
         format!("[{index}]")
@@ -210,6 +248,15 @@ fn in_batch(index: usize, mut err: ApiError) -> ApiError {
     });
     err.body.error = format!("message [{index}]: {}", err.body.error);
     err
+}
+
+/// A request's key, scoped to its token (by the token's hash, never the token).
+fn request_key(key: String, token: &TokenId, request_hash: String) -> RequestKey {
+    RequestKey {
+        key,
+        scope: token.0.clone(),
+        request_hash,
+    }
 }
 
 /// The `Idempotency-Key` header, checked.

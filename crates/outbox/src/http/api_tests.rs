@@ -18,15 +18,15 @@ use crate::config::units::ByteSize;
 use crate::config::{Config, HttpConfig};
 use crate::http::{AppState, app};
 
-const TOKEN: &str = "api-test-token-0123456789";
+pub(super) const TOKEN: &str = "api-test-token-0123456789";
 
-struct Harness {
-    app: Router,
-    store: Arc<dyn Store>,
-    dir: tempfile::TempDir,
+pub(super) struct Harness {
+    pub(super) app: Router,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) dir: tempfile::TempDir,
 }
 
-async fn harness_with(configure: impl FnOnce(&mut Config, &Path)) -> Harness {
+pub(super) async fn harness_with(configure: impl FnOnce(&mut Config, &Path)) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config {
         database: format!("sqlite://{}", dir.path().join("outbox.db").display()),
@@ -48,24 +48,24 @@ async fn harness_with(configure: impl FnOnce(&mut Config, &Path)) -> Harness {
     }
 }
 
-async fn harness() -> Harness {
+pub(super) async fn harness() -> Harness {
     harness_with(|_, _| {}).await
 }
 
-struct Reply {
-    status: StatusCode,
-    content_type: String,
-    text: String,
+pub(super) struct Reply {
+    pub(super) status: StatusCode,
+    pub(super) content_type: String,
+    pub(super) text: String,
 }
 
 impl Reply {
-    fn json(&self) -> Value {
+    pub(super) fn json(&self) -> Value {
         serde_json::from_str(&self.text)
             .unwrap_or_else(|err| panic!("not JSON ({err}): {}", self.text))
     }
 
     /// Asserts the error shape and returns `(error, field)`.
-    fn error(&self, status: StatusCode) -> (String, Option<String>) {
+    pub(super) fn error(&self, status: StatusCode) -> (String, Option<String>) {
         assert_eq!(self.status, status, "{}", self.text);
         assert!(
             self.content_type.starts_with("application/json"),
@@ -82,7 +82,12 @@ impl Reply {
     }
 }
 
-fn request(method: Method, uri: &str, body: Option<Vec<u8>>, token: Option<&str>) -> Request<Body> {
+pub(super) fn request(
+    method: Method,
+    uri: &str,
+    body: Option<Vec<u8>>,
+    token: Option<&str>,
+) -> Request<Body> {
     let mut builder = Request::builder().method(method).uri(uri);
     if let Some(token) = token {
         builder = builder.header(AUTHORIZATION, format!("Bearer {token}"));
@@ -96,7 +101,7 @@ fn request(method: Method, uri: &str, body: Option<Vec<u8>>, token: Option<&str>
     }
 }
 
-async fn send(app: &Router, request: Request<Body>) -> Reply {
+pub(super) async fn send(app: &Router, request: Request<Body>) -> Reply {
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let content_type = response
@@ -112,20 +117,20 @@ async fn send(app: &Router, request: Request<Body>) -> Reply {
     }
 }
 
-async fn call(app: &Router, method: Method, uri: &str, body: Option<Value>) -> Reply {
+pub(super) async fn call(app: &Router, method: Method, uri: &str, body: Option<Value>) -> Reply {
     let body = body.map(|b| serde_json::to_vec(&b).unwrap());
     send(app, request(method, uri, body, Some(TOKEN))).await
 }
 
-fn spec(subject: &str, to: &str) -> Value {
+pub(super) fn spec(subject: &str, to: &str) -> Value {
     json!({"from": "app@example.com", "to": to, "subject": subject, "text": "hello"})
 }
 
-async fn post(app: &Router, body: Value) -> Reply {
+pub(super) async fn post(app: &Router, body: Value) -> Reply {
     call(app, Method::POST, "/api/v1/messages", Some(body)).await
 }
 
-async fn queue(app: &Router, subject: &str, to: &str) -> String {
+pub(super) async fn queue(app: &Router, subject: &str, to: &str) -> String {
     let reply = post(app, spec(subject, to)).await;
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
     let body = reply.json();
@@ -135,7 +140,8 @@ async fn queue(app: &Router, subject: &str, to: &str) -> String {
 
 #[tokio::test]
 async fn every_route_but_healthz_needs_the_token() {
-    let h = harness().await;
+    // 27 failures from one (test) address: more than the throttle lets through by default.
+    let h = harness_with(|config, _| config.http.max_auth_failures = 100).await;
     let id = queue(&h.app, "s", "a@example.net").await;
     let routes = [
         (Method::POST, "/api/v1/messages".to_string()),
@@ -338,9 +344,14 @@ async fn a_repeated_idempotency_key_answers_the_first_id() {
     };
     let first = post_keyed("order-42", "first").await;
     assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.text);
-    let again = post_keyed("order-42", "second").await;
+    let again = post_keyed("order-42", "first").await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.text);
     assert_eq!(again.json()["id"], first.json()["id"]);
+    assert_eq!(again.json()["status"], "queued");
+    // The same key with another body is a conflict that names the header.
+    let changed = post_keyed("order-42", "second").await;
+    let (error, field) = changed.error(StatusCode::CONFLICT);
+    assert_eq!(field.as_deref(), Some("Idempotency-Key"), "{error}");
     let other = post_keyed("order-43", "third").await;
     assert_eq!(other.status, StatusCode::ACCEPTED);
     assert_ne!(other.json()["id"], first.json()["id"]);
@@ -452,9 +463,11 @@ async fn bad_input_gets_the_json_error_shape() {
     .error(StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(field.as_deref(), Some("[]"));
 
-    let mut no_type = raw("{}");
-    no_type.headers_mut().remove(CONTENT_TYPE);
-    send(&h.app, no_type)
+    let mut plain = raw("{}");
+    plain
+        .headers_mut()
+        .insert(CONTENT_TYPE, "text/plain".parse().unwrap());
+    send(&h.app, plain)
         .await
         .error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(h.store.counts().await.unwrap().queued, 0);

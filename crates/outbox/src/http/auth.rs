@@ -47,6 +47,29 @@ impl Tokens {
     }
 }
 
+/// Which token a request came with, as stored beside its idempotency keys: a SHA-256 of
+/// the token, never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenId(pub String);
+
+impl TokenId {
+    /// The id of a token.
+    pub fn of(token: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(b"outbox-token\0")
+            .chain_update(token.as_bytes())
+            .finalize();
+        TokenId(digest.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// The id of the token in an `Authorization: Bearer TOKEN` value.
+    pub fn from_header(header: &str) -> Option<Self> {
+        let (_, token) = header.trim().split_once(' ')?;
+        Some(TokenId::of(token.trim()))
+    }
+}
+
 /// Compares two byte strings in time that depends only on their lengths.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut difference = a.len() ^ b.len();
@@ -74,6 +97,11 @@ mod tests {
         assert!(!tokens.accepts_header("Basic s3cret-token"));
         assert!(!tokens.accepts_header("s3cret-token"));
         assert!(!Tokens::new(vec![String::new()]).accepts(""));
+        let id = TokenId::from_header("Bearer  s3cret-token ").unwrap();
+        assert_eq!(id, TokenId::of("s3cret-token"));
+        assert_eq!(id.0.len(), 64);
+        assert!(!id.0.contains("s3cret"));
+        assert_ne!(id, TokenId::of("other-token"));
     }
 
     #[test]

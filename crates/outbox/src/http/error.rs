@@ -6,8 +6,8 @@
 //! generic message, its detail logged and never sent.
 
 use axum::Json;
+use axum::extract::FromRequestParts;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -88,6 +88,17 @@ impl ApiError {
     }
 }
 
+/// A JSON error that says when to try again: 429 (too many failed tokens from this
+/// address) or 503 (every immediate-send slot or connection is busy).
+pub fn retry_later(status: StatusCode, seconds: u64, error: impl Into<String>) -> Response {
+    let mut response = ApiError::new(status, error).into_response();
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from(seconds),
+    );
+    response
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body)).into_response();
@@ -115,6 +126,9 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidId { .. } | StoreError::NotFound { .. } => {
                 ApiError::new(StatusCode::NOT_FOUND, err.to_string())
             }
+            StoreError::IdempotencyConflict { .. } => {
+                ApiError::field(StatusCode::CONFLICT, "Idempotency-Key", err.to_string())
+            }
             _ => ApiError::internal(&err),
         }
     }
@@ -132,28 +146,10 @@ impl From<OutboxError> for ApiError {
     }
 }
 
-/// `Json<T>` whose rejections are [`ApiError`]s: malformed JSON is 400, JSON of the wrong
-/// shape (an unknown field, a wrong type) is 422 with serde's message, which names the
-/// field, a body over the limit is 413, a missing content type 415.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ApiJson<T>(pub T);
-
-impl<S, T> FromRequest<S> for ApiJson<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
-        }
-    }
-}
-
-fn json_rejection(rejection: JsonRejection) -> ApiError {
+/// Turns axum's JSON rejections into [`ApiError`]s: malformed JSON is 400, JSON of the
+/// wrong shape (an unknown field, a wrong type) is 422 with serde's message, which names
+/// the field, a body over the limit is 413.
+pub(crate) fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::JsonDataError(err) => {
             // serde's message ("unknown field `subjet`, expected one of ...") is the

@@ -8,12 +8,18 @@ pub mod admin;
 pub mod api;
 mod attachments;
 pub mod auth;
+mod body;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod server;
+mod spec_checks;
+pub mod throttle;
 
 #[cfg(test)]
 mod api_tests;
+#[cfg(test)]
+mod security_tests;
 
 use std::sync::Arc;
 
@@ -43,18 +49,32 @@ pub struct AppState {
     pub tokens: auth::Tokens,
     /// What the API counts itself, for `/metrics`.
     pub api_metrics: Arc<ApiMetrics>,
+    /// Failed token checks per client address.
+    pub throttle: Arc<throttle::AuthThrottle>,
+    /// Slots for `immediate` sends: `delivery.max_connections` at once, so the network
+    /// cannot open connections without bound by posting them.
+    pub immediate: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
     /// State for a running server.
     pub fn new(outbox: Outbox, config: Arc<Config>, metrics: Arc<EngineMetrics>) -> Self {
         let tokens = auth::Tokens::new(config.http.tokens.clone());
+        let throttle = Arc::new(throttle::AuthThrottle::new(
+            config.http.max_auth_failures,
+            config.http.auth_failure_window.0,
+        ));
+        let immediate = Arc::new(tokio::sync::Semaphore::new(
+            config.delivery.max_connections.max(1),
+        ));
         AppState {
             outbox,
             config,
             metrics,
             tokens,
             api_metrics: Arc::default(),
+            throttle,
+            immediate,
         }
     }
 }
@@ -82,7 +102,17 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(metrics::healthz))
         .merge(protected)
         .merge(admin::router())
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+/// A known path with a method it does not take: 405 in the API's error shape (axum's
+/// own 405 has an empty body). `Allow` is still set by the router.
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        format!("method {method} is not allowed on {}", uri.path()),
+    )
 }
 
 /// The largest request body the API reads: a message of `max_message_size` whose
@@ -101,18 +131,35 @@ async fn unknown_route(uri: axum::http::Uri) -> ApiError {
     )
 }
 
-/// Lets a request through only with `Authorization: Bearer TOKEN` for an accepted token.
-async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let accepted = request
+/// Lets a request through only with `Authorization: Bearer TOKEN` for an accepted token
+/// (the handlers get its [`auth::TokenId`]); an address with too many failures gets 429
+/// before its token is even looked at.
+async fn require_token(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let client = throttle::client_address(request.extensions());
+    if let Some(wait) = state.throttle.blocked(client) {
+        return error::retry_later(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            wait,
+            format!("too many failed tokens from this address: try again in {wait}s"),
+        );
+    }
+    let token = request
         .headers()
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| state.tokens.accepts_header(value));
-    if !accepted {
+        .filter(|value| state.tokens.accepts_header(value))
+        .and_then(auth::TokenId::from_header);
+    let Some(token) = token else {
         if state.tokens.is_empty() {
             tracing::warn!("refused an API request: [http] tokens is empty");
         }
+        state.throttle.failed(client, "HTTP API");
         return ApiError::unauthorized().into_response();
-    }
+    };
+    request.extensions_mut().insert(token);
     next.run(request).await
 }

@@ -88,11 +88,22 @@ pub struct LoginForm {
 pub async fn login(
     State(state): State<AppState>,
     Extension(sessions): Extension<Arc<Sessions>>,
+    ConnectInfoIp(client): ConnectInfoIp,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
+    if let Some(wait) = state.throttle.blocked(client) {
+        let mut page = error_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many attempts",
+            &format!("Too many wrong tokens from this address. Try again in {wait} seconds."),
+        );
+        page.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, wait.into());
+        return page;
+    }
     let token = form.map(|Form(form)| form.token).unwrap_or_default();
     if !state.tokens.accepts(token.trim()) {
-        tracing::warn!("admin login with a wrong token");
+        state.throttle.failed(client, "admin login");
         return respond(
             StatusCode::UNAUTHORIZED,
             login_page(Some("That token is not accepted.")),
@@ -100,6 +111,22 @@ pub async fn login(
     }
     let id = sessions.create();
     ([(SET_COOKIE, session_cookie(&id))], Redirect::to("/")).into_response()
+}
+
+/// The client address of a request (see [`crate::http::throttle::client_address`]).
+pub struct ConnectInfoIp(pub std::net::IpAddr);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ConnectInfoIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ConnectInfoIp(crate::http::throttle::client_address(
+            &parts.extensions,
+        )))
+    }
 }
 
 /// The CSRF field every admin POST carries.

@@ -187,12 +187,26 @@ impl FromRequestParts<AppState> for Viewer {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         if let Some(header) = parts.headers.get(AUTHORIZATION) {
+            let client = crate::http::throttle::client_address(&parts.extensions);
+            if let Some(wait) = state.throttle.blocked(client) {
+                let mut page = super::pages::error_page(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "Too many attempts",
+                    &format!(
+                        "Too many wrong tokens from this address. Try again in {wait} seconds."
+                    ),
+                );
+                page.headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, wait.into());
+                return Err(page);
+            }
             let valid = header
                 .to_str()
                 .is_ok_and(|value| state.tokens.accepts_header(value));
             return if valid {
                 Ok(Viewer::Bearer)
             } else {
+                state.throttle.failed(client, "admin page");
                 Err(super::pages::error_page(
                     axum::http::StatusCode::UNAUTHORIZED,
                     "Wrong token",

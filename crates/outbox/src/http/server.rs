@@ -1,0 +1,162 @@
+//! The HTTP/1.1 server loop of `outbox serve`, with the limits `axum::serve` does not
+//! have:
+//!
+//! - `[http] header_timeout`: a client has this long to send a request's headers, counted
+//!   from when the server starts waiting for them (a new connection, or the end of the
+//!   previous answer on a kept-alive one), so a connection that sends nothing, half its
+//!   headers, or sits idle between requests is closed after it (hyper's
+//!   `header_read_timeout`, which starts as soon as a connection waits for a request).
+//! - `[http] max_connections`: connections open at once. One more is answered
+//!   `503 {"error": ...}` with `Retry-After` and closed, so a flood of idle connections
+//!   costs one file descriptor each for at most `header_timeout`, never the process's
+//!   whole allowance.
+//!
+//! Each request carries the client address as `ConnectInfo<SocketAddr>`, for the
+//! throttling of failed tokens. Shutdown: stop accepting, let each connection finish its
+//! current request, close idle ones at once.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tower::ServiceExt;
+
+/// What bounds the server's connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// See the module documentation.
+    pub header_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+}
+
+/// Refusals being written at once; beyond that an extra connection is closed without a
+/// word, so refusing cannot itself pile up.
+const MAX_REFUSING: usize = 64;
+
+/// How long a refusal may take to write and to drain what the client sent.
+const REFUSAL_TIME: Duration = Duration::from_secs(1);
+
+/// Serves `router` on `listener` until `shutdown` resolves, then waits for the open
+/// connections to finish their current request.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
+    let (closing_tx, closing_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let mut last_warned: Option<Instant> = None;
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    // Out of file descriptors, most likely: back off instead of spinning.
+                    tracing::warn!(error = %err, "HTTP: cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        while tasks.try_join_next().is_some() {}
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            if last_warned.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                tracing::warn!(
+                    client = %remote,
+                    max_connections = limits.max_connections,
+                    "HTTP: connection limit reached; refusing new connections with 503"
+                );
+                last_warned = Some(Instant::now());
+            }
+            if let Ok(permit) = refusing.clone().try_acquire_owned() {
+                tasks.spawn(async move {
+                    refuse(stream).await;
+                    drop(permit);
+                });
+            }
+            continue;
+        };
+        let router = router.clone();
+        let closing = closing_rx.clone();
+        tasks.spawn(async move {
+            serve_connection(stream, remote, router, limits, closing).await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    let _ = closing_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    router: Router,
+    limits: Limits,
+    mut closing: watch::Receiver<bool>,
+) {
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(remote));
+        router.clone().oneshot(request.map(Body::new))
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = async { let _ = closing.wait_for(|closing| *closing).await; } => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(err) = result {
+        // A client that timed out or hung up is routine: debug, not warn.
+        tracing::debug!(client = %remote, error = %err, "HTTP connection closed");
+    }
+}
+
+/// Answers a connection over the limit with a JSON 503 and closes it.
+async fn refuse(mut stream: TcpStream) {
+    let body = r#"{"error":"too many open connections (http.max_connections): try again"}"#;
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(REFUSAL_TIME, async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await?;
+        // Read what the client sent before closing: closing with unread data makes the
+        // kernel reset the connection, and the client could lose the answer.
+        let mut sink = [0u8; 4096];
+        let mut drained = 0usize;
+        while drained < 64 * 1024 {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => drained += n,
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
+}

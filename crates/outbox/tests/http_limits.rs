@@ -1,0 +1,267 @@
+//! `outbox serve`'s HTTP side against raw TCP sockets and real curl: header timeout,
+//! connection cap, the README's curl example, the start-up warning about short tokens,
+//! and failed tokens logged with the client address but never the value tried.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "limits-token-0123456789abcdef";
+
+/// Kills the server on drop, so a failing test leaves no process behind.
+struct Serve {
+    child: Child,
+    address: SocketAddr,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Serve {
+    /// Stops the server (SIGTERM) and returns everything it logged.
+    fn stop(mut self) -> String {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "outbox serve ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `outbox serve` with `[http]` lines added; retries once if the port was taken.
+fn start(dir: &Path, http_extra: &str, tokens: &[&str]) -> Serve {
+    for _ in 0..2 {
+        let port = free_port();
+        let config = dir.join("outbox.toml");
+        let tokens: Vec<String> = tokens.iter().map(|t| format!("\"{t}\"")).collect();
+        std::fs::write(
+            &config,
+            format!(
+                "database = \"sqlite://{db}\"\n\
+                 [delivery]\nrelay = \"smtp://127.0.0.1:9?starttls=off\"\n\
+                 [http]\nlisten = \"127.0.0.1:{port}\"\ntokens = [{tokens}]\n{http_extra}\n",
+                db = dir.join("outbox.db").display(),
+                tokens = tokens.join(", "),
+            ),
+        )
+        .unwrap();
+        let log = dir.join("serve.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_outbox"))
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .current_dir(dir)
+            .env_remove("OUTBOX_CONFIG")
+            .env("RUST_LOG", "trace")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("outbox serve starts");
+        let serve = Serve {
+            child,
+            address: SocketAddr::from(([127, 0, 0, 1], port)),
+            log,
+        };
+        let mut serve = serve;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = serve.child.try_wait().unwrap() {
+                let stderr = std::fs::read_to_string(&serve.log).unwrap_or_default();
+                if stderr.contains("cannot listen") {
+                    break;
+                }
+                panic!("outbox serve exited with {status}: {stderr}");
+            }
+            if get(serve.address, "/healthz", None).is_ok_and(|(status, _)| status == 200) {
+                return serve;
+            }
+            assert!(Instant::now() < deadline, "outbox serve did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("no free port for outbox serve after two tries");
+}
+
+/// One GET over a fresh connection: status and body.
+fn get(address: SocketAddr, path: &str, token: Option<&str>) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n{auth}\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Reads until the server closes the connection; panics if it has not within `limit`.
+fn closed_within(stream: &mut TcpStream, limit: Duration) -> Duration {
+    let started = Instant::now();
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut buffer = [0u8; 1024];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return started.elapsed(),
+            Ok(_) => continue, // a 408 or similar before the close is fine
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => {
+                return started.elapsed();
+            }
+            Err(err) => panic!("the server kept the connection open ({err})"),
+        }
+    }
+}
+
+#[test]
+fn half_sent_headers_and_silent_connections_are_closed_after_header_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = start(dir.path(), "header_timeout = \"1s\"", &[TOKEN]);
+    let mut half = TcpStream::connect(serve.address).unwrap();
+    half.write_all(b"POST /api/v1/messages HTTP/1.1\r\nHost: x\r\nContent-")
+        .unwrap();
+    let mut silent = TcpStream::connect(serve.address).unwrap();
+    // Kept alive after one answer, then idle.
+    let mut idle = TcpStream::connect(serve.address).unwrap();
+    write!(idle, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+
+    // Without the timeout, these reads would wait for the full 10 s and fail.
+    closed_within(&mut half, Duration::from_secs(10));
+    closed_within(&mut silent, Duration::from_secs(10));
+    closed_within(&mut idle, Duration::from_secs(10));
+    drop(serve);
+}
+
+#[test]
+fn many_idle_connections_do_not_stop_a_new_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = start(dir.path(), "header_timeout = \"30s\"", &[TOKEN]);
+    let idle: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(serve.address).unwrap())
+        .collect();
+    let (status, body) = get(serve.address, "/api/v1/messages", Some(TOKEN)).unwrap();
+    assert_eq!(status, 200, "{body}");
+    drop(idle);
+}
+
+#[test]
+fn connections_over_max_connections_get_a_json_503_until_a_slot_frees() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = start(
+        dir.path(),
+        "header_timeout = \"1s\"\nmax_connections = 2",
+        &[TOKEN],
+    );
+    // start() has just closed its /healthz connection; give the server a moment to
+    // notice, so the two idle connections below hold both slots.
+    std::thread::sleep(Duration::from_millis(200));
+    let idle: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(serve.address).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let (status, body) = get(serve.address, "/healthz", None).unwrap();
+    assert_eq!(status, 503, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
+    assert!(json["error"].as_str().unwrap().contains("max_connections"));
+    // The idle ones are closed after header_timeout; then a client is served again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if get(serve.address, "/healthz", None).is_ok_and(|(status, _)| status == 200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no slot freed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(idle);
+}
+
+#[test]
+fn the_readme_curl_example_queues_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = start(dir.path(), "", &[TOKEN]);
+    std::fs::write(
+        dir.path().join("message.json"),
+        r#"{"from": "app@example.com", "to": "ann@example.net", "subject": "Hi", "text": "Hello"}"#,
+    )
+    .unwrap();
+    // The README's line, verbatim but for the token and port.
+    let output = Command::new("curl")
+        .current_dir(dir.path())
+        .args([
+            "-sS",
+            "-H",
+            &format!("Authorization: Bearer {TOKEN}"),
+            "-d",
+            "@message.json",
+            &format!("http://{}/api/v1/messages", serve.address),
+            "-w",
+            "\n%{http_code}",
+        ])
+        .output()
+        .expect("curl runs (scripts/install-peers.sh installs it)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    assert_eq!(code, "202", "{body}");
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(json["status"], "queued");
+}
+
+#[test]
+fn short_tokens_are_warned_about_and_failed_tokens_logged_with_the_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = "tiny-tok3n";
+    let serve = start(dir.path(), "", &[TOKEN, short]);
+    let guess = "guessed-token-value-42";
+    let (status, _) = get(serve.address, "/api/v1/messages", Some(guess)).unwrap();
+    assert_eq!(status, 401);
+    let log = serve.stop();
+    assert!(
+        log.contains("http.tokens[1] is only 10 characters long"),
+        "{log}"
+    );
+    assert!(!log.contains("http.tokens[0] is only"), "{log}");
+    let failure = log
+        .lines()
+        .find(|line| line.contains("wrong or missing token"))
+        .unwrap_or_else(|| panic!("no failed-token line: {log}"));
+    assert!(failure.contains("WARN"), "{failure}");
+    // (The field name may be wrapped in terminal colour codes.)
+    assert!(
+        failure.contains("client") && failure.contains("127.0.0.1"),
+        "{failure}"
+    );
+    for secret in [TOKEN, short, guess] {
+        assert!(!log.contains(secret), "{secret} appears in the log");
+    }
+}
