@@ -197,6 +197,8 @@ fn refusal(err: &StoreError) -> Reply {
         StoreError::TooLarge { .. } => {
             Reply::new(552, ["5.3.4 Message size exceeds fixed maximum"])
         }
+        // RFC 3463 §3.7: 5.6.0, other media error — a line too long that cannot be fixed.
+        StoreError::LineTooLong(err) => Reply::new(550, [format!("5.6.0 {err}")]),
         // RFC 3463 §3.2: bad destination / sender address syntax.
         StoreError::InvalidRecipient { address } => {
             Reply::new(553, [format!("5.1.3 Invalid recipient address {address}")])

@@ -3,13 +3,17 @@
 //!
 //! Values are taken as text and checked in [`MessageArgs::into_spec`], so that a bad value
 //! fails with one line naming the flag, like every other error of the binary.
+//!
+//! Files named by flags (`--body-file`, `--html-file`, `--spec`, `--merge`, and through
+//! composition `--attach` and `--image`) are read with [`outbox_mime::read_file`]: only
+//! regular files (a FIFO, a device such as `/dev/zero` or a directory is refused without
+//! blocking), and only up to a size limit checked before anything is read.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, anyhow, bail};
-use outbox_mime::{EmailSpec, PartSource, Priority, TransferEncoding};
+use anyhow::{anyhow, bail};
+use outbox_mime::{ComposeOptions, EmailSpec, PartSource, Priority, TransferEncoding};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -92,12 +96,34 @@ pub struct MessageArgs {
     pub spec: Option<PathBuf>,
 }
 
+/// The composition options for a message whose files may hold up to `limit` bytes each.
+pub fn compose_options(limit: u64) -> ComposeOptions {
+    ComposeOptions {
+        max_file_size: Some(limit),
+        ..ComposeOptions::default()
+    }
+}
+
+/// The limit of `send --now` and `compose`, which do not queue: the queue's limit, but
+/// never less than the composer's default.
+pub fn unqueued_limit(max_message_size: u64) -> u64 {
+    max_message_size.max(outbox_mime::DEFAULT_MAX_FILE_SIZE)
+}
+
+/// The largest JSON file read for `--spec` or `--merge` when files may hold `limit` bytes:
+/// base64 makes content 4/3 larger, JSON escapes add a little (as the HTTP API counts).
+fn json_limit(limit: u64) -> u64 {
+    limit.saturating_mul(14) / 10 + 64 * 1024
+}
+
 impl MessageArgs {
     /// The spec: `--spec` JSON first, then each flag given over it. Delivery fields
     /// (`--priority`, `--at`, `--relay`) are checked here even when the command ignores them.
-    pub fn into_spec(self) -> anyhow::Result<EmailSpec> {
+    /// A body file may hold up to `limit` bytes (the binary passes
+    /// `delivery.max_message_size`); a larger one is refused before it is read.
+    pub fn into_spec(self, limit: u64) -> anyhow::Result<EmailSpec> {
         let mut spec = match &self.spec {
-            Some(path) => read_spec(path)?,
+            Some(path) => read_spec(path, json_limit(limit))?,
             None => EmailSpec::default(),
         };
         if let Some(from) = self.from {
@@ -128,13 +154,13 @@ impl MessageArgs {
             spec.text = Some(text);
         }
         if let Some(path) = &self.body_file {
-            spec.text = Some(read_text("--body-file", path)?);
+            spec.text = Some(read_text("--body-file", path, limit)?);
         }
         if let Some(html) = self.html {
             spec.html = Some(html);
         }
         if let Some(path) = &self.html_file {
-            spec.html = Some(read_text("--html-file", path)?);
+            spec.html = Some(read_text("--html-file", path, limit)?);
         }
         if !self.images.is_empty() {
             spec.html_images = self
@@ -194,7 +220,7 @@ impl MessageArgs {
             spec.tokens.insert(name.to_string(), value.to_string());
         }
         if let Some(path) = &self.merge {
-            spec.merge = read_merge(path)?;
+            spec.merge = read_merge(path, json_limit(limit))?;
         }
         if let Some(relay) = self.relay {
             spec.relay = Some(relay);
@@ -228,35 +254,35 @@ fn parse_header(text: &str) -> anyhow::Result<(String, String)> {
     Ok((name.trim().to_string(), value.trim().to_string()))
 }
 
-/// The bytes of a file, or of stdin for `-`.
-fn read_input(path: &Path) -> std::io::Result<Vec<u8>> {
-    if path == Path::new("-") {
-        let mut data = Vec::new();
-        std::io::stdin().read_to_end(&mut data)?;
-        Ok(data)
+/// The bytes of a regular file of at most `limit` bytes, or of stdin for `-` (read up to
+/// `limit + 1` bytes, then refused).
+fn read_input(flag: &str, path: &Path, limit: u64) -> anyhow::Result<Vec<u8>> {
+    let read = if path == Path::new("-") {
+        outbox_mime::read_bounded(std::io::stdin().lock(), limit)
     } else {
-        std::fs::read(path)
-    }
+        outbox_mime::read_file(path, limit)
+    };
+    read.map_err(|err| anyhow!("{flag}: {}: {err}", path.display()))
 }
 
 /// A UTF-8 text file for a body flag.
-fn read_text(flag: &str, path: &Path) -> anyhow::Result<String> {
-    let data =
-        read_input(path).with_context(|| format!("{flag}: cannot read {}", path.display()))?;
+fn read_text(flag: &str, path: &Path, limit: u64) -> anyhow::Result<String> {
+    let data = read_input(flag, path, limit)?;
     String::from_utf8(data).map_err(|_| anyhow!("{flag}: {} is not UTF-8 text", path.display()))
 }
 
-/// `--spec FILE|-`: an EmailSpec in JSON; unknown fields are refused.
-fn read_spec(path: &Path) -> anyhow::Result<EmailSpec> {
-    let data =
-        read_input(path).with_context(|| format!("--spec: cannot read {}", path.display()))?;
+/// `--spec FILE|-`: an EmailSpec in JSON (an object; unknown fields are refused).
+fn read_spec(path: &Path, limit: u64) -> anyhow::Result<EmailSpec> {
+    let data = read_input("--spec", path, limit)?;
     serde_json::from_slice(&data).map_err(|err| anyhow!("--spec {}: {err}", path.display()))
 }
 
 /// `--merge FILE.json`: address -> {name: value}.
-fn read_merge(path: &Path) -> anyhow::Result<BTreeMap<String, BTreeMap<String, String>>> {
-    let data =
-        read_input(path).with_context(|| format!("--merge: cannot read {}", path.display()))?;
+fn read_merge(
+    path: &Path,
+    limit: u64,
+) -> anyhow::Result<BTreeMap<String, BTreeMap<String, String>>> {
+    let data = read_input("--merge", path, limit)?;
     serde_json::from_slice(&data).map_err(|err| anyhow!("--merge {}: {err}", path.display()))
 }
 
@@ -286,7 +312,7 @@ mod tests {
             at: Some("2026-11-22T10:00:00Z".into()),
             ..Default::default()
         };
-        let spec = args.into_spec().unwrap();
+        let spec = args.into_spec(1_000_000).unwrap();
         assert_eq!(spec.from, "a@x.test");
         assert_eq!(
             spec.to,
@@ -302,7 +328,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_flag() {
-        let bad = |args: MessageArgs| args.into_spec().unwrap_err().to_string();
+        let bad = |args: MessageArgs| args.into_spec(1_000_000).unwrap_err().to_string();
         let e = bad(MessageArgs {
             priority: Some("urgent".into()),
             ..Default::default()
@@ -323,5 +349,93 @@ mod tests {
             ..Default::default()
         });
         assert!(e.starts_with("relay:"), "{e}");
+    }
+
+    /// `mkfifo` through the shell: no unsafe code for a test helper.
+    fn fifo(path: &Path) {
+        let status = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    #[test]
+    fn file_flags_refuse_fifos_devices_directories_and_big_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipe = dir.path().join("pipe");
+        fifo(&pipe);
+        let big = dir.path().join("big.txt");
+        // A sparse 1 GB file: refused from its size, before any byte is read.
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(1 << 30)
+            .unwrap();
+        let small = dir.path().join("small.txt");
+        std::fs::write(&small, "hello").unwrap();
+        let cases: Vec<(MessageArgs, &str)> = vec![
+            (
+                MessageArgs {
+                    body_file: Some(pipe.clone()),
+                    ..Default::default()
+                },
+                "--body-file: ",
+            ),
+            (
+                MessageArgs {
+                    html_file: Some("/dev/zero".into()),
+                    ..Default::default()
+                },
+                "--html-file: /dev/zero: not a regular file (it is a character device)",
+            ),
+            (
+                MessageArgs {
+                    spec: Some(dir.path().to_path_buf()),
+                    ..Default::default()
+                },
+                "not a regular file (it is a directory)",
+            ),
+            (
+                MessageArgs {
+                    merge: Some(pipe.clone()),
+                    ..Default::default()
+                },
+                "not a regular file (it is a FIFO)",
+            ),
+            (
+                MessageArgs {
+                    body_file: Some(big.clone()),
+                    ..Default::default()
+                },
+                "1073741824 bytes, over the limit of 1000000 bytes",
+            ),
+        ];
+        for (args, expected) in cases {
+            let err = args.into_spec(1_000_000).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err} (expected {expected})");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+        let spec = MessageArgs {
+            body_file: Some(small),
+            ..Default::default()
+        }
+        .into_spec(5)
+        .unwrap();
+        assert_eq!(spec.text.as_deref(), Some("hello"));
+    }
+
+    #[test]
+    fn a_json_array_is_not_a_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spec.json");
+        std::fs::write(&path, r#"["a@x.test", ["b@x.test"], [], [], "subject"]"#).unwrap();
+        let err = MessageArgs {
+            spec: Some(path),
+            ..Default::default()
+        }
+        .into_spec(1_000_000)
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("invalid type: sequence"), "{err}");
     }
 }

@@ -359,3 +359,41 @@ fn bad_input_fails_with_one_line_naming_the_problem() {
         );
     }
 }
+
+#[test]
+fn special_and_huge_files_are_refused_with_one_line() {
+    let dir = workdir();
+    std::fs::File::create(dir.path().join("huge.bin"))
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let base = [
+        "--from",
+        "a@x.test",
+        "--to",
+        "b@x.test",
+        "--subject",
+        "s",
+        "--body",
+        "b",
+    ];
+    for (file, expected) in [
+        (
+            "/dev/zero",
+            "attachments: /dev/zero: not a regular file (it is a character device)",
+        ),
+        (
+            ".",
+            "attachments: .: not a regular file (it is a directory)",
+        ),
+        (
+            "huge.bin",
+            "attachments: huge.bin: 1073741824 bytes, over the limit of 67108864 bytes",
+        ),
+    ] {
+        let run = compose(dir.path(), &[&base[..], &["--attach", file]].concat(), "");
+        assert_eq!(run.code, Some(1), "{file}: {}", run.stderr);
+        assert_eq!(run.stdout, "");
+        assert_eq!(run.stderr, format!("outbox: {expected}\n"));
+    }
+}

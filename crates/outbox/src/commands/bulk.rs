@@ -50,18 +50,19 @@ pub async fn run(globals: &Globals, args: BulkArgs) -> anyhow::Result<()> {
     if args.message.merge.is_some() {
         bail!("--merge: bulk takes the merge values from the CSV columns");
     }
-    let spec = args.message.into_spec()?;
+    let config = globals.config()?;
+    let limit = config.delivery.max_message_size.0;
+    let spec = args.message.into_spec(limit)?;
     let path = &args.recipients;
     let file = File::open(path)
         .with_context(|| format!("--recipients: cannot open {}", path.display()))?;
     let mut reader = RowReader::new(BufReader::with_capacity(1 << 16, file))
         .map_err(|err| anyhow!("--recipients {}: {err}", path.display()))?;
-    let config = globals.config()?;
     let store = crate::app::store(&config).await?;
 
     let progress = progress_bar(path);
     let batch_size = args.batch_size.max(1);
-    let mut writer = BatchWriter::new(&*store, spec);
+    let mut writer = BatchWriter::new(&*store, spec, limit);
     let mut batch: Vec<NewRecipient> = Vec::with_capacity(batch_size);
     let mut rejected: u64 = 0;
     while let Some(row) = reader.next_row() {
@@ -104,15 +105,18 @@ pub async fn run(globals: &Globals, args: BulkArgs) -> anyhow::Result<()> {
 struct BatchWriter<'a> {
     store: &'a dyn Store,
     spec: EmailSpec,
+    /// The largest attachment file composition reads.
+    limit: u64,
     id: Option<String>,
     queued: u64,
 }
 
 impl<'a> BatchWriter<'a> {
-    fn new(store: &'a dyn Store, spec: EmailSpec) -> Self {
+    fn new(store: &'a dyn Store, spec: EmailSpec, limit: u64) -> Self {
         BatchWriter {
             store,
             spec,
+            limit,
             id: None,
             queued: 0,
         }
@@ -151,7 +155,8 @@ impl<'a> BatchWriter<'a> {
             // address serves without appearing in the message.
             spec.bcc = vec![batch[0].address.clone()];
         }
-        let composed = outbox_mime::compose(&spec)?;
+        let composed =
+            outbox_mime::compose_with(&spec, &crate::message_args::compose_options(self.limit))?;
         let mut data = composed.into_data();
         if own_to {
             data.splice(0..0, UNDISCLOSED.iter().copied());

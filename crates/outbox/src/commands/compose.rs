@@ -16,8 +16,10 @@ pub struct ComposeArgs {
 
 /// Composes the message and writes it to stdout; on any error nothing is written.
 pub fn run(args: ComposeArgs) -> anyhow::Result<()> {
-    let spec = args.message.into_spec()?;
-    let message = outbox_mime::compose(&spec)?;
+    // Nothing is queued, so no queue limit applies; files are still bounded.
+    let limit = outbox_mime::DEFAULT_MAX_FILE_SIZE;
+    let spec = args.message.into_spec(limit)?;
+    let message = outbox_mime::compose_with(&spec, &crate::message_args::compose_options(limit))?;
     let data = outbox_mime::merge_message(message.data(), &spec.tokens);
     let mut stdout = std::io::stdout().lock();
     stdout

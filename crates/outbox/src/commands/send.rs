@@ -14,7 +14,7 @@ use crate::app;
 use crate::cli::Globals;
 use crate::config::Config;
 use crate::exit::Exit;
-use crate::message_args::MessageArgs;
+use crate::message_args::{MessageArgs, compose_options};
 
 /// Arguments of `outbox send`.
 #[derive(Debug, clap::Args)]
@@ -31,18 +31,23 @@ pub struct SendArgs {
 /// Runs `outbox send`.
 pub async fn run(globals: &Globals, args: SendArgs) -> anyhow::Result<()> {
     let config = globals.config()?;
-    let spec = args.message.into_spec()?;
+    // Files are bounded by the queue's limit, or for --now (which bypasses the queue) by
+    // the larger of it and the composer's default.
+    let queue_limit = config.delivery.max_message_size.0;
+    let now_limit = crate::message_args::unqueued_limit(queue_limit);
+    let spec = args.message.into_spec(now_limit)?;
     if args.now || spec.immediate {
-        send_now(&config, &spec).await
+        send_now(&config, &spec, now_limit).await
     } else {
-        send_queued(&config, &spec).await
+        send_queued(&config, &spec, queue_limit).await
     }
 }
 
 /// Queues the message; prints its id once it is durably stored.
-async fn send_queued(config: &Config, spec: &EmailSpec) -> anyhow::Result<()> {
+async fn send_queued(config: &Config, spec: &EmailSpec, limit: u64) -> anyhow::Result<()> {
     let outbox = app::outbox(config).await?;
-    let enqueued = outbox.send(spec).await?;
+    let message = outbox_queue::prepare_with(spec, &compose_options(limit))?;
+    let enqueued = outbox.store().enqueue(message).await?;
     println!("{}", enqueued.id);
     Ok(())
 }
@@ -65,8 +70,8 @@ fn one_line(text: &str) -> String {
 }
 
 /// Composes and delivers at once; exit status 0 only when every recipient was accepted.
-async fn send_now(config: &Config, spec: &EmailSpec) -> anyhow::Result<()> {
-    let message = outbox_queue::prepare(spec)?;
+async fn send_now(config: &Config, spec: &EmailSpec, limit: u64) -> anyhow::Result<()> {
+    let message = outbox_queue::prepare_with(spec, &compose_options(limit))?;
     let transport = app::transport(config)?;
     let results = deliver_now(&*transport, &message, config.delivery.relay.is_some()).await;
     for result in &results {

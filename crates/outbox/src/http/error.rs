@@ -121,6 +121,7 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, err.to_string())
             }
             StoreError::NoRecipients => ApiError::invalid("to", err.to_string()),
+            StoreError::LineTooLong(_) => ApiError::invalid("mime", err.to_string()),
             StoreError::InvalidRecipient { .. } => ApiError::invalid("to", err.to_string()),
             StoreError::InvalidSender { .. } => ApiError::invalid("from", err.to_string()),
             StoreError::InvalidId { .. } | StoreError::NotFound { .. } => {
