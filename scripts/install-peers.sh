@@ -3,7 +3,7 @@
 # Postfix (smtp-sink, smtp-source, sendmail), dnsmasq, dig, swaks, openssl,
 # php-cli, git-email, mailutils, s-nail and cron (scripts/client-interop.sh),
 # PostgreSQL (server binaries, for machines without a running server),
-# Python's aiosmtpd. Idempotent; quiet when everything is present.
+# Python's aiosmtpd, msmtp and curl. Idempotent; quiet when everything is present.
 set -euo pipefail
 
 need_apt=()
@@ -11,6 +11,9 @@ command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || need_apt+=
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
 command -v dig >/dev/null 2>&1 || need_apt+=(dnsutils)
 command -v swaks >/dev/null 2>&1 || need_apt+=(swaks)
+# Real submission clients for the listener tests (crates/outbox/tests/listener_clients.rs).
+command -v msmtp >/dev/null 2>&1 || need_apt+=(msmtp)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 # swaks needs Net::SSLeay and IO::Socket::SSL for --tls (STARTTLS interop tests).
 perl -MNet::SSLeay -MIO::Socket::SSL -e 1 >/dev/null 2>&1 || need_apt+=(libnet-ssleay-perl libio-socket-ssl-perl)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)

@@ -20,7 +20,7 @@ struct CountingSink {
 impl MessageSink for CountingSink {
     fn deliver(&self, _envelope: Envelope, _data: Vec<u8>) -> DeliverFuture<'_> {
         self.messages.fetch_add(1, Ordering::Relaxed);
-        Box::pin(async { Ok(()) })
+        Box::pin(async { Ok(None) })
     }
 }
 

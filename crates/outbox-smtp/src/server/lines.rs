@@ -20,14 +20,16 @@ pub const MAX_TEXT_LINE: usize = 64 * 1024;
 pub enum Line {
     /// A complete line; the buffer holds it with its line end.
     Complete,
-    /// The line was longer than the limit; what was read of it was discarded.
+    /// The line was longer than the limit; what was read of it was discarded but its last
+    /// two octets, kept in the buffer so the caller can tell CRLF from a bare LF.
     TooLong,
     /// The client closed the connection (possibly mid-line).
     Eof,
 }
 
 /// Reads one line ending in LF into `buf` (cleared first), keeping at most `max` octets; a
-/// longer line is consumed to its end and reported as [`Line::TooLong`].
+/// longer line is consumed to its end and reported as [`Line::TooLong`], with only its last
+/// two octets left in `buf`.
 pub async fn read_line<R: AsyncBufRead + Unpin>(
     reader: &mut R,
     buf: &mut Vec<u8>,
@@ -45,13 +47,13 @@ pub async fn read_line<R: AsyncBufRead + Unpin>(
             None => (available, false),
         };
         let used = chunk.len();
-        if !too_long {
-            if buf.len() + chunk.len() > max {
-                too_long = true;
-                buf.clear();
-            } else {
-                buf.extend_from_slice(chunk);
-            }
+        if too_long || buf.len() + chunk.len() > max {
+            too_long = true;
+            buf.extend_from_slice(&chunk[chunk.len().saturating_sub(2)..]);
+            let keep = buf.len().saturating_sub(2);
+            buf.drain(..keep);
+        } else {
+            buf.extend_from_slice(chunk);
         }
         reader.consume(used);
         if done {
@@ -84,6 +86,12 @@ pub enum DataProblem {
     },
     /// A text line was longer than [`MAX_TEXT_LINE`] (RFC 5321 §4.5.3.1.6).
     LineTooLong,
+    /// A line ended in a bare LF, or held a bare CR (RFC 5321 §2.3.8 allows neither). Such
+    /// text is how SMTP smuggling hides a second message behind a `.` that this server and
+    /// the next hop would read differently, so the server refuses it and closes the
+    /// connection, as Postfix's `smtpd_forbid_bare_newline = yes` does. The text ended at
+    /// the first line holding only `.`, whatever its line end, and nothing after it was read.
+    BareNewline,
 }
 
 /// The message text as read by [`read_data`].
@@ -111,10 +119,15 @@ impl DataObserver for () {
     }
 }
 
-/// Reads message text after `354` until the line `.` (RFC 5321 §4.1.1.4), removing the
-/// leading dot of dot-stuffed lines (§4.5.2) and keeping at most `max_size` octets. Each
-/// line must arrive within `line_timeout` (RFC 5321 §4.5.3.2.6 gives 3 minutes per block at
-/// least), else the read fails with [`std::io::ErrorKind::TimedOut`].
+/// Reads message text after `354` until the end-of-data mark `CRLF.CRLF` (RFC 5321
+/// §4.1.1.4), removing the leading dot of dot-stuffed lines (§4.5.2) and keeping at most
+/// `max_size` octets. Each line must arrive within `line_timeout` (RFC 5321 §4.5.3.2.6 gives
+/// 3 minutes per block at least), else the read fails with [`std::io::ErrorKind::TimedOut`].
+///
+/// Only `CRLF.CRLF` ends clean text: `LF.LF`, `CRLF.LF` or `LF.CRLF` never do. A bare LF or
+/// CR anywhere makes the text [`DataProblem::BareNewline`]; the read then stops at the next
+/// line that is only `.` (with any line end) and leaves the rest unread, because the
+/// caller closes the connection: what follows can never be taken for commands.
 pub async fn read_data<R: AsyncBufRead + Unpin>(
     reader: &mut R,
     max_size: u64,
@@ -125,6 +138,8 @@ pub async fn read_data<R: AsyncBufRead + Unpin>(
     let mut line = Vec::new();
     let mut received: u64 = 0;
     let mut problem = None;
+    // The CRLF that ended the DATA command counts as the first CRLF of `CRLF.CRLF`.
+    let mut after_crlf = true;
     loop {
         let read = tokio::time::timeout(line_timeout, read_line(reader, &mut line, MAX_TEXT_LINE))
             .await
@@ -137,18 +152,42 @@ pub async fn read_data<R: AsyncBufRead + Unpin>(
         match read {
             Line::Eof => return Ok(Data::Eof),
             Line::TooLong => {
-                problem.get_or_insert(DataProblem::LineTooLong);
+                // `line` holds the over-long line's last octets: its line end.
+                after_crlf = ends_with_crlf(&line);
+                if !after_crlf {
+                    problem = Some(DataProblem::BareNewline);
+                    data = Vec::new();
+                } else if problem != Some(DataProblem::BareNewline) {
+                    problem.get_or_insert(DataProblem::LineTooLong);
+                }
                 continue;
             }
             Line::Complete => {}
         }
-        if trim_line_end(&line) == b"." {
+        let crlf = ends_with_crlf(&line);
+        if problem == Some(DataProblem::BareNewline) {
+            if trim_line_end(&line) == b"." {
+                return Ok(Data::Refused(DataProblem::BareNewline));
+            }
+            continue;
+        }
+        if after_crlf && line == b".\r\n" {
             return Ok(match problem {
                 None => Data::Complete(data),
                 Some(DataProblem::TooBig { .. }) => Data::Refused(DataProblem::TooBig { received }),
                 Some(other) => Data::Refused(other),
             });
         }
+        if !crlf || has_bare_cr(&line) {
+            // Takes precedence over a size or line-length problem: the connection must close.
+            problem = Some(DataProblem::BareNewline);
+            data = Vec::new();
+            if trim_line_end(&line) == b"." {
+                return Ok(Data::Refused(DataProblem::BareNewline));
+            }
+            continue;
+        }
+        after_crlf = true;
         let text = line.strip_prefix(b".").unwrap_or(&line);
         received += text.len() as u64;
         if !observer.keep_going(received) {
@@ -163,6 +202,17 @@ pub async fn read_data<R: AsyncBufRead + Unpin>(
             }
         }
     }
+}
+
+/// Whether a line read by [`read_line`] ends in CRLF (and not in a bare LF).
+pub fn ends_with_crlf(line: &[u8]) -> bool {
+    line.ends_with(b"\r\n")
+}
+
+/// Whether a line holds a CR that is not part of its final CRLF.
+pub fn has_bare_cr(line: &[u8]) -> bool {
+    let body = line.strip_suffix(b"\r\n").unwrap_or(line);
+    body.contains(&b'\r')
 }
 
 #[cfg(test)]
@@ -186,9 +236,44 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn empty_message_and_bare_lf_end() {
+    async fn empty_message() {
         assert_eq!(data(b".\r\n", 10).await, Data::Complete(Vec::new()));
-        assert_eq!(data(b"a\n.\n", 10).await, Data::Complete(b"a\n".to_vec()));
+    }
+
+    /// SMTP smuggling: every end mark but CRLF.CRLF is refused, and the read stops there so
+    /// the smuggled commands after it are never read.
+    #[tokio::test]
+    async fn only_crlf_dot_crlf_ends_the_text_and_bare_newlines_are_refused() {
+        let smuggled = b"MAIL FROM:<evil@x.test>\r\nRCPT TO:<v@y.test>\r\nDATA\r\n";
+        for (name, text) in [
+            ("LF.LF", &b"a\r\nb\n.\n"[..]),
+            ("CRLF.LF", b"a\r\n.\n"),
+            ("LF.CRLF", b"a\n.\r\n"),
+            ("bare CR", b"a\r.\r\n"),
+            ("CR inside a line", b"a\rb\r\n.\r\n"),
+            ("CR.CR", b"a\r\n\r.\r\n"),
+        ] {
+            let mut input = text.to_vec();
+            input.extend_from_slice(smuggled);
+            input.extend_from_slice(b"smuggled\r\n.\r\n");
+            let mut reader = &input[..];
+            let got = read_data(&mut reader, 1000, Duration::from_secs(60), &mut ())
+                .await
+                .unwrap();
+            assert_eq!(got, Data::Refused(DataProblem::BareNewline), "{name}");
+        }
+        // The refused text ends at its first `.` line: the rest stays unread.
+        let mut reader: &[u8] = b"a\n.\nMAIL FROM:<e@x.test>\r\n";
+        let got = read_data(&mut reader, 1000, Duration::from_secs(60), &mut ())
+            .await
+            .unwrap();
+        assert_eq!(got, Data::Refused(DataProblem::BareNewline));
+        assert_eq!(reader, b"MAIL FROM:<e@x.test>\r\n");
+        // A `.` with a bare LF after clean CRLF lines is refused, not taken as the end.
+        assert_eq!(
+            data(b"a\r\n.\nb\r\n.\r\n", 100).await,
+            Data::Refused(DataProblem::BareNewline)
+        );
     }
 
     #[tokio::test]

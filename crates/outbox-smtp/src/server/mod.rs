@@ -26,6 +26,7 @@
 mod auth;
 mod command;
 mod fault;
+mod limits;
 mod lines;
 mod session;
 mod sink;
@@ -50,6 +51,7 @@ pub use stats::ServerStats;
 pub use tls::{ServerTlsError, server_tls_config, server_tls_config_from_files};
 
 use fault::FaultPlan;
+use limits::{AuthFailures, Connections, Limits, Refusal};
 use stats::Counters;
 
 /// Why the server could not start.
@@ -79,6 +81,9 @@ pub(crate) struct Shared {
     pub(crate) sink: Arc<dyn MessageSink>,
     pub(crate) faults: FaultPlan,
     pub(crate) counters: Counters,
+    pub(crate) limits: Limits,
+    pub(crate) connections: Arc<Connections>,
+    pub(crate) auth_failures: AuthFailures,
 }
 
 /// Configures and starts a [`Server`]; every setting has a default suited to tests.
@@ -94,6 +99,7 @@ pub struct ServerBuilder {
     trusted_networks: Vec<Network>,
     sink: Option<Arc<dyn MessageSink>>,
     faults: Vec<Fault>,
+    limits: Limits,
 }
 
 impl Default for ServerBuilder {
@@ -113,6 +119,7 @@ impl Default for ServerBuilder {
             trusted_networks: Vec::new(),
             sink: None,
             faults: Vec::new(),
+            limits: Limits::default(),
         }
     }
 }
@@ -176,6 +183,52 @@ impl ServerBuilder {
         self
     }
 
+    /// The most connections open at once (default: no limit). A connection over it is
+    /// answered `421 4.7.0` and closed at once, without a task or a wait, so a flood of idle
+    /// connections costs no more than this many sessions.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.limits.max_connections = Some(n.max(1));
+        self
+    }
+
+    /// The most connections open at once from one client IP address (default: no limit;
+    /// Postfix's anvil). Over it: `421 4.7.0` and close, so one address cannot take every
+    /// place of [`ServerBuilder::max_connections`].
+    pub fn max_connections_per_client(mut self, n: usize) -> Self {
+        self.limits.max_connections_per_client = Some(n.max(1));
+        self
+    }
+
+    /// The most commands a connection may send without a message being accepted (default:
+    /// no limit); the count starts again after each accepted message. Over it: `421 4.7.0`
+    /// and close.
+    pub fn max_commands(mut self, n: u32) -> Self {
+        self.limits.max_commands = Some(n.max(1));
+        self
+    }
+
+    /// The most error replies (4xx and 5xx) a connection may get (default: no limit;
+    /// Postfix's `smtpd_hard_error_limit`). Over it: `421 4.7.0` and close.
+    pub fn max_errors(mut self, n: u32) -> Self {
+        self.limits.max_errors = Some(n.max(1));
+        self
+    }
+
+    /// The most failed AUTH attempts on one connection (default: no limit); the last one
+    /// is answered `421 4.7.0` and the connection closed.
+    pub fn max_auth_failures(mut self, n: u32) -> Self {
+        self.limits.max_auth_failures = Some(n.max(1));
+        self
+    }
+
+    /// Blocks a client address that failed AUTH `n` times within `window` (default: never):
+    /// its connection is closed with `421 4.7.0`, and new connections from it are answered
+    /// `421 4.7.0` and closed until fewer than `n` of its failures are within the window.
+    pub fn auth_failures_per_client(mut self, n: u32, window: Duration) -> Self {
+        self.limits.auth_failures_per_client = Some((n.max(1), window));
+        self
+    }
+
     /// Adds a fault rule; rules are tried in the order added.
     pub fn fault(mut self, fault: Fault) -> Self {
         self.faults.push(fault);
@@ -216,6 +269,9 @@ impl ServerBuilder {
             sink,
             faults: FaultPlan::new(self.faults),
             counters: Counters::default(),
+            limits: self.limits,
+            connections: Arc::new(Connections::default()),
+            auth_failures: AuthFailures::default(),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, shared.clone(), shutdown_rx));
@@ -298,6 +354,13 @@ async fn accept_loop(
             () = stopped(&mut shutdown) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let permit = match admit(&shared, peer) {
+                        Ok(permit) => permit,
+                        Err(refusal) => {
+                            refuse(stream, peer, refusal, &shared);
+                            continue;
+                        }
+                    };
                     // Replies are small writes answered by the client's next command: without
                     // NODELAY, Nagle's algorithm would hold each one back for the peer's ACK.
                     if let Err(error) = stream.set_nodelay(true) {
@@ -309,6 +372,7 @@ async fn accept_loop(
                     connections.spawn(async move {
                         session::serve(stream, peer, id, &shared, shutdown).await;
                         shared.counters.connection_closed();
+                        drop(permit);
                     });
                 }
                 Err(error) => {
@@ -322,4 +386,37 @@ async fn accept_loop(
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
+}
+
+/// Takes a place for a new connection from `peer`, unless a limit says no.
+fn admit(shared: &Shared, peer: SocketAddr) -> Result<limits::Permit, Refusal> {
+    if let Some((n, window)) = shared.limits.auth_failures_per_client
+        && shared.auth_failures.blocked(peer.ip(), n, window)
+    {
+        return Err(Refusal::AuthBlocked);
+    }
+    shared.connections.admit(peer.ip(), &shared.limits)
+}
+
+/// Answers a connection over a limit with one `421` line and closes it at once. The write
+/// does not wait: a reply that does not fit the socket buffer is dropped, never waited for,
+/// so refused connections hold no file descriptor and no task.
+fn refuse(stream: tokio::net::TcpStream, peer: SocketAddr, refusal: Refusal, shared: &Shared) {
+    let host = &shared.hostname;
+    let line = match refusal {
+        Refusal::Busy => format!("421 4.7.0 {host} Error: too many connections\r\n"),
+        Refusal::ClientBusy => {
+            format!(
+                "421 4.7.0 {host} Error: too many connections from {}\r\n",
+                peer.ip()
+            )
+        }
+        Refusal::AuthBlocked => format!(
+            "421 4.7.0 {host} Error: too many failed authentication attempts, try again later\r\n"
+        ),
+    };
+    let _ = stream.try_write(line.as_bytes());
+    shared.counters.connection_refused();
+    tracing::debug!(%peer, ?refusal, "connection refused");
+    drop(stream);
 }

@@ -29,17 +29,35 @@ pub struct Envelope {
     pub connection: u64,
 }
 
-/// A boxed future, so that [`MessageSink`] can be used as `Arc<dyn MessageSink>`.
-pub type DeliverFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Reply>> + Send + 'a>>;
+/// A boxed future, so that [`MessageSink`] can be used as `Arc<dyn MessageSink>`. Its
+/// output is the id the message was stored under (named in the `250` reply) or the reply
+/// that refuses it.
+pub type DeliverFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<String>, Reply>> + Send + 'a>>;
 
 /// Receives each message the server accepts.
 ///
 /// The server answers the end of DATA with `250` only after `deliver` returns `Ok`, so an
 /// implementation can make the message durable first; an `Err` reply is sent to the client
-/// as it is (e.g. `451 4.3.0` when the store is unavailable).
+/// as it is (e.g. `451 4.3.0` when the store is unavailable). `Ok(Some(id))` is answered
+/// `250 2.0.0 Ok: queued as ID` (as Postfix does), `Ok(None)` `250 2.0.0 Ok: queued`.
 pub trait MessageSink: Send + Sync {
     /// Takes one message: its envelope and its text (dot-unstuffed, CRLF line ends as sent).
     fn deliver(&self, envelope: Envelope, data: Vec<u8>) -> DeliverFuture<'_>;
+
+    /// Checks the reverse-path of `MAIL FROM` (empty for the null sender) before the server
+    /// answers `250`; an `Err` reply refuses the command. Default: every path is accepted.
+    fn check_sender(&self, address: &str) -> Result<(), Reply> {
+        let _ = address;
+        Ok(())
+    }
+
+    /// Checks one forward-path of `RCPT TO` before the server answers `250`; an `Err` reply
+    /// refuses that recipient alone, and the transaction goes on. Default: accepted.
+    fn check_recipient(&self, address: &str) -> Result<(), Reply> {
+        let _ = address;
+        Ok(())
+    }
 }
 
 /// One message recorded by a [`MemorySink`].
@@ -116,7 +134,7 @@ impl MessageSink for MemorySink {
                 messages.len()
             };
             self.count.send_replace(count);
-            Ok(())
+            Ok(None)
         })
     }
 }

@@ -11,6 +11,8 @@ pub struct ServerStats {
     pub connections_accepted: u64,
     /// Connections open right now.
     pub connections_open: u64,
+    /// Connections answered `421` and closed at once because a limit was reached.
+    pub connections_refused: u64,
     /// The most connections that were open at the same time.
     pub max_concurrent_connections: u64,
     /// For each connection (by number, from 1), how many messages it delivered (the sink
@@ -50,6 +52,10 @@ impl Counters {
         let id = stats.connections_accepted;
         stats.transactions_per_connection.insert(id, 0);
         id
+    }
+
+    pub(crate) fn connection_refused(&self) {
+        self.lock().connections_refused += 1;
     }
 
     pub(crate) fn connection_closed(&self) {

@@ -44,6 +44,19 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("smtp_listener", "cert_file", Kind::Text),
     ("smtp_listener", "key_file", Kind::Text),
     ("smtp_listener", "require_tls", Kind::Boolean),
+    ("smtp_listener", "max_connections", Kind::Integer),
+    ("smtp_listener", "max_connections_per_client", Kind::Integer),
+    ("smtp_listener", "max_recipients", Kind::Integer),
+    ("smtp_listener", "idle_timeout", Kind::Text),
+    ("smtp_listener", "max_commands", Kind::Integer),
+    ("smtp_listener", "max_errors", Kind::Integer),
+    ("smtp_listener", "max_auth_failures", Kind::Integer),
+    (
+        "smtp_listener",
+        "max_auth_failures_per_client",
+        Kind::Integer,
+    ),
+    ("smtp_listener", "auth_failure_window", Kind::Text),
     ("sendmail", "domain", Kind::Text),
 ];
 

@@ -161,8 +161,10 @@ impl Default for HttpConfig {
     }
 }
 
-/// `[smtp_listener]`: the SMTP submission listener of `outbox serve`.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `[smtp_listener]`: the SMTP submission listener of `outbox serve`. The limits are
+/// described in docs/configuration.md; each refusal is a `421 4.7.0` and a closed
+/// connection, except `max_recipients` (`452` for that recipient).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SmtpListenerConfig {
     /// Absent: no listener.
@@ -177,6 +179,49 @@ pub struct SmtpListenerConfig {
     pub key_file: Option<PathBuf>,
     /// Offer AUTH only after STARTTLS.
     pub require_tls: bool,
+    /// Connections open at once, from all clients.
+    pub max_connections: usize,
+    /// Connections open at once from one client IP address (Postfix's anvil).
+    pub max_connections_per_client: usize,
+    /// Recipients per message; more get `452 4.5.3`.
+    pub max_recipients: usize,
+    /// How long a connection may wait between commands (and between lines of a message).
+    pub idle_timeout: HumanDuration,
+    /// Commands on one connection since it opened or last had a message accepted.
+    pub max_commands: u32,
+    /// Error replies (4xx/5xx) on one connection (Postfix's smtpd_hard_error_limit).
+    pub max_errors: u32,
+    /// Failed AUTH attempts on one connection.
+    pub max_auth_failures: u32,
+    /// Failed AUTH attempts from one client address within `auth_failure_window` before
+    /// the address is refused for the rest of the window.
+    pub max_auth_failures_per_client: u32,
+    pub auth_failure_window: HumanDuration,
+}
+
+impl Default for SmtpListenerConfig {
+    fn default() -> Self {
+        SmtpListenerConfig {
+            listen: None,
+            users: BTreeMap::new(),
+            trusted_networks: Vec::new(),
+            cert_file: None,
+            key_file: None,
+            require_tls: false,
+            // DESIGN §10.
+            max_connections: 200,
+            max_connections_per_client: 20,
+            max_recipients: 1000,
+            idle_timeout: HumanDuration(Duration::from_secs(300)),
+            // A transaction of max_recipients recipients needs about that many commands.
+            max_commands: 2000,
+            // Postfix's smtpd_hard_error_limit.
+            max_errors: 20,
+            max_auth_failures: 3,
+            max_auth_failures_per_client: 10,
+            auth_failure_window: HumanDuration(Duration::from_secs(600)),
+        }
+    }
 }
 
 /// `[sendmail]`: the `outbox sendmail` command (DESIGN §10).
@@ -312,6 +357,25 @@ impl Config {
         if l.require_tls && l.cert_file.is_none() {
             bail!("configuration: smtp_listener.require_tls needs cert_file and key_file");
         }
+        for (key, value) in [
+            ("max_connections", l.max_connections),
+            ("max_connections_per_client", l.max_connections_per_client),
+            ("max_recipients", l.max_recipients),
+            ("max_commands", l.max_commands as usize),
+            ("max_errors", l.max_errors as usize),
+            ("max_auth_failures", l.max_auth_failures as usize),
+            (
+                "max_auth_failures_per_client",
+                l.max_auth_failures_per_client as usize,
+            ),
+        ] {
+            if value == 0 {
+                bail!("configuration: smtp_listener.{key} must be at least 1");
+            }
+        }
+        if l.idle_timeout.0.is_zero() {
+            bail!("configuration: smtp_listener.idle_timeout must be more than 0s");
+        }
         Ok(())
     }
 }
@@ -345,6 +409,12 @@ mod tests {
         assert_eq!(config.http.listen.to_string(), "127.0.0.1:8025");
         assert!(config.smtp_listener.listen.is_none());
         assert!(config.smtp_listener.trusted_networks.is_empty());
+        // DESIGN §10.
+        let l = &config.smtp_listener;
+        assert_eq!(l.max_connections, 200);
+        assert_eq!(l.max_connections_per_client, 20);
+        assert_eq!(l.max_recipients, 1000);
+        assert_eq!(l.idle_timeout.0, Duration::from_secs(300));
         assert!(is_domain(&config.sendmail.domain));
     }
 
@@ -369,6 +439,34 @@ mod tests {
         );
         assert_eq!(config.http.header_timeout.0, Duration::from_secs(30));
         assert_eq!(config.http.max_connections, 512);
+    }
+
+    #[test]
+    fn listener_limits_parse_and_zero_is_refused() {
+        let config = parse(
+            "[smtp_listener]\nmax_connections = 5\nmax_connections_per_client = 2\n\
+             max_recipients = 3\nidle_timeout = \"10s\"\nmax_commands = 50\nmax_errors = 4\n\
+             max_auth_failures = 2\nmax_auth_failures_per_client = 6\nauth_failure_window = \"1m\"\n",
+        )
+        .unwrap();
+        let l = &config.smtp_listener;
+        assert_eq!(
+            (
+                l.max_connections,
+                l.max_connections_per_client,
+                l.max_recipients
+            ),
+            (5, 2, 3)
+        );
+        assert_eq!(l.idle_timeout.0, Duration::from_secs(10));
+        assert_eq!(l.auth_failure_window.0, Duration::from_secs(60));
+        let err = parse("[smtp_listener]\nmax_connections_per_client = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("smtp_listener.max_connections_per_client"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -2,10 +2,12 @@
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::{FaultOutcome, Flow, Io, Session, reply, send};
+use super::{FaultOutcome, Flow, Io, Session, reply};
 use crate::server::auth::{decode_response, parse_plain};
 use crate::server::fault::Stage;
-use crate::server::lines::{Line, MAX_AUTH_LINE, read_line, trim_line_end};
+use crate::server::lines::{
+    Line, MAX_AUTH_LINE, ends_with_crlf, has_bare_cr, read_line, trim_line_end,
+};
 
 impl Session<'_> {
     /// STARTTLS (RFC 3207 §4).
@@ -14,11 +16,13 @@ impl Session<'_> {
         io: &mut Io<S>,
     ) -> std::io::Result<Flow> {
         if self.shared.tls.is_none() {
-            send(io, &reply(502, "5.5.1 STARTTLS not offered")).await?;
+            self.send(io, &reply(502, "5.5.1 STARTTLS not offered"))
+                .await?;
             return Ok(Flow::Continue);
         }
         if self.tls {
-            send(io, &reply(503, "5.5.1 TLS already active")).await?;
+            self.send(io, &reply(503, "5.5.1 TLS already active"))
+                .await?;
             return Ok(Flow::Continue);
         }
         if let FaultOutcome::Done(flow) = self.fault(io, Stage::StartTls, None, &[]).await? {
@@ -31,7 +35,8 @@ impl Session<'_> {
             tracing::debug!(peer = %self.peer, buffered, "discarding input pipelined after STARTTLS");
             io.consume(buffered);
         }
-        send(io, &reply(220, "2.0.0 Ready to start TLS")).await?;
+        self.send(io, &reply(220, "2.0.0 Ready to start TLS"))
+            .await?;
         Ok(Flow::StartTls)
     }
 
@@ -64,8 +69,19 @@ impl Session<'_> {
             None
         };
         if let Some(refusal) = refusal {
-            send(io, &refusal).await?;
+            self.send(io, &refusal).await?;
             return Ok(Flow::Continue);
+        }
+        // An address blocked by failures on another connection gets no more tries here.
+        if let Some((n, window)) = self.shared.limits.auth_failures_per_client
+            && self.shared.auth_failures.blocked(self.peer.ip(), n, window)
+        {
+            let text = format!(
+                "4.7.0 {} Error: too many failed authentication attempts, try again later",
+                self.shared.hostname
+            );
+            self.send(io, &reply(421, text)).await?;
+            return Ok(Flow::Close);
         }
         if let FaultOutcome::Done(flow) = self.fault(io, Stage::Auth, None, &[]).await? {
             return Ok(flow);
@@ -109,13 +125,39 @@ impl Session<'_> {
                 {
                     self.authenticated = Some(user);
                     reply(235, "2.7.0 Authentication successful")
+                } else if self.auth_failed(mechanism) {
+                    let text = format!(
+                        "4.7.0 {} Error: too many failed authentication attempts",
+                        self.shared.hostname
+                    );
+                    self.send(io, &reply(421, text)).await?;
+                    return Ok(Flow::Close);
                 } else {
                     reply(535, "5.7.8 Authentication credentials invalid")
                 }
             }
         };
-        send(io, &answer).await?;
+        self.send(io, &answer).await?;
         Ok(Flow::Continue)
+    }
+
+    /// Counts and logs one failed AUTH (with the client's address, never what it sent);
+    /// true when a limit is now reached and the connection must close.
+    fn auth_failed(&mut self, mechanism: &str) -> bool {
+        self.auth_failures = self.auth_failures.saturating_add(1);
+        let peer = self.peer.ip();
+        tracing::warn!(client = %peer, mechanism, failures = self.auth_failures, "SMTP AUTH failed");
+        let limits = &self.shared.limits;
+        let address_blocked = limits
+            .auth_failures_per_client
+            .is_some_and(|(n, window)| self.shared.auth_failures.record(peer, n, window));
+        if address_blocked {
+            tracing::warn!(client = %peer, "too many failed SMTP AUTH attempts from this address: blocked for a while");
+        }
+        address_blocked
+            || limits
+                .max_auth_failures
+                .is_some_and(|max| self.auth_failures >= max)
     }
 
     /// The client's next SASL response: the initial response when given, else a `334`
@@ -130,7 +172,7 @@ impl Session<'_> {
         if let Some(initial) = initial {
             return Ok(Some(Ok(initial)));
         }
-        send(io, &reply(334, challenge)).await?;
+        self.send(io, &reply(334, challenge)).await?;
         io.flush().await?;
         let mut line = Vec::new();
         let read = tokio::time::timeout(
@@ -144,6 +186,9 @@ impl Session<'_> {
         Ok(match read {
             Line::Eof => None,
             Line::TooLong => Some(Err("response too long".to_string())),
+            Line::Complete if !ends_with_crlf(&line) || has_bare_cr(&line) => {
+                Some(Err("bare <LF> received".to_string()))
+            }
             Line::Complete => {
                 let text = String::from_utf8_lossy(trim_line_end(&line))
                     .trim()

@@ -3,6 +3,7 @@
 mod auth;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
@@ -13,8 +14,8 @@ use super::Shared;
 use super::command::{Command, CommandError, Param, parse_command};
 use super::fault::{FaultAction, Stage};
 use super::lines::{
-    Data, DataObserver, DataProblem, Line, MAX_AUTH_LINE, MAX_COMMAND_LINE, read_data, read_line,
-    trim_line_end,
+    Data, DataObserver, DataProblem, Line, MAX_AUTH_LINE, MAX_COMMAND_LINE, ends_with_crlf,
+    has_bare_cr, read_data, read_line, trim_line_end,
 };
 use super::sink::Envelope;
 use crate::reply::Reply;
@@ -62,6 +63,13 @@ struct Session<'a> {
     /// After a non-2xx greeting only QUIT is served (RFC 5321 §3.1).
     rejecting: bool,
     transaction: Option<Transaction>,
+    /// Commands since the connection opened or a message was last accepted.
+    commands: u32,
+    /// Error replies sent on this connection (see [`Session::send`]); atomic because
+    /// `send` takes `&self` and the session future must be `Send`.
+    errors: AtomicU32,
+    /// Failed AUTH attempts on this connection.
+    auth_failures: u32,
 }
 
 /// Serves one accepted connection to its end, upgrading to TLS on STARTTLS.
@@ -83,6 +91,9 @@ pub(crate) async fn serve(
         authenticated: None,
         rejecting: false,
         transaction: None,
+        commands: 0,
+        errors: AtomicU32::new(0),
+        auth_failures: 0,
     };
     let plain = match session.run(stream, true).await {
         Ok(Next::Closed) => return,
@@ -117,7 +128,7 @@ fn reply(code: u16, text: impl Into<String>) -> Reply {
     Reply::new(code, [text.into()])
 }
 
-async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+async fn write_reply<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut Io<S>,
     reply: &Reply,
 ) -> std::io::Result<()> {
@@ -133,6 +144,37 @@ impl DataObserver for DropAfter {
 }
 
 impl Session<'_> {
+    /// Sends one reply, counting error replies for `max_errors`. Not counted: `421` (the
+    /// server closes anyway) and `452` (too many recipients: a pipelining client may send
+    /// many RCPT past the limit and is right to expect the transaction to go on).
+    async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        io: &mut Io<S>,
+        reply: &Reply,
+    ) -> std::io::Result<()> {
+        if reply.code >= 400 && reply.code != 421 && reply.code != 452 {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        write_reply(io, reply).await
+    }
+
+    /// `421` and close when this connection has had too many error replies.
+    async fn over_error_limit<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        io: &mut Io<S>,
+    ) -> std::io::Result<bool> {
+        let Some(max) = self.shared.limits.max_errors else {
+            return Ok(false);
+        };
+        if self.errors.load(Ordering::Relaxed) < max {
+            return Ok(false);
+        }
+        tracing::info!(peer = %self.peer, errors = self.errors.load(Ordering::Relaxed), "too many errors, closing");
+        let text = format!("4.7.0 {} Error: too many errors", self.shared.hostname);
+        self.send(io, &reply(421, text)).await?;
+        Ok(true)
+    }
+
     async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         stream: S,
@@ -156,20 +198,29 @@ impl Session<'_> {
                 read = tokio::time::timeout(timeout, read_line(&mut io, &mut line, MAX_AUTH_LINE)) => read,
                 () = super::stopped(&mut self.shutdown) => {
                     let text = format!("4.3.2 {} Service shutting down", self.shared.hostname);
-                    send(&mut io, &reply(421, text)).await?;
+                    self.send(&mut io, &reply(421, text)).await?;
                     break;
                 }
             };
             flow = match read {
                 Err(_elapsed) => {
                     let text = format!("4.4.2 {} Error: timeout exceeded", self.shared.hostname);
-                    send(&mut io, &reply(421, text)).await?;
+                    self.send(&mut io, &reply(421, text)).await?;
                     Flow::Close
                 }
                 Ok(Ok(Line::Eof)) => return Ok(Next::Closed),
                 Ok(Ok(Line::TooLong)) => {
-                    send(&mut io, &reply(500, "5.5.2 Line too long")).await?;
+                    self.send(&mut io, &reply(500, "5.5.2 Line too long"))
+                        .await?;
                     Flow::Continue
+                }
+                Ok(Ok(Line::Complete)) if !ends_with_crlf(&line) || has_bare_cr(&line) => {
+                    // RFC 5321 §2.3.8: lines end in CRLF. A bare LF is refused here too, as
+                    // Postfix's smtpd_forbid_bare_newline does, so that no two readers of
+                    // one byte stream can disagree on where a command ends.
+                    let text = format!("5.5.2 {} Error: bare <LF> received", self.shared.hostname);
+                    self.send(&mut io, &reply(521, text)).await?;
+                    Flow::Close
                 }
                 Ok(Ok(Line::Complete)) => {
                     let command = trim_line_end(&line).to_vec();
@@ -177,6 +228,11 @@ impl Session<'_> {
                 }
                 Ok(Err(error)) => return Err(error),
             };
+            if let Flow::Continue = flow
+                && self.over_error_limit(&mut io).await?
+            {
+                flow = Flow::Close;
+            }
         }
         io.flush().await?;
         match flow {
@@ -194,7 +250,7 @@ impl Session<'_> {
     ) -> std::io::Result<Flow> {
         match self.shared.faults.fire(Stage::Connect, None, &[]) {
             Some(FaultAction::Reply(greeting)) => {
-                send(io, &greeting).await?;
+                self.send(io, &greeting).await?;
                 if greeting.code == 421 {
                     return Ok(Flow::Close);
                 }
@@ -206,7 +262,7 @@ impl Session<'_> {
             Some(FaultAction::DropMidData { .. }) | None => {}
         }
         let text = format!("{} ESMTP Outbox", self.shared.hostname);
-        send(io, &reply(220, text)).await?;
+        self.send(io, &reply(220, text)).await?;
         Ok(Flow::Continue)
     }
 
@@ -224,7 +280,7 @@ impl Session<'_> {
         tracing::debug!(peer = %self.peer, ?stage, ?action, "fault fires");
         match action {
             FaultAction::Reply(fault_reply) => {
-                send(io, &fault_reply).await?;
+                self.send(io, &fault_reply).await?;
                 Ok(FaultOutcome::Done(if fault_reply.code == 421 {
                     Flow::Close
                 } else {
@@ -246,6 +302,18 @@ impl Session<'_> {
         io: &mut Io<S>,
         line: &[u8],
     ) -> std::io::Result<Flow> {
+        self.commands = self.commands.saturating_add(1);
+        if self
+            .shared
+            .limits
+            .max_commands
+            .is_some_and(|max| self.commands > max)
+        {
+            tracing::info!(peer = %self.peer, commands = self.commands, "too many commands, closing");
+            let text = format!("4.7.0 {} Error: too many commands", self.shared.hostname);
+            self.send(io, &reply(421, text)).await?;
+            return Ok(Flow::Close);
+        }
         let command = match parse_command(line) {
             Ok(command) => command,
             Err(error) => {
@@ -254,18 +322,19 @@ impl Session<'_> {
                     CommandError::Syntax { reason, .. } => reply(501, format!("5.5.4 {reason}")),
                     CommandError::NotText => reply(500, "5.5.2 Command is not text"),
                 };
-                send(io, &answer).await?;
+                self.send(io, &answer).await?;
                 return Ok(Flow::Continue);
             }
         };
         // RFC 5321 §4.5.3.1.4 limits command lines to 512 octets; RFC 4954 §4 lets AUTH
         // lines carry longer initial responses.
         if line.len() + 2 > MAX_COMMAND_LINE && !matches!(command, Command::Auth { .. }) {
-            send(io, &reply(500, "5.5.2 Line too long")).await?;
+            self.send(io, &reply(500, "5.5.2 Line too long")).await?;
             return Ok(Flow::Continue);
         }
         if self.rejecting && command != Command::Quit {
-            send(io, &reply(503, "5.5.1 Service not available, only QUIT")).await?;
+            self.send(io, &reply(503, "5.5.1 Service not available, only QUIT"))
+                .await?;
             return Ok(Flow::Continue);
         }
         match command {
@@ -291,11 +360,11 @@ impl Session<'_> {
             }
             Command::Vrfy => {
                 let text = "2.1.5 Cannot VRFY user, but will accept message";
-                send(io, &reply(252, text)).await?;
+                self.send(io, &reply(252, text)).await?;
                 Ok(Flow::Continue)
             }
             Command::Help => {
-                send(io, &reply(214, "2.0.0 See RFC 5321")).await?;
+                self.send(io, &reply(214, "2.0.0 See RFC 5321")).await?;
                 Ok(Flow::Continue)
             }
             Command::StartTls => self.starttls(io).await,
@@ -322,7 +391,7 @@ impl Session<'_> {
         if reset {
             self.transaction = None;
         }
-        send(io, &normal).await?;
+        self.send(io, &normal).await?;
         Ok(Flow::Continue)
     }
 
@@ -352,7 +421,7 @@ impl Session<'_> {
         self.extended = extended;
         let greeting = format!("{} Hello {}", self.shared.hostname, self.peer.ip());
         if !extended {
-            send(io, &reply(250, greeting)).await?;
+            self.send(io, &reply(250, greeting)).await?;
             return Ok(Flow::Continue);
         }
         let mut lines = vec![greeting, "PIPELINING".to_string()];
@@ -367,7 +436,7 @@ impl Session<'_> {
         if self.auth_offered() {
             lines.push("AUTH PLAIN LOGIN".to_string());
         }
-        send(io, &Reply::new(250, lines)).await?;
+        self.send(io, &Reply::new(250, lines)).await?;
         Ok(Flow::Continue)
     }
 
@@ -394,9 +463,10 @@ impl Session<'_> {
             Some(reply(530, "5.7.0 Authentication required"))
         } else {
             self.check_mail_params(&params)
+                .or_else(|| self.shared.sink.check_sender(&from).err())
         };
         if let Some(refusal) = refusal {
-            send(io, &refusal).await?;
+            self.send(io, &refusal).await?;
             return Ok(Flow::Continue);
         }
         if let FaultOutcome::Done(flow) = self.fault(io, Stage::Mail, Some(&from), &[]).await? {
@@ -406,7 +476,7 @@ impl Session<'_> {
             from,
             recipients: Vec::new(),
         });
-        send(io, &reply(250, "2.1.0 Ok")).await?;
+        self.send(io, &reply(250, "2.1.0 Ok")).await?;
         Ok(Flow::Continue)
     }
 
@@ -455,10 +525,10 @@ impl Session<'_> {
             Some(t) if t.recipients.len() >= self.shared.max_recipients => {
                 Some(reply(452, "4.5.3 Too many recipients"))
             }
-            Some(_) => None,
+            Some(_) => self.shared.sink.check_recipient(&to).err(),
         };
         if let Some(refusal) = refusal {
-            send(io, &refusal).await?;
+            self.send(io, &refusal).await?;
             return Ok(Flow::Continue);
         }
         let (sender, _) = self.transaction_parts();
@@ -473,7 +543,7 @@ impl Session<'_> {
         if let Some(transaction) = &mut self.transaction {
             transaction.recipients.push(to);
         }
-        send(io, &reply(250, "2.1.5 Ok")).await?;
+        self.send(io, &reply(250, "2.1.5 Ok")).await?;
         Ok(Flow::Continue)
     }
 
@@ -489,7 +559,7 @@ impl Session<'_> {
             Some(_) => None,
         };
         if let Some(refusal) = refusal {
-            send(io, &refusal).await?;
+            self.send(io, &refusal).await?;
             return Ok(Flow::Continue);
         }
         let mut observer = DropAfter(None);
@@ -504,7 +574,8 @@ impl Session<'_> {
             FaultOutcome::DropAfter(n) => observer.0 = Some(n),
             FaultOutcome::Proceed => {}
         }
-        send(io, &reply(354, "End data with <CR><LF>.<CR><LF>")).await?;
+        self.send(io, &reply(354, "End data with <CR><LF>.<CR><LF>"))
+            .await?;
         io.flush().await?;
         let max = self.shared.max_size.unwrap_or(u64::MAX);
         let timeout = self.shared.command_timeout;
@@ -513,12 +584,21 @@ impl Session<'_> {
         let text = match data {
             Data::Eof => return Ok(Flow::Close),
             Data::Refused(DataProblem::TooBig { .. }) => {
-                send(io, &reply(552, "5.3.4 Message size exceeds fixed maximum")).await?;
+                self.send(io, &reply(552, "5.3.4 Message size exceeds fixed maximum"))
+                    .await?;
                 return Ok(Flow::Continue);
             }
             Data::Refused(DataProblem::LineTooLong) => {
-                send(io, &reply(500, "5.5.2 Line too long")).await?;
+                self.send(io, &reply(500, "5.5.2 Line too long")).await?;
                 return Ok(Flow::Continue);
+            }
+            Data::Refused(DataProblem::BareNewline) => {
+                // Whatever followed the `.` that ended the text was never read and is
+                // dropped with the connection: no smuggled command is ever acted on.
+                tracing::warn!(peer = %self.peer, "bare LF or CR in message text, closing");
+                let text = format!("5.5.2 {} Error: bare <LF> received", self.shared.hostname);
+                self.send(io, &reply(521, text)).await?;
+                return Ok(Flow::Close);
             }
             Data::Complete(text) => text,
         };
@@ -538,11 +618,16 @@ impl Session<'_> {
             connection: self.id,
         };
         match self.shared.sink.deliver(envelope, text).await {
-            Ok(()) => {
+            Ok(id) => {
                 self.shared.counters.transaction_done(self.id);
-                send(io, &reply(250, "2.0.0 Ok: queued")).await?;
+                self.commands = 0;
+                let text = match id {
+                    Some(id) => format!("2.0.0 Ok: queued as {id}"),
+                    None => "2.0.0 Ok: queued".to_string(),
+                };
+                self.send(io, &reply(250, text)).await?;
             }
-            Err(refusal) => send(io, &refusal).await?,
+            Err(refusal) => self.send(io, &refusal).await?,
         }
         Ok(Flow::Continue)
     }

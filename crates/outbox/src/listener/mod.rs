@@ -1,11 +1,17 @@
 //! The SMTP submission listener of `outbox serve` (`[smtp_listener]`): the `outbox-smtp`
 //! server with the queue as its sink.
 //!
-//! Policy (DESIGN §6): AUTH PLAIN/LOGIN is required before `MAIL` except for clients in
-//! `trusted_networks` (empty by default: no open relay); with a certificate it offers
+//! Policy (DESIGN §6, §10): AUTH PLAIN/LOGIN is required before `MAIL` except for clients
+//! in `trusted_networks` (empty by default: no open relay); with a certificate it offers
 //! STARTTLS (RFC 3207), and with `require_tls` it offers AUTH only after STARTTLS. It
-//! advertises `SIZE` = `delivery.max_message_size` (RFC 1870). A message is answered `250`
-//! only once [`QueueSink`] has committed it to the store.
+//! advertises `SIZE` = `delivery.max_message_size` (RFC 1870). Each `MAIL FROM` and
+//! `RCPT TO` address is checked with compose's rules when it arrives; a message is answered
+//! `250 2.0.0 Ok: queued as ID` only once [`QueueSink`] has committed it to the store, with
+//! `Date`, `Message-ID` and `Received` added and `Bcc` removed ([`submission`]). The limits
+//! of `[smtp_listener]` (connections in all and per client address, recipients, commands,
+//! errors, failed AUTH, idle time) are enforced by the server (docs/security/listener.md).
+
+mod submission;
 
 use std::sync::Arc;
 
@@ -16,8 +22,8 @@ use outbox_smtp::server::{
     DeliverFuture, Envelope, MessageSink, Network, Server, StaticUsers,
     server_tls_config_from_files,
 };
+use submission::Role;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc2822;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
@@ -45,6 +51,17 @@ pub async fn start(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Opt
     let mut builder = Server::builder()
         .hostname(hostname.clone())
         .max_size(config.delivery.max_message_size.0)
+        .max_connections(settings.max_connections)
+        .max_connections_per_client(settings.max_connections_per_client)
+        .max_recipients(settings.max_recipients)
+        .command_timeout(settings.idle_timeout.0)
+        .max_commands(settings.max_commands)
+        .max_errors(settings.max_errors)
+        .max_auth_failures(settings.max_auth_failures)
+        .auth_failures_per_client(
+            settings.max_auth_failures_per_client,
+            settings.auth_failure_window.0,
+        )
         .require_auth(trusted)
         .auth_requires_tls(settings.require_tls)
         .sink(Arc::new(QueueSink::new(store, hostname)));
@@ -89,7 +106,7 @@ pub struct QueueSink {
 /// One message waiting for its commit, and where to send the verdict.
 struct Submission {
     message: NewMessage,
-    verdict: oneshot::Sender<Result<(), Reply>>,
+    verdict: oneshot::Sender<Result<Option<String>, Reply>>,
 }
 
 impl QueueSink {
@@ -108,8 +125,11 @@ impl QueueSink {
 impl MessageSink for QueueSink {
     fn deliver(&self, envelope: Envelope, data: Vec<u8>) -> DeliverFuture<'_> {
         Box::pin(async move {
-            let mut stored = received_header(&self.hostname, &envelope, OffsetDateTime::now_utc());
-            stored.extend_from_slice(&data);
+            let stored =
+                submission::prepare(&data, &envelope, &self.hostname, OffsetDateTime::now_utc());
+            // Only these fields come from the client: the relay, priority, send time, merge
+            // values and idempotency key stay at their defaults, so nothing a client sends
+            // can pick a route or a program (docs/security/listener.md).
             let message = NewMessage {
                 subject: subject_of(&data),
                 data: stored,
@@ -129,6 +149,14 @@ impl MessageSink for QueueSink {
                 .map_err(|_| unavailable())?;
             answer.await.map_err(|_| unavailable())?
         })
+    }
+
+    fn check_sender(&self, address: &str) -> Result<(), Reply> {
+        submission::check_address(address, Role::Sender)
+    }
+
+    fn check_recipient(&self, address: &str) -> Result<(), Reply> {
+        submission::check_address(address, Role::Recipient)
     }
 }
 
@@ -153,28 +181,36 @@ async fn commit_groups(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<Submi
             .unzip();
         if messages.len() == 1 {
             let message = messages.into_iter().next().expect("one message");
-            let result = store.enqueue(message).await.map(|_| ()).map_err(|err| {
-                tracing::warn!(error = %err, "SMTP submission refused");
-                refusal(&err)
-            });
+            let result = store
+                .enqueue(message)
+                .await
+                .map(|queued| Some(queued.id))
+                .map_err(|err| {
+                    tracing::warn!(error = %err, "SMTP submission refused");
+                    refusal(&err)
+                });
             for verdict in verdicts {
                 let _ = verdict.send(result.clone());
             }
             continue;
         }
         match store.enqueue_batch(messages.clone()).await {
-            Ok(_) => {
-                for verdict in verdicts {
-                    let _ = verdict.send(Ok(()));
+            Ok(queued) => {
+                for (verdict, queued) in verdicts.into_iter().zip(queued) {
+                    let _ = verdict.send(Ok(Some(queued.id)));
                 }
             }
             Err(err) if err.is_permanent() => {
                 // One message spoiled the group: find it by committing each alone.
                 for (message, verdict) in messages.into_iter().zip(verdicts) {
-                    let result = store.enqueue(message).await.map(|_| ()).map_err(|err| {
-                        tracing::warn!(error = %err, "SMTP submission refused");
-                        refusal(&err)
-                    });
+                    let result = store
+                        .enqueue(message)
+                        .await
+                        .map(|queued| Some(queued.id))
+                        .map_err(|err| {
+                            tracing::warn!(error = %err, "SMTP submission refused");
+                            refusal(&err)
+                        });
                     let _ = verdict.send(result);
                 }
             }
@@ -210,32 +246,6 @@ fn refusal(err: &StoreError) -> Reply {
         // message and tries again later (RFC 3463 §3.3: 4.3.0, other mail system problem).
         _ => Reply::new(451, ["4.3.0 Queue unavailable, try again later"]),
     }
-}
-
-/// The trace header a server adds to each message it accepts (RFC 5321 §4.4), with the
-/// `with` protocol names of RFC 3848 (ESMTP, ESMTPS, ESMTPA, ESMTPSA).
-fn received_header(hostname: &str, envelope: &Envelope, now: OffsetDateTime) -> Vec<u8> {
-    let protocol = match (envelope.tls, envelope.authenticated.is_some()) {
-        (false, false) => "ESMTP",
-        (true, false) => "ESMTPS",
-        (false, true) => "ESMTPA",
-        (true, true) => "ESMTPSA",
-    };
-    // The HELO name is client-supplied: keep only characters that are safe in a header.
-    let helo: String = envelope
-        .helo
-        .chars()
-        .filter(|c| c.is_ascii_graphic())
-        .take(255)
-        .collect();
-    let date = now
-        .format(&Rfc2822)
-        .unwrap_or_else(|_| "Thu, 01 Jan 1970 00:00:00 +0000".to_string());
-    format!(
-        "Received: from {helo} ([{ip}])\r\n\tby {hostname} with {protocol};\r\n\t{date}\r\n",
-        ip = envelope.peer.ip(),
-    )
-    .into_bytes()
 }
 
 /// The `Subject:` of a message's header block, unfolded (RFC 5322 §2.2.3), for listings;
@@ -275,36 +285,6 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn envelope(tls: bool, user: Option<&str>) -> Envelope {
-        Envelope {
-            mail_from: "a@x.test".into(),
-            rcpt_to: vec!["b@y.test".into()],
-            helo: "client\r\nX-Injected: 1".into(),
-            peer: "127.0.0.1:4000".parse().unwrap(),
-            authenticated: user.map(str::to_string),
-            tls,
-            connection: 1,
-        }
-    }
-
-    #[test]
-    fn received_names_protocol_and_strips_unsafe_helo() {
-        let now = OffsetDateTime::from_unix_timestamp(0).unwrap();
-        let text = String::from_utf8(received_header(
-            "mx.test",
-            &envelope(true, Some("app")),
-            now,
-        ))
-        .unwrap();
-        assert_eq!(
-            text,
-            "Received: from clientX-Injected:1 ([127.0.0.1])\r\n\tby mx.test with ESMTPSA;\r\n\
-             \tThu, 01 Jan 1970 00:00:00 +0000\r\n"
-        );
-        let plain = received_header("h", &envelope(false, None), now);
-        assert!(String::from_utf8(plain).unwrap().contains("with ESMTP;"));
-    }
 
     #[test]
     fn subject_is_unfolded_and_body_ignored() {
