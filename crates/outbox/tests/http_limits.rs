@@ -164,6 +164,28 @@ fn half_sent_headers_and_silent_connections_are_closed_after_header_timeout() {
 }
 
 #[test]
+fn a_body_that_trickles_in_is_cut_off_after_body_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = start(dir.path(), "body_timeout = \"1s\"", &[TOKEN]);
+    let mut slow = TcpStream::connect(serve.address).unwrap();
+    write!(
+        slow,
+        "POST /api/v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"from\""
+    )
+    .unwrap();
+    // The rest of the body never comes: without body_timeout this read would wait for the
+    // full 10 s and fail.
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_timeout"), "{answer}");
+    drop(serve);
+}
+
+#[test]
 fn many_idle_connections_do_not_stop_a_new_client() {
     let dir = tempfile::tempdir().unwrap();
     let serve = start(dir.path(), "header_timeout = \"30s\"", &[TOKEN]);

@@ -39,6 +39,7 @@ pub async fn run(globals: &Globals, _args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%address, "HTTP API and admin page listening");
     let limits = http::server::Limits {
         header_timeout: config.http.header_timeout.0,
+        body_timeout: config.http.body_timeout.0,
         max_connections: config.http.max_connections,
     };
     let http = tokio::spawn(http::server::serve(

@@ -34,6 +34,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("http", "attachment_dir", Kind::Text),
     ("http", "allow_relay", Kind::Boolean),
     ("http", "header_timeout", Kind::Text),
+    ("http", "body_timeout", Kind::Text),
     ("http", "max_connections", Kind::Integer),
     ("http", "max_auth_failures", Kind::Integer),
     ("http", "auth_failure_window", Kind::Text),

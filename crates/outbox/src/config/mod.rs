@@ -135,6 +135,8 @@ pub struct HttpConfig {
     /// starts waiting for them: a new connection, or the end of the previous answer on a
     /// kept-alive one (so it is also the keep-alive idle timeout).
     pub header_timeout: HumanDuration,
+    /// How long a request's body may take to arrive once its headers are in.
+    pub body_timeout: HumanDuration,
     /// HTTP connections open at once; more are answered 503 and closed.
     pub max_connections: usize,
     /// Failed token checks (API, admin login) from one client address within
@@ -153,6 +155,7 @@ impl Default for HttpConfig {
             attachment_dir: None,
             allow_relay: false,
             header_timeout: HumanDuration(Duration::from_secs(30)),
+            body_timeout: HumanDuration(Duration::from_secs(60)),
             max_connections: 512,
             max_auth_failures: 10,
             auth_failure_window: HumanDuration(Duration::from_secs(300)),
@@ -340,6 +343,9 @@ impl Config {
         let h = &self.http;
         if h.header_timeout.0.is_zero() {
             bail!("configuration: http.header_timeout must be more than 0s");
+        }
+        if h.body_timeout.0.is_zero() {
+            bail!("configuration: http.body_timeout must be more than 0s");
         }
         if h.max_connections == 0 {
             bail!("configuration: http.max_connections must be at least 1");

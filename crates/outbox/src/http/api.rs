@@ -87,16 +87,19 @@ pub struct Changed {
     ),
     params(
         ("Idempotency-Key" = Option<String>, Header,
-         description = "A repeated key answers 200 with the first message's id and queues nothing (1 to 255 visible ASCII characters)"),
+         description = "Per token: the same key with the same body answers 200 with the first message's id and queues nothing; with another body, 409 (1 to 255 visible ASCII characters)"),
     ),
     responses(
         (status = 202, description = "queued", body = schema::Queued),
-        (status = 200, description = "a repeated Idempotency-Key: the first message; or, with `immediate: true`, the per-recipient results", body = schema::PostAnswer),
+        (status = 200, description = "a repeated Idempotency-Key with the same body: the first message; or, with `immediate: true`, the per-recipient results", body = schema::PostAnswer),
         (status = 400, description = "malformed JSON or header", body = ErrorBody),
         (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 408, description = "the body did not arrive within http.body_timeout", body = ErrorBody),
+        (status = 409, description = "the Idempotency-Key was used with a different body; `field` is `Idempotency-Key`", body = ErrorBody),
         (status = 413, description = "request body over the limit, or message over max_message_size", body = ErrorBody),
-        (status = 415, description = "not application/json", body = ErrorBody),
-        (status = 422, description = "invalid message; `field` names the field", body = ErrorBody),
+        (status = 415, description = "a Content-Type that is not JSON (none, application/json, application/*+json and application/x-www-form-urlencoded are read as JSON)", body = ErrorBody),
+        (status = 422, description = "invalid message, not a JSON object, or a `relay` (refused unless [http] allow_relay; `program:` always); `field` names the field", body = ErrorBody),
+        (status = 503, description = "`immediate: true` while every immediate slot (delivery.max_connections) is busy; see `Retry-After`", body = ErrorBody),
     )
 )]
 pub async fn post_message(
@@ -179,13 +182,20 @@ async fn send_immediately(state: &AppState, spec: &EmailSpec) -> Result<Response
             {"from": "app@example.com", "to": "bob@example.org", "subject": "Two", "text": "2", "priority": "high"}
         ])
     ),
+    params(
+        ("Idempotency-Key" = Option<String>, Header,
+         description = "Covers the whole batch, per token: the same key with the same body answers 200 with the same ids; with another body, 409"),
+    ),
     responses(
         (status = 202, description = "all queued, in the order given", body = Vec<schema::Queued>),
-        (status = 400, description = "malformed JSON", body = ErrorBody),
+        (status = 200, description = "a repeated Idempotency-Key with the same body: the first ids, with their current status", body = Vec<schema::Queued>),
+        (status = 400, description = "malformed JSON or header", body = ErrorBody),
         (status = 401, description = "missing or invalid token", body = ErrorBody),
+        (status = 408, description = "the body did not arrive within http.body_timeout", body = ErrorBody),
+        (status = 409, description = "the Idempotency-Key was used with a different body; `field` is `Idempotency-Key`", body = ErrorBody),
         (status = 413, description = "request body over the limit, or a message over max_message_size", body = ErrorBody),
-        (status = 415, description = "not application/json", body = ErrorBody),
-        (status = 422, description = "an invalid message; `field` is `[INDEX].FIELD`", body = ErrorBody),
+        (status = 415, description = "a Content-Type that is not JSON", body = ErrorBody),
+        (status = 422, description = "an invalid message (or one that is not a JSON object); `field` is `[INDEX].FIELD`", body = ErrorBody),
     )
 )]
 pub async fn post_batch(

@@ -80,13 +80,16 @@ async fn json_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Ap
         }
     }
     Bytes::from_request(req, state).await.map_err(|rejection| {
+        let text = rejection.body_text();
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request body is over the size limit",
             )
+        } else if text.contains(super::server::BODY_TIMED_OUT) {
+            ApiError::new(StatusCode::REQUEST_TIMEOUT, super::server::BODY_TIMED_OUT)
         } else {
-            ApiError::new(StatusCode::BAD_REQUEST, rejection.body_text())
+            ApiError::new(StatusCode::BAD_REQUEST, text)
         }
     })
 }

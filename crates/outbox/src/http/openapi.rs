@@ -35,7 +35,7 @@ use super::{api, metrics};
         metrics::healthz,
     ),
     components(schemas(super::error::ErrorBody)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &Throttled),
     tags(
         (name = "messages", description = "The queue"),
         (name = "operations", description = "Health, metrics, this document"),
@@ -53,6 +53,46 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// Adds the 429 that every operation needing a token can answer (too many failed tokens
+/// from the client's address; see `throttle.rs`), so it is written once.
+struct Throttled;
+
+impl Modify for Throttled {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let response = ResponseBuilder::new()
+            .description(
+                "too many failed tokens from this client address; `Retry-After` says \
+                 how many seconds to wait",
+            )
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                if operation.security.is_some() {
+                    operation
+                        .responses
+                        .responses
+                        .entry("429".to_string())
+                        .or_insert_with(|| response.clone().into());
+                }
+            }
+        }
     }
 }
 
@@ -409,6 +449,26 @@ mod tests {
             assert!(paths[path][method].is_object(), "{method} {path}");
         }
         assert!(paths["/healthz"]["get"].get("security").is_none());
+        // The answers added by this change: 429 wherever a token is checked, 409 and the
+        // immediate-slot 503 on the POSTs.
+        for (path, method) in [("/api/v1/messages", "get"), ("/metrics", "get")] {
+            assert!(
+                paths[path][method]["responses"]["429"].is_object(),
+                "{method} {path}"
+            );
+        }
+        assert!(paths["/healthz"]["get"]["responses"].get("429").is_none());
+        let post = &paths["/api/v1/messages"]["post"]["responses"];
+        for status in ["409", "422", "429", "503"] {
+            assert!(post[status].is_object(), "POST /api/v1/messages {status}");
+        }
+        let batch = &paths["/api/v1/messages/batch"]["post"]["responses"];
+        for status in ["200", "409", "429"] {
+            assert!(
+                batch[status].is_object(),
+                "POST /api/v1/messages/batch {status}"
+            );
+        }
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"

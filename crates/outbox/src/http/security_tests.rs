@@ -222,7 +222,7 @@ async fn json_is_accepted_without_a_content_type_and_as_curl_d_sends_it() {
 }
 
 #[tokio::test]
-async fn trace_headers_and_far_schedules_are_refused() {
+async fn trace_headers_far_schedules_and_unknown_priorities_are_refused() {
     let h = harness().await;
     let mut forged = spec("s", "a@example.net");
     forged["headers"] = json!([["Received", "from trusted.example by mx"]]);
@@ -236,6 +236,13 @@ async fn trace_headers_and_far_schedules_are_refused() {
         .await
         .error(StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(field.as_deref(), Some("send_at"));
+    let mut urgent = spec("s", "a@example.net");
+    urgent["priority"] = json!("urgent");
+    let (_, field) = post(&h.app, urgent)
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(field.as_deref(), Some("priority"));
+    assert_eq!(queued(&h).await, 0);
     let mut past = spec("s", "a@example.net");
     past["send_at"] = json!("2001-01-01T00:00:00Z");
     assert_eq!(post(&h.app, past).await.status, StatusCode::ACCEPTED);

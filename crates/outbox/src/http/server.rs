@@ -6,6 +6,9 @@
 //!   previous answer on a kept-alive one), so a connection that sends nothing, half its
 //!   headers, or sits idle between requests is closed after it (hyper's
 //!   `header_read_timeout`, which starts as soon as a connection waits for a request).
+//! - `[http] body_timeout`: once its headers are in, a request's whole body must arrive
+//!   within this; a body that trickles in is cut off (the API answers 408), so a slow
+//!   client cannot hold a connection for ever after sending its headers in time.
 //! - `[http] max_connections`: connections open at once. One more is answered
 //!   `503 {"error": ...}` with `Retry-After` and closed, so a flood of idle connections
 //!   costs one file descriptor each for at most `header_timeout`, never the process's
@@ -23,6 +26,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use futures_util::StreamExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -37,9 +41,15 @@ use tower::ServiceExt;
 pub struct Limits {
     /// See the module documentation.
     pub header_timeout: Duration,
+    /// See the module documentation.
+    pub body_timeout: Duration,
     /// Connections served at once.
     pub max_connections: usize,
 }
+
+/// The error a request body gives when it did not arrive within `body_timeout`; the API
+/// recognises it by this text to answer 408.
+pub const BODY_TIMED_OUT: &str = "the request body did not arrive within http.body_timeout";
 
 /// Refusals being written at once; beyond that an extra connection is closed without a
 /// word, so refusing cannot itself pile up.
@@ -114,7 +124,8 @@ async fn serve_connection(
 ) {
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(remote));
-        router.clone().oneshot(request.map(Body::new))
+        let request = request.map(|body| with_deadline(Body::new(body), limits.body_timeout));
+        router.clone().oneshot(request)
     });
     let mut builder = http1::Builder::new();
     builder
@@ -133,6 +144,21 @@ async fn serve_connection(
         // A client that timed out or hung up is routine: debug, not warn.
         tracing::debug!(client = %remote, error = %err, "HTTP connection closed");
     }
+}
+
+/// `body`, ending in an error if it has not all arrived within `limit` from now.
+fn with_deadline(body: Body, limit: Duration) -> Body {
+    let deadline = tokio::time::Instant::now() + limit;
+    let stream =
+        futures_util::stream::unfold(Some(body.into_data_stream()), move |state| async move {
+            let mut data = state?;
+            match tokio::time::timeout_at(deadline, data.next()).await {
+                Ok(Some(chunk)) => Some((chunk, Some(data))),
+                Ok(None) => None,
+                Err(_) => Some((Err(axum::Error::new(BODY_TIMED_OUT)), None)),
+            }
+        });
+    Body::from_stream(stream)
 }
 
 /// Answers a connection over the limit with a JSON 503 and closes it.
