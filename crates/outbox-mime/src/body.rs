@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::path::Path;
 
-use crate::encoding::{Charset, TransferEncoding, longest_line, normalize_crlf, normalize_text};
+use crate::encoding::{Charset, TransferEncoding, normalize_crlf, normalize_text};
 use crate::error::ComposeError;
 use crate::header;
 use crate::merge::contains_marker;
@@ -17,6 +17,8 @@ pub(crate) struct BodyOptions<'a> {
     pub transfer_encoding: Option<TransferEncoding>,
     /// A Content-Type override for a single-part body (already validated).
     pub content_type: Option<&'a str>,
+    /// The largest file read for an image or attachment `path`.
+    pub max_file_size: u64,
 }
 
 /// Builds the body tree of `spec`, or `None` when it has no body at all.
@@ -47,7 +49,12 @@ pub(crate) fn build<'a>(
         let mut children = Vec::with_capacity(spec.attachments.len() + 1);
         children.extend(body.take());
         for source in &spec.attachments {
-            children.push(source_node("attachments", source, Disposition::Attachment)?);
+            children.push(source_node(
+                "attachments",
+                source,
+                Disposition::Attachment,
+                options,
+            )?);
         }
         body = Some(if children.len() == 1 {
             children.remove(0)
@@ -63,7 +70,7 @@ pub(crate) fn build<'a>(
         && let Some(slot) = headers.iter_mut().find(|(name, _)| *name == "Content-Type")
     {
         let is_text = slot.1.starts_with("text/");
-        slot.1 = content_type.to_string();
+        slot.1 = header::content_type_value(content_type);
         // A text body keeps saying which charset it is in.
         if is_text && !content_type.to_ascii_lowercase().contains("charset=") {
             slot.1
@@ -136,7 +143,7 @@ fn html_node<'a>(
     let mut html = Cow::Borrowed(html);
     let mut children = vec![];
     for source in images {
-        let node = source_node("html_images", source, Disposition::Inline)?;
+        let node = source_node("html_images", source, Disposition::Inline, options)?;
         if let Some((reference, id)) = image_reference(source)
             && let Cow::Owned(rewritten) = rewrite_src(&html, &reference, &format!("cid:{id}"))
         {
@@ -168,7 +175,9 @@ fn image_reference(source: &PartSource) -> Option<(String, String)> {
 }
 
 /// A Content-ID from a file name: characters that cannot appear in a msg-id (RFC 5322 §3.6.4)
-/// are percent-encoded, as a `cid:` URL would write them (RFC 2392).
+/// are percent-encoded, as a `cid:` URL would write them (RFC 2392). A msg-id cannot be
+/// folded, so an id longer than 60 characters is shortened to its first 40 and a hash of
+/// the whole name (the same name always gives the same id, which the `src` rewrite needs).
 fn content_id(name: &str) -> String {
     let mut id = String::with_capacity(name.len());
     for &b in name.as_bytes() {
@@ -178,7 +187,19 @@ fn content_id(name: &str) -> String {
             id.push_str(&format!("%{b:02X}"));
         }
     }
-    id
+    if id.len() <= 60 {
+        return id;
+    }
+    // Cut before a %XX triplet rather than through it.
+    let mut cut = 40;
+    if let Some(percent) = id[cut - 2..cut].find('%') {
+        cut = cut - 2 + percent;
+    }
+    // FNV-1a: stable across runs and Rust versions, unlike `DefaultHasher`.
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{}.{hash:016x}", &id[..cut])
 }
 
 /// Replaces every `src="REFERENCE"` (or single-quoted) attribute value equal to `reference`
@@ -230,6 +251,7 @@ fn source_node<'a>(
     field: &'static str,
     source: &'a PartSource,
     disposition: Disposition,
+    options: &BodyOptions<'_>,
 ) -> Result<Node<'a>, ComposeError> {
     let (name, data, given_type) = match source {
         PartSource::Mime(raw) => return raw_node(field, raw),
@@ -238,10 +260,12 @@ fn source_node<'a>(
             name,
             content_type,
         } => {
-            let data = std::fs::read(path).map_err(|error| ComposeError::UnreadableFile {
-                field,
-                path: path.clone(),
-                error,
+            let data = crate::file::read_file(path, options.max_file_size).map_err(|error| {
+                ComposeError::UnreadableFile {
+                    field,
+                    path: path.clone(),
+                    error,
+                }
             })?;
             let name = match name {
                 Some(name) => name.clone(),
@@ -266,15 +290,19 @@ fn source_node<'a>(
         return Err(ComposeError::InvalidPartName { field, name });
     }
     let content_type = match given_type {
-        Some(given) => validate_content_type(field, given)?.to_string(),
+        Some(given) => header::content_type_value(validate_content_type(field, given)?),
         None => mime_guess::from_path(&name)
             .first_or_octet_stream()
             .essence_str()
             .to_string(),
     };
+    let charset = text_charset(&content_type, &data);
     let mut headers = vec![(
         "Content-Type",
-        format!("{content_type}{}", header::parameter("name", &name)),
+        format!(
+            "{content_type}{charset}{}",
+            header::file_name_parameter("name", &name)
+        ),
     )];
     let kind = match disposition {
         Disposition::Attachment => "attachment",
@@ -282,7 +310,7 @@ fn source_node<'a>(
     };
     headers.push((
         "Content-Disposition",
-        format!("{kind}{}", header::parameter("filename", &name)),
+        format!("{kind}{}", header::file_name_parameter("filename", &name)),
     ));
     headers.push(("Content-Transfer-Encoding", "base64".to_string()));
     if disposition == Disposition::Inline {
@@ -293,6 +321,24 @@ fn source_node<'a>(
         headers.push(("Content-ID", format!("<{id}>")));
     }
     Ok(Node::leaf(headers, data, TransferEncoding::Base64))
+}
+
+/// The `charset` parameter (with its `; `) of a text/* file part whose content type does
+/// not name one: `us-ascii` for ASCII content, `utf-8` for valid UTF-8. Content that is
+/// neither gets no charset claim at all: Outbox cannot know which 8-bit charset it is in,
+/// and a wrong claim would garble it, while a missing one leaves the reader's default.
+fn text_charset(content_type: &str, data: &[u8]) -> &'static str {
+    let lower = content_type.to_ascii_lowercase();
+    if !lower.starts_with("text/") || lower.contains("charset=") {
+        return "";
+    }
+    if data.is_ascii() {
+        "; charset=us-ascii"
+    } else if std::str::from_utf8(data).is_ok() {
+        "; charset=utf-8"
+    } else {
+        ""
+    }
 }
 
 /// The last component of a path, when it is valid text.
@@ -315,12 +361,18 @@ fn raw_node(field: &'static str, raw: &[u8]) -> Result<Node<'static>, ComposeErr
             reason: "does not start with header fields",
         });
     }
-    if longest_line(&raw) > 998 {
-        return Err(ComposeError::InvalidRawPart {
-            field,
-            reason: "has a line longer than 998 octets",
-        });
-    }
+    // Long lines are fitted as in a raw message (quoted-printable, folding); only what
+    // cannot be fitted is refused.
+    let raw = match crate::long_lines::fit_part(&raw) {
+        Ok(Cow::Borrowed(_)) => raw,
+        Ok(Cow::Owned(fitted)) => fitted,
+        Err(_) => {
+            return Err(ComposeError::InvalidRawPart {
+                field,
+                reason: "has a line longer than 998 octets that cannot be folded or re-encoded",
+            });
+        }
+    };
     Ok(Node::Raw(raw))
 }
 
@@ -372,6 +424,11 @@ mod tests {
     fn content_ids_escape_what_a_msg_id_cannot_hold() {
         assert_eq!(content_id("apache_pb.gif"), "apache_pb.gif");
         assert_eq!(content_id("my pic.png"), "my%20pic.png");
+        let long = content_id(&"é".repeat(100));
+        assert_eq!(long.len(), 39 + 1 + 16, "{long}");
+        assert!(long.starts_with("%C3%A9%C3%A9"));
+        assert_eq!(long, content_id(&"é".repeat(100)));
+        assert_ne!(long, content_id(&"é".repeat(101)));
     }
 
     #[test]

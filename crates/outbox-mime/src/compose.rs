@@ -65,6 +65,10 @@ pub struct ComposeOptions {
     pub message_id: Option<String>,
     /// Seed of the multipart boundaries (default: random).
     pub boundary_seed: Option<u64>,
+    /// The largest attachment or inline image file read from a `path`, in bytes (default:
+    /// [`crate::DEFAULT_MAX_FILE_SIZE`]). A larger file is refused before it is read; the
+    /// binary passes `delivery.max_message_size`.
+    pub max_file_size: Option<u64>,
 }
 
 /// Validates `spec` and composes it (DESIGN §2, §3). Merge markers are left in place; see
@@ -73,7 +77,7 @@ pub fn compose(spec: &EmailSpec) -> Result<Message, ComposeError> {
     compose_with(spec, &ComposeOptions::default())
 }
 
-/// [`compose`] with a fixed date, Message-ID or boundary seed.
+/// [`compose`] with a fixed date, Message-ID or boundary seed, or a file size limit.
 pub fn compose_with(spec: &EmailSpec, options: &ComposeOptions) -> Result<Message, ComposeError> {
     if spec.from.trim().is_empty() {
         return Err(ComposeError::Missing { field: "from" });
@@ -100,7 +104,7 @@ pub fn compose_with(spec: &EmailSpec, options: &ComposeOptions) -> Result<Messag
         .transpose()?;
     validate_delivery_fields(spec)?;
     let extra = extra_headers(&spec.headers)?;
-    let body_options = body_options(spec)?;
+    let body_options = body_options(spec, options)?;
     let mut boundaries = Boundaries::new(options.boundary_seed.unwrap_or_else(rand::random));
     let body = if spec.simple_form {
         for (field, given) in [
@@ -170,6 +174,7 @@ pub fn compose_with(spec: &EmailSpec, options: &ComposeOptions) -> Result<Messag
             write_field(&mut data, name, &header::unstructured(name, value));
         }
     }
+    check_header_lines(&data)?;
     match &body {
         Some(node) => node.write(&mut data, true),
         None => data.extend_from_slice(b"\r\n"),
@@ -200,10 +205,10 @@ pub fn compose_part(spec: &EmailSpec) -> Result<Part, ComposeError> {
     compose_part_with(spec, &ComposeOptions::default())
 }
 
-/// [`compose_part`] with a fixed boundary seed.
+/// [`compose_part`] with a fixed boundary seed or a file size limit.
 pub fn compose_part_with(spec: &EmailSpec, options: &ComposeOptions) -> Result<Part, ComposeError> {
     let extra = extra_headers(&spec.headers)?;
-    let body_options = body_options(spec)?;
+    let body_options = body_options(spec, options)?;
     let mut boundaries = Boundaries::new(options.boundary_seed.unwrap_or_else(rand::random));
     let node = body::build(spec, &body_options, &mut boundaries)?.ok_or(ComposeError::NoBody)?;
     let mut head = Vec::new();
@@ -214,7 +219,10 @@ pub fn compose_part_with(spec: &EmailSpec, options: &ComposeOptions) -> Result<P
 }
 
 /// Charset, transfer encoding and content type, validated.
-fn body_options(spec: &EmailSpec) -> Result<BodyOptions<'_>, ComposeError> {
+fn body_options<'a>(
+    spec: &'a EmailSpec,
+    options: &ComposeOptions,
+) -> Result<BodyOptions<'a>, ComposeError> {
     let charset = match &spec.charset {
         Some(name) => name.parse::<Charset>()?,
         None => Charset::Utf8,
@@ -228,6 +236,9 @@ fn body_options(spec: &EmailSpec) -> Result<BodyOptions<'_>, ComposeError> {
         charset,
         transfer_encoding: spec.transfer_encoding,
         content_type,
+        max_file_size: options
+            .max_file_size
+            .unwrap_or(crate::file::DEFAULT_MAX_FILE_SIZE),
     })
 }
 
@@ -315,7 +326,9 @@ fn extra_headers(headers: &[(String, String)]) -> Result<Vec<(String, String)>, 
                 field: format!("headers ({})", name.escape_debug()),
             });
         }
+        // `Name: ` must leave room on the first line: a field name cannot be folded.
         if name.is_empty()
+            || name.len() > 76
             || !name
                 .bytes()
                 .all(|b| (b'!'..=b'~').contains(&b) && b != b':')
@@ -334,6 +347,27 @@ fn extra_headers(headers: &[(String, String)]) -> Result<Vec<(String, String)>, 
         out.push((name.to_string(), value.trim().to_string()));
     }
     Ok(out)
+}
+
+/// Refuses a header block with a line over 998 octets. Folding keeps every value under 78
+/// columns where it has a place to break; what is left is a value that has none (a long
+/// Message-ID, given by the caller), named in the error.
+fn check_header_lines(head: &[u8]) -> Result<(), ComposeError> {
+    let mut field = "";
+    for line in head.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(colon) = line.iter().position(|&b| b == b':')
+            && !line.starts_with(b" ")
+        {
+            field = std::str::from_utf8(&line[..colon]).unwrap_or("headers");
+        }
+        if line.len() > 998 {
+            return Err(ComposeError::HeaderTooLong {
+                field: field.to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {

@@ -45,15 +45,16 @@ pub enum ComposeError {
         /// How many addresses it held.
         count: usize,
     },
-    /// A file for an image or attachment cannot be read.
-    #[error("{field}: cannot read {}: {error}", path.display())]
+    /// A file for an image or attachment cannot be used: unreadable, not a regular file,
+    /// or over the size limit.
+    #[error("{field}: {}: {error}", path.display())]
     UnreadableFile {
         /// `html_images` or `attachments`.
         field: &'static str,
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        error: std::io::Error,
+        /// What is wrong with it.
+        error: crate::file::FileError,
     },
     /// A header value (or name) holds CR or LF: refused, so headers cannot be injected.
     #[error("{field}: line break inside a header value (header injection refused)")]
@@ -66,6 +67,13 @@ pub enum ComposeError {
     InvalidHeaderName {
         /// The name given.
         name: String,
+    },
+    /// A header line that stays over 998 octets (RFC 5322 §2.1.1) even when folded: a
+    /// Message-ID or a single word too long for any line.
+    #[error("{field}: header line longer than 998 octets cannot be folded")]
+    HeaderTooLong {
+        /// The header name.
+        field: String,
     },
     /// An extra header that Outbox writes itself from a spec field.
     #[error("headers: {name} is set by the {field} field, not as an extra header")]
@@ -151,6 +159,7 @@ impl ComposeError {
             ComposeError::NoRecipients => "to",
             ComposeError::NoBody => "text",
             ComposeError::HeaderInjection { field } => field,
+            ComposeError::HeaderTooLong { .. } => "headers",
             ComposeError::InvalidHeaderName { .. } | ComposeError::ReservedHeader { .. } => {
                 "headers"
             }

@@ -41,7 +41,9 @@ mod builder;
 mod compose;
 mod encoding;
 mod error;
+mod file;
 mod header;
+mod long_lines;
 mod merge;
 mod mime_merge;
 mod part;
@@ -56,6 +58,8 @@ pub use encoding::{
     Charset, TransferEncoding, UnknownCharset, UnknownTransferEncoding, base64_lines_into,
 };
 pub use error::ComposeError;
+pub use file::{DEFAULT_MAX_FILE_SIZE, FileError, read_bounded, read_file};
+pub use long_lines::{LineLengthError, MAX_LINE, fit_line_length, has_long_line};
 pub use merge::{
     TokenLookup, contains_marker, email_token, is_token_name, merge, merge_message, merge_text,
 };

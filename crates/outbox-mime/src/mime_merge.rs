@@ -26,7 +26,7 @@ pub(crate) fn looks_like_mime(data: &[u8]) -> bool {
 }
 
 /// Splits an entity into its header block (including the final line end) and its body.
-fn split_head(entity: &[u8]) -> (&[u8], &[u8]) {
+pub(crate) fn split_head(entity: &[u8]) -> (&[u8], &[u8]) {
     if entity.starts_with(b"\r\n") {
         return (&[], &entity[2..]);
     }
@@ -49,12 +49,12 @@ fn split_head(entity: &[u8]) -> (&[u8], &[u8]) {
 }
 
 /// The header fields of a block as (name, raw value with its folding and line end).
-fn fields(head: &[u8]) -> impl Iterator<Item = (&str, &[u8])> {
+pub(crate) fn fields(head: &[u8]) -> impl Iterator<Item = (&str, &[u8])> {
     located_fields(head).map(|(_, _, name, raw)| (name, raw))
 }
 
 /// The header fields of a block as (start, end, name, raw value).
-fn located_fields(head: &[u8]) -> impl Iterator<Item = (usize, usize, &str, &[u8])> {
+pub(crate) fn located_fields(head: &[u8]) -> impl Iterator<Item = (usize, usize, &str, &[u8])> {
     let mut starts = vec![];
     let mut at = 0;
     while at < head.len() {
@@ -77,7 +77,7 @@ fn located_fields(head: &[u8]) -> impl Iterator<Item = (usize, usize, &str, &[u8
 }
 
 /// A raw header value unfolded and trimmed (RFC 5322 §2.2.3).
-fn unfold(raw: &[u8]) -> String {
+pub(crate) fn unfold(raw: &[u8]) -> String {
     let text = String::from_utf8_lossy(raw);
     text.replace("\r\n", "")
         .replace('\n', "")
@@ -96,7 +96,7 @@ struct ContentInfo {
 }
 
 /// A parameter of a structured field value (`; name=value` or `; name="value"`).
-fn parameter(value: &str, wanted: &str) -> Option<String> {
+pub(crate) fn parameter(value: &str, wanted: &str) -> Option<String> {
     value.split(';').skip(1).find_map(|param| {
         let (name, v) = param.split_once('=')?;
         name.trim()
@@ -181,7 +181,8 @@ fn merge_field(name: &str, raw: &[u8], values: &impl TokenLookup) -> Option<Vec<
                 out.extend_from_slice(header::encoded_words(&v, " ").as_bytes());
             }
         })?;
-        String::from_utf8(merged).ok()?
+        // Encoded-words for a long value can make the line long: fold between them.
+        header::fold(name.len() + 2, &String::from_utf8(merged).ok()?)
     } else {
         let decoded = header::decode_unstructured(&unfold(raw));
         let merged = replace_markers(decoded.as_bytes(), values, |v, out| {

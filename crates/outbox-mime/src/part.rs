@@ -141,11 +141,12 @@ impl<'a> Node<'a> {
     }
 }
 
-/// Writes `Name: value` CRLF. Values are already encoded and folded.
+/// Writes `Name: value` CRLF. Values are already encoded; they are folded here
+/// ([`crate::header::fold`]) wherever a line would pass 78 characters.
 pub(crate) fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
-    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(crate::header::fold(name.len() + 2, value).as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 

@@ -14,9 +14,13 @@ use crate::address::split_address_list;
 use crate::encoding::TransferEncoding;
 
 /// A message description. JSON field names (snake_case) are the public contract; unknown
-/// fields are refused so that a typo is never silently ignored.
+/// fields are refused so that a typo is never silently ignored, and only a JSON object is
+/// a spec (see the `Deserialize` impl below).
+// `remote = "Self"` makes the derives inherent functions, so that the trait impls below can
+// wrap them: serde's derived struct deserialiser also takes a sequence of the fields in
+// declaration order, which would make `["a@x.test", ...]` a spec.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(remote = "Self", deny_unknown_fields, default)]
 pub struct EmailSpec {
     /// Author: `addr` or `Name <addr>` (required). Also the envelope sender.
     pub from: String,
@@ -69,6 +73,32 @@ pub struct EmailSpec {
     pub simple_form: bool,
     /// Deliver now, bypassing the queue.
     pub immediate: bool,
+}
+
+impl Serialize for EmailSpec {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        EmailSpec::serialize(self, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for EmailSpec {
+    /// A JSON object only: a sequence is refused with an error saying so.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectOnly;
+        impl<'de> serde::de::Visitor<'de> for ObjectOnly {
+            type Value = EmailSpec;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a message spec as a JSON object (field names, not a list of values)")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<EmailSpec, A::Error> {
+                EmailSpec::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer.deserialize_map(ObjectOnly)
+    }
 }
 
 /// Delivery priority: due messages are taken high first, then medium, then low.
@@ -356,6 +386,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("size"), "{err}");
+    }
+
+    #[test]
+    fn a_json_array_is_not_a_spec() {
+        // Without the object-only impl serde takes the values positionally: from, to, ...
+        let err = serde_json::from_str::<EmailSpec>(r#"["a@x.test", ["b@x.test"], [], [], "s"]"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid type: sequence"), "{err}");
+        assert!(err.contains("JSON object"), "{err}");
+        let err = serde_json::from_str::<Vec<EmailSpec>>(r#"[["a@x.test"]]"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid type: sequence"), "{err}");
+        let spec: Vec<EmailSpec> =
+            serde_json::from_str(r#"[{"from":"a@x.test","subject":"s"}]"#).unwrap();
+        assert_eq!(spec[0].subject, "s");
     }
 
     #[test]

@@ -8,6 +8,7 @@ fn options() -> ComposeOptions {
         date: Some(time::macros::datetime!(2026-11-22 10:00:00 UTC)),
         message_id: Some("01TEST@example.com".to_string()),
         boundary_seed: Some(1),
+        ..ComposeOptions::default()
     }
 }
 
@@ -104,7 +105,7 @@ fn text_and_html_are_alternative_inside_mixed() {
             "--=_outbox_0000000000000001_0--",
             "",
             "--=_outbox_0000000000000001_1",
-            "Content-Type: text/plain; name=\"a.txt\"",
+            "Content-Type: text/plain; charset=us-ascii; name=\"a.txt\"",
             "Content-Disposition: attachment; filename=\"a.txt\"",
             "Content-Transfer-Encoding: base64",
             "",

@@ -74,6 +74,34 @@ proptest! {
     }
 
     #[test]
+    fn no_header_line_exceeds_998_octets_whatever_the_inputs(
+        name in r"[^\p{Cc}]{0,1500}",
+        subject in "[^\r\n]{1,3000}",
+        value in "[a-z ]{0,2500}",
+        file_name in "[^\r\n/\\\\]{1,1500}",
+        parameter in "[a-z]{0,1500}",
+    ) {
+        let quoted = name.replace('\\', "\\\\").replace('"', "\\\"");
+        let mut spec = EmailSpec::builder()
+            .from(format!("\"{quoted}\" <from@example.com>"))
+            .to(format!("\"{quoted}\" <to@example.com>, other@example.com"))
+            .subject(subject)
+            .header("X-Long", value)
+            .html("<p>html</p>")
+            .into_spec();
+        spec.html_images.push(PartSource::data(file_name.clone(), vec![1, 2, 3]));
+        spec.attachments.push(
+            PartSource::data(file_name, vec![4, 5, 6])
+                .with_content_type(format!("application/x-thing; p=\"{parameter}\"; q={parameter}")),
+        );
+        match compose(&spec) {
+            Ok(message) => assert_wire_clean(message.data()),
+            // Only a subject that is blank is refused here.
+            Err(err) => prop_assert_eq!(err.field(), "subject"),
+        }
+    }
+
+    #[test]
     fn long_single_lines_never_exceed_998_octets(
         word in "[a-zA-Zé€]{1000,3000}",
         subject_word in "[a-z]{950,1200}",

@@ -29,6 +29,9 @@ pub enum StoreError {
     /// A message was given without any envelope recipient.
     #[error("message has no recipients")]
     NoRecipients,
+    /// The message has a line over 998 octets that cannot be folded or re-encoded.
+    #[error("message refused: {0}")]
+    LineTooLong(#[from] outbox_mime::LineLengthError),
     /// A recipient address has no domain part, so no route can be computed.
     #[error("invalid recipient address {address:?}: expected local@domain")]
     InvalidRecipient {
@@ -115,6 +118,7 @@ impl StoreError {
             StoreError::InvalidUrl { .. }
                 | StoreError::TooLarge { .. }
                 | StoreError::NoRecipients
+                | StoreError::LineTooLong(_)
                 | StoreError::InvalidRecipient { .. }
                 | StoreError::InvalidSender { .. }
                 | StoreError::InvalidId { .. }

@@ -52,7 +52,8 @@ pub use model::{
     StatusCounts, StoreOptions,
 };
 pub use outbox::{
-    ImmediateResult, Outbox, OutboxError, RawMessage, deliver_now, prepare, prepare_raw, priority,
+    ImmediateResult, Outbox, OutboxError, RawMessage, deliver_now, prepare, prepare_raw,
+    prepare_with, priority,
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use thiserror::Error;
 use time::OffsetDateTime;
 
-use outbox_mime::{ComposeError, EmailSpec, Message, compose};
+use outbox_mime::{ComposeError, ComposeOptions, EmailSpec, Message, compose_with};
 use outbox_smtp::{ServerSpec, SpecError};
 
 use crate::engine::{Connection, Engine, EngineConfig, Route, Transport, TransportError};
@@ -157,7 +157,13 @@ impl Outbox {
 /// Composes a spec into what the store keeps. Validates the relay spec too, so a bad
 /// relay is refused before anything is stored.
 pub fn prepare(spec: &EmailSpec) -> Result<NewMessage, OutboxError> {
-    let message = compose(spec)?;
+    prepare_with(spec, &ComposeOptions::default())
+}
+
+/// [`prepare`] with composition options: the binary passes the largest attachment file it
+/// reads (`delivery.max_message_size`).
+pub fn prepare_with(spec: &EmailSpec, options: &ComposeOptions) -> Result<NewMessage, OutboxError> {
+    let message = compose_with(spec, options)?;
     prepare_composed(spec, message)
 }
 

@@ -61,13 +61,17 @@ pub(crate) fn prepare_message(
     ids: &IdGenerator,
     now: OffsetDateTime,
 ) -> Result<PreparedMessage, StoreError> {
-    let size = message.data.len() as u64;
-    if size > options.max_message_size {
-        return Err(StoreError::TooLarge {
-            size,
-            limit: options.max_message_size,
-        });
-    }
+    check_size(message.data.len(), options)?;
+    // Every way in ends here (compose, sendmail, the SMTP listener, HTTP), so this is where a
+    // line over 998 octets is fixed: a strict server would refuse it at delivery, after the
+    // client was told it was queued. A message without one is not copied.
+    let data = match outbox_mime::fit_line_length(&message.data)? {
+        std::borrow::Cow::Borrowed(_) => message.data,
+        std::borrow::Cow::Owned(fitted) => {
+            check_size(fitted.len(), options)?;
+            fitted
+        }
+    };
     if message.recipients.is_empty() {
         return Err(StoreError::NoRecipients);
     }
@@ -85,12 +89,24 @@ pub(crate) fn prepare_message(
         priority: message.priority.rank(),
         envelope_from: message.envelope_from,
         subject: message.subject,
-        data: message.data,
+        data,
         tokens: message.tokens.as_ref().map(merge_json),
         relay: message.relay,
         idempotency_key: message.idempotency_key,
         recipients,
     })
+}
+
+/// Refuses data over `max_message_size`.
+fn check_size(len: usize, options: &StoreOptions) -> Result<(), StoreError> {
+    let size = len as u64;
+    if size > options.max_message_size {
+        return Err(StoreError::TooLarge {
+            size,
+            limit: options.max_message_size,
+        });
+    }
+    Ok(())
 }
 
 /// Checks recipients and computes their domain and route.
