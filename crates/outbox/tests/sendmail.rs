@@ -320,7 +320,6 @@ fn the_default_domain_is_the_host_name() {
 /// 998 octets a line and strict servers refuse more, so what is queued must not have such a
 /// line, and the text must come out exact after decoding (the queue re-encodes the part).
 #[test]
-#[ignore = "needs the re-encoding of over-long lines at enqueue (branch h-mime)"]
 fn php_mail_with_a_2000_character_line_is_queued_deliverable() {
     let work = Workdir::new();
     let long = "a".repeat(2000);

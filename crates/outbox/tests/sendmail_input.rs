@@ -214,3 +214,16 @@ fn no_flag_or_header_chooses_the_relay_or_the_configuration() {
     assert_eq!(received[0].envelope.rcpt_to, ["root@real.example"]);
     assert!(!marker.exists(), "a program relay ran");
 }
+
+#[test]
+fn a_header_line_that_cannot_be_folded_is_refused_not_queued() {
+    let work = Workdir::new();
+    let word = "x".repeat(1200);
+    let out = sendmail(
+        &work,
+        &["-t", "-i"],
+        format!("From: a@x.test\nTo: b@y.test\nX-Token: {word}\n\nbody\n"),
+    );
+    assert_fails(&out, 65, "sendmail: message refused");
+    assert_eq!(work.queue_list(), serde_json::json!([]));
+}
