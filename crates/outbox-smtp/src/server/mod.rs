@@ -100,6 +100,7 @@ pub struct ServerBuilder {
     sink: Option<Arc<dyn MessageSink>>,
     faults: Vec<Fault>,
     limits: Limits,
+    per_connection_stats: bool,
 }
 
 impl Default for ServerBuilder {
@@ -120,6 +121,7 @@ impl Default for ServerBuilder {
             sink: None,
             faults: Vec::new(),
             limits: Limits::default(),
+            per_connection_stats: true,
         }
     }
 }
@@ -229,6 +231,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Whether [`ServerStats::transactions_per_connection`] is kept (default: yes). It grows
+    /// by one entry per connection, so a long-running server turns it off.
+    pub fn per_connection_stats(mut self, keep: bool) -> Self {
+        self.per_connection_stats = keep;
+        self
+    }
+
     /// Adds a fault rule; rules are tried in the order added.
     pub fn fault(mut self, fault: Fault) -> Self {
         self.faults.push(fault);
@@ -268,7 +277,7 @@ impl ServerBuilder {
             trusted_networks: self.trusted_networks,
             sink,
             faults: FaultPlan::new(self.faults),
-            counters: Counters::default(),
+            counters: Counters::new(self.per_connection_stats),
             limits: self.limits,
             connections: Arc::new(Connections::default()),
             auth_failures: AuthFailures::default(),
