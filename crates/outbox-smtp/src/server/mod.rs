@@ -1,10 +1,16 @@
-//! An SMTP server (RFC 5321): Outbox's future submission listener, and the peer of every
+//! An SMTP server (RFC 5321): Outbox's submission listener, and the peer of every
 //! delivery test, with deterministic fault injection and connection counters.
 //!
 //! It speaks EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT, VRFY (252), HELP, STARTTLS
 //! (RFC 3207), AUTH PLAIN/LOGIN (RFC 4954), and advertises PIPELINING (RFC 2920), SIZE
 //! (RFC 1870), 8BITMIME (RFC 6152), ENHANCEDSTATUSCODES (RFC 2034) and SMTPUTF8 (RFC 6531).
 //! Each connection runs in its own tokio task; messages go to a [`MessageSink`].
+//!
+//! Hostile input: only `CRLF.CRLF` ends message text, and a bare LF or CR anywhere gets
+//! `521 5.5.2` and a closed connection (no SMTP smuggling). Limits, all off by default so the
+//! server stays a permissive test peer, and set by the submission listener: connections in
+//! all and per client address (refused at accept with `421`, holding nothing), commands and
+//! error replies per session, failed AUTH per session and per client address.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
