@@ -112,3 +112,60 @@ fn too_many_errors_close_the_session() {
     assert_eq!(c.reply(), "421 4.7.0 outbox.test Error: too many errors");
     assert!(c.closed_within(Duration::from_secs(5)));
 }
+
+/// The file-descriptor exhaustion that took HTTP down: connections over `max_connections`
+/// are closed at once, so serve's open descriptors stay near the cap however many clients
+/// come, and the HTTP API keeps answering.
+#[test]
+fn a_connection_flood_holds_no_more_descriptors_than_the_cap_and_http_still_answers() {
+    let work = Workdir::new();
+    let relay = Relay::start();
+    configure(
+        &work,
+        &relay,
+        "max_connections = 40\nmax_connections_per_client = 40\n",
+    );
+    let serve = Serve::start(&work, "info");
+    let descriptors = || {
+        std::fs::read_dir(format!("/proc/{}/fd", serve.pid()))
+            .expect("/proc/PID/fd")
+            .count()
+    };
+    let baseline = descriptors();
+    let mut held = Vec::new();
+    for i in 0..400 {
+        let from = format!("127.0.0.{}", 2 + i % 8);
+        let mut c = Raw::connect_from(serve.address, &from);
+        if c.reply().starts_with("220 ") {
+            held.push(c);
+        }
+    }
+    assert_eq!(held.len(), 40);
+    let during = descriptors();
+    assert!(
+        during <= baseline + 40 + 2,
+        "{during} descriptors open with 40 sessions (baseline {baseline})"
+    );
+
+    let http = serve
+        .log()
+        .iter()
+        .find(|line| line.contains("HTTP API and admin page listening"))
+        .and_then(|line| {
+            line.split_whitespace()
+                .find_map(|word| word.strip_prefix("address="))
+                .map(str::to_string)
+        })
+        .expect("HTTP address in the log");
+    let mut stream = std::net::TcpStream::connect(&http).expect("connect HTTP");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    use std::io::{Read, Write};
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}

@@ -1,10 +1,16 @@
-//! An SMTP server (RFC 5321): Outbox's future submission listener, and the peer of every
+//! An SMTP server (RFC 5321): Outbox's submission listener, and the peer of every
 //! delivery test, with deterministic fault injection and connection counters.
 //!
 //! It speaks EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT, VRFY (252), HELP, STARTTLS
 //! (RFC 3207), AUTH PLAIN/LOGIN (RFC 4954), and advertises PIPELINING (RFC 2920), SIZE
 //! (RFC 1870), 8BITMIME (RFC 6152), ENHANCEDSTATUSCODES (RFC 2034) and SMTPUTF8 (RFC 6531).
 //! Each connection runs in its own tokio task; messages go to a [`MessageSink`].
+//!
+//! Hostile input: only `CRLF.CRLF` ends message text, and a bare LF or CR anywhere gets
+//! `521 5.5.2` and a closed connection (no SMTP smuggling). Limits, all off by default so the
+//! server stays a permissive test peer, and set by the submission listener: connections in
+//! all and per client address (refused at accept with `421`, holding nothing), commands and
+//! error replies per session, failed AUTH per session and per client address.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -100,6 +106,7 @@ pub struct ServerBuilder {
     sink: Option<Arc<dyn MessageSink>>,
     faults: Vec<Fault>,
     limits: Limits,
+    per_connection_stats: bool,
 }
 
 impl Default for ServerBuilder {
@@ -120,6 +127,7 @@ impl Default for ServerBuilder {
             sink: None,
             faults: Vec::new(),
             limits: Limits::default(),
+            per_connection_stats: true,
         }
     }
 }
@@ -229,6 +237,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Whether [`ServerStats::transactions_per_connection`] is kept (default: yes). It grows
+    /// by one entry per connection, so a long-running server turns it off.
+    pub fn per_connection_stats(mut self, keep: bool) -> Self {
+        self.per_connection_stats = keep;
+        self
+    }
+
     /// Adds a fault rule; rules are tried in the order added.
     pub fn fault(mut self, fault: Fault) -> Self {
         self.faults.push(fault);
@@ -268,7 +283,7 @@ impl ServerBuilder {
             trusted_networks: self.trusted_networks,
             sink,
             faults: FaultPlan::new(self.faults),
-            counters: Counters::default(),
+            counters: Counters::new(self.per_connection_stats),
             limits: self.limits,
             connections: Arc::new(Connections::default()),
             auth_failures: AuthFailures::default(),

@@ -39,9 +39,19 @@ impl ServerStats {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     inner: Mutex<ServerStats>,
+    /// Whether `transactions_per_connection` is kept: it grows by one entry per connection,
+    /// fine for a test peer, a leak for a listener that runs for months.
+    untracked: bool,
 }
 
 impl Counters {
+    pub(crate) fn new(per_connection: bool) -> Counters {
+        Counters {
+            inner: Mutex::default(),
+            untracked: !per_connection,
+        }
+    }
+
     /// Counts a new connection and returns its number.
     pub(crate) fn connection_opened(&self) -> u64 {
         let mut stats = self.lock();
@@ -50,7 +60,9 @@ impl Counters {
         stats.max_concurrent_connections =
             stats.max_concurrent_connections.max(stats.connections_open);
         let id = stats.connections_accepted;
-        stats.transactions_per_connection.insert(id, 0);
+        if !self.untracked {
+            stats.transactions_per_connection.insert(id, 0);
+        }
         id
     }
 
@@ -64,6 +76,9 @@ impl Counters {
     }
 
     pub(crate) fn transaction_done(&self, connection: u64) {
+        if self.untracked {
+            return;
+        }
         *self
             .lock()
             .transactions_per_connection
@@ -80,5 +95,27 @@ impl Counters {
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn untracked_counters_keep_no_entry_per_connection() {
+        let counters = Counters::new(false);
+        for _ in 0..1000 {
+            let id = counters.connection_opened();
+            counters.transaction_done(id);
+            counters.connection_closed();
+        }
+        let stats = counters.snapshot();
+        assert_eq!(stats.connections_accepted, 1000);
+        assert!(stats.transactions_per_connection.is_empty());
+        let tracked = Counters::new(true);
+        let id = tracked.connection_opened();
+        tracked.transaction_done(id);
+        assert_eq!(tracked.snapshot().transactions_per_connection[&id], 1);
     }
 }

@@ -63,6 +63,8 @@ pub async fn start(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Opt
             settings.auth_failure_window.0,
         )
         .require_auth(trusted)
+        // One stats entry per connection would grow for as long as serve runs.
+        .per_connection_stats(false)
         .auth_requires_tls(settings.require_tls)
         .sink(Arc::new(QueueSink::new(store, hostname)));
     if !settings.users.is_empty() {

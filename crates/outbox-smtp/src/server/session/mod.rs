@@ -1,6 +1,7 @@
 //! One SMTP session: the command loop, transaction state and replies (RFC 5321 §4.1, §3.3).
 
 mod auth;
+mod data;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -14,10 +15,8 @@ use super::Shared;
 use super::command::{Command, CommandError, Param, parse_command};
 use super::fault::{FaultAction, Stage};
 use super::lines::{
-    Data, DataObserver, DataProblem, Line, MAX_AUTH_LINE, MAX_COMMAND_LINE, ends_with_crlf,
-    has_bare_cr, read_data, read_line, trim_line_end,
+    Line, MAX_AUTH_LINE, MAX_COMMAND_LINE, ends_with_crlf, has_bare_cr, read_line, trim_line_end,
 };
-use super::sink::Envelope;
 use crate::reply::Reply;
 
 type Io<S> = BufReader<BufWriter<S>>;
@@ -133,14 +132,6 @@ async fn write_reply<S: AsyncRead + AsyncWrite + Unpin>(
     reply: &Reply,
 ) -> std::io::Result<()> {
     io.write_all(reply.to_wire().as_bytes()).await
-}
-
-struct DropAfter(Option<u64>);
-
-impl DataObserver for DropAfter {
-    fn keep_going(&mut self, received: u64) -> bool {
-        self.0.is_none_or(|limit| received < limit)
-    }
 }
 
 impl Session<'_> {
@@ -544,91 +535,6 @@ impl Session<'_> {
             transaction.recipients.push(to);
         }
         self.send(io, &reply(250, "2.1.5 Ok")).await?;
-        Ok(Flow::Continue)
-    }
-
-    /// DATA (RFC 5321 §4.1.1.4): 354, the text, then the sink's verdict.
-    async fn data<S: AsyncRead + AsyncWrite + Unpin>(
-        &mut self,
-        io: &mut Io<S>,
-    ) -> std::io::Result<Flow> {
-        let (sender, recipients) = self.transaction_parts();
-        let refusal = match &sender {
-            None => Some(reply(503, "5.5.1 Need MAIL command first")),
-            Some(_) if recipients.is_empty() => Some(reply(554, "5.5.1 No valid recipients")),
-            Some(_) => None,
-        };
-        if let Some(refusal) = refusal {
-            self.send(io, &refusal).await?;
-            return Ok(Flow::Continue);
-        }
-        let mut observer = DropAfter(None);
-        match self
-            .fault(io, Stage::Data, sender.as_deref(), &recipients)
-            .await?
-        {
-            FaultOutcome::Done(flow) => {
-                self.transaction = None;
-                return Ok(flow);
-            }
-            FaultOutcome::DropAfter(n) => observer.0 = Some(n),
-            FaultOutcome::Proceed => {}
-        }
-        self.send(io, &reply(354, "End data with <CR><LF>.<CR><LF>"))
-            .await?;
-        io.flush().await?;
-        let max = self.shared.max_size.unwrap_or(u64::MAX);
-        let timeout = self.shared.command_timeout;
-        let data = read_data(io, max, timeout, &mut observer).await?;
-        self.transaction = None;
-        let text = match data {
-            Data::Eof => return Ok(Flow::Close),
-            Data::Refused(DataProblem::TooBig { .. }) => {
-                self.send(io, &reply(552, "5.3.4 Message size exceeds fixed maximum"))
-                    .await?;
-                return Ok(Flow::Continue);
-            }
-            Data::Refused(DataProblem::LineTooLong) => {
-                self.send(io, &reply(500, "5.5.2 Line too long")).await?;
-                return Ok(Flow::Continue);
-            }
-            Data::Refused(DataProblem::BareNewline) => {
-                // Whatever followed the `.` that ended the text was never read and is
-                // dropped with the connection: no smuggled command is ever acted on.
-                tracing::warn!(peer = %self.peer, "bare LF or CR in message text, closing");
-                let text = format!("5.5.2 {} Error: bare <LF> received", self.shared.hostname);
-                self.send(io, &reply(521, text)).await?;
-                return Ok(Flow::Close);
-            }
-            Data::Complete(text) => text,
-        };
-        if let FaultOutcome::Done(flow) = self
-            .fault(io, Stage::EndOfData, sender.as_deref(), &recipients)
-            .await?
-        {
-            return Ok(flow);
-        }
-        let envelope = Envelope {
-            mail_from: sender.unwrap_or_default(),
-            rcpt_to: recipients,
-            helo: self.helo.clone().unwrap_or_default(),
-            peer: self.peer,
-            authenticated: self.authenticated.clone(),
-            tls: self.tls,
-            connection: self.id,
-        };
-        match self.shared.sink.deliver(envelope, text).await {
-            Ok(id) => {
-                self.shared.counters.transaction_done(self.id);
-                self.commands = 0;
-                let text = match id {
-                    Some(id) => format!("2.0.0 Ok: queued as {id}"),
-                    None => "2.0.0 Ok: queued".to_string(),
-                };
-                self.send(io, &reply(250, text)).await?;
-            }
-            Err(refusal) => self.send(io, &refusal).await?,
-        }
         Ok(Flow::Continue)
     }
 }
