@@ -13,6 +13,9 @@ command -v swaks >/dev/null 2>&1 || need_apt+=(swaks)
 # swaks needs Net::SSLeay and IO::Socket::SSL for --tls (STARTTLS interop tests).
 perl -MNet::SSLeay -MIO::Socket::SSL -e 1 >/dev/null 2>&1 || need_apt+=(libnet-ssleay-perl libio-socket-ssl-perl)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# curl (HTTP outputs of the secrets test) and kill(1) (the signal tests send SIGTERM/SIGINT).
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+[ -x /bin/kill ] || [ -x /usr/bin/kill ] || need_apt+=(procps)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 # Headless Chromium for the admin-page test (scripts/browser-test.sh); Debian's build,
 # never `npx playwright install` (it downloads a browser of its own).
