@@ -17,8 +17,9 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 # swaks needs Net::SSLeay and IO::Socket::SSL for --tls (STARTTLS interop tests).
 perl -MNet::SSLeay -MIO::Socket::SSL -e 1 >/dev/null 2>&1 || need_apt+=(libnet-ssleay-perl libio-socket-ssl-perl)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
-# curl: the README's `curl -d @message.json` example, run as written (tests/http_limits.rs).
-command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# curl is also run by the README example test (tests/http_limits.rs) and the secrets test;
+# kill(1) by the signal tests.
+[ -x /bin/kill ] || [ -x /usr/bin/kill ] || need_apt+=(procps)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 # Headless Chromium for the admin-page test (scripts/browser-test.sh); Debian's build,
 # never `npx playwright install` (it downloads a browser of its own).

@@ -154,13 +154,25 @@ pub trait Store: Send + Sync {
     fn enqueued(&self) -> Arc<Notify>;
 }
 
-/// Where a database URL points.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a database URL points. `Debug` shows a PostgreSQL URL with its password as `***`.
+#[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
     /// `sqlite://relative/path.db` or `sqlite:///absolute/path.db`.
     Sqlite(PathBuf),
     /// `postgres://...` or `postgresql://...`, as given.
     Postgres(String),
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            DatabaseUrl::Postgres(url) => f
+                .debug_tuple("Postgres")
+                .field(&outbox_smtp::spec::redact(url))
+                .finish(),
+        }
+    }
 }
 
 impl DatabaseUrl {
@@ -248,5 +260,15 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn debug_hides_the_database_password() {
+        let url = DatabaseUrl::parse("postgres://app:pg-Secret@127.0.0.1/db").unwrap();
+        let shown = format!("{url:?}");
+        assert!(!shown.contains("pg-Secret"), "{shown}");
+        assert!(shown.contains("postgres://app:***@127.0.0.1/db"), "{shown}");
+        let err = DatabaseUrl::parse("mysql://root:pg-Secret@h/db").unwrap_err();
+        assert!(!err.to_string().contains("pg-Secret"), "{err}");
     }
 }

@@ -31,6 +31,9 @@ const LISTENER_PASSWORD: &str = "listener-pw-M3n4B5v6";
 /// A wrong password a client tries: what a client sends is as secret as what is configured.
 const WRONG_PASSWORD: &str = "guess-pw-K7j6H5g4";
 const POSTGRES_PASSWORD: &str = "pg-pw-Z1y2X3w4v5";
+/// A message's own relay (`send --relay`), a second account on the same relay.
+const MESSAGE_RELAY_USER: &str = "mailer2";
+const MESSAGE_RELAY_PASSWORD: &str = "msg-relay-pw-R4t5Y6u7";
 
 /// Every secret and what it is, for the failure message.
 const SECRETS: &[(&str, &str)] = &[
@@ -40,6 +43,7 @@ const SECRETS: &[(&str, &str)] = &[
     ("listener password", LISTENER_PASSWORD),
     ("wrong listener password", WRONG_PASSWORD),
     ("PostgreSQL password", POSTGRES_PASSWORD),
+    ("a message's relay password", MESSAGE_RELAY_PASSWORD),
 ];
 
 /// Every output of the run, by where it came from.
@@ -91,7 +95,7 @@ fn forms(secret: &str) -> Vec<(&'static str, String)> {
         ("plain", secret.to_string()),
         ("base64", b64(secret.as_bytes())),
     ];
-    for user in [RELAY_USER, LISTENER_USER] {
+    for user in [RELAY_USER, LISTENER_USER, MESSAGE_RELAY_USER] {
         forms.push((
             "AUTH PLAIN base64",
             b64(format!("\0{user}\0{secret}").as_bytes()),
@@ -232,7 +236,10 @@ fn no_secret_in_any_output_at_trace_level() {
     // The relay requires AUTH from everyone, so delivery must log in with the password.
     let relay = runtime.block_on(async {
         Server::builder()
-            .authenticator(Arc::new(StaticUsers::new([(RELAY_USER, RELAY_PASSWORD)])))
+            .authenticator(Arc::new(StaticUsers::new([
+                (RELAY_USER, RELAY_PASSWORD),
+                (MESSAGE_RELAY_USER, MESSAGE_RELAY_PASSWORD),
+            ])))
             .require_auth(Vec::new())
             .bind("127.0.0.1:0")
             .await
@@ -257,6 +264,20 @@ fn no_secret_in_any_output_at_trace_level() {
         stderr(&sent_now)
     );
     outputs.add_output("send --now", &sent_now);
+    // A message with its own relay and password, stored with the message.
+    let own_relay = format!(
+        "smtp://{MESSAGE_RELAY_USER}:{MESSAGE_RELAY_PASSWORD}@{relay_address}?starttls=off"
+    );
+    let mut with_relay = SEND.to_vec();
+    with_relay.extend(["--relay", &own_relay]);
+    let queued_relay = run(&work, &with_relay);
+    assert!(
+        queued_relay.status.success(),
+        "send --relay: {}",
+        stderr(&queued_relay)
+    );
+    let relay_id = stdout(&queued_relay).trim().to_string();
+    outputs.add_output("send --relay", &queued_relay);
     let delivered = run(&work, &["deliver", "--until-empty"]);
     assert!(
         delivered.status.success(),
@@ -267,8 +288,8 @@ fn no_secret_in_any_output_at_trace_level() {
     let received = relay.memory_sink().unwrap().messages();
     assert_eq!(
         received.len(),
-        2,
-        "both messages reached the relay after AUTH"
+        3,
+        "every message reached the relay after AUTH"
     );
     // Proof that the trace reached the SMTP conversation, where a password could show.
     assert!(
@@ -281,6 +302,9 @@ fn no_secret_in_any_output_at_trace_level() {
         vec!["queue", "list"],
         vec!["queue", "show", &id],
         vec!["--json", "queue", "show", &id],
+        vec!["queue", "show", &relay_id],
+        vec!["--json", "queue", "show", &relay_id],
+        vec!["--json", "status", &relay_id],
     ] {
         let out = run(&work, &args);
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
@@ -324,6 +348,16 @@ fn no_secret_in_any_output_at_trace_level() {
         (
             "GET /messages/ID (admin message page)",
             vec!["-H".into(), bearer.clone(), format!("{base}/messages/{id}")],
+            "200",
+        ),
+        (
+            "GET /api/v1/messages/ID of the message with its own relay",
+            vec!["-H".into(), bearer.clone(), format!("{base}/api/v1/messages/{relay_id}")],
+            "200",
+        ),
+        (
+            "GET /messages/ID (admin page of the message with its own relay)",
+            vec!["-H".into(), bearer.clone(), format!("{base}/messages/{relay_id}")],
             "200",
         ),
         ("GET /login", vec![format!("{base}/login")], "200"),
@@ -376,7 +410,7 @@ fn no_secret_in_any_output_at_trace_level() {
     outputs.add("smtplib stdout", &submitted.stdout);
 
     mail_support::wait_until("the listener's message is delivered", || {
-        relay.memory_sink().unwrap().messages().len() >= 4
+        relay.memory_sink().unwrap().messages().len() >= 5
     });
     let _ = Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
