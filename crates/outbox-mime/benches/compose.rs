@@ -1,6 +1,7 @@
 //! Composition beside lettre's builder, building the same messages in the same run:
 //! (a) a 2 KB text + html message, (b) html with 3 inline images, (c) one 8 MB attachment;
-//! plus base64 throughput of the 8 MB attachment.
+//! plus base64 throughput of the 8 MB attachment, and the long-line check every queued
+//! message goes through (a 1 MB message without long lines: one scan, no copy).
 //!
 //! `cargo bench -p outbox-mime --bench compose`
 
@@ -138,10 +139,30 @@ fn bench_attachment(c: &mut Criterion) {
     group.finish();
 }
 
+fn bench_long_line_check(c: &mut Criterion) {
+    // A 1 MB composed message of 76-column base64 and short text lines: the common case.
+    let spec = outbox_base()
+        .text(text_2k())
+        .attach_data("data.bin", image(3, 760_000))
+        .into_spec();
+    let data = compose(&spec).unwrap().into_data();
+    let mut group = c.benchmark_group("long_line_check_1mb");
+    group.throughput(Throughput::Bytes(data.len() as u64));
+    group.bench_function("fit_line_length", |b| {
+        b.iter(|| {
+            let fitted = outbox_mime::fit_line_length(black_box(&data)).unwrap();
+            assert!(matches!(fitted, std::borrow::Cow::Borrowed(_)));
+            black_box(fitted.len())
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     bench_text_html,
     bench_inline_images,
-    bench_attachment
+    bench_attachment,
+    bench_long_line_check
 );
 criterion_main!(benches);

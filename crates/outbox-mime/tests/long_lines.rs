@@ -161,6 +161,14 @@ fn long_headers_are_folded_or_refused() {
         err,
         "header Message-ID: a line longer than 998 octets that cannot be folded"
     );
+    // A body that starts without a blank line: its long line is no header field.
+    for line in ["x".repeat(1200), format!("see http://{}", "u".repeat(1200))] {
+        let data = format!("Subject: s\r\n{line}\r\n");
+        assert_eq!(
+            fit_line_length(data.as_bytes()).unwrap_err().to_string(),
+            "header (a line without a field name): a line longer than 998 octets that cannot be folded"
+        );
+    }
 }
 
 #[test]
