@@ -46,6 +46,16 @@ pub enum LineLengthError {
         /// The part's Content-Transfer-Encoding (or what is wrong with it).
         encoding: String,
     },
+    /// A signed message or part with a long line: any re-encoding would break the signature,
+    /// so the signer must produce short lines itself.
+    #[error(
+        "the message is signed ({signature}) and has a line longer than 998 octets; \
+         re-encoding it would break the signature"
+    )]
+    Signed {
+        /// What signs it: `DKIM-Signature`, `multipart/signed`, ...
+        signature: String,
+    },
 }
 
 /// True when some line of `data` is longer than 998 octets (line ends: LF or CRLF).
@@ -96,6 +106,17 @@ fn eol_of(data: &[u8]) -> &'static [u8] {
     }
 }
 
+/// Header fields whose signature covers the message as it is.
+const SIGNATURE_FIELDS: &[&str] = &["DKIM-Signature", "ARC-Message-Signature"];
+
+/// Content types whose body is signed or encrypted as it is.
+const SIGNED_TYPES: &[&str] = &[
+    "multipart/signed",
+    "multipart/encrypted",
+    "application/pkcs7-mime",
+    "application/x-pkcs7-mime",
+];
+
 /// What a header block says about its body.
 struct Info {
     essence: String,
@@ -103,6 +124,8 @@ struct Info {
     encoding: Option<String>,
     has_content_type: bool,
     has_mime_version: bool,
+    /// The name of a signature field in this header block (`DKIM-Signature`, ...).
+    signed_by: Option<String>,
 }
 
 fn info(head: &[u8]) -> Info {
@@ -112,6 +135,7 @@ fn info(head: &[u8]) -> Info {
         encoding: None,
         has_content_type: false,
         has_mime_version: false,
+        signed_by: None,
     };
     for (_, _, name, raw) in located_fields(head) {
         if name.eq_ignore_ascii_case("content-type") {
@@ -128,6 +152,11 @@ fn info(head: &[u8]) -> Info {
             info.encoding = Some(unfold(raw).to_ascii_lowercase());
         } else if name.eq_ignore_ascii_case("mime-version") {
             info.has_mime_version = true;
+        } else if SIGNATURE_FIELDS
+            .iter()
+            .any(|field| name.eq_ignore_ascii_case(field))
+        {
+            info.signed_by = Some(name.to_string());
         }
     }
     info
@@ -139,6 +168,18 @@ fn fit_entity(entity: &[u8], message: bool) -> Result<Vec<u8>, LineLengthError> 
     let separator = &entity[head.len()..entity.len() - body.len()];
     let eol = eol_of(entity);
     let info = info(head);
+    // A signature covers these bytes (RFC 6376 §3.7, RFC 1847 §2.1): refuse rather than
+    // send something that can only fail verification.
+    if let Some(field) = &info.signed_by {
+        return Err(LineLengthError::Signed {
+            signature: field.clone(),
+        });
+    }
+    if SIGNED_TYPES.contains(&info.essence.as_str()) {
+        return Err(LineLengthError::Signed {
+            signature: info.essence.clone(),
+        });
+    }
     let mut new_head = fit_head(head, eol)?;
     let new_body: Cow<'_, [u8]> = if !has_long_line(body) {
         Cow::Borrowed(body)

@@ -206,3 +206,37 @@ fn merge_markers_survive_in_a_re_encoded_part() {
         Some(format!("Dear Zoë, {}\n", "x".repeat(1200)))
     );
 }
+
+#[test]
+fn signed_messages_and_parts_are_refused_not_re_encoded() {
+    // Re-encoding would change the bytes a signature covers: the signer must fix its lines.
+    let long = "z".repeat(1200);
+    let dkim = format!(
+        "DKIM-Signature: v=1; a=rsa-sha256; d=x.test; s=s; h=from; bh=AA==; b=AA==\r\n\
+         From: a@x.test\r\nSubject: s\r\n\r\n{long}\r\n"
+    );
+    assert_eq!(
+        fit_line_length(dkim.as_bytes()),
+        Err(LineLengthError::Signed {
+            signature: "DKIM-Signature".to_string()
+        })
+    );
+    let signed = format!(
+        "From: a@x.test\r\nSubject: s\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/signed; protocol=\"application/pgp-signature\"; boundary=b\r\n\r\n\
+         --b\r\nContent-Type: text/plain\r\n\r\n{long}\r\n--b\r\n\
+         Content-Type: application/pgp-signature\r\n\r\nsig\r\n--b--\r\n"
+    );
+    assert_eq!(
+        fit_line_length(signed.as_bytes()),
+        Err(LineLengthError::Signed {
+            signature: "multipart/signed".to_string()
+        })
+    );
+    // Without a long line a signed message is stored as it is.
+    let short = dkim.replace(&long, "short");
+    assert!(matches!(
+        fit_line_length(short.as_bytes()),
+        Ok(Cow::Borrowed(_))
+    ));
+}

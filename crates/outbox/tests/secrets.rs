@@ -528,6 +528,19 @@ fn no_secret_in_any_output_at_trace_level() {
         stderr(&deliver_pg)
     );
     outputs.add_output("PostgreSQL deliver", &deliver_pg);
+    // libpq also takes the password as a query parameter; `deliver` logs the database.
+    let separator = if postgres.url.contains('?') { '&' } else { '?' };
+    let query_url = format!("{}{separator}password={POSTGRES_PASSWORD}", postgres.url);
+    let deliver_query = traced(&work, &["deliver", "--until-empty"])
+        .env("OUTBOX_DATABASE", &query_url)
+        .output()
+        .unwrap();
+    assert!(
+        deliver_query.status.success(),
+        "PostgreSQL deliver (?password=): {}",
+        stderr(&deliver_query)
+    );
+    outputs.add_output("PostgreSQL deliver (?password=)", &deliver_query);
 
     outputs.assert_clean();
     drop(server);

@@ -123,7 +123,7 @@ fn a_message_over_the_size_limit_is_refused_naming_the_limit() {
     work.write("outbox.toml", "[delivery]\nmax_message_size = \"2kB\"\n");
     let big = format!("From: a@x.test\nTo: b@y.test\n\n{}\n", "x".repeat(3000));
     let out = sendmail(&work, &["-t", "-i"], &big);
-    assert_fails(&out, 65, "over the size limit of 2000 bytes");
+    assert_fails(&out, 65, "over the size limit of 2 KB (2000 bytes)");
     let err = stderr(&out);
     assert!(
         err.contains("max_message_size") && !err.contains("--now"),

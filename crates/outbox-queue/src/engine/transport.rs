@@ -53,18 +53,9 @@ impl fmt::Display for Route {
     }
 }
 
-/// A URL or server spec (`scheme://user:pass@host...`) with any password replaced by
-/// `***`, for logs.
-pub fn redact(spec: &str) -> String {
-    match (spec.find("://"), spec.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &spec[scheme_end + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &spec[..scheme_end + 3], user, &spec[at..])
-        }
-        _ => spec.to_string(),
-    }
-}
+/// A URL or server spec with any password (in the user information or a `?password=`
+/// parameter) replaced by `***`, for logs: the one redaction of `outbox_smtp`.
+pub use outbox_smtp::spec::redact;
 
 /// A server's reply, reduced to what the queue stores: the code and the full text
 /// (starting with the code, lines joined by spaces).

@@ -139,7 +139,7 @@ pub async fn run(globals: &Globals, cmd: SendmailCmdArgs) -> anyhow::Result<()> 
 }
 
 /// The refusal of a message over `[delivery] max_message_size`, in terms a sendmail user
-/// can act on (the queue's own message suggests `outbox send --now`, not a sendmail flag).
+/// can act on (no `outbox send` flag: sendmail users cannot pass one).
 fn too_large(limit: u64) -> Exit {
     Exit::new(
         EX_DATAERR,
@@ -147,19 +147,19 @@ fn too_large(limit: u64) -> Exit {
             "sendmail: message refused, nothing queued: it is over the size limit of {} \
              ([delivery] max_message_size); send large files as links or in several messages, \
              or ask the administrator to raise the limit",
-            human_size(limit)
+            limit_text(limit)
         ),
     )
 }
 
-/// `8000000` as `8 MB (8000000 bytes)`; small limits in bytes only, never "0 MB".
-fn human_size(bytes: u64) -> String {
-    if bytes >= 1_000_000 {
-        let mb = format!("{:.1}", bytes as f64 / 1e6);
-        let mb = mb.strip_suffix(".0").unwrap_or(&mb);
-        format!("{mb} MB ({bytes} bytes)")
+/// The queue's size words (`1 KB`, `9.2 MB`), with the exact byte count beside a rounded
+/// unit, since the key is configured in bytes or decimal units.
+fn limit_text(bytes: u64) -> String {
+    let human = outbox_queue::human_size(bytes);
+    if human.ends_with(" bytes") {
+        human
     } else {
-        format!("{bytes} bytes")
+        format!("{human} ({bytes} bytes)")
     }
 }
 
@@ -246,9 +246,10 @@ mod tests {
 
     #[test]
     fn sizes_for_people() {
-        assert_eq!(human_size(8_000_000), "8 MB (8000000 bytes)");
-        assert_eq!(human_size(9_200_000), "9.2 MB (9200000 bytes)");
-        assert_eq!(human_size(500), "500 bytes");
+        assert_eq!(limit_text(8_000_000), "8 MB (8000000 bytes)");
+        assert_eq!(limit_text(9_200_000), "9.2 MB (9200000 bytes)");
+        assert_eq!(limit_text(1_000), "1 KB (1000 bytes)");
+        assert_eq!(limit_text(500), "500 bytes");
         let text = too_large(500).to_string();
         assert!(
             text.contains("500 bytes") && !text.contains("--now"),
