@@ -149,7 +149,16 @@ impl Outbox {
     /// (`email_immediate`). Recipients sharing a route share a transaction; a merge
     /// message is one transaction per recipient.
     pub async fn send_now(&self, spec: &EmailSpec) -> Result<Vec<ImmediateResult>, OutboxError> {
-        let prepared = prepare(spec)?;
+        self.send_now_with(spec, &ComposeOptions::default()).await
+    }
+
+    /// [`Outbox::send_now`] with composition options (the largest attachment file read).
+    pub async fn send_now_with(
+        &self,
+        spec: &EmailSpec,
+        options: &ComposeOptions,
+    ) -> Result<Vec<ImmediateResult>, OutboxError> {
+        let prepared = prepare_with(spec, options)?;
         Ok(deliver_now(&*self.transport, &prepared, self.config.relay_configured).await)
     }
 }

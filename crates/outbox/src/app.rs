@@ -81,6 +81,7 @@ pub fn engine_config(config: &Config) -> EngineConfig {
         retry_backoff: delivery.retry_backoff(),
         lease: delivery.lease.0,
         relay_configured: delivery.relay.is_some(),
+        allow_program_relay: delivery.allow_program_relay,
         ..EngineConfig::default()
     }
 }

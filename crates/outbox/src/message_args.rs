@@ -110,6 +110,24 @@ pub fn unqueued_limit(max_message_size: u64) -> u64 {
     max_message_size.max(outbox_mime::DEFAULT_MAX_FILE_SIZE)
 }
 
+/// A message that is queued may carry a `program:` relay only when the engine would run
+/// it (`[delivery] allow_program_relay`): otherwise it would be stored only to fail. Refused
+/// before anything is stored, in one line naming the key. `send --now` is not checked: it
+/// runs the program in the caller's own process, with the caller's rights.
+pub fn check_queued_relay(spec: &EmailSpec, allow_program_relay: bool) -> anyhow::Result<()> {
+    match spec.relay.as_deref() {
+        Some(relay)
+            if !allow_program_relay && outbox_queue::engine::policy::is_program_relay(relay) =>
+        {
+            bail!(
+                "relay: a queued message may not name a program relay unless \
+                 [delivery] allow_program_relay = true (send --now runs it in your own process)"
+            )
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The largest JSON file read for `--spec` or `--merge` when files may hold `limit` bytes:
 /// base64 makes content 4/3 larger, JSON escapes add a little (as the HTTP API counts).
 fn json_limit(limit: u64) -> u64 {

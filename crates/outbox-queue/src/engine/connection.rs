@@ -25,13 +25,23 @@ pub(crate) async fn run(shared: Arc<Shared>, route: Route) {
     // nothing has been sent yet, so the claims go back without an attempt. A server that
     // accepts and never greets would otherwise hold shutdown for the whole timeout.
     let mut stop = shared.stop.clone();
-    let connected = tokio::select! {
-        connected = shared.transport.connect(&route) => connected,
-        // (The watch guard is dropped inside: it must not live across the release.)
-        () = async { let _ = stop.wait_for(|stopping| *stopping).await; } => {
-            tracing::info!(%route, "stopping: connection setup cancelled");
-            shared.release(&first.recipients).await;
-            return;
+    let refusal = policy::route_refusal(&route, shared.config.allow_program_relay);
+    let connected = if let Some(reason) = refusal {
+        // Settled below like a connection that failed for good: nothing is started.
+        Err(TransportError {
+            message: reason.to_string(),
+            permanent: true,
+            connection_lost: true,
+        })
+    } else {
+        tokio::select! {
+            connected = shared.transport.connect(&route) => connected,
+            // (The watch guard is dropped inside: it must not live across the release.)
+            () = async { let _ = stop.wait_for(|stopping| *stopping).await; } => {
+                tracing::info!(%route, "stopping: connection setup cancelled");
+                shared.release(&first.recipients).await;
+                return;
+            }
         }
     };
     let mut connection = match connected {

@@ -58,6 +58,10 @@ pub struct EngineConfig {
     pub relay_configured: bool,
     /// Longest sleep between looks at the queue, for work queued by other processes.
     pub poll_interval: Duration,
+    /// `[delivery] allow_program_relay`: may a `program:` relay stored on a message be
+    /// run? When false such a message's recipients fail without the program being started
+    /// ([`policy::route_refusal`]); the configured relay is not affected.
+    pub allow_program_relay: bool,
 }
 
 impl Default for EngineConfig {
@@ -74,6 +78,7 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(60),
             relay_configured: false,
             poll_interval: Duration::from_secs(1),
+            allow_program_relay: false,
         }
     }
 }

@@ -1,11 +1,14 @@
 //! Delivery decisions as pure functions: a reply becomes an outcome, an attempt count
-//! becomes the next retry time. Table-tested; the engine only applies them.
+//! becomes the next retry time, a message's own relay is allowed or refused. Table-tested;
+//! the engine only applies them.
 
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
 use crate::Delivery;
+
+use super::transport::Route;
 
 /// What one reply (or failure) means for a recipient, before attempt limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,9 +72,71 @@ pub fn settle(
     }
 }
 
+/// The reply recorded for each recipient of a message whose stored relay is a program
+/// while `[delivery] allow_program_relay` is false.
+pub const PROGRAM_RELAY_DISABLED: &str =
+    "program relays on a message are disabled ([delivery] allow_program_relay)";
+
+/// True when a relay spec names a program. Decided the way `ServerSpec::parse` decides it
+/// (leading white space trimmed, the scheme in any case), so no spelling that would run a
+/// program is missed, and one that does not parse as a program is still caught.
+pub fn is_program_relay(spec: &str) -> bool {
+    spec.trim_start()
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("program:"))
+}
+
+/// Whether the engine may open `route`: `Some(reason)` when it may not. A relay stored on
+/// a message is data, and anyone who can write the queue database can write it (a local
+/// user of `outbox sendmail`, for one); the engine runs with the service's rights. So a
+/// stored `program:` relay runs only when the operator opted in. The configured relay
+/// (`Route::ConfiguredRelay`) is the operator's own and always allowed.
+pub fn route_refusal(route: &Route, allow_program_relay: bool) -> Option<&'static str> {
+    match route {
+        Route::Relay(spec) if !allow_program_relay && is_program_relay(spec) => {
+            Some(PROGRAM_RELAY_DISABLED)
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn program_relays_on_a_message_need_the_opt_in() {
+        let programs = [
+            "program:/usr/bin/touch /tmp/x",
+            "PROGRAM:/bin/true",
+            "  Program: /bin/true",
+            "\tprogram:",
+            "program:'unbalanced",
+        ];
+        for spec in programs {
+            let route = Route::Relay(spec.into());
+            assert!(is_program_relay(spec), "{spec:?}");
+            assert_eq!(
+                route_refusal(&route, false),
+                Some(PROGRAM_RELAY_DISABLED),
+                "{spec:?}"
+            );
+            assert_eq!(route_refusal(&route, true), None, "{spec:?}");
+        }
+        for spec in [
+            "smtp://127.0.0.1:2525",
+            "relay.example:587",
+            "smtps://u:p@relay.example",
+            "programs.example:25",
+            "",
+        ] {
+            assert!(!is_program_relay(spec), "{spec:?}");
+            assert_eq!(route_refusal(&Route::Relay(spec.into()), false), None);
+        }
+        // The operator's relay (a program or not) and MX routes are never refused.
+        assert_eq!(route_refusal(&Route::ConfiguredRelay, false), None);
+        assert_eq!(route_refusal(&Route::Mx("example.com".into()), false), None);
+    }
 
     fn minutes(list: &[u64]) -> Vec<Duration> {
         list.iter().map(|m| Duration::from_secs(m * 60)).collect()

@@ -53,6 +53,7 @@ pub async fn run(globals: &Globals, args: BulkArgs) -> anyhow::Result<()> {
     let config = globals.config()?;
     let limit = config.delivery.max_message_size.0;
     let spec = args.message.into_spec(limit)?;
+    crate::message_args::check_queued_relay(&spec, config.delivery.allow_program_relay)?;
     let path = &args.recipients;
     let file = File::open(path)
         .with_context(|| format!("--recipients: cannot open {}", path.display()))?;

@@ -45,6 +45,7 @@ pub async fn run(globals: &Globals, args: SendArgs) -> anyhow::Result<()> {
 
 /// Queues the message; prints its id once it is durably stored.
 async fn send_queued(config: &Config, spec: &EmailSpec, limit: u64) -> anyhow::Result<()> {
+    crate::message_args::check_queued_relay(spec, config.delivery.allow_program_relay)?;
     let outbox = app::outbox(config).await?;
     let message = outbox_queue::prepare_with(spec, &compose_options(limit))?;
     let enqueued = outbox.store().enqueue(message).await?;

@@ -27,6 +27,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("delivery", "command_timeout", Kind::Text),
     ("delivery", "mx_port", Kind::Integer),
     ("delivery", "lease", Kind::Text),
+    ("delivery", "allow_program_relay", Kind::Boolean),
     ("dns", "nameservers", Kind::List),
     ("tls", "ca_file", Kind::Text),
     ("http", "listen", Kind::Text),

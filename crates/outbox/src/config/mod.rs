@@ -73,6 +73,10 @@ pub struct DeliveryConfig {
     pub mx_port: u16,
     /// How long a worker holds claimed recipients before they are due again.
     pub lease: HumanDuration,
+    /// May the engine run a `program:` relay stored on a message? Whoever can write the
+    /// queue database can store one, and the engine runs it as the service user; the
+    /// configured `relay` is the operator's and always runs.
+    pub allow_program_relay: bool,
 }
 
 impl Default for DeliveryConfig {
@@ -92,6 +96,7 @@ impl Default for DeliveryConfig {
             command_timeout: HumanDuration(Duration::from_secs(300)),
             mx_port: 25,
             lease: HumanDuration(Duration::from_secs(60)),
+            allow_program_relay: false,
         }
     }
 }
@@ -412,6 +417,10 @@ mod tests {
         assert_eq!(config.delivery.max_message_size, ByteSize(8_000_000));
         assert_eq!(config.delivery.mx_port, 25);
         assert_eq!(config.delivery.retry_backoff().len(), 5);
+        assert!(
+            !config.delivery.allow_program_relay,
+            "a program relay stored on a message is opt-in"
+        );
         assert_eq!(config.http.listen.to_string(), "127.0.0.1:8025");
         assert!(config.smtp_listener.listen.is_none());
         assert!(config.smtp_listener.trusted_networks.is_empty());

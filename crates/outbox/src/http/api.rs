@@ -5,8 +5,8 @@ use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use outbox_mime::EmailSpec;
-use outbox_queue::{ListFilter, MessageStatus, Priority, RequestKey, StoreError, prepare};
+use outbox_mime::{ComposeOptions, EmailSpec};
+use outbox_queue::{ListFilter, MessageStatus, Priority, RequestKey, StoreError, prepare_with};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -17,6 +17,8 @@ use super::body::{BatchBody, SpecBody};
 use super::error::{ApiError, ApiQuery, ErrorBody, retry_later};
 use super::openapi::schema;
 use super::spec_checks::check_spec;
+use crate::config::Config;
+use crate::message_args::{compose_options, unqueued_limit};
 
 /// The request header that makes a POST idempotent.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -26,6 +28,19 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// Largest page of `GET /api/v1/messages` (the store's own limit).
 const MAX_LIMIT: u32 = 1000;
+
+/// How messages posted over HTTP are composed: files named by `path` are read up to
+/// `[delivery] max_message_size` for the queue, and for an `immediate` send (which bypasses
+/// the queue) up to the larger of it and the composer's default, as `send --now` does.
+/// `confine_paths` checks the same files with `stat` first; this bounds the read itself.
+pub(super) fn http_compose_options(config: &Config, immediate: bool) -> ComposeOptions {
+    let limit = config.delivery.max_message_size.0;
+    compose_options(if immediate {
+        unqueued_limit(limit)
+    } else {
+        limit
+    })
+}
 
 /// What a POST answers for a queued message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -114,7 +129,7 @@ pub async fn post_message(
     if spec.immediate {
         return send_immediately(&state, &spec).await;
     }
-    let message = prepare(&spec)?;
+    let message = prepare_with(&spec, &http_compose_options(&state.config, false))?;
     let store = state.outbox.store();
     let enqueued = match key {
         Some(key) => store
@@ -151,7 +166,10 @@ async fn send_immediately(state: &AppState, spec: &EmailSpec) -> Result<Response
              try again, or queue the message",
         ));
     };
-    let results = state.outbox.send_now(spec).await?;
+    let results = state
+        .outbox
+        .send_now_with(spec, &http_compose_options(&state.config, true))
+        .await?;
     let status = if results.iter().all(|r| r.accepted) {
         MessageStatus::Sent
     } else {
@@ -219,7 +237,8 @@ pub async fn post_batch(
         }
         check_spec(spec, &state.config.http).map_err(at)?;
         confine_paths(spec, &state.config).await.map_err(at)?;
-        messages.push(prepare(spec).map_err(|err| at(err.into()))?);
+        let options = http_compose_options(&state.config, false);
+        messages.push(prepare_with(spec, &options).map_err(|err| at(err.into()))?);
     }
     let store = state.outbox.store();
     // One key covers the whole batch.

@@ -364,3 +364,68 @@ async fn immediate_sends_are_bounded_by_delivery_max_connections() {
     assert!(error.contains("max_connections"), "{error}");
     first.abort();
 }
+
+#[test]
+fn files_are_read_up_to_the_queue_limit_or_for_immediate_the_larger_default() {
+    let mut config = crate::config::Config::default();
+    config.delivery.max_message_size.0 = 4096;
+    let limit = |immediate| super::api::http_compose_options(&config, immediate).max_file_size;
+    assert_eq!(limit(false), Some(4096));
+    assert_eq!(limit(true), Some(outbox_mime::DEFAULT_MAX_FILE_SIZE));
+    let big = outbox_mime::DEFAULT_MAX_FILE_SIZE * 2;
+    config.delivery.max_message_size.0 = big;
+    let limit = |immediate| super::api::http_compose_options(&config, immediate).max_file_size;
+    assert_eq!(limit(false), Some(big));
+    assert_eq!(limit(true), Some(big));
+}
+
+#[tokio::test]
+async fn path_attachments_over_max_message_size_are_refused_before_reading() {
+    let h = harness_with(|config, dir| {
+        config.http.attachment_dir = Some(dir.to_path_buf());
+        config.delivery.max_message_size.0 = 4096;
+        // Where an immediate send would go if the file got through: nothing listens.
+        config.delivery.relay = Some("127.0.0.1:1".into());
+    })
+    .await;
+    // Sparse files: no disk used. One just over the limit; one of 1 TiB, which could not
+    // be read within the test, so a prompt answer shows it was refused from its size.
+    let just_over = h.dir.path().join("just-over.bin");
+    std::fs::File::create(&just_over)
+        .unwrap()
+        .set_len(4097)
+        .unwrap();
+    let huge = h.dir.path().join("huge.bin");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
+    for path in [&just_over, &huge] {
+        for field in ["attachments", "html_images"] {
+            for immediate in [false, true] {
+                let mut body = spec("big", "a@example.net");
+                body["html"] = json!("<p>see</p>");
+                body[field] = json!([{"path": path}]);
+                body["immediate"] = json!(immediate);
+                let (error, at) = post(&h.app, body.clone())
+                    .await
+                    .error(StatusCode::PAYLOAD_TOO_LARGE);
+                assert_eq!(at.as_deref(), Some(field), "{error}");
+                assert!(error.contains("max_message_size"), "{error}");
+                if !immediate {
+                    let batch = json!([spec("ok", "b@example.net"), body]);
+                    let (_, at) = call(&h.app, Method::POST, "/api/v1/messages/batch", Some(batch))
+                        .await
+                        .error(StatusCode::PAYLOAD_TOO_LARGE);
+                    assert_eq!(at, Some(format!("[1].{field}")));
+                }
+            }
+        }
+    }
+    let counts = h.store.counts().await.unwrap();
+    assert_eq!(
+        (counts.queued, counts.sent, counts.error),
+        (0, 0, 0),
+        "nothing stored"
+    );
+}
