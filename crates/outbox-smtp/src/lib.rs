@@ -31,3 +31,8 @@ pub use program::ProgramError;
 pub mod direct;
 pub mod mx;
 pub mod server;
+/// The throttle on failed credential checks per client address, used by the SMTP listener
+/// (failed AUTH) and by the HTTP API of `outbox` (failed tokens and admin logins), so both
+/// count the same way: a sliding window per client, IPv6 clients by their /64 (see
+/// [`client_key`]), an injectable clock and a bounded table.
+pub use server::{FailureThrottle, client_key};

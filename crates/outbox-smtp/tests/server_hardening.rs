@@ -417,3 +417,57 @@ async fn trusted_clients_are_limited_too() {
         "421 4.7.0 mx.test Error: too many connections from 127.0.0.1"
     );
 }
+
+/// A trusted client that fails AUTH too often (a cron job with a stale password) keeps its
+/// AUTH blocked, but is not refused at connect: it and every other program on the trusted
+/// network can still submit without AUTH. An untrusted address is refused at connect.
+#[tokio::test]
+async fn auth_failures_from_a_trusted_network_do_not_lock_out_submission() {
+    let sink = Arc::new(MemorySink::new());
+    let server = Server::builder()
+        .hostname("mx.test")
+        .authenticator(Arc::new(StaticUsers::new([("app", "secret")])))
+        .require_auth(vec!["127.0.0.2/32".parse::<Network>().unwrap()])
+        .auth_failures_per_client(2, Duration::from_secs(600))
+        .sink(sink.clone())
+        .bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = server.local_addr();
+    let wrong = format!("AUTH PLAIN {}", B64.encode("\0app\0stale"));
+    let blocked = "421 4.7.0 mx.test Error: too many failed authentication attempts";
+    for from in ["127.0.0.2", "127.0.0.3"] {
+        let mut c = Raw::connect_from(address, from).await;
+        assert!(c.reply().await.starts_with("220 "));
+        assert!(c.cmd("EHLO c.test").await.starts_with("250"));
+        assert!(c.cmd(&wrong).await.starts_with("535 5.7.8"));
+        assert_eq!(c.cmd(&wrong).await, blocked, "from {from}");
+    }
+
+    // The trusted address is still served and submits without AUTH.
+    let mut c = Raw::connect_from(address, "127.0.0.2").await;
+    assert!(c.reply().await.starts_with("220 "), "trusted: not refused");
+    assert!(c.cmd("EHLO c.test").await.starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<cron@x.test>").await.starts_with("250"));
+    assert!(c.cmd("RCPT TO:<root@y.test>").await.starts_with("250"));
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    assert!(
+        c.cmd("Subject: cron\r\n\r\nok\r\n.")
+            .await
+            .starts_with("250")
+    );
+    // Its AUTH stays throttled, even with the right password.
+    let right = format!("AUTH PLAIN {}", B64.encode("\0app\0secret"));
+    assert_eq!(
+        c.cmd(&right).await,
+        "421 4.7.0 mx.test Error: too many failed authentication attempts, try again later"
+    );
+    assert_eq!(sink.messages().len(), 1);
+
+    // The untrusted address is refused at connect.
+    let mut c = Raw::connect_from(address, "127.0.0.3").await;
+    assert_eq!(
+        c.reply().await,
+        "421 4.7.0 mx.test Error: too many failed authentication attempts, try again later"
+    );
+}

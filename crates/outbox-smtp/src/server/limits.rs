@@ -1,14 +1,16 @@
 //! Per-server and per-client limits: concurrent connections in all and per client address
 //! (Postfix's anvil), and the throttle on failed AUTH per client address.
 //!
-//! Both tables are keyed by the client's IP address (an IPv4-mapped IPv6 address counts as
-//! its IPv4 address) and stay bounded: a connection's entry goes when its last connection
-//! closes, an AUTH-failure entry when its failures are older than the window.
+//! Both tables are keyed by [`client_key`] (an IPv6 client by its /64, an IPv4-mapped IPv6
+//! address as its IPv4 address) and stay bounded: a connection's entry goes when its last
+//! connection closes; the AUTH failures are a [`super::throttle::FailureThrottle`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::throttle::client_key;
 
 /// The limits a [`super::Server`] enforces. `None` is "no limit", the default, so that the
 /// server stays a permissive peer for delivery tests; the submission listener sets them all.
@@ -59,7 +61,7 @@ impl Connections {
         client: IpAddr,
         limits: &Limits,
     ) -> Result<Permit, Refusal> {
-        let client = canonical(client);
+        let client = client_key(client);
         let mut open = self.lock();
         if limits.max_connections.is_some_and(|max| open.total >= max) {
             return Err(Refusal::Busy);
@@ -97,82 +99,6 @@ impl Drop for Permit {
                 open.per_client.remove(&self.client);
             }
         }
-    }
-}
-
-/// The most client addresses whose AUTH failures are remembered: beyond it the oldest
-/// entries go first, so a spread-out attack cannot grow the table without limit.
-const MAX_TRACKED_CLIENTS: usize = 100_000;
-
-/// Recent failed AUTH attempts per client address.
-#[derive(Debug, Default)]
-pub(crate) struct AuthFailures {
-    inner: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
-}
-
-impl AuthFailures {
-    /// Records one failure from `client`; true when the address is now blocked.
-    pub(crate) fn record(&self, client: IpAddr, limit: u32, window: Duration) -> bool {
-        let client = canonical(client);
-        let now = Instant::now();
-        let mut table = self.lock();
-        if table.len() >= MAX_TRACKED_CLIENTS && !table.contains_key(&client) {
-            table.retain(|_, times| times.back().is_some_and(|t| now - *t < window));
-            if table.len() >= MAX_TRACKED_CLIENTS {
-                // Still full of fresh entries: forget the one whose last failure is oldest.
-                let oldest = table
-                    .iter()
-                    .min_by_key(|(_, times)| times.back().copied())
-                    .map(|(ip, _)| *ip);
-                if let Some(oldest) = oldest {
-                    table.remove(&oldest);
-                }
-            }
-        }
-        let times = table.entry(client).or_default();
-        times.push_back(now);
-        prune(times, now, window, limit);
-        times.len() >= limit as usize
-    }
-
-    /// Whether `client` has had `limit` failures within the last `window`.
-    pub(crate) fn blocked(&self, client: IpAddr, limit: u32, window: Duration) -> bool {
-        let client = canonical(client);
-        let now = Instant::now();
-        let mut table = self.lock();
-        let Some(times) = table.get_mut(&client) else {
-            return false;
-        };
-        prune(times, now, window, limit);
-        if times.is_empty() {
-            table.remove(&client);
-            return false;
-        }
-        times.len() >= limit as usize
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, VecDeque<Instant>>> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-/// Drops failures older than `window` and keeps at most `limit` (all that a decision needs).
-fn prune(times: &mut VecDeque<Instant>, now: Instant, window: Duration, limit: u32) {
-    while times.front().is_some_and(|t| now - *t >= window) {
-        times.pop_front();
-    }
-    while times.len() > (limit as usize).max(1) {
-        times.pop_front();
-    }
-}
-
-/// An IPv4 client seen by a dual-stack socket as `::ffff:a.b.c.d` is the same client.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }
 
@@ -220,17 +146,20 @@ mod tests {
     }
 
     #[test]
-    fn auth_failures_block_one_address_for_the_window() {
-        let failures = AuthFailures::default();
-        let window = Duration::from_secs(60);
-        assert!(!failures.record(ip("127.0.0.2"), 3, window));
-        assert!(!failures.record(ip("127.0.0.2"), 3, window));
-        assert!(!failures.blocked(ip("127.0.0.2"), 3, window));
-        assert!(failures.record(ip("::ffff:127.0.0.2"), 3, window));
-        assert!(failures.blocked(ip("127.0.0.2"), 3, window));
-        assert!(!failures.blocked(ip("127.0.0.1"), 3, window));
-        // Once the window has passed the address is free again and its entry is gone.
-        assert!(!failures.blocked(ip("127.0.0.2"), 3, Duration::ZERO));
-        assert!(failures.lock().is_empty());
+    fn one_ipv6_64_is_one_client() {
+        let limits = Limits {
+            max_connections_per_client: Some(2),
+            ..Limits::default()
+        };
+        let connections = Arc::new(Connections::default());
+        let _a = connections.admit(ip("2001:db8::1"), &limits).unwrap();
+        let _b = connections.admit(ip("2001:db8::2"), &limits).unwrap();
+        assert_eq!(
+            connections
+                .admit(ip("2001:db8::ab:3"), &limits)
+                .unwrap_err(),
+            Refusal::ClientBusy
+        );
+        let _c = connections.admit(ip("2001:db8:0:1::1"), &limits).unwrap();
     }
 }

@@ -37,11 +37,12 @@ mod lines;
 mod session;
 mod sink;
 mod stats;
+mod throttle;
 mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -54,10 +55,11 @@ pub use fault::{Fault, FaultAction, Stage};
 pub use lines::{MAX_AUTH_LINE, MAX_COMMAND_LINE, MAX_TEXT_LINE};
 pub use sink::{DeliverFuture, Envelope, MemorySink, MessageSink, ReceivedMessage};
 pub use stats::ServerStats;
+pub use throttle::{FailureThrottle, client_key};
 pub use tls::{ServerTlsError, server_tls_config, server_tls_config_from_files};
 
 use fault::FaultPlan;
-use limits::{AuthFailures, Connections, Limits, Refusal};
+use limits::{Connections, Limits, Refusal};
 use stats::Counters;
 
 /// Why the server could not start.
@@ -89,7 +91,8 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     pub(crate) limits: Limits,
     pub(crate) connections: Arc<Connections>,
-    pub(crate) auth_failures: AuthFailures,
+    /// Failed AUTH per client, when `auth_failures_per_client` is set.
+    pub(crate) auth_failures: Option<FailureThrottle>,
 }
 
 /// Configures and starts a [`Server`]; every setting has a default suited to tests.
@@ -284,9 +287,12 @@ impl ServerBuilder {
             sink,
             faults: FaultPlan::new(self.faults),
             counters: Counters::new(self.per_connection_stats),
+            auth_failures: self
+                .limits
+                .auth_failures_per_client
+                .map(|(n, window)| FailureThrottle::new(n, window)),
             limits: self.limits,
             connections: Arc::new(Connections::default()),
-            auth_failures: AuthFailures::default(),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, shared.clone(), shutdown_rx));
@@ -404,9 +410,20 @@ async fn accept_loop(
 }
 
 /// Takes a place for a new connection from `peer`, unless a limit says no.
+///
+/// A client in `trusted_networks` is never refused here for failed AUTH: it may submit
+/// without AUTH, so one local program with a stale password (a cron job) must not lock out
+/// every other local submitter. Its AUTH attempts stay throttled (`session/auth.rs`).
 fn admit(shared: &Shared, peer: SocketAddr) -> Result<limits::Permit, Refusal> {
-    if let Some((n, window)) = shared.limits.auth_failures_per_client
-        && shared.auth_failures.blocked(peer.ip(), n, window)
+    let trusted = || {
+        shared
+            .trusted_networks
+            .iter()
+            .any(|n| n.contains(peer.ip()))
+    };
+    if let Some(throttle) = &shared.auth_failures
+        && throttle.blocked(peer.ip(), Instant::now()).is_some()
+        && !trusted()
     {
         return Err(Refusal::AuthBlocked);
     }

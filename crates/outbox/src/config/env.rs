@@ -39,6 +39,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("http", "max_connections", Kind::Integer),
     ("http", "max_auth_failures", Kind::Integer),
     ("http", "auth_failure_window", Kind::Text),
+    ("http", "throttle_exempt", Kind::List),
     ("http", "schedule_horizon", Kind::Text),
     ("smtp_listener", "listen", Kind::Text),
     ("smtp_listener", "users", Kind::Map),
@@ -214,6 +215,19 @@ mod tests {
             Config::deserialize(Value::Table(table))
                 .unwrap_or_else(|err| panic!("{section}.{key}: {err}"));
         }
+    }
+
+    #[test]
+    fn throttle_exempt_is_a_comma_separated_list() {
+        let mut table = Table::new();
+        apply(
+            &mut table,
+            vars(&[("OUTBOX_HTTP_THROTTLE_EXEMPT", "127.0.0.1/32,::1")]),
+        )
+        .unwrap();
+        let config = Config::deserialize(Value::Table(table)).unwrap();
+        assert_eq!(config.http.throttle_exempt, ["127.0.0.1/32", "::1"]);
+        assert_eq!(config.http.throttle_exempt_networks().len(), 2);
     }
 
     #[test]

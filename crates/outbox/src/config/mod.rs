@@ -148,8 +148,23 @@ pub struct HttpConfig {
     /// `auth_failure_window` before that address gets 429 for the rest of the window.
     pub max_auth_failures: u32,
     pub auth_failure_window: HumanDuration,
+    /// Networks (CIDR, like `smtp_listener.trusted_networks`) whose clients are never
+    /// throttled for failed tokens: a reverse proxy, or 127.0.0.1 when all local apps share
+    /// it. Their failures are still logged.
+    pub throttle_exempt: Vec<String>,
     /// How far ahead a message posted over HTTP may set `send_at`.
     pub schedule_horizon: HumanDuration,
+}
+
+impl HttpConfig {
+    /// `throttle_exempt` parsed. An entry that does not parse is left out: loading the
+    /// configuration refuses it (see `Config::validate`), so none is left by then.
+    pub fn throttle_exempt_networks(&self) -> Vec<outbox_smtp::server::Network> {
+        self.throttle_exempt
+            .iter()
+            .filter_map(|text| text.parse().ok())
+            .collect()
+    }
 }
 
 impl Default for HttpConfig {
@@ -164,6 +179,7 @@ impl Default for HttpConfig {
             max_connections: 512,
             max_auth_failures: 10,
             auth_failure_window: HumanDuration(Duration::from_secs(300)),
+            throttle_exempt: Vec::new(),
             schedule_horizon: HumanDuration(Duration::from_secs(366 * 24 * 60 * 60)),
         }
     }
@@ -361,6 +377,10 @@ impl Config {
         if h.auth_failure_window.0.is_zero() {
             bail!("configuration: http.auth_failure_window must be more than 0s");
         }
+        for text in &h.throttle_exempt {
+            text.parse::<outbox_smtp::server::Network>()
+                .with_context(|| "configuration: http.throttle_exempt")?;
+        }
         let l = &self.smtp_listener;
         if l.cert_file.is_some() != l.key_file.is_some() {
             bail!("configuration: smtp_listener.cert_file and key_file go together");
@@ -431,6 +451,19 @@ mod tests {
         assert_eq!(l.max_recipients, 1000);
         assert_eq!(l.idle_timeout.0, Duration::from_secs(300));
         assert!(is_domain(&config.sendmail.domain));
+    }
+
+    #[test]
+    fn http_throttle_exempt_takes_networks_and_refuses_anything_else() {
+        assert!(Config::default().http.throttle_exempt.is_empty());
+        let config = parse("[http]\nthrottle_exempt = [\"10.0.0.0/8\", \"::1\"]\n").unwrap();
+        let exempt = config.http.throttle_exempt_networks();
+        assert!(exempt[0].contains("10.1.2.3".parse().unwrap()));
+        assert!(exempt[1].contains("::1".parse().unwrap()));
+        let err = parse("[http]\nthrottle_exempt = [\"10.0.0.0/33\"]\n").unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("http.throttle_exempt"), "{text}");
+        assert!(text.contains("10.0.0.0/33"), "{text}");
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub struct AppState {
     pub tokens: auth::Tokens,
     /// What the API counts itself, for `/metrics`.
     pub api_metrics: Arc<ApiMetrics>,
-    /// Failed token checks per client address.
+    /// Failed token checks per client address (`[http] throttle_exempt` excepted).
     pub throttle: Arc<throttle::AuthThrottle>,
     /// Slots for `immediate` sends: `delivery.max_connections` at once, so the network
     /// cannot open connections without bound by posting them.
@@ -63,6 +63,7 @@ impl AppState {
         let throttle = Arc::new(throttle::AuthThrottle::new(
             config.http.max_auth_failures,
             config.http.auth_failure_window.0,
+            config.http.throttle_exempt_networks(),
         ));
         let immediate = Arc::new(tokio::sync::Semaphore::new(
             config.delivery.max_connections.max(1),

@@ -343,6 +343,35 @@ async fn failed_admin_logins_are_throttled_per_client_address() {
     );
 }
 
+/// `[http] throttle_exempt`: a shared address (a reverse proxy, local apps on 127.0.0.1)
+/// is never blocked, so one client's bad token does not lock out the others; addresses
+/// outside it still are.
+#[tokio::test]
+async fn throttle_exempt_addresses_are_never_blocked() {
+    let h = harness_with(|config, _| {
+        config.http.max_auth_failures = 2;
+        config.http.throttle_exempt = vec!["127.0.0.0/8".to_owned()];
+    })
+    .await;
+    let list = |token: &str, client: &str| {
+        from(
+            client,
+            request(Method::GET, "/api/v1/messages", None, Some(token)),
+        )
+    };
+    // Past the limit, the exempt address still gets 401 (its token checked), not 429.
+    for (client, failures) in [("127.0.0.1:5000", 5), ("192.0.2.9:5000", 2)] {
+        for _ in 0..failures {
+            let reply = send(&h.app, list("wrong-token-guess", client)).await;
+            reply.error(StatusCode::UNAUTHORIZED);
+        }
+    }
+    let reply = send(&h.app, list(TOKEN, "127.0.0.1:5001")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let reply = send(&h.app, list(TOKEN, "192.0.2.9:5001")).await;
+    reply.error(StatusCode::TOO_MANY_REQUESTS);
+}
+
 #[tokio::test]
 async fn immediate_sends_are_bounded_by_delivery_max_connections() {
     // A relay that accepts and never greets: the first immediate send holds its slot.

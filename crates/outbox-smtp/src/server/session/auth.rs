@@ -1,5 +1,7 @@
 //! The session's STARTTLS (RFC 3207) and AUTH PLAIN / LOGIN (RFC 4954, RFC 4616) commands.
 
+use std::time::Instant;
+
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::{FaultOutcome, Flow, Io, Session, reply};
@@ -73,8 +75,8 @@ impl Session<'_> {
             return Ok(Flow::Continue);
         }
         // An address blocked by failures on another connection gets no more tries here.
-        if let Some((n, window)) = self.shared.limits.auth_failures_per_client
-            && self.shared.auth_failures.blocked(self.peer.ip(), n, window)
+        if let Some(throttle) = &self.shared.auth_failures
+            && throttle.blocked(self.peer.ip(), Instant::now()).is_some()
         {
             let text = format!(
                 "4.7.0 {} Error: too many failed authentication attempts, try again later",
@@ -148,9 +150,11 @@ impl Session<'_> {
         let peer = self.peer.ip();
         tracing::warn!(client = %peer, mechanism, failures = self.auth_failures, "SMTP AUTH failed");
         let limits = &self.shared.limits;
-        let address_blocked = limits
-            .auth_failures_per_client
-            .is_some_and(|(n, window)| self.shared.auth_failures.record(peer, n, window));
+        let address_blocked = self
+            .shared
+            .auth_failures
+            .as_ref()
+            .is_some_and(|throttle| throttle.record(peer, Instant::now()));
         if address_blocked {
             tracing::warn!(client = %peer, "too many failed SMTP AUTH attempts from this address: blocked for a while");
         }
