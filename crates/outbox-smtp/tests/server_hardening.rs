@@ -164,6 +164,16 @@ async fn a_command_with_a_bare_lf_is_refused_and_the_connection_closed() {
         c.reply().await,
         "521 5.5.2 mx.test Error: bare <LF> received"
     );
+    // An AUTH response line is a line of the same stream: the same answer, and the end.
+    let mut c = Raw::connect(&server).await;
+    assert!(c.cmd("EHLO c.test").await.starts_with("250"));
+    assert!(c.cmd("AUTH LOGIN").await.starts_with("334 "));
+    c.send(b"YXBw\nMAIL FROM:<app@x.test>\r\n").await;
+    assert_eq!(
+        c.reply().await,
+        "521 5.5.2 mx.test Error: bare <LF> received"
+    );
+    assert_eq!(c.reply().await, "");
 }
 
 /// 300 idle connections from 127.0.0.2 take only their per-client share: the rest are

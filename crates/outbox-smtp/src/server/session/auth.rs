@@ -191,7 +191,11 @@ impl Session<'_> {
             Line::Eof => None,
             Line::TooLong => Some(Err("response too long".to_string())),
             Line::Complete if !ends_with_crlf(&line) || has_bare_cr(&line) => {
-                Some(Err("bare <LF> received".to_string()))
+                // As in the command loop: a bare LF ends the session (smtpd_forbid_bare_newline),
+                // so no reader of this stream can take its next bytes as a command.
+                let text = format!("5.5.2 {} Error: bare <LF> received", self.shared.hostname);
+                self.send(io, &reply(521, text)).await?;
+                None
             }
             Line::Complete => {
                 let text = String::from_utf8_lossy(trim_line_end(&line))
