@@ -280,7 +280,8 @@ mod tests {
         std::os::unix::fs::symlink(inside.join("loop.txt"), inside.join("loop.txt")).unwrap();
         let locked = inside.join("locked.txt");
         std::fs::write(&locked, "l").unwrap();
-        std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0)).unwrap();
+        std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000))
+            .unwrap();
 
         let mut bad = vec![
             PathBuf::from("../secret.txt"),  // `..`, the file exists
