@@ -1,6 +1,7 @@
 //! `outbox serve`'s HTTP side against raw TCP sockets and real curl: header timeout,
-//! connection cap, the README's curl example, the start-up warning about short tokens,
-//! and failed tokens logged with the client address but never the value tried.
+//! connection caps (in all and per client address), the README's curl example, the
+//! start-up warning about short tokens, and failed tokens logged with the client address
+//! but never the value tried.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -185,13 +186,73 @@ fn a_body_that_trickles_in_is_cut_off_after_body_timeout() {
     drop(serve);
 }
 
+/// A TCP connection to `address` from the local address `from` (another loopback
+/// address stands for another client).
+fn connect_from(from: [u8; 4], address: SocketAddr) -> TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::from((from, 0)))
+            .expect("binds a loopback address");
+        let stream = socket.connect(address).await.unwrap().into_std().unwrap();
+        stream.set_nonblocking(false).unwrap();
+        stream
+    })
+}
+
+/// Status and body of the answer to one GET sent over `stream`.
+fn get_over(mut stream: TcpStream, path: &str) -> (u16, String) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
 #[test]
-fn many_idle_connections_do_not_stop_a_new_client() {
+fn one_client_address_cannot_take_every_connection() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = start(dir.path(), "header_timeout = \"30s\"", &[TOKEN]);
-    let idle: Vec<TcpStream> = (0..200)
-        .map(|_| TcpStream::connect(serve.address).unwrap())
+    let serve = start(
+        dir.path(),
+        "header_timeout = \"30s\"\nmax_connections_per_client = 3",
+        &[TOKEN],
+    );
+    // 127.0.0.2 holds its three connections, idle...
+    let idle: Vec<TcpStream> = (0..3)
+        .map(|_| connect_from([127, 0, 0, 2], serve.address))
         .collect();
+    // ...and a fourth from it is refused (the server accepts in order, so the three are
+    // counted before it)...
+    let (status, body) = get_over(connect_from([127, 0, 0, 2], serve.address), "/healthz");
+    assert_eq!(status, 503, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("max_connections_per_client"),
+        "{body}"
+    );
+    // ...while a client at another address is served at once.
     let (status, body) = get(serve.address, "/api/v1/messages", Some(TOKEN)).unwrap();
     assert_eq!(status, 200, "{body}");
     drop(idle);
@@ -205,19 +266,34 @@ fn connections_over_max_connections_get_a_json_503_until_a_slot_frees() {
         "header_timeout = \"1s\"\nmax_connections = 2",
         &[TOKEN],
     );
-    // start() has just closed its /healthz connection; give the server a moment to
-    // notice, so the two idle connections below hold both slots.
-    std::thread::sleep(Duration::from_millis(200));
-    let idle: Vec<TcpStream> = (0..2)
+    // Open idle connections until a new one is refused. start()'s /healthz connection may
+    // still hold a slot for a moment; each probe that is still served adds one more idle
+    // connection, so the slots fill up without guessing how long anything takes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut idle: Vec<TcpStream> = (0..2)
         .map(|_| TcpStream::connect(serve.address).unwrap())
         .collect();
-    std::thread::sleep(Duration::from_millis(100));
-    let (status, body) = get(serve.address, "/healthz", None).unwrap();
-    assert_eq!(status, 503, "{body}");
+    let body = loop {
+        let (status, body) = get(serve.address, "/healthz", None).unwrap();
+        if status == 503 {
+            break body;
+        }
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            Instant::now() < deadline,
+            "never refused over max_connections"
+        );
+        idle.push(TcpStream::connect(serve.address).unwrap());
+    };
     let json: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
-    assert!(json["error"].as_str().unwrap().contains("max_connections"));
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("(http.max_connections)"),
+        "{body}"
+    );
     // The idle ones are closed after header_timeout; then a client is served again.
-    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if get(serve.address, "/healthz", None).is_ok_and(|(status, _)| status == 200) {
             break;

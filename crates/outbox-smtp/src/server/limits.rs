@@ -14,19 +14,20 @@ use super::throttle::client_key;
 
 /// The limits a [`super::Server`] enforces. `None` is "no limit", the default, so that the
 /// server stays a permissive peer for delivery tests; the submission listener sets them all.
+/// Public for [`Connections`], which outbox's HTTP server uses too (only the first two).
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Limits {
-    pub(crate) max_connections: Option<usize>,
-    pub(crate) max_connections_per_client: Option<usize>,
-    pub(crate) max_commands: Option<u32>,
-    pub(crate) max_errors: Option<u32>,
-    pub(crate) max_auth_failures: Option<u32>,
-    pub(crate) auth_failures_per_client: Option<(u32, Duration)>,
+pub struct Limits {
+    pub max_connections: Option<usize>,
+    pub max_connections_per_client: Option<usize>,
+    pub max_commands: Option<u32>,
+    pub max_errors: Option<u32>,
+    pub max_auth_failures: Option<u32>,
+    pub auth_failures_per_client: Option<(u32, Duration)>,
 }
 
 /// Why a new connection was refused at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Refusal {
+pub enum Refusal {
     /// `max_connections` connections are open.
     Busy,
     /// `max_connections_per_client` connections from this address are open.
@@ -37,7 +38,7 @@ pub(crate) enum Refusal {
 
 /// The counts of open connections, in all and per client address.
 #[derive(Debug, Default)]
-pub(crate) struct Connections {
+pub struct Connections {
     inner: Mutex<Open>,
 }
 
@@ -49,18 +50,14 @@ struct Open {
 
 /// One admitted connection; dropping it frees its place.
 #[derive(Debug)]
-pub(crate) struct Permit {
+pub struct Permit {
     connections: Arc<Connections>,
     client: IpAddr,
 }
 
 impl Connections {
     /// Admits a connection from `client` unless a limit is reached.
-    pub(crate) fn admit(
-        self: &Arc<Self>,
-        client: IpAddr,
-        limits: &Limits,
-    ) -> Result<Permit, Refusal> {
+    pub fn admit(self: &Arc<Self>, client: IpAddr, limits: &Limits) -> Result<Permit, Refusal> {
         let client = client_key(client);
         let mut open = self.lock();
         if limits.max_connections.is_some_and(|max| open.total >= max) {

@@ -52,6 +52,8 @@ use tokio::task::{JoinHandle, JoinSet};
 pub use auth::{Authenticator, Network, NetworkError, SaslError, StaticUsers};
 pub use command::{Command, CommandError, Param, parse_command};
 pub use fault::{Fault, FaultAction, Stage};
+// The connection counter, in all and per client address, for outbox's HTTP server too.
+pub use limits::{Connections, Limits, Permit, Refusal};
 pub use lines::{MAX_AUTH_LINE, MAX_COMMAND_LINE, MAX_TEXT_LINE};
 pub use sink::{DeliverFuture, Envelope, MemorySink, MessageSink, ReceivedMessage};
 pub use stats::ServerStats;
@@ -59,7 +61,6 @@ pub use throttle::{FailureThrottle, client_key};
 pub use tls::{ServerTlsError, server_tls_config, server_tls_config_from_files};
 
 use fault::FaultPlan;
-use limits::{Connections, Limits, Refusal};
 use stats::Counters;
 
 /// Why the server could not start.

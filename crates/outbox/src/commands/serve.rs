@@ -41,6 +41,7 @@ pub async fn run(globals: &Globals, _args: ServeArgs) -> anyhow::Result<()> {
         header_timeout: config.http.header_timeout.0,
         body_timeout: config.http.body_timeout.0,
         max_connections: config.http.max_connections,
+        max_connections_per_client: config.http.max_connections_per_client,
     };
     let http = tokio::spawn(http::server::serve(
         listener,

@@ -37,6 +37,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("http", "header_timeout", Kind::Text),
     ("http", "body_timeout", Kind::Text),
     ("http", "max_connections", Kind::Integer),
+    ("http", "max_connections_per_client", Kind::Integer),
     ("http", "max_auth_failures", Kind::Integer),
     ("http", "auth_failure_window", Kind::Text),
     ("http", "throttle_exempt", Kind::List),

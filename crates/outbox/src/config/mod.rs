@@ -144,6 +144,9 @@ pub struct HttpConfig {
     pub body_timeout: HumanDuration,
     /// HTTP connections open at once; more are answered 503 and closed.
     pub max_connections: usize,
+    /// HTTP connections open at once from one client address; more are answered 503 and
+    /// closed, so one address cannot take every slot of `max_connections`.
+    pub max_connections_per_client: usize,
     /// Failed token checks (API, admin login) from one client address within
     /// `auth_failure_window` before that address gets 429 for the rest of the window.
     pub max_auth_failures: u32,
@@ -177,6 +180,10 @@ impl Default for HttpConfig {
             header_timeout: HumanDuration(Duration::from_secs(30)),
             body_timeout: HumanDuration(Duration::from_secs(60)),
             max_connections: 512,
+            // A quarter of max_connections: it takes four addresses to fill the server,
+            // yet a busy local host (all its apps share 127.0.0.1) or a reverse proxy keeps
+            // 128 requests in flight before it is refused.
+            max_connections_per_client: 128,
             max_auth_failures: 10,
             auth_failure_window: HumanDuration(Duration::from_secs(300)),
             throttle_exempt: Vec::new(),
@@ -371,6 +378,9 @@ impl Config {
         if h.max_connections == 0 {
             bail!("configuration: http.max_connections must be at least 1");
         }
+        if h.max_connections_per_client == 0 {
+            bail!("configuration: http.max_connections_per_client must be at least 1");
+        }
         if h.max_auth_failures == 0 {
             bail!("configuration: http.max_auth_failures must be at least 1");
         }
@@ -487,6 +497,11 @@ mod tests {
         );
         assert_eq!(config.http.header_timeout.0, Duration::from_secs(30));
         assert_eq!(config.http.max_connections, 512);
+        assert_eq!(config.http.max_connections_per_client, 128);
+        let err = parse("[http]\nmax_connections_per_client = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http.max_connections_per_client"), "{err}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::AppState;
-use super::attachments::confine_paths;
+use super::attachments::{confine_batch_paths, confine_paths};
 use super::auth::TokenId;
 use super::body::{BatchBody, SpecBody};
 use super::error::{ApiError, ApiQuery, ErrorBody, retry_later};
@@ -226,6 +226,8 @@ pub async fn post_batch(
     if specs.is_empty() {
         return Err(ApiError::invalid("[]", "the batch holds no message"));
     }
+    // Before any message is composed: the files of the whole batch count against one limit.
+    confine_batch_paths(&mut specs, &state.config).await?;
     let mut messages = Vec::with_capacity(specs.len());
     for (index, spec) in specs.iter_mut().enumerate() {
         let at = |err: ApiError| in_batch(index, err);
@@ -236,7 +238,6 @@ pub async fn post_batch(
             )));
         }
         check_spec(spec, &state.config.http).map_err(at)?;
-        confine_paths(spec, &state.config).await.map_err(at)?;
         let options = http_compose_options(&state.config, false);
         messages.push(prepare_with(spec, &options).map_err(|err| at(err.into()))?);
     }

@@ -515,7 +515,7 @@ async fn path_attachments_need_the_attachment_dir() {
             let (error, got) = post(&h.app, attach(&bad, field))
                 .await
                 .error(StatusCode::UNPROCESSABLE_ENTITY);
-            assert_eq!(got.as_deref(), Some(field), "{bad:?}: {error}");
+            assert_eq!(got, Some(format!("{field}[0].path")), "{bad:?}: {error}");
         }
     }
     assert_eq!(h.store.counts().await.unwrap().queued, 2);

@@ -13,6 +13,9 @@
 //!   `503 {"error": ...}` with `Retry-After` and closed, so a flood of idle connections
 //!   costs one file descriptor each for at most `header_timeout`, never the process's
 //!   whole allowance.
+//! - `[http] max_connections_per_client`: connections open at once from one client address
+//!   (outbox-smtp's counter, as the submission listener's), so one address cannot take
+//!   every slot and lock the others out; one more from it gets its own JSON 503 and close.
 //!
 //! Each request carries the client address as `ConnectInfo<SocketAddr>`, for the
 //! throttling of failed tokens. Shutdown: stop accepting, let each connection finish its
@@ -30,6 +33,7 @@ use futures_util::StreamExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use outbox_smtp::server::{Connections, Refusal};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -45,6 +49,8 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// Connections served at once.
     pub max_connections: usize,
+    /// Connections served at once from one client address.
+    pub max_connections_per_client: usize,
 }
 
 /// The error a request body gives when it did not arrive within `body_timeout`; the API
@@ -66,11 +72,17 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let connections = Arc::new(Connections::default());
+    let admission = outbox_smtp::server::Limits {
+        max_connections: Some(limits.max_connections.max(1)),
+        max_connections_per_client: Some(limits.max_connections_per_client.max(1)),
+        ..outbox_smtp::server::Limits::default()
+    };
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     let (closing_tx, closing_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let mut last_warned: Option<Instant> = None;
+    // When each kind of refusal (all slots, one client's) was last logged.
+    let mut last_warned: [Option<Instant>; 2] = [None, None];
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -86,22 +98,31 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         while tasks.try_join_next().is_some() {}
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            if last_warned.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
-                tracing::warn!(
-                    client = %remote,
-                    max_connections = limits.max_connections,
-                    "HTTP: connection limit reached; refusing new connections with 503"
-                );
-                last_warned = Some(Instant::now());
+        let slot = match connections.admit(remote.ip(), &admission) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                let kind = usize::from(refusal == Refusal::ClientBusy);
+                if last_warned[kind].is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                    tracing::warn!(
+                        client = %remote,
+                        max_connections = limits.max_connections,
+                        max_connections_per_client = limits.max_connections_per_client,
+                        "HTTP: {}; refusing new connections with 503",
+                        match refusal {
+                            Refusal::ClientBusy => "connection limit of one client reached",
+                            _ => "connection limit reached",
+                        }
+                    );
+                    last_warned[kind] = Some(Instant::now());
+                }
+                if let Ok(permit) = refusing.clone().try_acquire_owned() {
+                    tasks.spawn(async move {
+                        refuse(stream, refusal).await;
+                        drop(permit);
+                    });
+                }
+                continue;
             }
-            if let Ok(permit) = refusing.clone().try_acquire_owned() {
-                tasks.spawn(async move {
-                    refuse(stream).await;
-                    drop(permit);
-                });
-            }
-            continue;
         };
         let router = router.clone();
         let closing = closing_rx.clone();
@@ -161,9 +182,14 @@ fn with_deadline(body: Body, limit: Duration) -> Body {
     Body::from_stream(stream)
 }
 
-/// Answers a connection over the limit with a JSON 503 and closes it.
-async fn refuse(mut stream: TcpStream) {
-    let body = r#"{"error":"too many open connections (http.max_connections): try again"}"#;
+/// Answers a connection over a limit with a JSON 503 and closes it.
+async fn refuse(mut stream: TcpStream, refusal: Refusal) {
+    let body = match refusal {
+        Refusal::ClientBusy => {
+            r#"{"error":"too many open connections from your address (http.max_connections_per_client): try again"}"#
+        }
+        _ => r#"{"error":"too many open connections (http.max_connections): try again"}"#,
+    };
     let answer = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
          content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
