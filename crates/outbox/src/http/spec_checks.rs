@@ -1,5 +1,5 @@
 //! What a message posted over HTTP may not ask for, beyond what composition checks for
-//! every caller (see `docs/security/http.md`, field by field).
+//! every caller (see `docs/security.md`, field by field).
 //!
 //! - `relay`: only with `[http] allow_relay = true`, and never a `program:` relay: that
 //!   would run a command as the service user for anyone holding a token.

@@ -9,7 +9,7 @@
 //! `250 2.0.0 Ok: queued as ID` only once [`QueueSink`] has committed it to the store, with
 //! `Date`, `Message-ID` and `Received` added and `Bcc` removed ([`submission`]). The limits
 //! of `[smtp_listener]` (connections in all and per client address, recipients, commands,
-//! errors, failed AUTH, idle time) are enforced by the server (docs/security/listener.md).
+//! errors, failed AUTH, idle time) are enforced by the server (docs/security.md).
 
 mod submission;
 
@@ -131,7 +131,7 @@ impl MessageSink for QueueSink {
                 submission::prepare(&data, &envelope, &self.hostname, OffsetDateTime::now_utc());
             // Only these fields come from the client: the relay, priority, send time, merge
             // values and idempotency key stay at their defaults, so nothing a client sends
-            // can pick a route or a program (docs/security/listener.md).
+            // can pick a route or a program (docs/security.md).
             let message = NewMessage {
                 subject: subject_of(&data),
                 data: stored,
