@@ -26,7 +26,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::encoding::{base64_lines_into, normalize_crlf};
 use crate::header::fold_bytes;
-use crate::mime_merge::{located_fields, parameter, split_head, unfold};
+use crate::mime_merge::{delimiter_lines, located_fields, parameter, split_head, unfold};
 
 /// The longest line SMTP may carry, without its CRLF (RFC 5321 §4.5.3.1.6).
 pub const MAX_LINE: usize = 998;
@@ -350,21 +350,7 @@ fn reencode(
 /// A multipart body with each part that has a long line fitted on its own, and long lines
 /// of the preamble and epilogue broken.
 fn fit_multipart(body: &[u8], boundary: &str, eol: &[u8]) -> Result<Vec<u8>, LineLengthError> {
-    let delimiter = format!("--{boundary}");
-    let delimiter = delimiter.as_bytes();
-    // Start of each delimiter line: at the very start, or after a line end.
-    let mut marks = vec![];
-    let mut i = 0;
-    while let Some(p) = body[i..]
-        .windows(delimiter.len())
-        .position(|w| w == delimiter)
-    {
-        let at = i + p;
-        if at == 0 || body[at - 1] == b'\n' {
-            marks.push(at);
-        }
-        i = at + delimiter.len();
-    }
+    let marks = delimiter_lines(body, boundary);
     let Some(&first) = marks.first() else {
         return Ok(break_lines(body, eol));
     };

@@ -284,11 +284,11 @@ fn merge_text_body(
     Some((out, encoding))
 }
 
-/// A multipart body: the preamble and epilogue are kept, each part merged on its own.
-fn merge_multipart(body: &[u8], boundary: &str, values: &impl TokenLookup) -> Option<Vec<u8>> {
+/// Where each `--BOUNDARY` delimiter line of a multipart body starts (RFC 2046 §5.1.1): at
+/// the very start of the body or right after a line end.
+pub(crate) fn delimiter_lines(body: &[u8], boundary: &str) -> Vec<usize> {
     let delimiter = format!("--{boundary}");
     let delimiter = delimiter.as_bytes();
-    // Start of each delimiter line: at the very start, or after a line end.
     let mut marks = vec![];
     let mut i = 0;
     while let Some(p) = body[i..]
@@ -301,6 +301,12 @@ fn merge_multipart(body: &[u8], boundary: &str, values: &impl TokenLookup) -> Op
         }
         i = at + delimiter.len();
     }
+    marks
+}
+
+/// A multipart body: the preamble and epilogue are kept, each part merged on its own.
+fn merge_multipart(body: &[u8], boundary: &str, values: &impl TokenLookup) -> Option<Vec<u8>> {
+    let marks = delimiter_lines(body, boundary);
     if marks.len() < 2 {
         return None;
     }

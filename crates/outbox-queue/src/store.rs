@@ -39,7 +39,14 @@ pub trait Store: Send + Sync {
 
     /// Queues one message and returns its id once committed. A repeated idempotency key
     /// returns the first message's id with `existing = true` and stores nothing.
-    fn enqueue(&self, message: NewMessage) -> StoreFuture<'_, Enqueued>;
+    fn enqueue(&self, message: NewMessage) -> StoreFuture<'_, Enqueued> {
+        Box::pin(async move {
+            let mut enqueued = self.enqueue_batch(vec![message]).await?;
+            enqueued
+                .pop()
+                .ok_or(StoreError::Worker("enqueue returned nothing".into()))
+        })
+    }
 
     /// Queues many messages in one transaction (`email_batch`): all or none. Every
     /// message is checked before anything is written.

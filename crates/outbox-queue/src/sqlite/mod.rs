@@ -207,15 +207,6 @@ impl Store for SqliteStore {
         Backend::Sqlite
     }
 
-    fn enqueue(&self, message: NewMessage) -> StoreFuture<'_, Enqueued> {
-        Box::pin(async move {
-            let mut enqueued = self.enqueue_batch(vec![message]).await?;
-            enqueued
-                .pop()
-                .ok_or(StoreError::Worker("enqueue returned nothing".into()))
-        })
-    }
-
     fn enqueue_batch(&self, messages: Vec<NewMessage>) -> StoreFuture<'_, Vec<Enqueued>> {
         Box::pin(self.insert(messages, None))
     }

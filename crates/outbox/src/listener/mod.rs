@@ -183,14 +183,7 @@ async fn commit_groups(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<Submi
             .unzip();
         if messages.len() == 1 {
             let message = messages.into_iter().next().expect("one message");
-            let result = store
-                .enqueue(message)
-                .await
-                .map(|queued| Some(queued.id))
-                .map_err(|err| {
-                    tracing::warn!(error = %err, "SMTP submission refused");
-                    refusal(&err)
-                });
+            let result = enqueue_alone(&*store, message).await;
             for verdict in verdicts {
                 let _ = verdict.send(result.clone());
             }
@@ -205,14 +198,7 @@ async fn commit_groups(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<Submi
             Err(err) if err.is_permanent() => {
                 // One message spoiled the group: find it by committing each alone.
                 for (message, verdict) in messages.into_iter().zip(verdicts) {
-                    let result = store
-                        .enqueue(message)
-                        .await
-                        .map(|queued| Some(queued.id))
-                        .map_err(|err| {
-                            tracing::warn!(error = %err, "SMTP submission refused");
-                            refusal(&err)
-                        });
+                    let result = enqueue_alone(&*store, message).await;
                     let _ = verdict.send(result);
                 }
             }
@@ -225,6 +211,18 @@ async fn commit_groups(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<Submi
             }
         }
     }
+}
+
+/// One message committed on its own: its id, or the reply that refuses it.
+async fn enqueue_alone(store: &dyn Store, message: NewMessage) -> Result<Option<String>, Reply> {
+    store
+        .enqueue(message)
+        .await
+        .map(|queued| Some(queued.id))
+        .map_err(|err| {
+            tracing::warn!(error = %err, "SMTP submission refused");
+            refusal(&err)
+        })
 }
 
 /// The reply for a message the queue would not take. The size check of the server comes
