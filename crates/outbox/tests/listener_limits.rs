@@ -141,9 +141,18 @@ fn a_connection_flood_holds_no_more_descriptors_than_the_cap_and_http_still_answ
         }
     }
     assert_eq!(held.len(), 40);
-    let during = descriptors();
+    // The fault is 360 refused connections holding descriptors for good. A refused one may
+    // still be closing when its 421 has arrived, and the store may open a file lazily
+    // (WAL, SHM): allow a little slack and a few seconds to settle, never 360 more.
+    let bound = baseline + 40 + 8;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut during = descriptors();
+    while during > bound && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        during = descriptors();
+    }
     assert!(
-        during <= baseline + 40 + 2,
+        during <= bound,
         "{during} descriptors open with 40 sessions (baseline {baseline})"
     );
 
