@@ -17,10 +17,19 @@ pub trait Authenticator: Send + Sync {
 }
 
 /// A fixed table of user names and passwords (the listener's `users` setting).
-#[derive(Clone, Debug, Default)]
+///
+/// Passwords are kept as keyed digests (HMAC-MD5 under a key made at construction, used only
+/// to compare): a check costs the same whether the user exists, how long the password is, or
+/// how much of a guess was right.
+#[derive(Clone)]
 pub struct StaticUsers {
-    users: HashMap<String, String>,
+    key: [u8; 32],
+    users: HashMap<String, PasswordDigest>,
+    /// Compared against when the user does not exist, so that case takes the same time.
+    unknown: PasswordDigest,
 }
+
+type PasswordDigest = [u8; 16];
 
 impl StaticUsers {
     /// A table from `(user, password)` pairs.
@@ -30,12 +39,39 @@ impl StaticUsers {
         U: Into<String>,
         P: Into<String>,
     {
-        StaticUsers {
-            users: users
-                .into_iter()
-                .map(|(u, p)| (u.into(), p.into()))
-                .collect(),
-        }
+        let key: [u8; 32] = rand::random();
+        let unknown: [u8; 32] = rand::random();
+        let mut table = StaticUsers {
+            key,
+            users: HashMap::new(),
+            unknown: [0; 16],
+        };
+        table.unknown = table.digest(&unknown);
+        table.users = users
+            .into_iter()
+            .map(|(u, p)| {
+                let digest = table.digest(p.into().as_bytes());
+                (u.into(), digest)
+            })
+            .collect();
+        table
+    }
+
+    fn digest(&self, password: &[u8]) -> PasswordDigest {
+        use hmac::{Hmac, Mac};
+        let mut mac =
+            Hmac::<md5::Md5>::new_from_slice(&self.key).expect("HMAC takes a key of any length");
+        mac.update(password);
+        mac.finalize().into_bytes().into()
+    }
+}
+
+impl std::fmt::Debug for StaticUsers {
+    // User names only: neither the key nor the digests.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticUsers")
+            .field("users", &self.users.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
     }
 }
 
@@ -43,18 +79,23 @@ impl Authenticator for StaticUsers {
     fn authenticate(&self, authzid: Option<&str>, username: &str, password: &str) -> bool {
         // Acting for another identity is not supported: the authzid, if any, must be the user.
         let identity_ok = authzid.is_none_or(|id| id == username);
-        let password_ok = self.users.get(username).is_some_and(|expected| {
-            // Compare in constant time for equal lengths, so response timing does not
-            // reveal how much of a guess was right.
-            expected.len() == password.len()
-                && expected
-                    .bytes()
-                    .zip(password.bytes())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0
-        });
-        identity_ok && password_ok
+        let known = self.users.get(username);
+        let expected = known.unwrap_or(&self.unknown);
+        let password_ok = constant_time_eq(expected, &self.digest(password.as_bytes()));
+        identity_ok && known.is_some() && password_ok
     }
+}
+
+/// Compares two byte strings in time that depends only on their lengths (for tokens,
+/// passwords and CSRF values).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut difference = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0xff);
+        difference |= usize::from(x ^ y);
+    }
+    difference == 0
 }
 
 /// Why an AUTH exchange failed on the client's side (reply 501, RFC 4954 §4).
@@ -187,6 +228,24 @@ mod tests {
         assert!(!users.authenticate(Some("root"), "app", "pw"));
         assert!(!users.authenticate(None, "app", "pw2"));
         assert!(!users.authenticate(None, "other", "pw"));
+        assert!(!users.authenticate(None, "app", ""));
+        assert!(!users.authenticate(None, "", ""));
+        // An empty password is a password like any other.
+        let empty = StaticUsers::new([("blank", "")]);
+        assert!(empty.authenticate(None, "blank", ""));
+        assert!(!empty.authenticate(None, "blank", " "));
+        // Debug shows user names, never passwords or their digests.
+        let debug = format!("{users:?}");
+        assert!(debug.contains("app") && !debug.contains("pw"), "{debug}");
+    }
+
+    #[test]
+    fn constant_time_comparison_by_content_and_length() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(!constant_time_eq(b"", b"\xff"));
+        assert!(constant_time_eq(b"", b""));
     }
 
     #[test]

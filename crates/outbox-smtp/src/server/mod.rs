@@ -49,7 +49,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
-pub use auth::{Authenticator, Network, NetworkError, SaslError, StaticUsers};
+pub use auth::{Authenticator, Network, NetworkError, SaslError, StaticUsers, constant_time_eq};
 pub use command::{Command, CommandError, Param, parse_command};
 pub use fault::{Fault, FaultAction, Stage};
 // The connection counter, in all and per client address, for outbox's HTTP server too.

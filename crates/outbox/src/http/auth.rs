@@ -70,16 +70,7 @@ impl TokenId {
     }
 }
 
-/// Compares two byte strings in time that depends only on their lengths.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut difference = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0xff);
-        difference |= usize::from(x ^ y);
-    }
-    difference == 0
-}
+pub use outbox_smtp::server::constant_time_eq;
 
 #[cfg(test)]
 mod tests {
