@@ -32,6 +32,39 @@ const IDEMPOTENCY_SCOPES: &str = "ALTER TABLE messages ADD COLUMN idempotency_sc
     CREATE UNIQUE INDEX messages_idempotency ON messages (idempotency_scope, idempotency_key, idempotency_index)
         WHERE idempotency_key IS NOT NULL;";
 
+/// Migration 3 (the ledger of engine v2):
+/// - message data moves to `bodies`, so the `messages` row whose status changes on every
+///   completion no longer carries (and rewrites) the MIME data;
+/// - `workers` holds each engine's heartbeat: a `sending` recipient belongs to its worker
+///   for as long as that worker is alive, however long its transaction runs;
+/// - `recipients.lease_epoch` counts claims of a row, so an outcome from a stale claim can
+///   be told from the current one (fencing).
+macro_rules! ledger {
+    ($id:literal, $blob:literal) => {
+        concat!(
+            "CREATE TABLE bodies (
+        message_id ",
+            $id,
+            " PRIMARY KEY NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        data ",
+            $blob,
+            " NOT NULL
+    );
+    INSERT INTO bodies (message_id, data) SELECT id, data FROM messages;
+    ALTER TABLE messages DROP COLUMN data;
+    CREATE TABLE workers (
+        owner TEXT PRIMARY KEY NOT NULL,
+        host_key TEXT NOT NULL,
+        pid BIGINT NOT NULL,
+        heartbeat_at BIGINT NOT NULL,
+        lease_ms BIGINT NOT NULL
+    );
+    ALTER TABLE recipients ADD COLUMN lease_epoch BIGINT NOT NULL DEFAULT 0;
+    CREATE INDEX recipients_leased ON recipients (lease_owner) WHERE state = 'sending';"
+        )
+    };
+}
+
 /// SQLite migrations: (version, SQL).
 pub(crate) const SQLITE: &[(i64, &str)] = &[
     (
@@ -89,7 +122,14 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     CREATE INDEX attempts_message ON attempts (message_id, id);",
     ),
     (2, IDEMPOTENCY_SCOPES),
+    (3, SQLITE_LEDGER),
 ];
+
+/// Migration 3 with SQLite's types.
+const SQLITE_LEDGER: &str = ledger!("TEXT", "BLOB");
+
+/// Migration 3 with PostgreSQL's types.
+const POSTGRES_LEDGER: &str = ledger!("TEXT COLLATE \"C\"", "BYTEA");
 
 /// PostgreSQL migrations: (version, SQL).
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -148,6 +188,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     CREATE INDEX attempts_message ON attempts (message_id, id);"#,
     ),
     (2, IDEMPOTENCY_SCOPES),
+    (3, POSTGRES_LEDGER),
 ];
 
 /// The statement that recomputes one message's status from its recipients (DESIGN §4):

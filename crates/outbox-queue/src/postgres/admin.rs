@@ -22,7 +22,7 @@ fn not_found(id: &str) -> StoreError {
 
 pub(super) async fn message_body(client: &Client, id: &str) -> Result<MessageBody, StoreError> {
     let row = client
-        .query_opt("SELECT data, tokens FROM messages WHERE id = $1", &[&id])
+        .query_opt("SELECT b.data, m.tokens FROM messages m JOIN bodies b ON b.message_id = m.id WHERE m.id = $1", &[&id])
         .await?
         .ok_or_else(|| not_found(id))?;
     Ok(MessageBody {

@@ -9,8 +9,9 @@
 //! same host or a trusted network.
 
 mod admin;
+mod enqueue;
+mod ledger;
 mod listen;
-mod queue;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -47,7 +48,7 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    /// Checks and inserts messages in one transaction (see `queue::insert_messages`).
+    /// Checks and inserts messages in one transaction (see `enqueue::insert_messages`).
     async fn insert(
         &self,
         messages: Vec<NewMessage>,
@@ -59,7 +60,7 @@ impl PostgresStore {
             .map(|m| prepare_message(m, &self.options, &self.ids, now))
             .collect::<Result<Vec<_>, _>>()?;
         let mut client = self.pool.get().await?;
-        let enqueued = queue::insert_messages(&mut client, prepared, key.as_ref()).await?;
+        let enqueued = enqueue::insert_messages(&mut client, prepared, key.as_ref()).await?;
         self.enqueued.notify_one();
         Ok(enqueued)
     }
@@ -168,7 +169,7 @@ impl Store for PostgresStore {
         Box::pin(async move {
             check_id(message_id)?;
             let mut client = self.pool.get().await?;
-            let added = queue::add_recipients(&mut client, message_id, recipients).await?;
+            let added = enqueue::add_recipients(&mut client, message_id, recipients).await?;
             self.enqueued.notify_one();
             Ok(added)
         })
@@ -183,7 +184,7 @@ impl Store for PostgresStore {
     ) -> StoreFuture<'a, Vec<Claimed>> {
         Box::pin(async move {
             let mut client = self.pool.get().await?;
-            queue::claim(&mut client, owner, None, now, lease, limit).await
+            ledger::claim(&mut client, owner, None, now, lease, limit).await
         })
     }
 
@@ -197,7 +198,7 @@ impl Store for PostgresStore {
     ) -> StoreFuture<'a, Vec<Claimed>> {
         Box::pin(async move {
             let mut client = self.pool.get().await?;
-            queue::claim(&mut client, owner, Some(route), now, lease, limit).await
+            ledger::claim(&mut client, owner, Some(route), now, lease, limit).await
         })
     }
 
@@ -210,7 +211,7 @@ impl Store for PostgresStore {
     ) -> StoreFuture<'a, u64> {
         Box::pin(async move {
             let client = self.pool.get().await?;
-            queue::renew(&client, owner, recipient_ids, now, lease).await
+            ledger::renew(&client, owner, recipient_ids, now, lease).await
         })
     }
 
@@ -222,14 +223,14 @@ impl Store for PostgresStore {
     ) -> StoreFuture<'a, u64> {
         Box::pin(async move {
             let client = self.pool.get().await?;
-            queue::release(&client, owner, recipient_ids, now).await
+            ledger::release(&client, owner, recipient_ids, now).await
         })
     }
 
     fn complete<'a>(&'a self, owner: &'a str, outcomes: Vec<Outcome>) -> StoreFuture<'a, u64> {
         Box::pin(async move {
             let mut client = self.pool.get().await?;
-            queue::complete(&mut client, owner, outcomes).await
+            ledger::complete(&mut client, owner, outcomes).await
         })
     }
 

@@ -20,7 +20,7 @@ fn not_found(id: &str) -> StoreError {
 
 pub(super) fn message_body(conn: &Connection, id: &str) -> Result<MessageBody, StoreError> {
     let (data, tokens): (Vec<u8>, Option<String>) = conn
-        .prepare_cached("SELECT data, tokens FROM messages WHERE id = ?1")?
+        .prepare_cached("SELECT b.data, m.tokens FROM messages m JOIN bodies b ON b.message_id = m.id WHERE m.id = ?1")?
         .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?
         .ok_or_else(|| not_found(id))?;

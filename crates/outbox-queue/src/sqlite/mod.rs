@@ -9,7 +9,8 @@
 //! the file; `busy_timeout` makes them wait for each other instead of failing.
 
 mod admin;
-mod queue;
+mod enqueue;
+mod ledger;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -46,7 +47,7 @@ struct Inner {
 }
 
 impl SqliteStore {
-    /// Checks and inserts messages in one transaction (see `queue::insert_messages`).
+    /// Checks and inserts messages in one transaction (see `enqueue::insert_messages`).
     async fn insert(
         &self,
         messages: Vec<NewMessage>,
@@ -58,7 +59,7 @@ impl SqliteStore {
             .map(|m| crate::prepare::prepare_message(m, &self.inner.options, &self.inner.ids, now))
             .collect::<Result<Vec<_>, _>>()?;
         let enqueued = self
-            .write(move |tx, _| queue::insert_messages(tx, prepared, key.as_ref()))
+            .write(move |tx, _| enqueue::insert_messages(tx, prepared, key.as_ref()))
             .await?;
         self.inner.enqueued.notify_one();
         Ok(enqueued)
@@ -228,7 +229,7 @@ impl Store for SqliteStore {
             check_id(message_id)?;
             let id = message_id.to_string();
             let added = self
-                .write(move |tx, _| queue::add_recipients(tx, &id, recipients))
+                .write(move |tx, _| enqueue::add_recipients(tx, &id, recipients))
                 .await?;
             self.inner.enqueued.notify_one();
             Ok(added)
@@ -243,7 +244,7 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> StoreFuture<'a, Vec<Claimed>> {
         let owner = owner.to_string();
-        Box::pin(self.write(move |tx, _| queue::claim(tx, &owner, None, now, lease, limit)))
+        Box::pin(self.write(move |tx, _| ledger::claim(tx, &owner, None, now, lease, limit)))
     }
 
     fn claim_route<'a>(
@@ -256,7 +257,9 @@ impl Store for SqliteStore {
     ) -> StoreFuture<'a, Vec<Claimed>> {
         let owner = owner.to_string();
         let route = route.clone();
-        Box::pin(self.write(move |tx, _| queue::claim(tx, &owner, Some(&route), now, lease, limit)))
+        Box::pin(
+            self.write(move |tx, _| ledger::claim(tx, &owner, Some(&route), now, lease, limit)),
+        )
     }
 
     fn renew<'a>(
@@ -268,7 +271,7 @@ impl Store for SqliteStore {
     ) -> StoreFuture<'a, u64> {
         let owner = owner.to_string();
         let ids = recipient_ids.to_vec();
-        Box::pin(self.write(move |tx, _| queue::renew(tx, &owner, &ids, now, lease)))
+        Box::pin(self.write(move |tx, _| ledger::renew(tx, &owner, &ids, now, lease)))
     }
 
     fn release<'a>(
@@ -279,12 +282,12 @@ impl Store for SqliteStore {
     ) -> StoreFuture<'a, u64> {
         let owner = owner.to_string();
         let ids = recipient_ids.to_vec();
-        Box::pin(self.write(move |tx, _| queue::release(tx, &owner, &ids, now)))
+        Box::pin(self.write(move |tx, _| ledger::release(tx, &owner, &ids, now)))
     }
 
     fn complete<'a>(&'a self, owner: &'a str, outcomes: Vec<Outcome>) -> StoreFuture<'a, u64> {
         let owner = owner.to_string();
-        Box::pin(self.write(move |tx, _| queue::complete(tx, &owner, outcomes)))
+        Box::pin(self.write(move |tx, _| ledger::complete(tx, &owner, outcomes)))
     }
 
     fn message_body<'a>(&'a self, message_id: &'a str) -> StoreFuture<'a, MessageBody> {
@@ -375,9 +378,9 @@ mod tests {
     use super::*;
 
     /// A database made before migration 2 keeps its keyed rows, now in the empty scope,
-    /// and gets the scoped unique index.
+    /// and gets the scoped unique index; migration 3 moves its data into `bodies`.
     #[test]
-    fn migration_2_upgrades_a_version_1_database() {
+    fn migrations_upgrade_a_version_1_database() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = Connection::open(dir.path().join("old.db")).unwrap();
         conn.execute_batch(schema::SQLITE[0].1).unwrap();
@@ -415,11 +418,15 @@ mod tests {
             !indexes.contains(&"messages_idempotency_key".to_string()),
             "{indexes:?}"
         );
+        let data: Vec<u8> = conn
+            .query_row("SELECT data FROM bodies", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(data, b"A");
         // The same key in another scope is allowed now.
         conn.execute(
             "INSERT INTO messages (id, created_at, send_at, priority, envelope_from, subject, size,
-                data, idempotency_key, status, recipient_count, idempotency_scope)
-             VALUES ('01JD2W6Q0R9N6X4Y7Z8A1B2C3E', 0, 0, 1, 'a@b.test', 's', 1, x'41', 'k', 'queued', 0, 'tok')",
+                idempotency_key, status, recipient_count, idempotency_scope)
+             VALUES ('01JD2W6Q0R9N6X4Y7Z8A1B2C3E', 0, 0, 1, 'a@b.test', 's', 1, 'k', 'queued', 0, 'tok')",
             [],
         )
         .unwrap();
