@@ -387,13 +387,33 @@ pub enum Delivery {
         /// The reply or reason.
         reply: String,
     },
+    /// The connection failed after the final dot, before its reply: the server may have
+    /// taken the message. Stored as `deferred` (it is sent again: at least once) with the
+    /// attempts-log outcome `unknown`; counts as an attempt.
+    Unknown {
+        /// What happened.
+        reply: String,
+        /// When the recipient becomes due again.
+        next_attempt_at: OffsetDateTime,
+    },
+    /// Nothing was tried: the connection could not be set up for a reason that is not the
+    /// recipient's (our configuration, the operator's relay refusing us). Stored as
+    /// `deferred` without counting an attempt, so it never fails through `max_attempts`.
+    NotAttempted {
+        /// The connection error.
+        reply: String,
+        /// When the recipient becomes due again (the route's pause).
+        next_attempt_at: OffsetDateTime,
+    },
 }
 
 impl Delivery {
     pub(crate) fn state(&self) -> RecipientState {
         match self {
             Delivery::Sent { .. } => RecipientState::Sent,
-            Delivery::Deferred { .. } => RecipientState::Deferred,
+            Delivery::Deferred { .. } | Delivery::Unknown { .. } | Delivery::NotAttempted { .. } => {
+                RecipientState::Deferred
+            }
             Delivery::Failed { .. } => RecipientState::Failed,
         }
     }
@@ -401,13 +421,21 @@ impl Delivery {
     pub(crate) fn reply(&self) -> &str {
         match self {
             Delivery::Sent { reply } | Delivery::Failed { reply } => reply,
-            Delivery::Deferred { reply, .. } => reply,
+            Delivery::Deferred { reply, .. }
+            | Delivery::Unknown { reply, .. }
+            | Delivery::NotAttempted { reply, .. } => reply,
         }
     }
 
     pub(crate) fn next_attempt_at(&self) -> Option<OffsetDateTime> {
         match self {
             Delivery::Deferred {
+                next_attempt_at, ..
+            }
+            | Delivery::Unknown {
+                next_attempt_at, ..
+            }
+            | Delivery::NotAttempted {
                 next_attempt_at, ..
             } => Some(*next_attempt_at),
             _ => None,

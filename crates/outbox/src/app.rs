@@ -96,7 +96,8 @@ pub async fn outbox(config: &Config) -> anyhow::Result<Outbox> {
 /// Resolves on the first Ctrl-C or SIGTERM: the signal to stop claiming, cancel connections
 /// still being set up, and let transactions past their start finish. From then on a second
 /// signal ends the process at once (exit status 130): whatever it held stays claimed only
-/// until its lease expires, then is due again — never lost, never marked sent.
+/// until its heartbeat expires (or a restarted outbox on this machine resumes it at once) —
+/// never lost, never marked sent.
 ///
 /// The handlers are installed when this is called, not when the future is first polled: a
 /// signal that arrives while the engine is still claiming must not kill the process.
@@ -114,7 +115,7 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
         tokio::spawn(async move {
             signals.next().await;
             eprintln!(
-                "outbox: second signal: exiting now; unfinished recipients stay queued and are due again when their lease expires"
+                "outbox: second signal: exiting now; unfinished recipients stay queued and are resumed when this worker's heartbeat expires"
             );
             std::process::exit(130);
         });

@@ -214,7 +214,7 @@ fn second_signal_forces_the_exit(args: &[&str]) {
     signal(&guard, "TERM");
     let status = exits(&mut guard, &format!("{args:?} after a second SIGTERM"));
     assert_eq!(status.code(), Some(130), "{args:?}: {status}");
-    // Still leased ("sending") until the lease expires, then due again.
+    // Still claimed ("sending") until its heartbeat expires, then due again.
     still_queued(&work, &id, &["sending", "queued"]);
 }
 
@@ -226,4 +226,56 @@ fn deliver_exits_on_a_second_signal_while_data_is_unanswered() {
 #[test]
 fn serve_exits_on_a_second_signal_while_data_is_unanswered() {
     second_signal_forces_the_exit(&["serve"]);
+}
+
+/// `deliver` killed with -9 while the end of data is unanswered, then started again on the
+/// same machine: the new process resumes the dead one's recipient on its first heartbeat
+/// (the dead pid is gone), not after the lease. The lease here is 10 minutes and the
+/// restarted `deliver --until-empty` is given 60 s: only the prompt resumption passes.
+#[test]
+fn a_deliver_restarted_after_kill_9_resumes_at_once() {
+    let work = Workdir::new();
+    let id = queue_one(&work);
+    let (address, data_sent) = stalls_after_data();
+    let (mut guard, _lines) = {
+        let mut command = work.outbox(&["deliver"]);
+        command
+            .env("OUTBOX_DELIVERY_RELAY", format!("smtp://{address}?starttls=off"))
+            .env("OUTBOX_DELIVERY_LEASE", "10m")
+            .env("OUTBOX_DELIVERY_COMMAND_TIMEOUT", "10m")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = command.spawn().expect("start outbox deliver");
+        (ChildGuard { child }, ())
+    };
+    data_sent
+        .recv_timeout(Duration::from_secs(60))
+        .expect("outbox sends the message");
+    signal(&guard, "KILL");
+    exits(&mut guard, "deliver after SIGKILL");
+    still_queued(&work, &id, &["sending"]);
+
+    // Restarted against a relay that answers: delivered, long before the lease is up.
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    runtime.block_on(async {
+        let server = outbox_smtp::server::Server::builder()
+            .bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let relay = format!("smtp://{}?starttls=off", server.local_addr());
+        let mut command = tokio::process::Command::from(work.outbox(&["deliver", "--until-empty"]));
+        command
+            .env("OUTBOX_DELIVERY_RELAY", relay)
+            .env("OUTBOX_DELIVERY_LEASE", "10m")
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(Duration::from_secs(60), command.output())
+            .await
+            .expect("the restarted deliver resumes the dead one's recipient at once")
+            .expect("run deliver");
+        assert!(out.status.success(), "deliver: {}", stderr(&out));
+        assert_eq!(server.memory_sink().expect("memory sink").messages().len(), 1);
+        server.shutdown().await;
+    });
+    let status = work.status(&id);
+    assert_eq!(status["status"], "sent", "{status}");
 }

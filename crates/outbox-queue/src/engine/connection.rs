@@ -1,17 +1,21 @@
 //! One outgoing connection: it takes units from its route's ready queue (claiming more of
 //! its route from the store when the queue runs dry), sends each as one transaction — or
 //! one per recipient for a merge message — and records every outcome.
+//!
+//! What an exchange means for each recipient is decided in one place,
+//! [`policy::transaction_outcomes`] (and [`policy::connect_verdict`] when the connection
+//! could not be set up); this module only applies it.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use time::OffsetDateTime;
 
-use crate::{Claimed, ClaimedRecipient, MessageBody, Outcome};
+use crate::{Claimed, ClaimedRecipient, Delivery, MessageBody, Outcome};
 
 use super::Shared;
 use super::policy::{self, Verdict};
-use super::transport::{Connection, ReplyText, Route, TransactionReport, TransportError};
+use super::transport::{Connection, Route, Stage, TransportError};
 
 /// Runs one connection on `route` until its route has no due work, it has carried
 /// `messages_per_connection` transactions, it breaks, or the worker stops.
@@ -21,6 +25,22 @@ pub(crate) async fn run(shared: Arc<Shared>, route: Route) {
     };
     let started = Instant::now();
     let at = OffsetDateTime::now_utc();
+    // A route whose last connection failed waits out its pause: its recipients go back
+    // without an attempt, and nothing is opened.
+    if let Some(pause) = shared.pauses.active(&route, at) {
+        let mut units = vec![first];
+        units.extend(shared.ready.take_route(&route));
+        for unit in units {
+            for recipient in &unit.recipients {
+                let delivery = Delivery::NotAttempted {
+                    reply: policy::sanitize_reply(&pause.reason),
+                    next_attempt_at: pause.until,
+                };
+                record(&shared, &unit, recipient, delivery, None, at, started);
+            }
+        }
+        return;
+    }
     // Connection setup (DNS, connect, greeting, EHLO, TLS, AUTH) is cancelled by a stop:
     // nothing has been sent yet, so the claims go back without an attempt. A server that
     // accepts and never greets would otherwise hold shutdown for the whole timeout.
@@ -28,18 +48,14 @@ pub(crate) async fn run(shared: Arc<Shared>, route: Route) {
     let refusal = policy::route_refusal(&route, shared.config.allow_program_relay);
     let connected = if let Some(reason) = refusal {
         // Settled below like a connection that failed for good: nothing is started.
-        Err(TransportError {
-            message: reason.to_string(),
-            permanent: true,
-            connection_lost: true,
-        })
+        Err(TransportError::new(Stage::Destination, reason, true))
     } else {
         tokio::select! {
             connected = shared.transport.connect(&route) => connected,
             // (The watch guard is dropped inside: it must not live across the release.)
             () = async { let _ = stop.wait_for(|stopping| *stopping).await; } => {
                 tracing::info!(%route, "stopping: connection setup cancelled");
-                shared.release(&first.recipients).await;
+                shared.release(&first.recipients);
                 return;
             }
         }
@@ -47,16 +63,14 @@ pub(crate) async fn run(shared: Arc<Shared>, route: Route) {
     let mut connection = match connected {
         Ok(connection) => connection,
         Err(err) => {
-            tracing::info!(%route, error = %err, "connection failed");
             // Everything waiting for this route shares the fate of this attempt.
             let mut units = vec![first];
             units.extend(shared.ready.take_route(&route));
-            for unit in units {
-                settle_all(&shared, &unit, &unit.recipients, &err, None, at, started);
-            }
+            connect_failed(&shared, &route, &err, units, at, started);
             return;
         }
     };
+    shared.pauses.clear(&route);
     shared.metrics.connection_opened();
     let mut transactions = 0;
     let mut next = Some(first);
@@ -71,8 +85,9 @@ pub(crate) async fn run(shared: Arc<Shared>, route: Route) {
         let body = match shared.body(&unit.message_id).await {
             Ok(body) => body,
             Err(err) => {
-                tracing::error!(message = %unit.message_id, error = %err, "cannot read message; releasing it");
-                shared.release(&unit.recipients).await;
+                shared.metrics.store_error();
+                tracing::error!(message = %unit.message_id, error = %err, "cannot read message; giving it back");
+                shared.release(&unit.recipients);
                 continue;
             }
         };
@@ -118,6 +133,43 @@ pub(crate) async fn run(shared: Arc<Shared>, route: Route) {
     shared.metrics.connection_closed();
 }
 
+/// Settles every waiting unit of a route whose connection could not be set up: loud
+/// (error level, counted), and never a permanent failure unless the destination itself
+/// refuses ([`policy::connect_verdict`]). The route pauses either way.
+fn connect_failed(
+    shared: &Shared,
+    route: &Route,
+    err: &TransportError,
+    units: Vec<Claimed>,
+    at: OffsetDateTime,
+    started: Instant,
+) {
+    shared.metrics.connection_failed();
+    let verdict = policy::connect_verdict(route, err);
+    let config = &shared.config;
+    let pause = shared.pauses.fail(route, &err.message, at, |failures| {
+        policy::retry_delay(failures, &config.retry_backoff, rand::random::<f64>())
+    });
+    match verdict {
+        Verdict::NotAttempted => tracing::error!(%route, error = %err, failures = pause.failures,
+            paused_until = %pause.until, "cannot connect; recipients wait, not failed"),
+        _ => tracing::warn!(%route, error = %err, "connection failed"),
+    }
+    for unit in units {
+        for recipient in &unit.recipients {
+            let delivery = if verdict == Verdict::NotAttempted {
+                Delivery::NotAttempted {
+                    reply: policy::sanitize_reply(&err.message),
+                    next_attempt_at: pause.until,
+                }
+            } else {
+                settle(shared, recipient, verdict, &err.message)
+            };
+            record(shared, &unit, recipient, delivery, None, at, started);
+        }
+    }
+}
+
 /// More work for an open connection: its route's ready queue, else the store.
 async fn take_more(shared: &Shared, route: &Route) -> Option<Claimed> {
     if let Some(unit) = shared.ready.pop(route) {
@@ -126,26 +178,12 @@ async fn take_more(shared: &Shared, route: &Route) -> Option<Claimed> {
     if shared.stopping() {
         return None;
     }
-    let claimed = match shared
-        .store
-        .claim_route(
-            &shared.config.owner,
-            &route.filter(),
-            OffsetDateTime::now_utc(),
-            shared.config.lease,
-            shared.config.messages_per_connection,
-        )
-        .await
-    {
-        Ok(claimed) => claimed,
-        Err(err) => {
-            tracing::warn!(%route, error = %err, "claiming more work failed");
-            return None;
-        }
-    };
-    for unit in claimed {
-        shared.leases.hold(unit.recipients.iter().map(|r| r.id));
-        shared.ready.push_back(route.clone(), unit);
+    let limit = shared.config.messages_per_connection;
+    if let Err(err) = shared.claim(Some(route), limit).await {
+        // The connection closes; the dispatcher retries the store with backoff.
+        shared.metrics.store_error();
+        tracing::warn!(%route, error = %err, "claiming more work failed");
+        return None;
     }
     shared.ready.pop(route)
 }
@@ -171,103 +209,52 @@ async fn send_group(
     };
     let addresses: Vec<&str> = group.iter().map(|r| r.address.as_str()).collect();
     let host = connection.host();
-    match connection.send(&unit.envelope_from, &addresses, data).await {
-        Ok(report) => {
-            record_report(shared, unit, group, &report, &host, at, started);
-            false
-        }
-        Err(err) => {
-            settle_all(shared, unit, group, &err, Some(host), at, started);
-            err.connection_lost
-        }
-    }
-}
-
-fn record_report(
-    shared: &Shared,
-    unit: &Claimed,
-    group: &[ClaimedRecipient],
-    report: &TransactionReport,
-    host: &str,
-    at: OffsetDateTime,
-    started: Instant,
-) {
-    for (index, recipient) in group.iter().enumerate() {
-        // A refused RCPT is that recipient's answer; an accepted one gets the data reply.
-        let reply = match (report.recipients.get(index), &report.data) {
-            (Some(rcpt), _) if !(200..300).contains(&rcpt.code) => rcpt.clone(),
-            (Some(_), Some(data)) => data.clone(),
-            (rcpt, _) => rcpt.cloned().unwrap_or_else(|| ReplyText {
-                code: 451,
-                text: "451 no reply for this recipient".into(),
-            }),
-        };
-        let verdict = Verdict::of_code(reply.code);
-        settle(
+    let result = connection.send(&unit.envelope_from, &addresses, data).await;
+    let outcomes = policy::transaction_outcomes(group.len(), &result);
+    for (recipient, (verdict, reply)) in group.iter().zip(outcomes) {
+        let delivery = settle(shared, recipient, verdict, &reply);
+        record(
             shared,
             unit,
             recipient,
-            verdict,
-            reply.text,
-            Some(host.to_string()),
+            delivery,
+            Some(host.clone()),
             at,
             started,
         );
     }
+    result.is_err_and(|err| err.connection_lost)
 }
 
-fn settle_all(
-    shared: &Shared,
-    unit: &Claimed,
-    recipients: &[ClaimedRecipient],
-    err: &TransportError,
-    host: Option<String>,
-    at: OffsetDateTime,
-    started: Instant,
-) {
-    let verdict = if err.permanent {
-        Verdict::Permanent
-    } else {
-        Verdict::Transient
-    };
-    for recipient in recipients {
-        settle(
-            shared,
-            unit,
-            recipient,
-            verdict,
-            err.message.clone(),
-            host.clone(),
-            at,
-            started,
-        );
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn settle(
-    shared: &Shared,
-    unit: &Claimed,
-    recipient: &ClaimedRecipient,
-    verdict: Verdict,
-    reply: String,
-    host: Option<String>,
-    at: OffsetDateTime,
-    started: Instant,
-) {
+/// The delivery for one recipient's verdict, under the configured attempt limit and
+/// retry schedule.
+fn settle(shared: &Shared, recipient: &ClaimedRecipient, verdict: Verdict, reply: &str) -> Delivery {
     let config = &shared.config;
-    let delivery = policy::settle(
+    policy::settle(
         verdict,
-        reply,
+        reply.to_string(),
         recipient.attempts + 1,
         config.max_attempts,
         &config.retry_backoff,
         OffsetDateTime::now_utc(),
         rand::random::<f64>(),
-    );
+    )
+}
+
+/// Hands one outcome to the completer, which stores it.
+fn record(
+    shared: &Shared,
+    unit: &Claimed,
+    recipient: &ClaimedRecipient,
+    delivery: Delivery,
+    host: Option<String>,
+    at: OffsetDateTime,
+    started: Instant,
+) {
     shared.metrics.record(&delivery, &unit.message_id);
     shared.completer.record(Outcome {
         recipient_id: recipient.id,
+        epoch: recipient.epoch,
         delivery,
         at,
         host,

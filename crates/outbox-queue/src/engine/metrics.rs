@@ -17,6 +17,11 @@ pub struct EngineMetrics {
     sent: AtomicU64,
     deferred: AtomicU64,
     failed: AtomicU64,
+    unknown: AtomicU64,
+    not_attempted: AtomicU64,
+    connection_failures: AtomicU64,
+    store_errors: AtomicU64,
+    stale_outcomes: AtomicU64,
     connections_open: AtomicU64,
     connections_total: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
@@ -33,6 +38,18 @@ pub struct MetricsSnapshot {
     pub deferred: u64,
     /// Permanent failures and recipients out of attempts.
     pub failed: u64,
+    /// Attempts whose connection failed after the final dot, before the reply (retried).
+    pub unknown: u64,
+    /// Recipients put back without an attempt because their route's connection could not
+    /// be set up (relay login rejected, TLS configuration, relay refusing connections).
+    pub not_attempted: u64,
+    /// Connections that could not be set up, whatever the reason.
+    pub connection_failures: u64,
+    /// Store operations that failed (and were retried).
+    pub store_errors: u64,
+    /// Outcomes the store did not apply because another worker had claimed the recipient
+    /// since (a final 250 is always applied).
+    pub stale_outcomes: u64,
     /// Connections open now.
     pub connections_open: u64,
     /// Connections opened since start.
@@ -60,7 +77,25 @@ impl EngineMetrics {
             Delivery::Failed { .. } => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
             }
+            Delivery::Unknown { .. } => {
+                self.unknown.fetch_add(1, Ordering::Relaxed);
+            }
+            Delivery::NotAttempted { .. } => {
+                self.not_attempted.fetch_add(1, Ordering::Relaxed);
+            }
         }
+    }
+
+    pub(crate) fn connection_failed(&self) {
+        self.connection_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn store_error(&self) {
+        self.store_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn stale(&self, count: u64) {
+        self.stale_outcomes.fetch_add(count, Ordering::Relaxed);
     }
 
     fn observe_latency(&self, latency: Duration) {
@@ -91,6 +126,11 @@ impl EngineMetrics {
             sent: load(&self.sent),
             deferred: load(&self.deferred),
             failed: load(&self.failed),
+            unknown: load(&self.unknown),
+            not_attempted: load(&self.not_attempted),
+            connection_failures: load(&self.connection_failures),
+            store_errors: load(&self.store_errors),
+            stale_outcomes: load(&self.stale_outcomes),
             connections_open: load(&self.connections_open),
             connections_total: load(&self.connections_total),
             latency_buckets: self.latency_buckets.iter().map(load).collect(),

@@ -11,10 +11,24 @@
 //! On shutdown it stops claiming, cancels connections still being set up, lets each open
 //! connection finish its transaction (bounded by the command timeout), records every
 //! outcome, and gives unsent claims back.
+//!
+//! The fault model, each part enforced in one place:
+//! - the store failing never stops the engine: the dispatcher retries with a growing pause
+//!   while connections go on; the completer ([`completer`]) holds every outcome until it
+//!   is stored;
+//! - a claim lasts as long as the worker's heartbeat ([`liveness`]), which runs until the
+//!   last outcome is stored; dead workers' recipients are resumed by any live worker;
+//! - one pure function decides what an exchange means for each recipient
+//!   ([`policy::transaction_outcomes`], [`policy::connect_verdict`]): sent only on a 2xx to
+//!   end-of-data, `unknown` (retried) when the connection died after the final dot;
+//! - a route whose connection cannot be set up pauses ([`pause`]); on a relay route its
+//!   recipients wait without using up attempts.
 
 mod completer;
 mod connection;
+mod liveness;
 pub mod metrics;
+mod pause;
 pub mod policy;
 mod ready;
 mod smtp;
@@ -29,14 +43,18 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::{ClaimedRecipient, ListFilter, MessageBody, MessageStatus, Store, StoreError};
+use crate::{
+    ClaimedRecipient, ListFilter, MessageBody, MessageStatus, Store, StoreError, WorkerInfo,
+};
 
-use completer::{Completer, Leases};
+use completer::Completer;
+use liveness::Liveness;
+use pause::RoutePauses;
 pub use metrics::{EngineMetrics, MetricsSnapshot};
 use ready::{BodyCache, ReadyQueues};
 pub use smtp::{SmtpTransport, SmtpTransportConfig};
 pub use transport::{
-    BoxFuture, Connection, ReplyText, Route, TransactionReport, Transport, TransportError,
+    BoxFuture, Connection, ReplyText, Route, Stage, TransactionReport, Transport, TransportError,
 };
 
 /// How the engine behaves; the binary fills it from `[delivery]`.
@@ -52,7 +70,8 @@ pub struct EngineConfig {
     pub max_attempts: u32,
     /// Waits after each temporary failure; the last repeats.
     pub retry_backoff: Vec<Duration>,
-    /// How long claimed recipients stay leased without renewal.
+    /// How long this worker's heartbeat stays valid: it beats every third of this while it
+    /// holds claims; a worker silent for longer is taken for dead and its recipients resumed.
     pub lease: Duration,
     /// True when `[delivery] relay` is set: MX routes then go through it.
     pub relay_configured: bool,
@@ -75,7 +94,7 @@ impl Default for EngineConfig {
                 .into_iter()
                 .map(Duration::from_secs)
                 .collect(),
-            lease: Duration::from_secs(60),
+            lease: Duration::from_secs(10),
             relay_configured: false,
             poll_interval: Duration::from_secs(1),
             allow_program_relay: false,
@@ -111,7 +130,8 @@ pub(crate) struct Shared {
     pub transport: Arc<dyn Transport>,
     pub config: EngineConfig,
     pub ready: ReadyQueues,
-    pub leases: Arc<Leases>,
+    pub pauses: RoutePauses,
+    pub liveness: Arc<Liveness>,
     pub completer: Completer,
     pub metrics: Arc<EngineMetrics>,
     bodies: BodyCache,
@@ -133,22 +153,65 @@ impl Shared {
         Ok(body)
     }
 
-    /// Gives claimed recipients back without an attempt.
-    pub async fn release(&self, recipients: &[ClaimedRecipient]) {
-        let ids: Vec<i64> = recipients.iter().map(|r| r.id).collect();
-        if let Err(err) = self
-            .store
-            .release(&self.config.owner, &ids, OffsetDateTime::now_utc())
-            .await
-        {
-            tracing::warn!(error = %err, "releasing claims failed; they are due when their leases expire");
+    /// Gives claimed recipients back without an attempt (through the completer, which
+    /// does not give up).
+    pub fn release(&self, recipients: &[ClaimedRecipient]) {
+        self.completer
+            .release(recipients.iter().map(|r| r.id).collect());
+    }
+
+    /// Claims up to `limit` due recipients (of `route`, or of any) into the ready queues,
+    /// and reads the bodies of their messages that are not cached, in one statement.
+    /// Nothing is claimed while this worker's heartbeat is not fresh: another worker
+    /// could otherwise take it for dead and claim the same recipients.
+    pub async fn claim(&self, route: Option<&Route>, limit: usize) -> Result<usize, StoreError> {
+        if !self.liveness.fresh() {
+            return Ok(0);
         }
-        self.leases.drop_ids(ids);
+        let owner = &self.config.owner;
+        let now = OffsetDateTime::now_utc();
+        let claimed = match route {
+            None => self.store.claim(owner, now, limit).await?,
+            Some(route) => {
+                self.store
+                    .claim_route(owner, &route.filter(), now, limit)
+                    .await?
+            }
+        };
+        let mut missing: Vec<String> = claimed
+            .iter()
+            .filter(|unit| self.bodies.get(&unit.message_id).is_none())
+            .map(|unit| unit.message_id.clone())
+            .collect();
+        missing.dedup();
+        if !missing.is_empty() {
+            match self.store.message_bodies(&missing).await {
+                Ok(bodies) => {
+                    for (id, body) in bodies {
+                        self.bodies.insert(&id, Arc::new(body));
+                    }
+                }
+                // Each connection reads its body again; nothing is lost.
+                Err(err) => tracing::warn!(error = %err, "reading message bodies failed"),
+            }
+        }
+        let count = claimed.len();
+        for unit in claimed {
+            let unit_route = match route {
+                Some(route) => route.clone(),
+                None => Route::for_key(&unit.route, self.config.relay_configured),
+            };
+            self.ready.push_back(unit_route, unit);
+        }
+        Ok(count)
     }
 }
 
 /// Shortest sleep between looks at the queue when work is due but cannot start yet.
 const MIN_WAIT: Duration = Duration::from_millis(10);
+
+/// Longest pause between tries when the store fails.
+const MAX_STORE_PAUSE: Duration = Duration::from_secs(5);
 
 /// Bodies kept in memory between transactions.
 const BODY_CACHE_BYTES: usize = 8 * 1024 * 1024;
@@ -178,55 +241,63 @@ impl Engine {
     }
 
     /// Delivers until `shutdown` resolves (or, with [`RunMode::UntilEmpty`], until there is
-    /// nothing left to wait for). Errors only when the store fails.
+    /// nothing left to wait for).
+    ///
+    /// A store error never stops it: the failing step is retried with a growing pause
+    /// (counted in [`MetricsSnapshot::store_errors`]) while open connections finish, and
+    /// their outcomes are held until they are stored. It returns only once every outcome
+    /// is stored and every unsent claim given back — if the database stays unreachable,
+    /// it keeps trying until the process is stopped harder. The `Result` is kept for
+    /// callers; it is always `Ok`.
     pub async fn run(
         &self,
         mode: RunMode,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), StoreError> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let leases = Arc::new(Leases::default());
+        let (done_tx, done_rx) = watch::channel(false);
+        let liveness = Arc::new(Liveness::new(self.config.lease));
+        let heartbeat = tokio::spawn(liveness::run(
+            self.store.clone(),
+            WorkerInfo::this_process(self.config.owner.clone()),
+            self.config.lease,
+            liveness.clone(),
+            self.metrics.clone(),
+            done_rx,
+        ));
         let (completer, completer_task) = Completer::start(
             self.store.clone(),
             self.config.owner.clone(),
-            leases.clone(),
+            self.metrics.clone(),
         );
-        let renewer = tokio::spawn(completer::renew_leases(
-            self.store.clone(),
-            self.config.owner.clone(),
-            leases.clone(),
-            self.config.lease,
-            stop_rx.clone(),
-        ));
         let shared = Arc::new(Shared {
             store: self.store.clone(),
             transport: self.transport.clone(),
             config: self.config.clone(),
             ready: ReadyQueues::default(),
-            leases,
+            pauses: RoutePauses::default(),
+            liveness,
             completer,
             metrics: self.metrics.clone(),
             bodies: BodyCache::new(BODY_CACHE_BYTES),
             stop: stop_rx,
         });
-        let result = dispatch(&shared, mode, shutdown, &stop_tx).await;
+        dispatch(&shared, mode, shutdown, &stop_tx).await;
         let _ = stop_tx.send(true);
 
-        // Unsent claims go back; every outcome is written before we return.
+        // Unsent claims go back; every outcome is stored before the heartbeat stops.
         let unsent: Vec<ClaimedRecipient> = shared
             .ready
             .take_all()
             .into_iter()
             .flat_map(|unit| unit.recipients)
             .collect();
-        if !unsent.is_empty() {
-            shared.release(&unsent).await;
-        }
-        shared.completer.flush().await;
-        let _ = renewer.await;
+        shared.release(&unsent);
         drop(shared);
         let _ = completer_task.await;
-        result
+        let _ = done_tx.send(true);
+        let _ = heartbeat.await;
+        Ok(())
     }
 }
 
@@ -235,7 +306,7 @@ async fn dispatch(
     mode: RunMode,
     shutdown: impl Future<Output = ()> + Send,
     stop_tx: &watch::Sender<bool>,
-) -> Result<(), StoreError> {
+) {
     let config = &shared.config;
     let enqueued = shared.store.enqueued();
     let mut connections: JoinSet<()> = JoinSet::new();
@@ -243,17 +314,22 @@ async fn dispatch(
     let mut by_task = HashMap::new();
     tokio::pin!(shutdown);
     let mut stopping = false;
+    let mut store_pause = Duration::ZERO;
     loop {
+        // Any store step that fails makes this round wait `store_pause` (growing), and
+        // nothing else: connections go on, the next round tries again.
+        let mut store_failed = false;
         if !stopping {
             // Fill the ready queues, then open connections for the best routes.
             if connections.len() < config.max_connections
                 && shared.ready.len() < config.max_connections
+                && let Err(err) = shared
+                    .claim(None, config.max_connections * config.messages_per_connection)
+                    .await
             {
-                claim(
-                    shared,
-                    config.max_connections * config.messages_per_connection,
-                )
-                .await?;
+                store_failed = true;
+                shared.metrics.store_error();
+                tracing::warn!(error = %err, "claiming due recipients failed; retrying");
             }
             for route in shared.ready.routes_to_open(&open, config.max_connections) {
                 if connections.len() >= config.max_connections {
@@ -266,28 +342,51 @@ async fn dispatch(
         }
         if connections.is_empty() {
             if stopping {
-                return Ok(());
+                return;
             }
-            if mode == RunMode::UntilEmpty && shared.ready.len() == 0 {
+            if mode == RunMode::UntilEmpty && shared.ready.len() == 0 && !store_failed {
                 shared.completer.flush().await;
-                if nothing_left(&*shared.store).await? {
-                    return Ok(());
+                match nothing_left(&*shared.store).await {
+                    Ok(true) => return,
+                    Ok(false) => {}
+                    Err(err) => {
+                        store_failed = true;
+                        shared.metrics.store_error();
+                        tracing::warn!(error = %err, "reading the queue failed; retrying");
+                    }
                 }
             }
         }
         // At capacity only a finished connection (or shutdown) can change anything;
         // otherwise sleep until the next due time, a new message, or the poll interval.
         let full = connections.len() >= config.max_connections;
-        let wait = if full || stopping {
+        let mut wait = if full || stopping {
+            config.poll_interval
+        } else if !shared.liveness.fresh() {
+            // Waiting for the first (or next) heartbeat before claiming.
+            MIN_WAIT * 5
+        } else if store_failed {
             config.poll_interval
         } else {
-            match shared.store.next_due().await? {
-                Some(due) => Duration::try_from(due - OffsetDateTime::now_utc())
+            match shared.store.next_due().await {
+                Ok(Some(due)) => Duration::try_from(due - OffsetDateTime::now_utc())
                     .unwrap_or(Duration::ZERO)
                     .clamp(MIN_WAIT, config.poll_interval),
-                None => config.poll_interval,
+                Ok(None) => config.poll_interval,
+                Err(err) => {
+                    store_failed = true;
+                    shared.metrics.store_error();
+                    tracing::warn!(error = %err, "reading the next due time failed; retrying");
+                    config.poll_interval
+                }
             }
         };
+        if store_failed {
+            store_pause = (store_pause * 2).clamp(MIN_WAIT * 5, MAX_STORE_PAUSE);
+            wait = store_pause;
+        } else {
+            store_pause = Duration::ZERO;
+        }
         tokio::select! {
             finished = connections.join_next_with_id(), if !connections.is_empty() => {
                 let id = match finished {
@@ -307,7 +406,7 @@ async fn dispatch(
                     }
                 }
             }
-            _ = enqueued.notified(), if !full && !stopping => {}
+            _ = enqueued.notified(), if !full && !stopping && !store_failed => {}
             _ = tokio::time::sleep(wait), if !full && !stopping => {}
             _ = &mut shutdown, if !stopping => {
                 tracing::info!("stopping: finishing open transactions");
@@ -316,25 +415,6 @@ async fn dispatch(
             }
         }
     }
-}
-
-/// Claims up to `limit` due recipients into the ready queues.
-async fn claim(shared: &Shared, limit: usize) -> Result<(), StoreError> {
-    let claimed = shared
-        .store
-        .claim(
-            &shared.config.owner,
-            OffsetDateTime::now_utc(),
-            shared.config.lease,
-            limit,
-        )
-        .await?;
-    for unit in claimed {
-        shared.leases.hold(unit.recipients.iter().map(|r| r.id));
-        let route = Route::for_key(&unit.route, shared.config.relay_configured);
-        shared.ready.push_back(route, unit);
-    }
-    Ok(())
 }
 
 /// True when every message whose `send_at` has come has only final recipients.

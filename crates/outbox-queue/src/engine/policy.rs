@@ -8,17 +8,24 @@ use time::OffsetDateTime;
 
 use crate::Delivery;
 
-use super::transport::Route;
+use super::transport::{Route, Stage, TransactionReport, TransportError};
 
 /// What one reply (or failure) means for a recipient, before attempt limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// 2xx: accepted.
+    /// 2xx to end-of-data: accepted.
     Sent,
     /// 4xx, a network error, a timeout: try again later.
     Transient,
     /// 5xx (or a reply that is not SMTP at all): give up.
     Permanent,
+    /// The message was sent in full, final dot included, and no reply came: the server
+    /// may have taken it. Retried (at least once delivery, as Postfix does).
+    Unknown,
+    /// Nothing was tried for this recipient: the connection could not be set up for a
+    /// reason that is not the recipient's (our configuration, the operator's relay). Due
+    /// again after the route's pause; never counts as an attempt, so never fails it.
+    NotAttempted,
 }
 
 impl Verdict {
@@ -29,6 +36,113 @@ impl Verdict {
             200..=299 => Verdict::Sent,
             400..=499 => Verdict::Transient,
             _ => Verdict::Permanent,
+        }
+    }
+}
+
+/// Longest reply text stored, in bytes.
+pub const MAX_REPLY_LEN: usize = 1000;
+
+/// A reply or error text as it may be stored and shown: control characters (NUL, CR, LF,
+/// escape sequences, ...) become spaces, runs of spaces one, and it is cut to
+/// [`MAX_REPLY_LEN`] bytes at a character boundary. The text comes from the network: a
+/// server can put anything in it.
+pub fn sanitize_reply(text: &str) -> String {
+    let mut clean = String::with_capacity(text.len().min(MAX_REPLY_LEN));
+    let mut space = false;
+    for c in text.trim().chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        if c == ' ' && space {
+            continue;
+        }
+        space = c == ' ';
+        if clean.len() + c.len_utf8() > MAX_REPLY_LEN - 3 {
+            clean.truncate(clean.trim_end().len());
+            clean.push_str("...");
+            return clean;
+        }
+        clean.push(c);
+    }
+    clean.truncate(clean.trim_end().len());
+    clean
+}
+
+/// The one place that decides what a transaction means for each of its `count`
+/// recipients (in the order they were given): a verdict and the text to record.
+///
+/// - A recipient whose RCPT TO was refused gets that reply.
+/// - An accepted recipient gets the reply to end-of-data (or to DATA, when DATA itself was
+///   refused); it is sent only on a 2xx there (DESIGN §4). Accepted but no data reply at all
+///   is a transient failure, never "sent".
+/// - A failure before the whole message was sent delivered nothing: transient or
+///   permanent as the error says.
+/// - A failure after the final dot, before its reply, is [`Verdict::Unknown`].
+pub fn transaction_outcomes(
+    count: usize,
+    result: &Result<TransactionReport, TransportError>,
+) -> Vec<(Verdict, String)> {
+    match result {
+        Err(err) if err.stage == Stage::AfterData => {
+            let text = format!(
+                "unknown: the connection failed after the end of data, before the server's reply ({}); \
+                 the message may have been delivered, and will be sent again",
+                err.message
+            );
+            vec![(Verdict::Unknown, text); count]
+        }
+        Err(err) => {
+            let verdict = if err.permanent {
+                Verdict::Permanent
+            } else {
+                Verdict::Transient
+            };
+            vec![(verdict, err.message.clone()); count]
+        }
+        Ok(report) => (0..count)
+            .map(|index| match (report.recipients.get(index), &report.data) {
+                (None, _) => (
+                    Verdict::Transient,
+                    "451 no reply to this recipient's RCPT TO".to_string(),
+                ),
+                (Some(rcpt), _) if !(200..300).contains(&rcpt.code) => {
+                    (Verdict::of_code(rcpt.code), rcpt.text.clone())
+                }
+                (Some(_), Some(data)) => (Verdict::of_code(data.code), data.text.clone()),
+                (Some(_), None) => (
+                    Verdict::Transient,
+                    "451 recipient accepted, but the message got no reply to end of data".to_string(),
+                ),
+            })
+            .collect(),
+    }
+}
+
+/// What a failure to set up a connection means for every recipient waiting for `route`.
+///
+/// - Our own configuration (TLS files, a route that cannot be used) and anything on a
+///   relay route (the operator's relay: a rejected login, a refused connection, a TLS
+///   handshake) are [`Verdict::NotAttempted`]: the route pauses and the recipients wait;
+///   they are never failed for it.
+/// - The recipients' domain itself (it does not exist, a null MX, a program relay that is
+///   not allowed) is permanent.
+/// - An MX host that cannot be reached or refuses is transient or permanent as the error
+///   says, like a reply (Postfix's behaviour).
+pub fn connect_verdict(route: &Route, err: &TransportError) -> Verdict {
+    match (err.stage, route) {
+        (Stage::Destination, _) => {
+            if err.permanent {
+                Verdict::Permanent
+            } else {
+                Verdict::Transient
+            }
+        }
+        (Stage::Local, _) | (_, Route::Relay(_) | Route::ConfiguredRelay) => Verdict::NotAttempted,
+        (_, Route::Mx(_)) => {
+            if err.permanent {
+                Verdict::Permanent
+            } else {
+                Verdict::Transient
+            }
         }
     }
 }
@@ -49,7 +163,9 @@ pub fn retry_delay(attempts_made: u32, backoff: &[Duration], jitter: f64) -> Dur
 /// Settles one recipient's attempt: the verdict, its reply text, and how many attempts it
 /// has now made (this one included). Reaching `max_attempts` on a transient failure fails
 /// the recipient: the seed's "if too many errors are encountered then the message send
-/// will be cancelled".
+/// will be cancelled". For [`Verdict::NotAttempted`], `attempts_made` is the route's count
+/// of consecutive connection failures instead: it picks the pause from the same schedule.
+/// The reply is sanitised ([`sanitize_reply`]) here, the one way into the store.
 pub fn settle(
     verdict: Verdict,
     reply: String,
@@ -59,13 +175,24 @@ pub fn settle(
     now: OffsetDateTime,
     jitter: f64,
 ) -> Delivery {
+    let reply = sanitize_reply(&reply);
     match verdict {
         Verdict::Sent => Delivery::Sent { reply },
         Verdict::Permanent => Delivery::Failed { reply },
-        Verdict::Transient if attempts_made >= max_attempts => Delivery::Failed {
-            reply: format!("{reply} (cancelled after {attempts_made} attempts)"),
+        Verdict::NotAttempted => Delivery::NotAttempted {
+            reply,
+            next_attempt_at: now + retry_delay(attempts_made, backoff, jitter),
         },
+        Verdict::Transient | Verdict::Unknown if attempts_made >= max_attempts => {
+            Delivery::Failed {
+                reply: format!("{reply} (cancelled after {attempts_made} attempts)"),
+            }
+        }
         Verdict::Transient => Delivery::Deferred {
+            reply,
+            next_attempt_at: now + retry_delay(attempts_made, backoff, jitter),
+        },
+        Verdict::Unknown => Delivery::Unknown {
             reply,
             next_attempt_at: now + retry_delay(attempts_made, backoff, jitter),
         },
@@ -102,6 +229,7 @@ pub fn route_refusal(route: &Route, allow_program_relay: bool) -> Option<&'stati
 
 #[cfg(test)]
 mod tests {
+    use super::super::transport::ReplyText;
     use super::*;
 
     #[test]
@@ -140,6 +268,122 @@ mod tests {
 
     fn minutes(list: &[u64]) -> Vec<Duration> {
         list.iter().map(|m| Duration::from_secs(m * 60)).collect()
+    }
+
+    fn reply(code: u16) -> ReplyText {
+        ReplyText {
+            code,
+            text: format!("{code} text"),
+        }
+    }
+
+    fn report(rcpts: &[u16], data: Option<u16>) -> Result<TransactionReport, TransportError> {
+        Ok(TransactionReport {
+            recipients: rcpts.iter().copied().map(reply).collect(),
+            data: data.map(reply),
+        })
+    }
+
+    fn failure(stage: Stage, permanent: bool) -> Result<TransactionReport, TransportError> {
+        Err(TransportError::new(stage, "connection reset", permanent))
+    }
+
+    /// Every way a transaction can end, and what each recipient gets: the one table of
+    /// DESIGN §4 (sent only after the 250 to end-of-data).
+    #[test]
+    fn each_exchange_maps_to_one_outcome_per_recipient() {
+        use Verdict::*;
+        let cases: Vec<(&str, usize, Result<TransactionReport, TransportError>, Vec<(Verdict, &str)>)> = vec![
+            ("all accepted", 2, report(&[250, 250], Some(250)), vec![(Sent, "250 text"); 2]),
+            ("one refused", 2, report(&[550, 250], Some(250)), vec![(Permanent, "550 text"), (Sent, "250 text")]),
+            ("one busy", 2, report(&[450, 250], Some(250)), vec![(Transient, "450 text"), (Sent, "250 text")]),
+            ("data refused for good", 1, report(&[250], Some(554)), vec![(Permanent, "554 text")]),
+            ("data deferred", 2, report(&[250, 550], Some(451)), vec![(Transient, "451 text"), (Permanent, "550 text")]),
+            ("DATA itself refused", 1, report(&[250], Some(503)), vec![(Permanent, "503 text")]),
+            ("all refused, no DATA", 2, report(&[550, 551], None), vec![(Permanent, "550 text"), (Permanent, "551 text")]),
+            ("accepted but no data reply", 1, report(&[250], None),
+                vec![(Transient, "451 recipient accepted, but the message got no reply to end of data")]),
+            ("missing RCPT reply", 2, report(&[250], Some(250)),
+                vec![(Sent, "250 text"), (Transient, "451 no reply to this recipient's RCPT TO")]),
+            ("dropped before the dot", 2, failure(Stage::Transaction, false), vec![(Transient, "connection reset"); 2]),
+            ("refused MAIL FROM", 1, failure(Stage::Transaction, true), vec![(Permanent, "connection reset")]),
+        ];
+        for (name, count, result, expected) in cases {
+            let got = transaction_outcomes(count, &result);
+            let got: Vec<(Verdict, &str)> = got.iter().map(|(v, t)| (*v, t.as_str())).collect();
+            assert_eq!(got, expected, "{name}");
+        }
+        // Dropped after the final dot: unknown for everyone, never sent, never failed.
+        let got = transaction_outcomes(3, &failure(Stage::AfterData, false));
+        assert_eq!(got.len(), 3);
+        for (verdict, text) in got {
+            assert_eq!(verdict, Unknown);
+            assert!(text.starts_with("unknown: ") && text.contains("connection reset"), "{text}");
+        }
+    }
+
+    #[test]
+    fn connection_failures_never_fail_relay_recipients() {
+        use Verdict::*;
+        let relay = Route::Relay("smtp://relay.example:587".into());
+        let mx = Route::Mx("example.com".into());
+        let err = |stage, permanent| TransportError::new(stage, "x", permanent);
+        for (route, stage, permanent, verdict) in [
+            // A 535 after a rotated password, a refused or timed-out relay, a bad CA file.
+            (&relay, Stage::Connect, true, NotAttempted),
+            (&relay, Stage::Connect, false, NotAttempted),
+            (&Route::ConfiguredRelay, Stage::Connect, true, NotAttempted),
+            (&relay, Stage::Local, true, NotAttempted),
+            (&mx, Stage::Local, true, NotAttempted),
+            // MX hosts answer like servers do; the domain's own DNS is final.
+            (&mx, Stage::Connect, false, Transient),
+            (&mx, Stage::Connect, true, Permanent),
+            (&mx, Stage::Destination, true, Permanent),
+            (&mx, Stage::Destination, false, Transient),
+            (&relay, Stage::Destination, true, Permanent),
+        ] {
+            assert_eq!(
+                connect_verdict(route, &err(stage, permanent)),
+                verdict,
+                "{route} {stage:?} permanent={permanent}"
+            );
+        }
+    }
+
+    #[test]
+    fn replies_are_sanitised_before_they_are_stored() {
+        assert_eq!(sanitize_reply("250 ok"), "250 ok");
+        assert_eq!(sanitize_reply("451\0 try\r\nlater\x1b[31m"), "451 try later [31m");
+        assert_eq!(sanitize_reply("  550   a\t\tb  "), "550 a b");
+        let long = format!("550 {}", "é".repeat(2000));
+        let clean = sanitize_reply(&long);
+        assert!(clean.len() <= MAX_REPLY_LEN, "{}", clean.len());
+        assert!(clean.ends_with("..."));
+        let stored = settle(Verdict::Transient, "421\0 bye".into(), 1, 5, &[], OffsetDateTime::UNIX_EPOCH, 0.5);
+        assert_eq!(stored.reply(), "421 bye");
+    }
+
+    #[test]
+    fn unknown_and_not_attempted_settle_as_retries() {
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let backoff = minutes(&[1, 5]);
+        let settle = |verdict, attempts| settle(verdict, "x".into(), attempts, 3, &backoff, now, 0.5);
+        assert_eq!(
+            settle(Verdict::Unknown, 1),
+            Delivery::Unknown {
+                reply: "x".into(),
+                next_attempt_at: now + Duration::from_secs(60)
+            }
+        );
+        assert!(matches!(settle(Verdict::Unknown, 3), Delivery::Failed { .. }));
+        // Not an attempt: however many failures, never failed.
+        assert_eq!(
+            settle(Verdict::NotAttempted, 9),
+            Delivery::NotAttempted {
+                reply: "x".into(),
+                next_attempt_at: now + Duration::from_secs(300)
+            }
+        );
     }
 
     #[test]

@@ -5,14 +5,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use outbox_smtp::direct::DirectDelivery;
+use outbox_smtp::direct::{DirectDelivery, DirectError};
 use outbox_smtp::mx::{DnsMxResolver, MxError, MxResolver, ResolverSettings};
 use outbox_smtp::{
     BoxedStream, ClientConfig, ClientError, ProgramSpec, Reply, ServerSpec, SmtpClient, program,
 };
 
 use super::transport::{
-    BoxFuture, Connection, ReplyText, Route, TransactionReport, Transport, TransportError,
+    BoxFuture, Connection, ReplyText, Route, Stage, TransactionReport, Transport, TransportError,
+    redact,
 };
 
 /// What the SMTP transport needs: client settings, the configured relay, the MX port and
@@ -100,10 +101,14 @@ impl SmtpTransport {
         let session = direct
             .connect(&*self.resolver, domain)
             .await
-            .map_err(|err| TransportError {
-                message: err.to_string(),
-                permanent: err.is_permanent(),
-                connection_lost: true,
+            .map_err(|err| {
+                let stage = match &err {
+                    // What DNS says about the recipients' domain: it has no mail.
+                    DirectError::Mx(mx) if mx.is_permanent() => Stage::Destination,
+                    DirectError::Smtp(client) => connect_stage(client),
+                    _ => Stage::Connect,
+                };
+                TransportError::new(stage, err.to_string(), err.is_permanent())
             })?;
         let host = format!(
             "{}[{}]:{}",
@@ -126,20 +131,22 @@ impl Transport for SmtpTransport {
         Box::pin(async move {
             match route {
                 Route::Relay(text) => {
-                    let spec = ServerSpec::parse(text).map_err(|err| TransportError {
-                        message: format!("relay {text:?}: {err}"),
-                        permanent: true,
-                        connection_lost: true,
+                    let spec = ServerSpec::parse(text).map_err(|err| {
+                        TransportError::new(
+                            Stage::Local,
+                            format!("relay {:?}: {err}", redact(text)),
+                            true,
+                        )
                     })?;
                     self.connect_spec(&spec).await
                 }
                 Route::ConfiguredRelay => match &self.relay {
                     Some(spec) => self.connect_spec(spec).await,
-                    None => Err(TransportError {
-                        message: "no relay is configured".into(),
-                        permanent: false,
-                        connection_lost: true,
-                    }),
+                    None => Err(TransportError::new(
+                        Stage::Local,
+                        "no relay is configured",
+                        false,
+                    )),
                 },
                 Route::Mx(domain) => self.connect_mx(domain).await,
             }
@@ -163,12 +170,46 @@ fn client_error(err: &ClientError, connecting: bool) -> TransportError {
             err,
             ClientError::Rejected { .. } | ClientError::MessageTooBig { .. }
         );
+    let stage = if connecting {
+        connect_stage(err)
+    } else if after_data(err) {
+        Stage::AfterData
+    } else {
+        Stage::Transaction
+    };
     TransportError {
         message: err.to_string(),
         permanent: err.is_permanent(),
         connection_lost: !usable,
+        stage,
     }
 }
+
+/// Connection setup errors that are our own configuration, not the server's answer.
+fn connect_stage(err: &ClientError) -> Stage {
+    match err {
+        ClientError::TlsConfig(_)
+        | ClientError::AuthWithoutTls { .. }
+        | ClientError::AuthEncoding(_)
+        | ClientError::InvalidInput { .. } => Stage::Local,
+        _ => Stage::Connect,
+    }
+}
+
+/// True when the error came while waiting for the reply to the final dot: the whole
+/// message went out, and the server may have taken it.
+fn after_data(err: &ClientError) -> bool {
+    match err {
+        ClientError::Closed { command }
+        | ClientError::Io { command, .. }
+        | ClientError::Timeout { command, .. }
+        | ClientError::BadReply { command, .. } => command == END_OF_DATA,
+        _ => false,
+    }
+}
+
+/// The command name `outbox_smtp` gives the reply to the final dot.
+const END_OF_DATA: &str = "end of DATA";
 
 struct SmtpConnection {
     client: SmtpClient<BoxedStream>,
@@ -234,6 +275,7 @@ impl Connection for ProgramConnection {
                     message: err.to_string(),
                     permanent: err.is_permanent(),
                     connection_lost: false,
+                    stage: Stage::Transaction,
                 })?;
             let accepted = ReplyText {
                 code: 250,

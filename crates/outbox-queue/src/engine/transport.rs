@@ -87,6 +87,42 @@ pub struct TransportError {
     pub permanent: bool,
     /// True when the connection cannot carry another transaction.
     pub connection_lost: bool,
+    /// Where in the exchange it happened; decides what it means for the recipients
+    /// ([`policy::transaction_outcomes`](super::policy::transaction_outcomes)).
+    pub stage: Stage,
+}
+
+/// Where a [`TransportError`] happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Our own configuration: a CA file that cannot be read, a relay spec that does not
+    /// parse, credentials that would go out in plaintext. Nothing reached a server.
+    Local,
+    /// Before any transaction: resolving, connecting, greeting, EHLO, TLS, AUTH. Says
+    /// nothing about the recipients, except DNS answers about their domain
+    /// ([`Stage::Destination`]).
+    Connect,
+    /// The recipients' destination itself: their domain does not exist or publishes a null
+    /// MX (RFC 7505), or the message's route may not be used (a program relay that is not
+    /// allowed).
+    Destination,
+    /// Inside a transaction, before the whole message was sent: nothing was delivered.
+    Transaction,
+    /// After the final dot was sent, before its reply arrived: the server may or may not
+    /// have taken the message (the outcome `unknown`).
+    AfterData,
+}
+
+impl TransportError {
+    /// A failure at `stage`.
+    pub fn new(stage: Stage, message: impl Into<String>, permanent: bool) -> Self {
+        TransportError {
+            message: message.into(),
+            permanent,
+            connection_lost: true,
+            stage,
+        }
+    }
 }
 
 impl fmt::Display for TransportError {

@@ -95,7 +95,7 @@ impl Default for DeliveryConfig {
             connect_timeout: HumanDuration(Duration::from_secs(30)),
             command_timeout: HumanDuration(Duration::from_secs(300)),
             mx_port: 25,
-            lease: HumanDuration(Duration::from_secs(60)),
+            lease: HumanDuration(Duration::from_secs(10)),
             allow_program_relay: false,
         }
     }
@@ -546,7 +546,7 @@ helo_name = "outbox.example"
 connect_timeout = "30s"
 command_timeout = "5m"
 mx_port = 2525
-lease = "60s"
+lease = "10s"
 [dns]
 nameservers = ["127.0.0.1:5353"]
 [tls]

@@ -119,6 +119,31 @@ pub fn render(counts: &StatusCounts, engine: &MetricsSnapshot, enqueued: u64) ->
             engine.failed,
         ),
         (
+            "outbox_recipients_unknown_total",
+            "Attempts whose connection failed after the final dot, before the reply; retried.",
+            engine.unknown,
+        ),
+        (
+            "outbox_recipients_not_attempted_total",
+            "Recipients put back without an attempt: their route's connection could not be set up.",
+            engine.not_attempted,
+        ),
+        (
+            "outbox_connection_failures_total",
+            "Connections that could not be set up (refused, TLS, AUTH, configuration).",
+            engine.connection_failures,
+        ),
+        (
+            "outbox_store_errors_total",
+            "Queue database operations of the engine that failed and were retried.",
+            engine.store_errors,
+        ),
+        (
+            "outbox_stale_outcomes_total",
+            "Outcomes not applied because another worker had claimed the recipient since.",
+            engine.stale_outcomes,
+        ),
+        (
             "outbox_connections_opened_total",
             "SMTP connections opened since start.",
             engine.connections_total,
@@ -189,9 +214,13 @@ mod tests {
             latency_buckets: vec![0, 0, 0, 0, 1, 1, 2, 2, 2, 2, 2, 2],
             latency_count: 2,
             latency_sum: 0.75,
+            store_errors: 3,
+            ..MetricsSnapshot::default()
         };
         let text = render(&counts, &engine, 7);
         for line in [
+            "outbox_store_errors_total 3",
+            "outbox_connection_failures_total 0",
             "# TYPE outbox_queue_messages gauge",
             "outbox_queue_messages{status=\"queued\"} 3",
             "outbox_queue_messages{status=\"error\"} 1",
