@@ -10,10 +10,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Outcome, Store};
+use crate::{Outcome, Store, WorkerInfo};
 
 /// The recipient ids this worker holds leases on.
 #[derive(Default)]
@@ -136,7 +135,9 @@ async fn commit(store: &dyn Store, owner: &str, leases: &Leases, batch: Vec<Outc
     }
 }
 
-/// Renews this worker's leases every third of the lease until `stop` fires.
+/// Keeps this worker alive in the store (a heartbeat every third of the lease) and
+/// resumes dead workers' recipients (`Store::recover`) until `stop` fires. (Stopgap
+/// until engine v2: the per-row renew is gone from the store.)
 pub(crate) async fn renew_leases(
     store: Arc<dyn Store>,
     owner: String,
@@ -145,20 +146,17 @@ pub(crate) async fn renew_leases(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let period = lease / 3;
+    let worker = WorkerInfo::this_process(owner);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(period) => {}
             _ = stop.changed() => return,
         }
-        let ids = leases.snapshot();
-        if ids.is_empty() {
-            continue;
+        if let Err(err) = store.heartbeat(&worker, lease).await {
+            tracing::warn!(error = %err, held = leases.snapshot().len(), "heartbeat failed");
         }
-        if let Err(err) = store
-            .renew(&owner, &ids, OffsetDateTime::now_utc(), lease)
-            .await
-        {
-            tracing::warn!(error = %err, "renewing leases failed");
+        if let Err(err) = store.recover().await {
+            tracing::warn!(error = %err, "recovering dead workers' recipients failed");
         }
     }
 }

@@ -132,7 +132,6 @@ async fn take_more(shared: &Shared, route: &Route) -> Option<Claimed> {
             &shared.config.owner,
             &route.filter(),
             OffsetDateTime::now_utc(),
-            shared.config.lease,
             shared.config.messages_per_connection,
         )
         .await
@@ -268,6 +267,7 @@ fn settle(
     shared.metrics.record(&delivery, &unit.message_id);
     shared.completer.record(Outcome {
         recipient_id: recipient.id,
+        epoch: recipient.epoch,
         delivery,
         at,
         host,

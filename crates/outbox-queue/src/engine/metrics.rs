@@ -54,7 +54,9 @@ impl EngineMetrics {
                     self.observe_latency(latency);
                 }
             }
-            Delivery::Deferred { .. } => {
+            Delivery::Deferred { .. }
+            | Delivery::Unknown { .. }
+            | Delivery::NotAttempted { .. } => {
                 self.deferred.fetch_add(1, Ordering::Relaxed);
             }
             Delivery::Failed { .. } => {

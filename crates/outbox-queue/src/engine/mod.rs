@@ -185,6 +185,11 @@ impl Engine {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), StoreError> {
         let (stop_tx, stop_rx) = watch::channel(false);
+        // Alive before the first claim; dead workers' recipients (a kill -9 before this
+        // restart) are due again at once.
+        let worker = crate::WorkerInfo::this_process(self.config.owner.clone());
+        self.store.heartbeat(&worker, self.config.lease).await?;
+        self.store.recover().await?;
         let leases = Arc::new(Leases::default());
         let (completer, completer_task) = Completer::start(
             self.store.clone(),
@@ -226,6 +231,9 @@ impl Engine {
         let _ = renewer.await;
         drop(shared);
         let _ = completer_task.await;
+        if let Err(err) = self.store.retire(&self.config.owner).await {
+            tracing::warn!(error = %err, "retiring this worker failed; its row expires with its lease");
+        }
         result
     }
 }
@@ -322,12 +330,7 @@ async fn dispatch(
 async fn claim(shared: &Shared, limit: usize) -> Result<(), StoreError> {
     let claimed = shared
         .store
-        .claim(
-            &shared.config.owner,
-            OffsetDateTime::now_utc(),
-            shared.config.lease,
-            limit,
-        )
+        .claim(&shared.config.owner, OffsetDateTime::now_utc(), limit)
         .await?;
     for unit in claimed {
         shared.leases.hold(unit.recipients.iter().map(|r| r.id));
