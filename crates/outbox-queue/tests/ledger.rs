@@ -618,3 +618,62 @@ async fn explain(
         }
     }
 }
+
+/// Claim + complete of 1 000 recipients (1 000 one-recipient messages), timed: a
+/// measurement, not an assertion. Run with
+/// `cargo nextest run -p outbox-queue --test ledger --run-ignored only timing --no-capture`.
+async fn timing_claim_and_complete_1000(t: TestStore) {
+    let mut claims = Vec::new();
+    let mut completes = Vec::new();
+    for round in 0..7 {
+        let messages: Vec<_> = (0..1000)
+            .map(|i| message("t", &[format!("u{i}@d{}.test", i % 50).as_str()]))
+            .collect();
+        t.store.enqueue_batch(messages).await.unwrap();
+        let now = soon();
+        let started = Instant::now();
+        let units = t.store.claim("w1", now, 1000).await.unwrap();
+        let claim = started.elapsed();
+        let outcomes: Vec<Outcome> = units
+            .iter()
+            .flat_map(|u| &u.recipients)
+            .map(|r| outcome(r, sent()))
+            .collect();
+        assert_eq!(outcomes.len(), 1000, "round {round}");
+        let started = Instant::now();
+        assert_eq!(t.store.complete("w1", outcomes).await.unwrap(), 1000);
+        let complete = started.elapsed();
+        claims.push(claim);
+        completes.push(complete);
+    }
+    claims.sort();
+    completes.sort();
+    eprintln!(
+        "TIMING {:?} claim 1000: median {:?} (min {:?}); complete 1000: median {:?} (min {:?})",
+        t.store.backend(),
+        claims[claims.len() / 2],
+        claims[0],
+        completes[completes.len() / 2],
+        completes[0]
+    );
+}
+
+mod timing {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement; prints ms"]
+    async fn sqlite() {
+        super::timing_claim_and_complete_1000(
+            crate::support::TestStore::sqlite(Default::default()).await,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement; prints ms"]
+    async fn postgres() {
+        super::timing_claim_and_complete_1000(
+            crate::support::TestStore::postgres(Default::default()).await,
+        )
+        .await;
+    }
+}
