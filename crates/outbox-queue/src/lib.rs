@@ -27,9 +27,10 @@
 //! ```
 //!
 //! The delivery engine claims work with [`Store::claim`] / [`Store::claim_route`],
-//! keeps its leases alive with [`Store::renew`], and records each attempt with
-//! [`Store::complete`]. A worker that dies simply stops renewing: its recipients are due
-//! again when the lease runs out.
+//! keeps its claims alive with [`Store::heartbeat`], and records each attempt with
+//! [`Store::complete`]. A worker that dies stops its heartbeat: [`Store::recover`] (run
+//! by any live or restarted worker) makes its recipients due again, at once when the dead
+//! worker ran on the same host, else once its lease has run out.
 
 pub mod engine;
 mod error;
@@ -47,10 +48,10 @@ mod timefmt;
 
 pub use error::{StoreError, human_size, sizes};
 pub use model::{
-    AttemptRecord, Claimed, ClaimedRecipient, Delivery, Enqueued, ListFilter, ListPage,
-    MergeValues, MessageBody, MessageDetail, MessageStatus, MessageSummary, NewMessage,
+    AttemptOutcome, AttemptRecord, Claimed, ClaimedRecipient, Delivery, Enqueued, ListFilter,
+    ListPage, MergeValues, MessageBody, MessageDetail, MessageStatus, MessageSummary, NewMessage,
     NewRecipient, Outcome, Priority, RecipientState, RecipientStatus, RequestKey, RouteFilter,
-    RouteKey, StatusCounts, StoreOptions,
+    RouteKey, StatusCounts, StoreOptions, WorkerInfo,
 };
 pub use outbox::{
     ImmediateResult, Outbox, OutboxError, RawMessage, deliver_now, prepare, prepare_raw,
@@ -59,6 +60,7 @@ pub use outbox::{
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use store::{
-    Backend, DatabaseUrl, Store, StoreFuture, enqueue_in_batches, open_store, open_store_with,
+    Backend, DatabaseUrl, Store, StoreFuture, claim_statement, enqueue_in_batches, open_store,
+    open_store_with,
 };
 pub use timefmt::rfc3339;

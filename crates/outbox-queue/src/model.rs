@@ -325,8 +325,11 @@ pub enum RouteFilter {
 /// One recipient of a claimed work unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedRecipient {
-    /// The recipient's row id: what `renew` and `complete` take.
+    /// The recipient's row id: what `release` and `complete` take.
     pub id: i64,
+    /// The claim's lease epoch: copy it into the [`Outcome`], so that an outcome of a
+    /// claim that was since taken over (a newer epoch) is not applied.
+    pub epoch: i64,
     /// The envelope address.
     pub address: String,
     /// The address's domain, lowercase.
@@ -370,7 +373,7 @@ pub struct MessageBody {
 /// The result of one delivery attempt for one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
-    /// Accepted: 250 to end-of-data.
+    /// Accepted: 250 to end-of-data. Final: recorded whoever holds the lease now.
     Sent {
         /// The server's reply.
         reply: String,
@@ -387,38 +390,57 @@ pub enum Delivery {
         /// The reply or reason.
         reply: String,
     },
-    /// The connection failed after the final dot, before its reply: the server may have
-    /// taken the message. Stored as `deferred` (it is sent again: at least once) with the
-    /// attempts-log outcome `unknown`; counts as an attempt.
+    /// The connection was lost after the final dot, before any reply: the message may or
+    /// may not have been accepted. Stored as `deferred` (retried: at-least-once), counted
+    /// as an attempt, logged with the outcome `unknown`.
     Unknown {
-        /// What happened.
+        /// What happened (the network error).
         reply: String,
         /// When the recipient becomes due again.
         next_attempt_at: OffsetDateTime,
     },
-    /// Nothing was tried: the connection could not be set up for a reason that is not the
-    /// recipient's (our configuration, the operator's relay refusing us). Stored as
-    /// `deferred` without counting an attempt, so it never fails through `max_attempts`.
+    /// A connection-level failure before any transaction (AUTH rejected, a TLS
+    /// configuration error, the relay refused the connection): stored as `deferred`,
+    /// logged as `deferred`, and NOT counted as an attempt, so it can never make the
+    /// recipient fail through `max_attempts`.
     NotAttempted {
-        /// The connection error.
+        /// The error, as the operator should see it.
         reply: String,
-        /// When the recipient becomes due again (the route's pause).
+        /// When the recipient becomes due again.
         next_attempt_at: OffsetDateTime,
     },
 }
 
 impl Delivery {
-    pub(crate) fn state(&self) -> RecipientState {
+    /// The state the outcome leaves the recipient in.
+    pub fn state(&self) -> RecipientState {
         match self {
             Delivery::Sent { .. } => RecipientState::Sent,
-            Delivery::Deferred { .. } | Delivery::Unknown { .. } | Delivery::NotAttempted { .. } => {
-                RecipientState::Deferred
-            }
+            Delivery::Deferred { .. }
+            | Delivery::Unknown { .. }
+            | Delivery::NotAttempted { .. } => RecipientState::Deferred,
             Delivery::Failed { .. } => RecipientState::Failed,
         }
     }
 
-    pub(crate) fn reply(&self) -> &str {
+    /// The outcome written to the attempts log.
+    pub fn logged_as(&self) -> AttemptOutcome {
+        match self {
+            Delivery::Sent { .. } => AttemptOutcome::Sent,
+            Delivery::Deferred { .. } | Delivery::NotAttempted { .. } => AttemptOutcome::Deferred,
+            Delivery::Failed { .. } => AttemptOutcome::Failed,
+            Delivery::Unknown { .. } => AttemptOutcome::Unknown,
+        }
+    }
+
+    /// False only for [`Delivery::NotAttempted`]: every other outcome adds one to the
+    /// recipient's attempts.
+    pub fn counts_as_attempt(&self) -> bool {
+        !matches!(self, Delivery::NotAttempted { .. })
+    }
+
+    /// The reply text stored as `last_reply` and in the attempts log.
+    pub fn reply(&self) -> &str {
         match self {
             Delivery::Sent { reply } | Delivery::Failed { reply } => reply,
             Delivery::Deferred { reply, .. }
@@ -427,7 +449,8 @@ impl Delivery {
         }
     }
 
-    pub(crate) fn next_attempt_at(&self) -> Option<OffsetDateTime> {
+    /// When a deferred recipient is due again; `None` for final outcomes.
+    pub fn next_attempt_at(&self) -> Option<OffsetDateTime> {
         match self {
             Delivery::Deferred {
                 next_attempt_at, ..
@@ -438,8 +461,55 @@ impl Delivery {
             | Delivery::NotAttempted {
                 next_attempt_at, ..
             } => Some(*next_attempt_at),
-            _ => None,
+            Delivery::Sent { .. } | Delivery::Failed { .. } => None,
         }
+    }
+}
+
+/// What an attempts-log row says happened (`AttemptRecord::outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptOutcome {
+    /// 250 to end-of-data.
+    Sent,
+    /// A temporary failure (or a connection-level failure, not counted as an attempt).
+    Deferred,
+    /// A permanent failure.
+    Failed,
+    /// The connection was lost after the final dot without a reply: retried.
+    Unknown,
+}
+
+impl AttemptOutcome {
+    /// The name stored in the database and shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Sent => "sent",
+            AttemptOutcome::Deferred => "deferred",
+            AttemptOutcome::Failed => "failed",
+            AttemptOutcome::Unknown => "unknown",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "sent" => AttemptOutcome::Sent,
+            "deferred" => AttemptOutcome::Deferred,
+            "failed" => AttemptOutcome::Failed,
+            "unknown" => AttemptOutcome::Unknown,
+            other => {
+                return Err(StoreError::Corrupt {
+                    what: "attempt outcome",
+                    detail: other.to_string(),
+                });
+            }
+        })
+    }
+}
+
+impl fmt::Display for AttemptOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -448,6 +518,8 @@ impl Delivery {
 pub struct Outcome {
     /// The claimed recipient's id.
     pub recipient_id: i64,
+    /// The epoch of the claim the attempt was made under ([`ClaimedRecipient::epoch`]).
+    pub epoch: i64,
     /// What happened.
     pub delivery: Delivery,
     /// When the attempt started.
@@ -456,6 +528,78 @@ pub struct Outcome {
     pub host: Option<String>,
     /// How long the attempt took.
     pub duration: Duration,
+}
+
+/// A delivery worker, as [`Store::heartbeat`](crate::Store::heartbeat) records it: a
+/// `sending` recipient belongs to its worker for as long as the worker is alive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerInfo {
+    /// The worker's name in `lease_owner`; unique among workers sharing a database.
+    pub owner: String,
+    /// Which machine and pid namespace the worker runs in: two workers with the same key
+    /// can see each other's processes in `/proc`.
+    pub host_key: String,
+    /// The worker's process id in that namespace.
+    pub pid: u32,
+}
+
+impl WorkerInfo {
+    /// This process under the name `owner`: the host key is the host name, the boot id
+    /// (`/proc/sys/kernel/random/boot_id`, new at each boot, so a pid from before a
+    /// reboot never matches) and the pid namespace (`/proc/self/ns/pid`).
+    pub fn this_process(owner: String) -> WorkerInfo {
+        WorkerInfo {
+            owner,
+            host_key: host_key(),
+            pid: std::process::id(),
+        }
+    }
+}
+
+/// The host key of this process (see [`WorkerInfo::this_process`]), computed once.
+pub(crate) fn host_key() -> String {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(read_host_key).clone()
+}
+
+fn read_host_key() -> String {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .map(|text| text.trim().to_string())
+            .unwrap_or_default()
+    };
+    let mut host = read("/proc/sys/kernel/hostname");
+    if host.is_empty() {
+        host = std::env::var("HOSTNAME").unwrap_or_default();
+    }
+    let boot = read("/proc/sys/kernel/random/boot_id");
+    let namespace = std::fs::read_link("/proc/self/ns/pid")
+        .map(|link| link.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("{host}/{boot}/{namespace}")
+}
+
+/// The owners among `(owner, pid)` rows of this host whose process is gone.
+pub(crate) fn gone_owners(same_host: Vec<(String, i64)>) -> Vec<String> {
+    if !can_see_pids() {
+        return Vec::new();
+    }
+    same_host
+        .into_iter()
+        .filter(|(_, pid)| !pid_exists(*pid))
+        .map(|(owner, _)| owner)
+        .collect()
+}
+
+/// True when this process can tell whether a pid of its host key is alive: its own pid
+/// is visible in `/proc` (Linux with procfs mounted).
+fn can_see_pids() -> bool {
+    std::path::Path::new(&format!("/proc/{}", std::process::id())).exists()
+}
+
+/// True when process `pid` exists in this process's pid namespace (a zombie counts).
+fn pid_exists(pid: i64) -> bool {
+    pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// One recipient in the detailed status view.
@@ -521,8 +665,9 @@ pub struct AttemptRecord {
     pub code: Option<u16>,
     /// The reply text or network error.
     pub reply: String,
-    /// The state the attempt left the recipient in.
-    pub outcome: RecipientState,
+    /// What the attempt's outcome was (`unknown` when the connection was lost after the
+    /// final dot).
+    pub outcome: AttemptOutcome,
     /// Duration in milliseconds.
     pub duration_ms: u64,
 }

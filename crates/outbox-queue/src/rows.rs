@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use crate::StoreError;
 use crate::model::{
-    AttemptRecord, Claimed, ClaimedRecipient, ListPage, MessageStatus, MessageSummary, Priority,
-    RecipientState, RouteKey, StatusCounts,
+    AttemptOutcome, AttemptRecord, Claimed, ClaimedRecipient, ListPage, MessageStatus,
+    MessageSummary, Priority, RouteKey, StatusCounts,
 };
 use crate::prepare::parse_merge;
 use crate::timefmt::from_ms;
@@ -21,6 +21,8 @@ pub(crate) struct RawClaim {
     pub attempts: i64,
     pub merge: Option<String>,
     pub priority: i64,
+    pub next_attempt_at: i64,
+    pub epoch: i64,
 }
 
 /// The message columns a work unit carries.
@@ -31,12 +33,14 @@ pub(crate) struct MessageInfo {
     pub has_tokens: bool,
 }
 
-/// Groups claimed rows (already in claim order) into work units by (message, route),
-/// looking up each message's columns once.
+/// Groups claimed rows into work units by (message, route), in claim order (priority,
+/// due time, id: a statement's RETURNING rows come in no particular order), taking each
+/// message's columns from `info` once.
 pub(crate) fn group(
-    rows: Vec<RawClaim>,
+    mut rows: Vec<RawClaim>,
     mut info: impl FnMut(&str) -> Result<MessageInfo, StoreError>,
 ) -> Result<Vec<Claimed>, StoreError> {
+    rows.sort_unstable_by_key(|r| (r.priority, r.next_attempt_at, r.id));
     let mut units: Vec<Claimed> = Vec::new();
     let mut index: HashMap<(String, String), usize> = HashMap::new();
     let mut messages: HashMap<String, MessageInfo> = HashMap::new();
@@ -48,6 +52,7 @@ pub(crate) fn group(
         let merge = parse_merge(row.merge)?;
         let recipient = ClaimedRecipient {
             id: row.id,
+            epoch: row.epoch,
             address: row.address,
             domain: row.domain,
             attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
@@ -140,7 +145,17 @@ pub(crate) fn attempt_from(row: AttemptRow) -> Result<AttemptRecord, StoreError>
         host,
         code: code.and_then(|c| u16::try_from(c).ok()),
         reply,
-        outcome: RecipientState::parse(&outcome)?,
+        outcome: AttemptOutcome::parse(&outcome)?,
         duration_ms: u64::try_from(duration_ms).unwrap_or(0),
     })
+}
+
+/// Removes NUL bytes, which PostgreSQL TEXT refuses (and SQLite's text functions stop
+/// at): a reply is sanitised by the engine, but one NUL must never fail a whole batch.
+pub(crate) fn without_nul(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', ""))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
 }

@@ -6,10 +6,10 @@
 //! released: a change is a new, higher-numbered entry.
 //!
 //! Choices worth knowing:
-//! - `recipients.next_attempt_at` is when the recipient is next due. While a recipient
-//!   is `sending` it holds the lease expiry, so a dead worker's recipients become due
-//!   again by the same condition as deferred ones: `state IN (queued, deferred, sending)
-//!   AND next_attempt_at <= now`. `send_at` is copied into it at enqueue.
+//! - `recipients.next_attempt_at` is when a `queued` or `deferred` recipient is due;
+//!   `send_at` is copied into it at enqueue. A `sending` recipient belongs to its
+//!   `lease_owner` for as long as that worker's row in `workers` is alive (migration 3):
+//!   claims never take `sending` rows, `Store::recover` gives a dead worker's back.
 //! - `recipients.priority` copies the message's, so claiming needs no join to order.
 //! - `recipients.route` is `relay:SPEC` or `mx:DOMAIN` (see [`RouteKey`](crate::RouteKey)).
 //! - `messages.status` is kept up to date in the transaction that changes recipients, so
@@ -18,8 +18,16 @@
 //!   as in SQLite: ULIDs sort by time, and every `mx:` route sorts between `mx:` and
 //!   `mx;`, which is how "any MX route" is selected with an index range.
 
-/// The states from which a recipient can still be claimed.
+/// The states of a recipient that is not final yet: its message's status is `queued`.
 pub(crate) const ACTIVE_STATES: &str = "('queued', 'deferred', 'sending')";
+
+/// The states from which a recipient can be claimed (when its `next_attempt_at` has
+/// come). The claim indexes are partial on exactly this predicate: a query must repeat
+/// it word for word for SQLite to use them.
+pub(crate) const DUE_STATES: &str = "('queued', 'deferred')";
+
+/// The stored priority ranks (high, medium, low): claims run one index range per rank.
+pub(crate) const PRIORITY_RANKS: [i64; 3] = [0, 1, 2];
 
 /// Migration 2: idempotency keys are unique per scope (the HTTP API's scope is a hash of
 /// the token, never the token), remember a hash of the request they came with, and a batch
@@ -38,7 +46,12 @@ const IDEMPOTENCY_SCOPES: &str = "ALTER TABLE messages ADD COLUMN idempotency_sc
 /// - `workers` holds each engine's heartbeat: a `sending` recipient belongs to its worker
 ///   for as long as that worker is alive, however long its transaction runs;
 /// - `recipients.lease_epoch` counts claims of a row, so an outcome from a stale claim can
-///   be told from the current one (fencing).
+///   be told from the current one (fencing);
+/// - the claim indexes hold only claimable rows (`queued`, `deferred`) in claim order
+///   (`priority, next_attempt_at, id`, and the same after `route`), so a claim reads one
+///   index range per priority and stops after its limit: it never sorts, and never walks
+///   leased rows; `recipients_next` goes (the earliest due time is the least of the three
+///   per-priority index minima).
 macro_rules! ledger {
     ($id:literal, $blob:literal) => {
         concat!(
@@ -60,6 +73,13 @@ macro_rules! ledger {
         lease_ms BIGINT NOT NULL
     );
     ALTER TABLE recipients ADD COLUMN lease_epoch BIGINT NOT NULL DEFAULT 0;
+    DROP INDEX recipients_due;
+    DROP INDEX recipients_route;
+    DROP INDEX recipients_next;
+    CREATE INDEX recipients_due ON recipients (priority, next_attempt_at, id)
+        WHERE state IN ('queued', 'deferred');
+    CREATE INDEX recipients_route ON recipients (route, priority, next_attempt_at, id)
+        WHERE state IN ('queued', 'deferred');
     CREATE INDEX recipients_leased ON recipients (lease_owner) WHERE state = 'sending';"
         )
     };
@@ -191,6 +211,18 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (3, POSTGRES_LEDGER),
 ];
 
+/// The statement that recomputes the status of every message matching `condition`
+/// (a condition on `messages.id`, e.g. `id IN (...)`), from its recipients.
+pub(crate) fn refresh_statuses_sql(condition: &str) -> String {
+    format!(
+        "UPDATE messages SET status = CASE \
+           WHEN EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = messages.id AND r.state IN {ACTIVE_STATES}) THEN 'queued' \
+           WHEN EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = messages.id AND r.state <> 'sent') THEN 'error' \
+           ELSE 'sent' END \
+         WHERE {condition}"
+    )
+}
+
 /// The statement that recomputes one message's status from its recipients (DESIGN §4):
 /// `queued` while any recipient is active, `sent` when all are sent, else `error`.
 /// `{p}` is the placeholder for the message id.
@@ -202,4 +234,33 @@ pub(crate) fn refresh_status_sql(p: &str) -> String {
            ELSE 'sent' END \
          WHERE id = {p}"
     )
+}
+
+/// The earliest due time of a `queued` or `deferred` recipient: the least of the three
+/// per-priority index minima.
+pub(crate) fn next_due_sql() -> String {
+    let arms: Vec<String> = PRIORITY_RANKS
+        .iter()
+        .map(|rank| {
+            format!(
+                "SELECT (SELECT next_attempt_at FROM recipients WHERE state IN {DUE_STATES} \
+                 AND priority = {rank} ORDER BY next_attempt_at LIMIT 1) AS n"
+            )
+        })
+        .collect();
+    format!("SELECT MIN(n) FROM ({}) AS due", arms.join(" UNION ALL "))
+}
+
+/// Whether any `queued` or `deferred` recipient is due at the first parameter.
+pub(crate) fn has_due_sql(p: &str) -> String {
+    let arms: Vec<String> = PRIORITY_RANKS
+        .iter()
+        .map(|rank| {
+            format!(
+                "EXISTS (SELECT 1 FROM recipients WHERE state IN {DUE_STATES} \
+                 AND priority = {rank} AND next_attempt_at <= {p})"
+            )
+        })
+        .collect();
+    format!("SELECT {}", arms.join(" OR "))
 }

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use crate::model::{
     AttemptRecord, Claimed, Enqueued, ListFilter, ListPage, MessageBody, MessageDetail,
     MessageStatus, MessageSummary, NewMessage, NewRecipient, Outcome, RequestKey, RouteFilter,
-    StatusCounts,
+    StatusCounts, WorkerInfo,
 };
 use crate::{StoreError, StoreOptions};
 
@@ -32,7 +32,8 @@ pub enum Backend {
 /// The durable queue. Every method commits before its future resolves.
 ///
 /// Concurrency: any number of workers (in one process or several, sharing the database)
-/// may call `claim` at once; a recipient is leased to one owner at a time.
+/// may call `claim` at once; a recipient is leased to one owner at a time, for as long as
+/// that owner's heartbeat says it is alive.
 pub trait Store: Send + Sync {
     /// The backend behind this store.
     fn backend(&self) -> Backend;
@@ -72,13 +73,17 @@ pub trait Store: Send + Sync {
         recipients: Vec<NewRecipient>,
     ) -> StoreFuture<'a, u64>;
 
-    /// Leases up to `limit` due recipients to `owner` until `now + lease`, in priority
-    /// order then age, grouped into work units by (message, route).
+    /// Leases up to `limit` due (`queued` or `deferred`, `next_attempt_at <= now`)
+    /// recipients to `owner`, high priority first, then by due time and id, grouped into
+    /// work units by (message, route). Each claim increments the recipient's lease epoch
+    /// (returned in [`ClaimedRecipient::epoch`](crate::ClaimedRecipient::epoch)). A
+    /// `sending` recipient is never claimed, not even by its own owner: a dead worker's
+    /// come back through [`recover`](Store::recover). The claim writes no expiry: the
+    /// lease lasts as long as `owner`'s [`heartbeat`](Store::heartbeat).
     fn claim<'a>(
         &'a self,
         owner: &'a str,
         now: OffsetDateTime,
-        lease: Duration,
         limit: usize,
     ) -> StoreFuture<'a, Vec<Claimed>>;
 
@@ -89,22 +94,32 @@ pub trait Store: Send + Sync {
         owner: &'a str,
         route: &'a RouteFilter,
         now: OffsetDateTime,
-        lease: Duration,
         limit: usize,
     ) -> StoreFuture<'a, Vec<Claimed>>;
 
-    /// Extends `owner`'s leases on these recipients to `now + lease`; returns how many it
-    /// still held.
-    fn renew<'a>(
-        &'a self,
-        owner: &'a str,
-        recipient_ids: &'a [i64],
-        now: OffsetDateTime,
-        lease: Duration,
-    ) -> StoreFuture<'a, u64>;
+    /// Records that `worker` is alive, for `lease` from now: upserts its `workers` row
+    /// with `heartbeat_at = now`. "Now" is the database's clock on PostgreSQL (so workers
+    /// on several machines agree), the local clock on SQLite. Call it every fraction of
+    /// `lease` for as long as the worker holds claims, shutdown included.
+    fn heartbeat(&self, worker: &WorkerInfo, lease: Duration) -> StoreFuture<'_, ()>;
+
+    /// Makes the `sending` recipients of dead workers due again (`deferred` if they had
+    /// attempts, else `queued`; `lease_owner` cleared; `next_attempt_at` now, or kept when
+    /// earlier), deletes the dead workers' rows, and returns how many recipients it
+    /// resumed. A worker is dead when its heartbeat is older than its lease (by the
+    /// database clock on PostgreSQL), or when it runs on this host (same host key) and
+    /// its pid no longer exists here; a `sending` recipient whose owner has no `workers`
+    /// row at all is resumed too. A live worker's recipients are never taken, however
+    /// long it holds them.
+    fn recover(&self) -> StoreFuture<'_, u64>;
+
+    /// Deletes `owner`'s `workers` row: a clean shutdown, after its claims were completed
+    /// or released.
+    fn retire(&self, owner: &str) -> StoreFuture<'_, ()>;
 
     /// Gives leased recipients back without an attempt (a worker shutting down): they are
-    /// due again at `now`. Returns how many were released.
+    /// due again at `now`. Returns how many were released (only those `owner` still
+    /// held).
     fn release<'a>(
         &'a self,
         owner: &'a str,
@@ -112,10 +127,27 @@ pub trait Store: Send + Sync {
         now: OffsetDateTime,
     ) -> StoreFuture<'a, u64>;
 
-    /// Records outcomes in one transaction: recipient states, `attempts + 1`, last reply,
-    /// an attempts-log row each, message statuses. Only recipients still leased by
-    /// `owner` change; returns how many did.
+    /// Records outcomes in one transaction, with a constant number of statements:
+    /// - [`Delivery::Sent`](crate::Delivery::Sent) is final: applied whoever holds the
+    ///   lease and whatever the epoch, unless the recipient is already sent; it clears the
+    ///   lease and increments the epoch (fencing the current holder, if any);
+    /// - every other outcome applies only while `owner` still holds the claim it was made
+    ///   under (`lease_owner = owner`, same epoch, state `sending`);
+    /// - every outcome of an existing recipient gets an attempts-log row, applied or not
+    ///   (the attempt happened); `attempts + 1` where applied, except for
+    ///   [`Delivery::NotAttempted`](crate::Delivery::NotAttempted);
+    /// - the touched messages' statuses are refreshed.
+    ///
+    /// NUL bytes in reply texts and hosts are dropped. Returns how many outcomes were
+    /// applied; the rest were stale.
     fn complete<'a>(&'a self, owner: &'a str, outcomes: Vec<Outcome>) -> StoreFuture<'a, u64>;
+
+    /// The bodies (MIME data and tokens) of several messages, in one statement. Ids of
+    /// messages that no longer exist are left out of the result; the order is unspecified.
+    fn message_bodies<'a>(
+        &'a self,
+        message_ids: &'a [String],
+    ) -> StoreFuture<'a, Vec<(String, MessageBody)>>;
 
     /// The stored MIME data and tokens of a message.
     fn message_body<'a>(&'a self, message_id: &'a str) -> StoreFuture<'a, MessageBody>;
@@ -148,17 +180,34 @@ pub trait Store: Send + Sync {
     /// A message's delivery log, oldest first.
     fn attempts<'a>(&'a self, message_id: &'a str) -> StoreFuture<'a, Vec<AttemptRecord>>;
 
-    /// The earliest time any recipient becomes due (including lease expiries), or `None`
-    /// when nothing is pending: the engine sleeps until then.
+    /// The earliest `next_attempt_at` of a `queued` or `deferred` recipient, or `None`
+    /// when there is none: the engine sleeps until then. (`sending` recipients are not
+    /// considered: a dead worker's come back through [`recover`](Store::recover).)
     fn next_due(&self) -> StoreFuture<'_, Option<OffsetDateTime>>;
 
-    /// True when some recipient is due at `now`.
+    /// True when some `queued` or `deferred` recipient is due at `now`.
     fn has_due(&self, now: OffsetDateTime) -> StoreFuture<'_, bool>;
 
     /// Signalled after each enqueue: in this process always, and on PostgreSQL also for
     /// other processes' enqueues (LISTEN `outbox_enqueued`). The signal is a
     /// [`Notify::notify_one`], so a wake-up sent while the engine was busy is kept.
     fn enqueued(&self) -> Arc<Notify>;
+}
+
+/// The SQL of a claim on `backend` (`route`: as [`Store::claim_route`] takes it, `None`
+/// for [`Store::claim`]), for EXPLAIN in tests and benchmarks: the planner settings the
+/// claim's transaction runs with (empty on SQLite), then the statement. SQLite's
+/// parameters are ?1 owner, ?2 now (ms), ?3 limit, ?4 route key; PostgreSQL's the same
+/// as $1..$4.
+#[doc(hidden)]
+pub fn claim_statement(backend: Backend, route: Option<&RouteFilter>) -> (&'static str, String) {
+    match backend {
+        Backend::Sqlite => ("", crate::sqlite::ledger::claim_sql(route)),
+        Backend::Postgres => (
+            crate::postgres::ledger::CLAIM_SETTINGS,
+            crate::postgres::ledger::claim_sql(route),
+        ),
+    }
 }
 
 /// Where a database URL points. `Debug` shows a PostgreSQL URL with its password as `***`.

@@ -1,5 +1,5 @@
-//! Store conformance, part 2: claiming with leases, outcomes, due times and wake-ups —
-//! the same tests on SQLite and PostgreSQL.
+//! Store conformance, part 2: claiming, outcomes, due times and wake-ups — the same
+//! tests on SQLite and PostgreSQL. (Worker liveness, fencing and recovery: tests/ledger.rs.)
 
 mod support;
 
@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outbox_queue::{
-    Delivery, MessageStatus, NewRecipient, Outcome, Priority, RecipientState, RouteFilter,
-    RouteKey, Store,
+    AttemptOutcome, Delivery, MessageStatus, NewRecipient, Outcome, Priority, RecipientState,
+    RouteFilter, RouteKey, Store, WorkerInfo,
 };
 use support::{TestStore, message, soon};
 use time::OffsetDateTime;
@@ -18,18 +18,19 @@ const LEASE: Duration = Duration::from_secs(60);
 
 conformance!(
     claims_in_priority_then_age_order_grouped_by_route,
-    a_claim_is_exclusive_until_the_lease_expires,
+    a_claim_is_exclusive_until_its_worker_is_dead,
     claim_route_drains_one_route_whatever_the_priority,
     outcomes_update_states_attempts_and_the_log,
     send_at_and_next_due,
     concurrent_claims_are_disjoint,
-    renew_and_release,
+    release_gives_claims_back,
     enqueue_wakes_the_engine,
 );
 
-fn outcome(recipient_id: i64, delivery: Delivery) -> Outcome {
+fn outcome((recipient_id, epoch): (i64, i64), delivery: Delivery) -> Outcome {
     Outcome {
         recipient_id,
+        epoch,
         delivery,
         at: OffsetDateTime::now_utc(),
         host: Some("127.0.0.1:2525".into()),
@@ -58,7 +59,7 @@ async fn claims_in_priority_then_age_order_grouped_by_route(t: TestStore) {
     merge.relay = Some("smtp://127.0.0.1:2525".into());
     let merge = t.store.enqueue(merge).await.unwrap();
 
-    let units = t.store.claim("w1", now, LEASE, 100).await.unwrap();
+    let units = t.store.claim("w1", now, 100).await.unwrap();
     let order: Vec<(&str, RouteKey, usize)> = units
         .iter()
         .map(|u| (u.message_id.as_str(), u.route.clone(), u.recipients.len()))
@@ -101,51 +102,58 @@ async fn claims_in_priority_then_age_order_grouped_by_route(t: TestStore) {
     );
 }
 
-async fn a_claim_is_exclusive_until_the_lease_expires(t: TestStore) {
+async fn a_claim_is_exclusive_until_its_worker_is_dead(t: TestStore) {
     let now = soon();
     t.store
         .enqueue(message("m", &["a@x.test", "b@x.test"]))
         .await
         .unwrap();
-    let first = t.store.claim("w1", now, LEASE, 10).await.unwrap();
+    let w1 = WorkerInfo::this_process("w1".into());
+    t.store.heartbeat(&w1, LEASE).await.unwrap();
+    let first = t.store.claim("w1", now, 10).await.unwrap();
     assert_eq!(first[0].recipients.len(), 2);
+    assert!(first[0].recipients.iter().all(|r| r.epoch == 1));
+    assert!(t.store.claim("w2", now, 10).await.unwrap().is_empty());
+    // No expiry: however late, a live worker's recipients are not due.
+    let much_later = now + Duration::from_secs(24 * 3600);
+    assert!(!t.store.has_due(much_later).await.unwrap());
     assert!(
         t.store
-            .claim("w2", now, LEASE, 10)
+            .claim("w2", much_later, 10)
             .await
             .unwrap()
             .is_empty()
     );
-    assert!(
-        !t.store
-            .has_due(now + Duration::from_secs(30))
-            .await
-            .unwrap()
-    );
+    assert_eq!(t.store.recover().await.unwrap(), 0);
 
-    // w1 died: after the lease, w2 gets the recipients, and w1's late outcome is ignored.
-    let later = now + LEASE + Duration::from_secs(1);
-    assert!(t.store.has_due(later).await.unwrap());
-    let second = t.store.claim("w2", later, LEASE, 10).await.unwrap();
+    // w1 is gone (no workers row): recover resumes its recipients, w2 claims them at a
+    // new epoch, and w1's late non-final outcome is not applied.
+    t.store.retire("w1").await.unwrap();
+    assert_eq!(t.store.recover().await.unwrap(), 2);
+    assert!(t.store.has_due(now).await.unwrap());
+    let second = t.store.claim("w2", now, 10).await.unwrap();
     assert_eq!(second[0].recipients.len(), 2);
-    let ids: Vec<i64> = first[0].recipients.iter().map(|r| r.id).collect();
-    let stale = ids
+    assert!(second[0].recipients.iter().all(|r| r.epoch == 2));
+    let stale = first[0]
+        .recipients
         .iter()
-        .map(|&id| {
+        .map(|r| {
             outcome(
-                id,
-                Delivery::Sent {
-                    reply: "250 ok".into(),
+                (r.id, r.epoch),
+                Delivery::Deferred {
+                    reply: "451 later".into(),
+                    next_attempt_at: now,
                 },
             )
         })
         .collect();
     assert_eq!(t.store.complete("w1", stale).await.unwrap(), 0);
-    let fresh = ids
+    let fresh = second[0]
+        .recipients
         .iter()
-        .map(|&id| {
+        .map(|r| {
             outcome(
-                id,
+                (r.id, r.epoch),
                 Delivery::Sent {
                     reply: "250 ok".into(),
                 },
@@ -174,12 +182,12 @@ async fn claim_route_drains_one_route_whatever_the_priority(t: TestStore) {
         .unwrap();
 
     let x = RouteFilter::Key(RouteKey::Mx("x.test".into()));
-    let units = t.store.claim_route("w1", &x, now, LEASE, 10).await.unwrap();
+    let units = t.store.claim_route("w1", &x, now, 10).await.unwrap();
     assert_eq!(units.len(), 1);
     assert_eq!(units[0].message_id, low.id);
     assert!(
         t.store
-            .claim_route("w1", &x, now, LEASE, 10)
+            .claim_route("w1", &x, now, 10)
             .await
             .unwrap()
             .is_empty()
@@ -187,18 +195,14 @@ async fn claim_route_drains_one_route_whatever_the_priority(t: TestStore) {
 
     let units = t
         .store
-        .claim_route("w1", &RouteFilter::AnyMx, now, LEASE, 10)
+        .claim_route("w1", &RouteFilter::AnyMx, now, 10)
         .await
         .unwrap();
     assert_eq!(units.len(), 1);
     assert_eq!(units[0].route, RouteKey::Mx("y.test".into()));
 
     let relay = RouteFilter::Key(RouteKey::Relay("relay.test:2525".into()));
-    let units = t
-        .store
-        .claim_route("w1", &relay, now, LEASE, 10)
-        .await
-        .unwrap();
+    let units = t.store.claim_route("w1", &relay, now, 10).await.unwrap();
     assert_eq!(units.len(), 1);
     assert_eq!(units[0].recipients[0].address, "r@x.test");
 }
@@ -210,8 +214,12 @@ async fn outcomes_update_states_attempts_and_the_log(t: TestStore) {
         .enqueue(message("m", &["sent@a.test", "later@a.test", "bad@a.test"]))
         .await
         .unwrap();
-    let units = t.store.claim("w1", now, LEASE, 10).await.unwrap();
-    let ids: Vec<i64> = units[0].recipients.iter().map(|r| r.id).collect();
+    let units = t.store.claim("w1", now, 10).await.unwrap();
+    let ids: Vec<(i64, i64)> = units[0]
+        .recipients
+        .iter()
+        .map(|r| (r.id, r.epoch))
+        .collect();
     let retry_at = now + Duration::from_secs(300);
     let done = t
         .store
@@ -269,17 +277,11 @@ async fn outcomes_update_states_attempts_and_the_log(t: TestStore) {
             .map(|t| t.unix_timestamp()),
         Some(retry_at.unix_timestamp())
     );
-    assert!(
-        t.store
-            .claim("w1", now, LEASE, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(t.store.claim("w1", now, 10).await.unwrap().is_empty());
 
-    let again = t.store.claim("w1", retry_at, LEASE, 10).await.unwrap();
+    let again = t.store.claim("w1", retry_at, 10).await.unwrap();
     assert_eq!(again[0].recipients[0].attempts, 1);
-    let id = again[0].recipients[0].id;
+    let id = (again[0].recipients[0].id, again[0].recipients[0].epoch);
     t.store
         .complete(
             "w1",
@@ -301,7 +303,7 @@ async fn outcomes_update_states_attempts_and_the_log(t: TestStore) {
     assert_eq!(log[0].code, Some(250));
     assert_eq!(log[0].host.as_deref(), Some("127.0.0.1:2525"));
     assert_eq!(log[0].duration_ms, 5);
-    assert_eq!(log[1].outcome, RecipientState::Deferred);
+    assert_eq!(log[1].outcome, AttemptOutcome::Deferred);
     assert_eq!(log[3].code, None);
     assert_eq!(log[3].reply, "connection refused");
 }
@@ -323,18 +325,12 @@ async fn send_at_and_next_due(t: TestStore) {
         at.unix_timestamp()
     );
     assert!(!t.store.has_due(now).await.unwrap());
-    assert!(
-        t.store
-            .claim("w1", now, LEASE, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(t.store.claim("w1", now, 10).await.unwrap().is_empty());
     assert_eq!(
         t.store.next_due().await.unwrap().unwrap().unix_timestamp(),
         at.unix_timestamp()
     );
-    assert_eq!(t.store.claim("w1", at, LEASE, 10).await.unwrap().len(), 1);
+    assert_eq!(t.store.claim("w1", at, 10).await.unwrap().len(), 1);
 }
 
 async fn concurrent_claims_are_disjoint(t: TestStore) {
@@ -351,7 +347,7 @@ async fn concurrent_claims_are_disjoint(t: TestStore) {
             let owner = format!("w{worker}");
             let mut got = Vec::new();
             loop {
-                let units = store.claim(&owner, now, LEASE, 7).await.unwrap();
+                let units = store.claim(&owner, now, 7).await.unwrap();
                 if units.is_empty() {
                     break got;
                 }
@@ -372,30 +368,25 @@ async fn concurrent_claims_are_disjoint(t: TestStore) {
     assert_eq!(unique.len(), 200);
 }
 
-async fn renew_and_release(t: TestStore) {
+async fn release_gives_claims_back(t: TestStore) {
     let now = soon();
     t.store
         .enqueue(message("m", &["a@x.test", "b@x.test"]))
         .await
         .unwrap();
-    let units = t.store.claim("w1", now, LEASE, 10).await.unwrap();
+    let units = t.store.claim("w1", now, 10).await.unwrap();
     let ids: Vec<i64> = units[0].recipients.iter().map(|r| r.id).collect();
     let later = now + Duration::from_secs(50);
-    assert_eq!(t.store.renew("w1", &ids, later, LEASE).await.unwrap(), 2);
-    assert_eq!(t.store.renew("w2", &ids, later, LEASE).await.unwrap(), 0);
-    // The original lease would have run out at now + 60 s; the renewed one has not.
-    assert!(
-        !t.store
-            .has_due(now + Duration::from_secs(70))
-            .await
-            .unwrap()
-    );
-    assert!(t.store.has_due(later + LEASE).await.unwrap());
+    assert_eq!(t.store.release("w2", &ids, later).await.unwrap(), 0);
+    assert!(!t.store.has_due(later).await.unwrap());
     assert_eq!(t.store.release("w1", &ids[..1], later).await.unwrap(), 1);
-    let units = t.store.claim("w2", later, LEASE, 10).await.unwrap();
+    assert!(!t.store.has_due(now).await.unwrap());
+    assert!(t.store.has_due(later).await.unwrap());
+    let units = t.store.claim("w2", later, 10).await.unwrap();
     assert_eq!(units[0].recipients.len(), 1);
     assert_eq!(units[0].recipients[0].id, ids[0]);
     assert_eq!(units[0].recipients[0].attempts, 0);
+    assert_eq!(units[0].recipients[0].epoch, 2);
 }
 
 async fn enqueue_wakes_the_engine(t: TestStore) {

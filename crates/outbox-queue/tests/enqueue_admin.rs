@@ -263,14 +263,11 @@ async fn remove_and_retry(t: TestStore) {
     assert_eq!(t.store.retry(&a.id, now).await.unwrap(), 0);
 
     let b = t.store.enqueue(message("b", &["x@b.test"])).await.unwrap();
-    let claimed = t
-        .store
-        .claim("w1", now, Duration::from_secs(60), 10)
-        .await
-        .unwrap();
+    let claimed = t.store.claim("w1", now, 10).await.unwrap();
     let rid = claimed[0].recipients[0].id;
     let outcome = Outcome {
         recipient_id: rid,
+        epoch: claimed[0].recipients[0].epoch,
         delivery: Delivery::Failed {
             reply: "550 5.1.1 no such user".into(),
         },

@@ -220,7 +220,7 @@ fn show_rm_retry_and_purge() {
         // Only example.net: the other message stays queued.
         let route = RouteFilter::Key(RouteKey::Mx("example.net".into()));
         let units = store
-            .claim_route("test-worker", &route, now, Duration::from_secs(60), 10)
+            .claim_route("test-worker", &route, now, 10)
             .await
             .unwrap();
         let outcomes = units
@@ -228,6 +228,7 @@ fn show_rm_retry_and_purge() {
             .flat_map(|u| &u.recipients)
             .map(|r| Outcome {
                 recipient_id: r.id,
+                epoch: r.epoch,
                 delivery: Delivery::Failed {
                     reply: "550 5.1.1 no such user".into(),
                 },

@@ -14,7 +14,7 @@ use crate::model::{
 use crate::prepare::parse_merge;
 use crate::rows::{add_count, attempt_from, page, summary_from};
 use crate::schema::{ACTIVE_STATES, refresh_status_sql};
-use crate::timefmt::{from_ms, to_ms};
+use crate::timefmt::to_ms;
 
 fn not_found(id: &str) -> StoreError {
     StoreError::NotFound { id: id.to_string() }
@@ -203,24 +203,4 @@ pub(super) async fn attempts(client: &Client, id: &str) -> Result<Vec<AttemptRec
             ))
         })
         .collect()
-}
-
-pub(super) async fn next_due(client: &Client) -> Result<Option<OffsetDateTime>, StoreError> {
-    let row = client
-        .query_one(
-            &format!("SELECT MIN(next_attempt_at) FROM recipients WHERE state IN {ACTIVE_STATES}"),
-            &[],
-        )
-        .await?;
-    Ok(row.get::<_, Option<i64>>(0).map(from_ms))
-}
-
-pub(super) async fn has_due(client: &Client, now: OffsetDateTime) -> Result<bool, StoreError> {
-    let row = client
-        .query_opt(
-            &format!("SELECT 1 FROM recipients WHERE state IN {ACTIVE_STATES} AND next_attempt_at <= $1 LIMIT 1"),
-            &[&to_ms(now)],
-        )
-        .await?;
-    Ok(row.is_some())
 }

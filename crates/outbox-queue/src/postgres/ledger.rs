@@ -1,17 +1,65 @@
-//! PostgreSQL statements of the engine's ledger: claim, renew, release, complete.
+//! PostgreSQL statements of the engine's ledger: claim, heartbeat, recover, retire,
+//! release, complete, and the reads the engine's scheduler makes. Each is a constant
+//! number of statements whatever the batch size (lists travel as arrays), and every
+//! liveness time comes from the database's clock, so workers on several machines agree.
 
-use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use deadpool_postgres::Client;
 use time::OffsetDateTime;
 
 use crate::StoreError;
-use crate::model::{Claimed, Outcome, RouteFilter};
-use crate::prepare::reply_code;
-use crate::rows::{MessageInfo, RawClaim, group};
-use crate::schema::{ACTIVE_STATES, refresh_status_sql};
-use crate::timefmt::{duration_ms, to_ms};
+use crate::model::{
+    Claimed, Delivery, MessageBody, Outcome, RouteFilter, WorkerInfo, gone_owners, host_key,
+};
+use crate::prepare::{parse_merge, reply_code};
+use crate::rows::{MessageInfo, RawClaim, group, without_nul};
+use crate::schema::{DUE_STATES, PRIORITY_RANKS, has_due_sql, next_due_sql, refresh_statuses_sql};
+use crate::timefmt::{duration_ms, from_ms, to_ms};
+
+/// The database clock in milliseconds since the epoch (the wall clock, not the
+/// transaction's start).
+pub(crate) const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+/// The claim statement: one index range per priority (each with its own LIMIT and
+/// `FOR UPDATE SKIP LOCKED`, so concurrent claims take disjoint rows without waiting),
+/// the first `limit` rows of them leased, returned with their message's columns.
+/// Parameters: $1 owner, $2 now, $3 limit, $4 the route key (for `RouteFilter::Key`).
+pub(crate) fn claim_sql(route: Option<&RouteFilter>) -> String {
+    let route_condition = match route {
+        None => "",
+        Some(RouteFilter::Key(_)) => "AND route = $4",
+        // Every `mx:` key sorts between "mx:" and "mx;" with the "C" collation. Filtered
+        // while walking recipients_due in claim order (the route index could not give
+        // that order for a range of routes).
+        Some(RouteFilter::AnyMx) => "AND route >= 'mx:' AND route < 'mx;'",
+    };
+    let arms: Vec<String> = PRIORITY_RANKS
+        .iter()
+        .map(|rank| {
+            format!(
+                "SELECT id FROM (SELECT id FROM recipients WHERE state IN {DUE_STATES} \
+                 AND priority = {rank} AND next_attempt_at <= $2 {route_condition} \
+                 ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) p{rank}"
+            )
+        })
+        .collect();
+    format!(
+        "UPDATE recipients r SET state = 'sending', lease_owner = $1, lease_epoch = r.lease_epoch + 1 \
+         FROM ({} LIMIT $3) due, messages m \
+         WHERE r.id = due.id AND m.id = r.message_id \
+         RETURNING r.id, r.message_id, r.address, r.domain, r.route, r.attempts, r.merge, \
+                   r.priority, r.next_attempt_at, r.lease_epoch, \
+                   m.envelope_from, m.relay, m.size, m.tokens IS NOT NULL",
+        arms.join(" UNION ALL ")
+    )
+}
+
+/// Planner settings for the claim's transaction: with stale statistics (a merge of
+/// 100 000 recipients just queued, not analyzed yet) the planner may estimate a handful
+/// of rows and choose a bitmap scan plus a sort, which would then read and sort every due
+/// row of the range on each claim. Without those, only the ordered index scan remains.
+pub(crate) const CLAIM_SETTINGS: &str = "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off";
 
 /// Leases due recipients (skipping rows other workers are claiming) and groups them.
 pub(super) async fn claim(
@@ -19,79 +67,53 @@ pub(super) async fn claim(
     owner: &str,
     route: Option<&RouteFilter>,
     now: OffsetDateTime,
-    lease: Duration,
     limit: usize,
 ) -> Result<Vec<Claimed>, StoreError> {
-    let route_condition = match route {
-        None => "",
-        Some(RouteFilter::Key(_)) => "AND route = $5",
-        Some(RouteFilter::AnyMx) => "AND route >= 'mx:' AND route < 'mx;'",
-    };
-    let sql = format!(
-        "UPDATE recipients r SET state = 'sending', lease_owner = $3, next_attempt_at = $4 \
-         FROM (SELECT id FROM recipients WHERE state IN {ACTIVE_STATES} AND next_attempt_at <= $1 \
-               {route_condition} ORDER BY priority, message_id, id LIMIT $2 FOR UPDATE SKIP LOCKED) due \
-         WHERE r.id = due.id \
-         RETURNING r.id, r.message_id, r.address, r.domain, r.route, r.attempts, r.merge, r.priority"
-    );
     let now_ms = to_ms(now);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let until = now_ms.saturating_add(duration_ms(lease));
+    let statement = client.prepare_cached(&claim_sql(route)).await?;
     let tx = client.transaction().await?;
-    let statement = tx.prepare_cached(&sql).await?;
-    let rows = match route {
-        Some(RouteFilter::Key(key)) => {
-            tx.query(
-                &statement,
-                &[&now_ms, &limit, &owner, &until, &key.to_key()],
-            )
-            .await?
-        }
-        _ => {
-            tx.query(&statement, &[&now_ms, &limit, &owner, &until])
-                .await?
+    let key = match route {
+        Some(RouteFilter::Key(key)) => Some(key.to_key()),
+        _ => None,
+    };
+    // The settings and the claim go out together (pipelined): one round trip.
+    let settings = tx.batch_execute(CLAIM_SETTINGS);
+    let claimed = async {
+        match &key {
+            Some(key) => tx.query(&statement, &[&owner, &now_ms, &limit, key]).await,
+            None => tx.query(&statement, &[&owner, &now_ms, &limit]).await,
         }
     };
-    let mut raw: Vec<RawClaim> = rows
-        .iter()
-        .map(|row| RawClaim {
-            id: row.get(0),
-            message_id: row.get(1),
-            address: row.get(2),
-            domain: row.get(3),
-            route: row.get(4),
-            attempts: row.get(5),
-            merge: row.get(6),
-            priority: row.get(7),
-        })
-        .collect();
-    raw.sort_by(|a, b| (a.priority, &a.message_id, a.id).cmp(&(b.priority, &b.message_id, b.id)));
-    let ids: Vec<&str> = raw
-        .iter()
-        .map(|r| r.message_id.as_str())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let mut infos: HashMap<String, MessageInfo> = tx
-        .query(
-            "SELECT id, envelope_from, relay, size, tokens IS NOT NULL FROM messages WHERE id = ANY($1)",
-            &[&ids],
-        )
-        .await?
+    let ((), rows) = futures_util::future::try_join(settings, claimed).await?;
+    tx.commit().await?;
+    let mut infos = std::collections::HashMap::new();
+    let raw: Vec<RawClaim> = rows
         .iter()
         .map(|row| {
-            (
-                row.get(0),
-                MessageInfo {
-                    envelope_from: row.get(1),
-                    relay: row.get(2),
-                    size: row.get(3),
-                    has_tokens: row.get(4),
-                },
-            )
+            let message_id: String = row.get(1);
+            infos
+                .entry(message_id.clone())
+                .or_insert_with(|| MessageInfo {
+                    envelope_from: row.get(10),
+                    relay: row.get(11),
+                    size: row.get(12),
+                    has_tokens: row.get(13),
+                });
+            RawClaim {
+                id: row.get(0),
+                message_id,
+                address: row.get(2),
+                domain: row.get(3),
+                route: row.get(4),
+                attempts: row.get(5),
+                merge: row.get(6),
+                priority: row.get(7),
+                next_attempt_at: row.get(8),
+                epoch: row.get(9),
+            }
         })
         .collect();
-    tx.commit().await?;
     group(raw, |message_id| {
         infos.remove(message_id).ok_or_else(|| StoreError::Corrupt {
             what: "recipient",
@@ -100,21 +122,77 @@ pub(super) async fn claim(
     })
 }
 
-/// Extends leases still held by `owner`.
-pub(super) async fn renew(
+/// Upserts the worker's row with `heartbeat_at` = the database clock.
+pub(super) async fn heartbeat(
     client: &Client,
-    owner: &str,
-    ids: &[i64],
-    now: OffsetDateTime,
+    worker: &WorkerInfo,
     lease: Duration,
-) -> Result<u64, StoreError> {
-    let until = to_ms(now).saturating_add(duration_ms(lease));
-    Ok(client
+) -> Result<(), StoreError> {
+    let statement = client
+        .prepare_cached(&format!(
+            "INSERT INTO workers (owner, host_key, pid, heartbeat_at, lease_ms) \
+             VALUES ($1, $2, $3, {DB_NOW_MS}, $4) \
+             ON CONFLICT (owner) DO UPDATE SET host_key = EXCLUDED.host_key, pid = EXCLUDED.pid, \
+             heartbeat_at = EXCLUDED.heartbeat_at, lease_ms = EXCLUDED.lease_ms"
+        ))
+        .await?;
+    client
         .execute(
-            "UPDATE recipients SET next_attempt_at = $3 WHERE id = ANY($1) AND lease_owner = $2 AND state = 'sending'",
-            &[&ids, &owner, &until],
+            &statement,
+            &[
+                &worker.owner,
+                &worker.host_key,
+                &i64::from(worker.pid),
+                &duration_ms(lease),
+            ],
         )
-        .await?)
+        .await?;
+    Ok(())
+}
+
+/// Resumes the `sending` recipients of dead workers and forgets those workers, in one
+/// transaction, against one reading of the database clock.
+pub(super) async fn recover(client: &mut Client) -> Result<u64, StoreError> {
+    let tx = client.transaction().await?;
+    let row = tx
+        .query_one(
+            &format!(
+                "SELECT {DB_NOW_MS}, \
+                 ARRAY(SELECT owner FROM workers WHERE host_key = $1 ORDER BY owner), \
+                 ARRAY(SELECT pid FROM workers WHERE host_key = $1 ORDER BY owner)"
+            ),
+            &[&host_key()],
+        )
+        .await?;
+    let now: i64 = row.get(0);
+    let owners: Vec<String> = row.get(1);
+    let pids: Vec<i64> = row.get(2);
+    let gone: Vec<String> = gone_owners(owners.into_iter().zip(pids).collect());
+    let resumed = tx
+        .execute(
+            "UPDATE recipients SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END, \
+             lease_owner = NULL, next_attempt_at = LEAST(next_attempt_at, $1) \
+             WHERE state = 'sending' AND (lease_owner IS NULL OR lease_owner NOT IN \
+                (SELECT owner FROM workers WHERE heartbeat_at + lease_ms >= $1 \
+                 AND owner <> ALL($2)))",
+            &[&now, &gone],
+        )
+        .await?;
+    tx.execute(
+        "DELETE FROM workers WHERE heartbeat_at + lease_ms < $1 OR owner = ANY($2)",
+        &[&now, &gone],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(resumed)
+}
+
+/// Deletes a worker's row.
+pub(super) async fn retire(client: &Client, owner: &str) -> Result<(), StoreError> {
+    client
+        .execute("DELETE FROM workers WHERE owner = $1", &[&owner])
+        .await?;
+    Ok(())
 }
 
 /// Gives leases back without an attempt.
@@ -134,77 +212,120 @@ pub(super) async fn release(
         .await?)
 }
 
-/// Records outcomes of recipients still leased by `owner`, in one transaction.
+/// Records outcomes (see `Store::complete`) in one transaction of two statements: the
+/// attempts log and the recipients in one (data-modifying CTEs), the messages' statuses
+/// in the other (it must see the recipients' new states).
 pub(super) async fn complete(
     client: &mut Client,
     owner: &str,
     outcomes: Vec<Outcome>,
 ) -> Result<u64, StoreError> {
-    let ids: Vec<i64> = outcomes.iter().map(|o| o.recipient_id).collect();
-    let states: Vec<&str> = outcomes
-        .iter()
-        .map(|o| o.delivery.state().as_str())
-        .collect();
-    let replies: Vec<&str> = outcomes.iter().map(|o| o.delivery.reply()).collect();
-    let next: Vec<Option<i64>> = outcomes
-        .iter()
-        .map(|o| o.delivery.next_attempt_at().map(to_ms))
-        .collect();
+    if outcomes.is_empty() {
+        return Ok(0);
+    }
+    let n = outcomes.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut epochs = Vec::with_capacity(n);
+    let mut finals = Vec::with_capacity(n);
+    let mut states = Vec::with_capacity(n);
+    let mut replies = Vec::with_capacity(n);
+    let mut next = Vec::with_capacity(n);
+    let mut counts = Vec::with_capacity(n);
+    let mut at = Vec::with_capacity(n);
+    let mut hosts = Vec::with_capacity(n);
+    let mut codes = Vec::with_capacity(n);
+    let mut logged = Vec::with_capacity(n);
+    let mut durations = Vec::with_capacity(n);
+    for outcome in &outcomes {
+        let reply = without_nul(outcome.delivery.reply());
+        ids.push(outcome.recipient_id);
+        epochs.push(outcome.epoch);
+        finals.push(matches!(outcome.delivery, Delivery::Sent { .. }));
+        states.push(outcome.delivery.state().as_str());
+        codes.push(reply_code(&reply).map(i64::from));
+        replies.push(reply);
+        next.push(outcome.delivery.next_attempt_at().map(to_ms));
+        counts.push(i64::from(outcome.delivery.counts_as_attempt()));
+        at.push(to_ms(outcome.at));
+        hosts.push(outcome.host.as_deref().map(without_nul));
+        logged.push(outcome.delivery.logged_as().as_str());
+        durations.push(duration_ms(outcome.duration));
+    }
+    let replies: Vec<&str> = replies.iter().map(|r| r.as_ref()).collect();
+    let hosts: Vec<Option<&str>> = hosts.iter().map(|h| h.as_deref()).collect();
     let tx = client.transaction().await?;
-    let updated = tx
-        .query(
-            "UPDATE recipients r SET state = u.state, attempts = r.attempts + 1, last_reply = u.reply, \
-             next_attempt_at = COALESCE(u.next, r.next_attempt_at), lease_owner = NULL \
-             FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[]) AS u (id, state, reply, next) \
-             WHERE r.id = u.id AND r.lease_owner = $5 AND r.state = 'sending' \
-             RETURNING r.id, r.message_id",
-            &[&ids, &states, &replies, &next, &owner],
+    let statement = tx
+        .prepare_cached(
+            "WITH o AS (SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bool[], $4::text[], \
+                 $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::bigint[], \
+                 $11::text[], $12::bigint[]) WITH ORDINALITY \
+                 AS o (id, epoch, final, state, reply, next, counts, at, host, code, logged, duration, ord)), \
+             log AS (INSERT INTO attempts (message_id, recipient_id, at, host, code, reply, outcome, duration_ms) \
+                 SELECT r.message_id, o.id, o.at, o.host, o.code, o.reply, o.logged, o.duration \
+                 FROM o JOIN recipients r ON r.id = o.id ORDER BY o.ord \
+                 RETURNING message_id), \
+             applied AS (UPDATE recipients r SET state = o.state, attempts = r.attempts + o.counts, \
+                 last_reply = o.reply, next_attempt_at = COALESCE(o.next, r.next_attempt_at), \
+                 lease_owner = NULL, lease_epoch = r.lease_epoch + CASE WHEN o.final THEN 1 ELSE 0 END \
+                 FROM o WHERE r.id = o.id \
+                 AND ((o.final AND r.state <> 'sent') \
+                   OR (r.lease_owner = $13 AND r.lease_epoch = o.epoch AND r.state = 'sending')) \
+                 RETURNING r.id) \
+             SELECT (SELECT count(*) FROM applied), ARRAY(SELECT DISTINCT message_id FROM log)",
         )
         .await?;
-    let message_of: HashMap<i64, String> =
-        updated.iter().map(|row| (row.get(0), row.get(1))).collect();
-    let mut log_message = Vec::new();
-    let mut log_recipient = Vec::new();
-    let mut log_at = Vec::new();
-    let mut log_host = Vec::new();
-    let mut log_code = Vec::new();
-    let mut log_reply = Vec::new();
-    let mut log_outcome = Vec::new();
-    let mut log_duration = Vec::new();
-    for outcome in &outcomes {
-        let Some(message_id) = message_of.get(&outcome.recipient_id) else {
-            continue;
-        };
-        log_message.push(message_id.as_str());
-        log_recipient.push(outcome.recipient_id);
-        log_at.push(to_ms(outcome.at));
-        log_host.push(outcome.host.as_deref());
-        log_code.push(reply_code(outcome.delivery.reply()).map(i64::from));
-        log_reply.push(outcome.delivery.reply());
-        log_outcome.push(outcome.delivery.state().as_str());
-        log_duration.push(duration_ms(outcome.duration));
-    }
-    tx.execute(
-        "INSERT INTO attempts (message_id, recipient_id, at, host, code, reply, outcome, duration_ms) \
-         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], \
-                              $6::text[], $7::text[], $8::bigint[])",
-        &[
-            &log_message,
-            &log_recipient,
-            &log_at,
-            &log_host,
-            &log_code,
-            &log_reply,
-            &log_outcome,
-            &log_duration,
-        ],
-    )
-    .await?;
-    let touched: BTreeSet<&str> = message_of.values().map(String::as_str).collect();
-    let refresh = tx.prepare_cached(&refresh_status_sql("$1")).await?;
-    for message_id in touched {
-        tx.execute(&refresh, &[&message_id]).await?;
-    }
+    let row = tx
+        .query_one(
+            &statement,
+            &[
+                &ids, &epochs, &finals, &states, &replies, &next, &counts, &at, &hosts, &codes,
+                &logged, &durations, &owner,
+            ],
+        )
+        .await?;
+    let applied: i64 = row.get(0);
+    let touched: Vec<String> = row.get(1);
+    let refresh = tx
+        .prepare_cached(&refresh_statuses_sql("id = ANY($1)"))
+        .await?;
+    tx.execute(&refresh, &[&touched]).await?;
     tx.commit().await?;
-    Ok(message_of.len() as u64)
+    Ok(u64::try_from(applied).unwrap_or(0))
+}
+
+/// Several messages' bodies in one statement.
+pub(super) async fn message_bodies(
+    client: &Client,
+    ids: &[String],
+) -> Result<Vec<(String, MessageBody)>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT m.id, b.data, m.tokens FROM messages m JOIN bodies b ON b.message_id = m.id \
+             WHERE m.id = ANY($1)",
+            &[&ids],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.get(0),
+                MessageBody {
+                    data: row.get(1),
+                    tokens: parse_merge(row.get(2))?,
+                },
+            ))
+        })
+        .collect()
+}
+
+pub(super) async fn next_due(client: &Client) -> Result<Option<OffsetDateTime>, StoreError> {
+    let statement = client.prepare_cached(&next_due_sql()).await?;
+    let row = client.query_one(&statement, &[]).await?;
+    Ok(row.get::<_, Option<i64>>(0).map(from_ms))
+}
+
+pub(super) async fn has_due(client: &Client, now: OffsetDateTime) -> Result<bool, StoreError> {
+    let statement = client.prepare_cached(&has_due_sql("$1")).await?;
+    let row = client.query_one(&statement, &[&to_ms(now)]).await?;
+    Ok(row.get(0))
 }

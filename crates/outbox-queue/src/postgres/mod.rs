@@ -10,7 +10,7 @@
 
 mod admin;
 mod enqueue;
-mod ledger;
+pub(crate) mod ledger;
 mod listen;
 
 use std::sync::{Arc, Mutex};
@@ -25,7 +25,7 @@ use tokio_postgres::NoTls;
 use crate::model::{
     AttemptRecord, Claimed, Enqueued, ListFilter, ListPage, MessageBody, MessageDetail,
     MessageStatus, MessageSummary, NewMessage, NewRecipient, Outcome, RequestKey, RouteFilter,
-    StatusCounts,
+    StatusCounts, WorkerInfo,
 };
 use crate::prepare::{IdGenerator, check_id, prepare_message};
 use crate::store::{Backend, Store, StoreFuture};
@@ -179,12 +179,11 @@ impl Store for PostgresStore {
         &'a self,
         owner: &'a str,
         now: OffsetDateTime,
-        lease: Duration,
         limit: usize,
     ) -> StoreFuture<'a, Vec<Claimed>> {
         Box::pin(async move {
             let mut client = self.pool.get().await?;
-            ledger::claim(&mut client, owner, None, now, lease, limit).await
+            ledger::claim(&mut client, owner, None, now, limit).await
         })
     }
 
@@ -193,25 +192,38 @@ impl Store for PostgresStore {
         owner: &'a str,
         route: &'a RouteFilter,
         now: OffsetDateTime,
-        lease: Duration,
         limit: usize,
     ) -> StoreFuture<'a, Vec<Claimed>> {
         Box::pin(async move {
             let mut client = self.pool.get().await?;
-            ledger::claim(&mut client, owner, Some(route), now, lease, limit).await
+            ledger::claim(&mut client, owner, Some(route), now, limit).await
         })
     }
 
-    fn renew<'a>(
-        &'a self,
-        owner: &'a str,
-        recipient_ids: &'a [i64],
-        now: OffsetDateTime,
-        lease: Duration,
-    ) -> StoreFuture<'a, u64> {
+    fn heartbeat(&self, worker: &WorkerInfo, lease: Duration) -> StoreFuture<'_, ()> {
+        let worker = worker.clone();
         Box::pin(async move {
             let client = self.pool.get().await?;
-            ledger::renew(&client, owner, recipient_ids, now, lease).await
+            ledger::heartbeat(&client, &worker, lease).await
+        })
+    }
+
+    fn recover(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let mut client = self.pool.get().await?;
+            let resumed = ledger::recover(&mut client).await?;
+            if resumed > 0 {
+                self.enqueued.notify_one();
+            }
+            Ok(resumed)
+        })
+    }
+
+    fn retire(&self, owner: &str) -> StoreFuture<'_, ()> {
+        let owner = owner.to_string();
+        Box::pin(async move {
+            let client = self.pool.get().await?;
+            ledger::retire(&client, &owner).await
         })
     }
 
@@ -231,6 +243,16 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let mut client = self.pool.get().await?;
             ledger::complete(&mut client, owner, outcomes).await
+        })
+    }
+
+    fn message_bodies<'a>(
+        &'a self,
+        message_ids: &'a [String],
+    ) -> StoreFuture<'a, Vec<(String, MessageBody)>> {
+        Box::pin(async move {
+            message_ids.iter().try_for_each(|id| check_id(id))?;
+            ledger::message_bodies(&self.pool.get().await?, message_ids).await
         })
     }
 
@@ -303,11 +325,11 @@ impl Store for PostgresStore {
     }
 
     fn next_due(&self) -> StoreFuture<'_, Option<OffsetDateTime>> {
-        Box::pin(async move { admin::next_due(&**self.pool.get().await?).await })
+        Box::pin(async move { ledger::next_due(&self.pool.get().await?).await })
     }
 
     fn has_due(&self, now: OffsetDateTime) -> StoreFuture<'_, bool> {
-        Box::pin(async move { admin::has_due(&**self.pool.get().await?, now).await })
+        Box::pin(async move { ledger::has_due(&self.pool.get().await?, now).await })
     }
 
     fn enqueued(&self) -> Arc<Notify> {

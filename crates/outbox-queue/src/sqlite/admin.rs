@@ -12,7 +12,7 @@ use crate::model::{
 use crate::prepare::parse_merge;
 use crate::rows::{SummaryRow, add_count, attempt_from, page, summary_from};
 use crate::schema::{ACTIVE_STATES, refresh_status_sql};
-use crate::timefmt::{from_ms, to_ms};
+use crate::timefmt::to_ms;
 
 fn not_found(id: &str) -> StoreError {
     StoreError::NotFound { id: id.to_string() }
@@ -200,23 +200,4 @@ pub(super) fn attempts(conn: &Connection, id: &str) -> Result<Vec<AttemptRecord>
         ))
     })?;
     rows.map(|row| attempt_from(row?)).collect()
-}
-
-pub(super) fn next_due(conn: &Connection) -> Result<Option<OffsetDateTime>, StoreError> {
-    let next: Option<i64> = conn
-        .prepare_cached(&format!(
-            "SELECT MIN(next_attempt_at) FROM recipients WHERE state IN {ACTIVE_STATES}"
-        ))?
-        .query_row([], |row| row.get(0))?;
-    Ok(next.map(from_ms))
-}
-
-pub(super) fn has_due(conn: &Connection, now: OffsetDateTime) -> Result<bool, StoreError> {
-    let due: Option<i64> = conn
-        .prepare_cached(&format!(
-            "SELECT 1 FROM recipients WHERE state IN {ACTIVE_STATES} AND next_attempt_at <= ?1 LIMIT 1"
-        ))?
-        .query_row([to_ms(now)], |row| row.get(0))
-        .optional()?;
-    Ok(due.is_some())
 }

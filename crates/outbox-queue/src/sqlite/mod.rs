@@ -10,7 +10,7 @@
 
 mod admin;
 mod enqueue;
-mod ledger;
+pub(crate) mod ledger;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 use crate::model::{
     AttemptRecord, Claimed, Enqueued, ListFilter, ListPage, MessageBody, MessageDetail,
     MessageStatus, MessageSummary, NewMessage, NewRecipient, Outcome, RequestKey, RouteFilter,
-    StatusCounts,
+    StatusCounts, WorkerInfo,
 };
 use crate::prepare::{IdGenerator, check_id};
 use crate::store::{Backend, Store, StoreFuture};
@@ -240,11 +240,10 @@ impl Store for SqliteStore {
         &'a self,
         owner: &'a str,
         now: OffsetDateTime,
-        lease: Duration,
         limit: usize,
     ) -> StoreFuture<'a, Vec<Claimed>> {
         let owner = owner.to_string();
-        Box::pin(self.write(move |tx, _| ledger::claim(tx, &owner, None, now, lease, limit)))
+        Box::pin(self.write(move |tx, _| ledger::claim(tx, &owner, None, now, limit)))
     }
 
     fn claim_route<'a>(
@@ -252,26 +251,31 @@ impl Store for SqliteStore {
         owner: &'a str,
         route: &'a RouteFilter,
         now: OffsetDateTime,
-        lease: Duration,
         limit: usize,
     ) -> StoreFuture<'a, Vec<Claimed>> {
         let owner = owner.to_string();
         let route = route.clone();
-        Box::pin(
-            self.write(move |tx, _| ledger::claim(tx, &owner, Some(&route), now, lease, limit)),
-        )
+        Box::pin(self.write(move |tx, _| ledger::claim(tx, &owner, Some(&route), now, limit)))
     }
 
-    fn renew<'a>(
-        &'a self,
-        owner: &'a str,
-        recipient_ids: &'a [i64],
-        now: OffsetDateTime,
-        lease: Duration,
-    ) -> StoreFuture<'a, u64> {
+    fn heartbeat(&self, worker: &WorkerInfo, lease: Duration) -> StoreFuture<'_, ()> {
+        let worker = worker.clone();
+        Box::pin(self.write(move |tx, _| ledger::heartbeat(tx, &worker, lease)))
+    }
+
+    fn recover(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let resumed = self.write(|tx, _| ledger::recover(tx)).await?;
+            if resumed > 0 {
+                self.inner.enqueued.notify_one();
+            }
+            Ok(resumed)
+        })
+    }
+
+    fn retire(&self, owner: &str) -> StoreFuture<'_, ()> {
         let owner = owner.to_string();
-        let ids = recipient_ids.to_vec();
-        Box::pin(self.write(move |tx, _| ledger::renew(tx, &owner, &ids, now, lease)))
+        Box::pin(self.write(move |tx, _| ledger::retire(tx, &owner)))
     }
 
     fn release<'a>(
@@ -288,6 +292,18 @@ impl Store for SqliteStore {
     fn complete<'a>(&'a self, owner: &'a str, outcomes: Vec<Outcome>) -> StoreFuture<'a, u64> {
         let owner = owner.to_string();
         Box::pin(self.write(move |tx, _| ledger::complete(tx, &owner, outcomes)))
+    }
+
+    fn message_bodies<'a>(
+        &'a self,
+        message_ids: &'a [String],
+    ) -> StoreFuture<'a, Vec<(String, MessageBody)>> {
+        let ids = message_ids.to_vec();
+        Box::pin(async move {
+            ids.iter().try_for_each(|id| check_id(id))?;
+            self.read(move |conn| ledger::message_bodies(conn, &ids))
+                .await
+        })
     }
 
     fn message_body<'a>(&'a self, message_id: &'a str) -> StoreFuture<'a, MessageBody> {
@@ -361,11 +377,11 @@ impl Store for SqliteStore {
     }
 
     fn next_due(&self) -> StoreFuture<'_, Option<OffsetDateTime>> {
-        Box::pin(self.read(admin::next_due))
+        Box::pin(self.read(ledger::next_due))
     }
 
     fn has_due(&self, now: OffsetDateTime) -> StoreFuture<'_, bool> {
-        Box::pin(self.read(move |conn| admin::has_due(conn, now)))
+        Box::pin(self.read(move |conn| ledger::has_due(conn, now)))
     }
 
     fn enqueued(&self) -> Arc<Notify> {

@@ -84,7 +84,7 @@ pub fn message_page(view: &MessageView<'_>) -> Markup {
                             td { (attempt.recipient) }
                             td.mono { (attempt.host.as_deref().unwrap_or("—")) }
                             td.reply { (attempt.reply) }
-                            td { (state_badge(attempt.outcome)) }
+                            td { span class={ "badge s-" (attempt.outcome.as_str()) } { (attempt.outcome.as_str()) } }
                             td.num { (attempt.duration_ms) " ms" }
                         }
                     }

@@ -302,15 +302,13 @@ async fn remove_needs_the_csrf_token() {
 /// Records one deferred attempt for every recipient of the queue, due again in an hour.
 async fn defer_everything(store: &Arc<dyn Store>) {
     let now = OffsetDateTime::now_utc();
-    let claimed = store
-        .claim("admin-test", now, Duration::from_secs(60), 100)
-        .await
-        .unwrap();
+    let claimed = store.claim("admin-test", now, 100).await.unwrap();
     let outcomes = claimed
         .iter()
         .flat_map(|unit| &unit.recipients)
         .map(|recipient| Outcome {
             recipient_id: recipient.id,
+            epoch: recipient.epoch,
             delivery: Delivery::Deferred {
                 reply: "451 4.3.0 try later".into(),
                 next_attempt_at: now + Duration::from_secs(3600),
