@@ -742,3 +742,80 @@ impl Default for StoreOptions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_names_the_host_boot_and_pid_namespace() {
+        let me = WorkerInfo::this_process("w".into());
+        assert_eq!(me.pid, std::process::id());
+        assert_eq!(me.owner, "w");
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+        assert!(me.host_key.contains(boot.trim()), "{}", me.host_key);
+        assert!(me.host_key.contains("pid:["), "{}", me.host_key);
+        assert_eq!(WorkerInfo::this_process("x".into()).host_key, me.host_key);
+    }
+
+    #[test]
+    fn only_workers_whose_process_is_gone_are_dead() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = i64::from(child.id());
+        child.wait().unwrap();
+        let alive = i64::from(std::process::id());
+        let dead = gone_owners(vec![("alive".into(), alive), ("gone".into(), gone)]);
+        assert_eq!(dead, vec!["gone".to_string()]);
+    }
+
+    #[test]
+    fn deliveries_map_to_states_attempts_and_log_outcomes() {
+        let at = OffsetDateTime::UNIX_EPOCH;
+        let cases = [
+            (
+                Delivery::Sent {
+                    reply: "250".into(),
+                },
+                RecipientState::Sent,
+                true,
+                AttemptOutcome::Sent,
+            ),
+            (
+                Delivery::Unknown {
+                    reply: "lost".into(),
+                    next_attempt_at: at,
+                },
+                RecipientState::Deferred,
+                true,
+                AttemptOutcome::Unknown,
+            ),
+            (
+                Delivery::NotAttempted {
+                    reply: "535".into(),
+                    next_attempt_at: at,
+                },
+                RecipientState::Deferred,
+                false,
+                AttemptOutcome::Deferred,
+            ),
+            (
+                Delivery::Failed {
+                    reply: "550".into(),
+                },
+                RecipientState::Failed,
+                true,
+                AttemptOutcome::Failed,
+            ),
+        ];
+        for (delivery, state, counts, logged) in cases {
+            assert_eq!(delivery.state(), state, "{delivery:?}");
+            assert_eq!(delivery.counts_as_attempt(), counts, "{delivery:?}");
+            assert_eq!(delivery.logged_as(), logged, "{delivery:?}");
+            assert_eq!(
+                AttemptOutcome::parse(logged.as_str()).unwrap(),
+                logged,
+                "{delivery:?}"
+            );
+        }
+    }
+}

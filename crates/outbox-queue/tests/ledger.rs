@@ -28,6 +28,7 @@ conformance!(
     not_attempted_counts_no_attempt,
     unknown_counts_an_attempt_and_logs_unknown,
     complete_of_1000_outcomes_across_many_messages,
+    concurrent_completions_of_one_message_leave_it_sent,
     message_bodies_in_one_call,
     the_claim_plan_reads_index_ranges_without_sorting,
 );
@@ -428,6 +429,35 @@ async fn complete_of_1000_outcomes_across_many_messages(t: TestStore) {
     }
     let counts = t.store.counts().await.unwrap();
     assert_eq!((counts.sent, counts.error, counts.queued), (34, 33, 33));
+}
+
+/// Recipients of one message completed at the same time by separate transactions: the
+/// last to commit must see the others' states when it refreshes the message's status.
+async fn concurrent_completions_of_one_message_leave_it_sent(t: TestStore) {
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let recipients: Vec<String> = (0..4).map(|j| format!("u{j}@d{i}.test")).collect();
+        let refs: Vec<&str> = recipients.iter().map(String::as_str).collect();
+        ids.push(t.store.enqueue(message("m", &refs)).await.unwrap().id);
+    }
+    let claimed = claim_all(&t, "w1").await;
+    assert_eq!(claimed.len(), 80);
+    let mut tasks = Vec::new();
+    for recipient in claimed {
+        let store = t.store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .complete("w1", vec![outcome(&recipient, sent())])
+                .await
+                .unwrap()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 1);
+    }
+    for id in &ids {
+        assert_eq!(t.store.status(id).await.unwrap(), MessageStatus::Sent);
+    }
 }
 
 async fn message_bodies_in_one_call(t: TestStore) {

@@ -212,9 +212,16 @@ pub(super) async fn release(
         .await?)
 }
 
-/// Records outcomes (see `Store::complete`) in one transaction of two statements: the
-/// attempts log and the recipients in one (data-modifying CTEs), the messages' statuses
-/// in the other (it must see the recipients' new states).
+/// Records outcomes (see `Store::complete`) in one transaction of three statements, sent
+/// together (one round trip):
+/// 1. lock the touched messages, in id order: completions of recipients of one message
+///    queue up here rather than deadlock, and in the same order as `remove` and `retry`
+///    (message, then recipients);
+/// 2. the attempts log and the recipients (data-modifying CTEs of one statement);
+/// 3. the messages' statuses: a new statement, so its snapshot sees the recipients of
+///    every completion that held the message lock before this one (in one statement, a
+///    concurrent completion's change could be missed and a finished message stay
+///    `queued`).
 pub(super) async fn complete(
     client: &mut Client,
     owner: &str,
@@ -263,7 +270,7 @@ pub(super) async fn complete(
              log AS (INSERT INTO attempts (message_id, recipient_id, at, host, code, reply, outcome, duration_ms) \
                  SELECT r.message_id, o.id, o.at, o.host, o.code, o.reply, o.logged, o.duration \
                  FROM o JOIN recipients r ON r.id = o.id ORDER BY o.ord \
-                 RETURNING message_id), \
+                 RETURNING 1), \
              applied AS (UPDATE recipients r SET state = o.state, attempts = r.attempts + o.counts, \
                  last_reply = o.reply, next_attempt_at = COALESCE(o.next, r.next_attempt_at), \
                  lease_owner = NULL, lease_epoch = r.lease_epoch + CASE WHEN o.final THEN 1 ELSE 0 END \
@@ -271,24 +278,33 @@ pub(super) async fn complete(
                  AND ((o.final AND r.state <> 'sent') \
                    OR (r.lease_owner = $13 AND r.lease_epoch = o.epoch AND r.state = 'sending')) \
                  RETURNING r.id) \
-             SELECT (SELECT count(*) FROM applied), ARRAY(SELECT DISTINCT message_id FROM log)",
+             SELECT (SELECT count(*) FROM applied)",
         )
         .await?;
-    let row = tx
-        .query_one(
+    let lock = tx
+        .prepare_cached(
+            "SELECT id FROM messages WHERE id IN (SELECT message_id FROM recipients WHERE id = ANY($1)) \
+             ORDER BY id FOR UPDATE",
+        )
+        .await?;
+    let refresh = tx
+        .prepare_cached(&refresh_statuses_sql(
+            "id IN (SELECT message_id FROM recipients WHERE id = ANY($1))",
+        ))
+        .await?;
+    let (_, row, _) = futures_util::future::try_join3(
+        tx.query(&lock, &[&ids]),
+        tx.query_one(
             &statement,
             &[
                 &ids, &epochs, &finals, &states, &replies, &next, &counts, &at, &hosts, &codes,
                 &logged, &durations, &owner,
             ],
-        )
-        .await?;
+        ),
+        tx.execute(&refresh, &[&ids]),
+    )
+    .await?;
     let applied: i64 = row.get(0);
-    let touched: Vec<String> = row.get(1);
-    let refresh = tx
-        .prepare_cached(&refresh_statuses_sql("id = ANY($1)"))
-        .await?;
-    tx.execute(&refresh, &[&touched]).await?;
     tx.commit().await?;
     Ok(u64::try_from(applied).unwrap_or(0))
 }
