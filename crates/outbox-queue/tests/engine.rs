@@ -486,9 +486,20 @@ async fn unreachable_relay_defers_without_failing(ts: TestStore) {
         .bind(&closed.to_string())
         .await
         .expect("rebind the relay's port");
-    drain(&store, &Peer { server, sink: sink.clone() }, config()).await;
+    drain(
+        &store,
+        &Peer {
+            server,
+            sink: sink.clone(),
+        },
+        config(),
+    )
+    .await;
     assert_eq!(sink.messages().len(), 1);
-    assert_eq!(outbox_queue::MessageStatus::Sent, store.status(&id).await.unwrap());
+    assert_eq!(
+        outbox_queue::MessageStatus::Sent,
+        store.status(&id).await.unwrap()
+    );
 }
 
 async fn a_relay_carries_all_domains_of_a_message_in_one_transaction(ts: TestStore) {

@@ -314,7 +314,11 @@ async fn store_errors_never_stop_the_engine_nor_lose_an_outcome(ts: TestStore) {
     faults.complete_failures.store(6, Ordering::SeqCst);
     let engine = tokio::spawn(drain(store.clone(), peer.spec(), config("w1")));
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(peer.received(), 0, "nothing is claimed while the store is down");
+    assert_eq!(
+        peer.received(),
+        0,
+        "nothing is claimed while the store is down"
+    );
     faults.down.store(false, Ordering::SeqCst);
     engine.await.unwrap();
     assert_eq!(peer.received(), 20, "each message once");
@@ -457,9 +461,7 @@ async fn a_crashed_workers_recipients_are_resumed(ts: TestStore) {
         .unwrap();
     let engine = Engine::new(ts.store.clone(), transport(&peer.spec()), config("doomed"));
     runtime.spawn(async move {
-        let _ = engine
-            .run(RunMode::Forever, std::future::pending())
-            .await;
+        let _ = engine.run(RunMode::Forever, std::future::pending()).await;
     });
     let store = ts.store.clone();
     let id = ids[0].clone();
@@ -515,7 +517,10 @@ async fn a_rejected_login_defers_and_never_fails(ts: TestStore) {
         assert_eq!(recipient.attempts, 0, "not an attempt");
         let reply = recipient.last_reply.as_deref().unwrap_or_default();
         assert!(reply.contains("535"), "{reply}");
-        assert!(!reply.contains("wrong"), "no password in the reply: {reply}");
+        assert!(
+            !reply.contains("wrong"),
+            "no password in the reply: {reply}"
+        );
     }
     assert!(sink.messages().is_empty());
     // The password is fixed: the next run delivers both.

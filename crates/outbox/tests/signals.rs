@@ -240,7 +240,10 @@ fn a_deliver_restarted_after_kill_9_resumes_at_once() {
     let (mut guard, _lines) = {
         let mut command = work.outbox(&["deliver"]);
         command
-            .env("OUTBOX_DELIVERY_RELAY", format!("smtp://{address}?starttls=off"))
+            .env(
+                "OUTBOX_DELIVERY_RELAY",
+                format!("smtp://{address}?starttls=off"),
+            )
             .env("OUTBOX_DELIVERY_LEASE", "10m")
             .env("OUTBOX_DELIVERY_COMMAND_TIMEOUT", "10m")
             .stdout(Stdio::null())
@@ -273,7 +276,10 @@ fn a_deliver_restarted_after_kill_9_resumes_at_once() {
             .expect("the restarted deliver resumes the dead one's recipient at once")
             .expect("run deliver");
         assert!(out.status.success(), "deliver: {}", stderr(&out));
-        assert_eq!(server.memory_sink().expect("memory sink").messages().len(), 1);
+        assert_eq!(
+            server.memory_sink().expect("memory sink").messages().len(),
+            1
+        );
         server.shutdown().await;
     });
     let status = work.status(&id);

@@ -228,7 +228,12 @@ async fn send_group(
 
 /// The delivery for one recipient's verdict, under the configured attempt limit and
 /// retry schedule.
-fn settle(shared: &Shared, recipient: &ClaimedRecipient, verdict: Verdict, reply: &str) -> Delivery {
+fn settle(
+    shared: &Shared,
+    recipient: &ClaimedRecipient,
+    verdict: Verdict,
+    reply: &str,
+) -> Delivery {
     let config = &shared.config;
     policy::settle(
         verdict,

@@ -153,6 +153,9 @@ mod tests {
         tokio::time::advance(Duration::from_secs(10)).await;
         liveness.beat(Instant::now());
         assert!(liveness.fresh());
-        assert!(!liveness.steady(), "a gap longer than the lease starts over");
+        assert!(
+            !liveness.steady(),
+            "a gap longer than the lease starts over"
+        );
     }
 }

@@ -49,8 +49,8 @@ use crate::{
 
 use completer::Completer;
 use liveness::Liveness;
-use pause::RoutePauses;
 pub use metrics::{EngineMetrics, MetricsSnapshot};
+use pause::RoutePauses;
 use ready::{BodyCache, ReadyQueues};
 pub use smtp::{SmtpTransport, SmtpTransportConfig};
 pub use transport::{
@@ -324,7 +324,10 @@ async fn dispatch(
             if connections.len() < config.max_connections
                 && shared.ready.len() < config.max_connections
                 && let Err(err) = shared
-                    .claim(None, config.max_connections * config.messages_per_connection)
+                    .claim(
+                        None,
+                        config.max_connections * config.messages_per_connection,
+                    )
                     .await
             {
                 store_failed = true;

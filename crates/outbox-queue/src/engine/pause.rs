@@ -78,7 +78,10 @@ mod tests {
         let delay = |n: u32| Duration::from_secs(10 * u64::from(n));
         assert_eq!(pauses.active(&route, now), None);
         let first = pauses.fail(&route, "535 nope", now, delay);
-        assert_eq!((first.failures, first.until), (1, now + Duration::from_secs(10)));
+        assert_eq!(
+            (first.failures, first.until),
+            (1, now + Duration::from_secs(10))
+        );
         let second = pauses.fail(&route, "535 nope", now, delay);
         assert_eq!(second.until, now + Duration::from_secs(20));
         assert_eq!(pauses.active(&route, now), Some(second.clone()));

@@ -110,7 +110,8 @@ pub fn transaction_outcomes(
                 (Some(_), Some(data)) => (Verdict::of_code(data.code), data.text.clone()),
                 (Some(_), None) => (
                     Verdict::Transient,
-                    "451 recipient accepted, but the message got no reply to end of data".to_string(),
+                    "451 recipient accepted, but the message got no reply to end of data"
+                        .to_string(),
                 ),
             })
             .collect(),
@@ -293,20 +294,85 @@ mod tests {
     #[test]
     fn each_exchange_maps_to_one_outcome_per_recipient() {
         use Verdict::*;
-        let cases: Vec<(&str, usize, Result<TransactionReport, TransportError>, Vec<(Verdict, &str)>)> = vec![
-            ("all accepted", 2, report(&[250, 250], Some(250)), vec![(Sent, "250 text"); 2]),
-            ("one refused", 2, report(&[550, 250], Some(250)), vec![(Permanent, "550 text"), (Sent, "250 text")]),
-            ("one busy", 2, report(&[450, 250], Some(250)), vec![(Transient, "450 text"), (Sent, "250 text")]),
-            ("data refused for good", 1, report(&[250], Some(554)), vec![(Permanent, "554 text")]),
-            ("data deferred", 2, report(&[250, 550], Some(451)), vec![(Transient, "451 text"), (Permanent, "550 text")]),
-            ("DATA itself refused", 1, report(&[250], Some(503)), vec![(Permanent, "503 text")]),
-            ("all refused, no DATA", 2, report(&[550, 551], None), vec![(Permanent, "550 text"), (Permanent, "551 text")]),
-            ("accepted but no data reply", 1, report(&[250], None),
-                vec![(Transient, "451 recipient accepted, but the message got no reply to end of data")]),
-            ("missing RCPT reply", 2, report(&[250], Some(250)),
-                vec![(Sent, "250 text"), (Transient, "451 no reply to this recipient's RCPT TO")]),
-            ("dropped before the dot", 2, failure(Stage::Transaction, false), vec![(Transient, "connection reset"); 2]),
-            ("refused MAIL FROM", 1, failure(Stage::Transaction, true), vec![(Permanent, "connection reset")]),
+        type Case = (
+            &'static str,
+            usize,
+            Result<TransactionReport, TransportError>,
+            Vec<(Verdict, &'static str)>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "all accepted",
+                2,
+                report(&[250, 250], Some(250)),
+                vec![(Sent, "250 text"); 2],
+            ),
+            (
+                "one refused",
+                2,
+                report(&[550, 250], Some(250)),
+                vec![(Permanent, "550 text"), (Sent, "250 text")],
+            ),
+            (
+                "one busy",
+                2,
+                report(&[450, 250], Some(250)),
+                vec![(Transient, "450 text"), (Sent, "250 text")],
+            ),
+            (
+                "data refused for good",
+                1,
+                report(&[250], Some(554)),
+                vec![(Permanent, "554 text")],
+            ),
+            (
+                "data deferred",
+                2,
+                report(&[250, 550], Some(451)),
+                vec![(Transient, "451 text"), (Permanent, "550 text")],
+            ),
+            (
+                "DATA itself refused",
+                1,
+                report(&[250], Some(503)),
+                vec![(Permanent, "503 text")],
+            ),
+            (
+                "all refused, no DATA",
+                2,
+                report(&[550, 551], None),
+                vec![(Permanent, "550 text"), (Permanent, "551 text")],
+            ),
+            (
+                "accepted but no data reply",
+                1,
+                report(&[250], None),
+                vec![(
+                    Transient,
+                    "451 recipient accepted, but the message got no reply to end of data",
+                )],
+            ),
+            (
+                "missing RCPT reply",
+                2,
+                report(&[250], Some(250)),
+                vec![
+                    (Sent, "250 text"),
+                    (Transient, "451 no reply to this recipient's RCPT TO"),
+                ],
+            ),
+            (
+                "dropped before the dot",
+                2,
+                failure(Stage::Transaction, false),
+                vec![(Transient, "connection reset"); 2],
+            ),
+            (
+                "refused MAIL FROM",
+                1,
+                failure(Stage::Transaction, true),
+                vec![(Permanent, "connection reset")],
+            ),
         ];
         for (name, count, result, expected) in cases {
             let got = transaction_outcomes(count, &result);
@@ -318,7 +384,10 @@ mod tests {
         assert_eq!(got.len(), 3);
         for (verdict, text) in got {
             assert_eq!(verdict, Unknown);
-            assert!(text.starts_with("unknown: ") && text.contains("connection reset"), "{text}");
+            assert!(
+                text.starts_with("unknown: ") && text.contains("connection reset"),
+                "{text}"
+            );
         }
     }
 
@@ -353,13 +422,24 @@ mod tests {
     #[test]
     fn replies_are_sanitised_before_they_are_stored() {
         assert_eq!(sanitize_reply("250 ok"), "250 ok");
-        assert_eq!(sanitize_reply("451\0 try\r\nlater\x1b[31m"), "451 try later [31m");
+        assert_eq!(
+            sanitize_reply("451\0 try\r\nlater\x1b[31m"),
+            "451 try later [31m"
+        );
         assert_eq!(sanitize_reply("  550   a\t\tb  "), "550 a b");
         let long = format!("550 {}", "é".repeat(2000));
         let clean = sanitize_reply(&long);
         assert!(clean.len() <= MAX_REPLY_LEN, "{}", clean.len());
         assert!(clean.ends_with("..."));
-        let stored = settle(Verdict::Transient, "421\0 bye".into(), 1, 5, &[], OffsetDateTime::UNIX_EPOCH, 0.5);
+        let stored = settle(
+            Verdict::Transient,
+            "421\0 bye".into(),
+            1,
+            5,
+            &[],
+            OffsetDateTime::UNIX_EPOCH,
+            0.5,
+        );
         assert_eq!(stored.reply(), "421 bye");
     }
 
@@ -367,7 +447,8 @@ mod tests {
     fn unknown_and_not_attempted_settle_as_retries() {
         let now = OffsetDateTime::UNIX_EPOCH;
         let backoff = minutes(&[1, 5]);
-        let settle = |verdict, attempts| settle(verdict, "x".into(), attempts, 3, &backoff, now, 0.5);
+        let settle =
+            |verdict, attempts| settle(verdict, "x".into(), attempts, 3, &backoff, now, 0.5);
         assert_eq!(
             settle(Verdict::Unknown, 1),
             Delivery::Unknown {
@@ -375,7 +456,10 @@ mod tests {
                 next_attempt_at: now + Duration::from_secs(60)
             }
         );
-        assert!(matches!(settle(Verdict::Unknown, 3), Delivery::Failed { .. }));
+        assert!(matches!(
+            settle(Verdict::Unknown, 3),
+            Delivery::Failed { .. }
+        ));
         // Not an attempt: however many failures, never failed.
         assert_eq!(
             settle(Verdict::NotAttempted, 9),
