@@ -1,6 +1,6 @@
 //! `outbox deliver` as a real process: a worker killed with -9 loses nothing, two workers
-//! on one PostgreSQL database deliver each message exactly once, and direct MX delivery
-//! through dnsmasq reaches the right host.
+//! on one PostgreSQL database deliver each message exactly once, direct MX delivery
+//! through dnsmasq reaches the right host, and `serve` rides out a PostgreSQL outage.
 
 #[path = "../../outbox-queue/tests/support/mod.rs"]
 mod queue_support;
@@ -19,9 +19,14 @@ use smtp_support::dnsmasq::Dnsmasq;
 
 /// `outbox deliver` with a clean environment and the given settings.
 fn deliver(db: &str, env: &[(&str, String)], args: &[&str]) -> Command {
+    outbox("deliver", db, env, args)
+}
+
+/// `outbox SUBCOMMAND` with a clean environment and the given settings.
+fn outbox(subcommand: &str, db: &str, env: &[(&str, String)], args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_outbox"));
     command
-        .arg("deliver")
+        .arg(subcommand)
         .args(args)
         .env_remove("OUTBOX_CONFIG")
         .env_remove("RUST_LOG")
@@ -287,4 +292,165 @@ async fn sigterm_lets_open_transactions_finish() {
         "the worker stopped before the queue was empty"
     );
     assert_eq!(leased(&*ts.store).await, 0, "unsent claims were given back");
+}
+
+/// HTTP status of `curl` against `serve` (0 when nothing answered within 5 s).
+fn http_status(args: &[&str]) -> u16 {
+    let output = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+        ])
+        .args(args)
+        .output()
+        .expect("curl runs (scripts/install-peers.sh installs it)");
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// Closes the test database to every connection (existing ones are terminated), or opens
+/// it again: a PostgreSQL outage as `serve` sees it.
+async fn database_outage(url: &str, down: bool) {
+    let name = url.rsplit('/').next().unwrap().to_string();
+    let admin = std::env::var("OUTBOX_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| queue_support::DEFAULT_POSTGRES_URL.to_string());
+    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        .await
+        .expect("admin connection");
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} ALLOW_CONNECTIONS {}",
+            !down
+        ))
+        .await
+        .unwrap();
+    if down {
+        client
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                &[&name],
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// PostgreSQL goes away while `serve` has a transaction open: the server's 250 arrives
+/// during the outage and is held, `serve` keeps answering HTTP (`/healthz` says 503), and
+/// once the database is back the held outcome is stored (sent once, not resent) and new
+/// messages are accepted and delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_rides_out_a_postgres_outage() {
+    use outbox_smtp::server::{Fault, Stage};
+    let ts = TestStore::postgres(Default::default()).await;
+    let sink = Arc::new(MemorySink::new());
+    let server = Server::builder()
+        .sink(sink.clone())
+        .fault(Fault::stall(Stage::EndOfData, Duration::from_millis(1500)).times(1))
+        .bind("127.0.0.1:0")
+        .await
+        .expect("bind sink");
+    let http = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let token = "outage-test-token-0123456789";
+    let mut serve = outbox(
+        "serve",
+        &ts.url,
+        &[
+            ("OUTBOX_DELIVERY_RELAY", server.local_addr().to_string()),
+            ("OUTBOX_HTTP_LISTEN", http.to_string()),
+            ("OUTBOX_HTTP_TOKENS", token.to_string()),
+        ],
+        &[],
+    );
+    serve.stderr(Stdio::null());
+    let _serve = Running(serve.spawn().expect("start serve"));
+    let health = format!("http://{http}/healthz");
+    let ready = Instant::now() + Duration::from_secs(60);
+    while http_status(&[&health]) != 200 {
+        assert!(Instant::now() < ready, "serve answers /healthz");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let first = ts
+        .store
+        .enqueue(message("before", &["a@example.net"]))
+        .await
+        .unwrap()
+        .id;
+    // The transaction is open (the sink holds its 250 for 1.5 s): the database goes away.
+    let open = Instant::now() + Duration::from_secs(60);
+    while server.stats().connections_accepted == 0 {
+        assert!(Instant::now() < open, "serve connects to the relay");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    database_outage(&ts.url, true).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        http_status(&[&health]),
+        503,
+        "serve answers, and says the database is down"
+    );
+    let auth = format!("Authorization: Bearer {token}");
+    let api = format!("http://{http}/api/v1/messages");
+    let body = r#"{"from":"app@example.com","to":["b@example.net"],"subject":"during","text":"x"}"#;
+    let refused = http_status(&[
+        "-H",
+        &auth,
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        body,
+        &api,
+    ]);
+    assert!(
+        refused >= 500 && refused != 0,
+        "an enqueue during the outage is refused, not hung: {refused}"
+    );
+
+    database_outage(&ts.url, false).await;
+    let back = Instant::now() + Duration::from_secs(60);
+    while http_status(&[&health]) != 200 {
+        assert!(Instant::now() < back, "serve answers /healthz again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        http_status(&[
+            "-H",
+            &auth,
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+            &api
+        ]),
+        202
+    );
+    let done = Instant::now() + Duration::from_secs(60);
+    loop {
+        let counts = ts.store.counts().await;
+        if counts.as_ref().is_ok_and(|c| c.sent == 2) {
+            break;
+        }
+        assert!(Instant::now() < done, "both delivered: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ts.store.status(&first).await.unwrap(), MessageStatus::Sent);
+    let mut got = subjects(&sink);
+    got.sort();
+    assert_eq!(
+        got,
+        ["before", "during"],
+        "each once: the held 250 was not resent"
+    );
 }
