@@ -22,8 +22,9 @@
 #   SKIP_POSTFIX=1 ...                                 # leave Postfix out (faster)
 #   OUTBOX=path/to/outbox FILL=path/to/fill ...        # given binaries, no build
 #   PROFILE=DIR OUTBOX_BENCH_DB=postgres bench/deliver.sh
-#       instead of the rounds: `perf record -g` of one `deliver` per backend (reports in DIR),
-#       and on PostgreSQL transactions, statements and rows per message (see profile() below)
+#       instead of the rounds: `perf record -g` of one `deliver` per backend (reports in DIR;
+#       PROFILE_CALLGRAPH="--call-graph dwarf" for full stacks), and on PostgreSQL
+#       transactions, statements and rows per message (see profile() below)
 #
 # Output (each rate in msg/s):
 #   round R outbox sqlite: enqueue E msg/s, deliver D msg/s, end to end X msg/s, deliver peak RSS M MB
@@ -133,7 +134,8 @@ profile() {
     if [ "$backend" = sqlite ]; then
       db="sqlite://$tmp/profile.db"
     else
-      db=$(pg_create_db)
+      pg_create_db
+      db=$pg_url
     fi
     local before=0
     [ "$backend" = sqlite ] || before=$(pg_commits "$db")
@@ -142,10 +144,13 @@ profile() {
     echo "profile $backend: deliver $run_deliver msg/s under perf (COUNT=$COUNT SIZE=$SIZE)"
     perf report -i "$dir/perf.$backend.data" --no-children --sort dso,symbol --stdio -g none \
       --percent-limit 0.2 2>/dev/null >"$dir/perf.$backend.txt" || true
-    perf report -i "$dir/perf.$backend.data" --no-children --sort dso --stdio 2>/dev/null \
-      | grep '%' | head -n 12 | sed "s/^/profile $backend dso: /"
-    perf report -i "$dir/perf.$backend.data" --no-children --sort symbol --stdio -g none 2>/dev/null \
-      | grep '%' | head -n 25 | sed "s/^/profile $backend symbol: /"
+    # awk, not head: head would end the pipe early, and perf's SIGPIPE would stop the script.
+    perf report -i "$dir/perf.$backend.data" --no-children --sort dso --stdio -g none 2>/dev/null \
+      | awk '/%/ && n++ < 12 { $1 = $1; print "profile '"$backend"' dso: " $0 }'
+    perf report -i "$dir/perf.$backend.data" --no-children --sort comm --stdio -g none 2>/dev/null \
+      | awk '/%/ && n++ < 8 { $1 = $1; print "profile '"$backend"' thread: " $0 }'
+    perf report -i "$dir/perf.$backend.data" --no-children --sort dso,symbol --stdio -g none 2>/dev/null \
+      | awk '/%/ && n++ < 30 { $1 = $1; sub(/ - -$/, ""); print "profile '"$backend"' symbol: " $0 }'
     if [ "$backend" = postgres ]; then
       sleep 1.5 # the server flushes its statistics at most once a second
       psql -qAt "$db" -c "SELECT xact_commit - $before, xact_rollback FROM pg_stat_database WHERE datname = current_database()" \
@@ -169,7 +174,8 @@ profile_statements() {
     echo "profile postgres: cannot read the server log $log (PROFILE_PGLOG): no statement counts"
     return
   fi
-  db=$(pg_create_db)
+  pg_create_db
+  db=$pg_url
   name=${db##*/}
   local saved=$COUNT
   COUNT=$n
@@ -198,8 +204,8 @@ EOF
             n, execute / n, parse / n, bind / n, simple / n, (parse + execute + simple) / n }' "$tmp/statements.log"
   # The most frequent statements, normalised.
   sed -n 's/.*\(execute [^:]*\|statement\): //p' "$tmp/statements.log" \
-    | sed 's/[0-9][0-9]*/N/g' | cut -c1-110 | sort | uniq -c | sort -rn | head -n 12 \
-    | awk -v n="$n" '{ c = $1; $1 = ""; printf "profile postgres statement: %.2f per message:%s\n", c / n, $0 }'
+    | sed 's/[0-9][0-9]*/N/g' | cut -c1-110 | sort | uniq -c | sort -rn \
+    | awk -v n="$n" 'NR <= 15 { c = $1; $1 = ""; printf "profile postgres statement: %.2f per message:%s\n", c / n, $0 }'
   pg_drop_db "$db"
 }
 
@@ -218,12 +224,14 @@ for round in $(seq 1 "$ROUNDS"); do
   echo "round $round outbox sqlite: enqueue $run_enqueue msg/s, deliver $run_deliver msg/s, end to end $run_e2e msg/s, deliver peak RSS $run_rss MB"
 
   if [ "$OUTBOX_BENCH_DB" = postgres ]; then
-    db=$(pg_create_db)
+    pg_create_db
+    db=$pg_url
     outbox_run "$db" 1
     pg_drop_db "$db"
     add_rate pg "$run_deliver"; add_rate pg_e2e "$run_e2e"
     echo "round $round outbox postgres: enqueue $run_enqueue msg/s, deliver $run_deliver msg/s, end to end $run_e2e msg/s, deliver peak RSS $run_rss MB"
-    db=$(pg_create_db)
+    pg_create_db
+    db=$pg_url
     outbox_run "$db" 2
     pg_drop_db "$db"
     add_rate pg2 "$run_deliver"

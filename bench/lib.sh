@@ -25,6 +25,8 @@ _bench_dbs=()
 
 bench_cleanup() {
   local pid dir db
+  # A wrapper's child first (/usr/bin/time, perf): by its parent's pid, never by name.
+  for pid in "${_bench_pids[@]}"; do pkill -TERM -P "$pid" 2>/dev/null || true; done
   for pid in "${_bench_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${_bench_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   for dir in "${_bench_postfix[@]}"; do "$root/bench/postfix-relay.sh" stop "$dir" || true; done
@@ -138,13 +140,14 @@ postfix_start() {
 postfix_stop() { "$root/bench/postfix-relay.sh" stop "$1" || true; }
 
 # --- PostgreSQL ---------------------------------------------------------------------------
-# Creates a fresh database, prints its URL; the cleanup drops it.
+# Creates a fresh database and sets pg_url to it; the cleanup drops it. (Not in $(...):
+# a subshell could not register the database for the cleanup.)
 pg_create_db() {
   local name
   name=outbox_bench_$$_$RANDOM$RANDOM
   psql -q "$OUTBOX_BENCH_PG/postgres" -c "CREATE DATABASE $name" >/dev/null
   _bench_dbs+=("$name")
-  echo "$OUTBOX_BENCH_PG/$name"
+  pg_url=$OUTBOX_BENCH_PG/$name
 }
 pg_drop_db() {
   psql -q "$OUTBOX_BENCH_PG/postgres" -c "DROP DATABASE IF EXISTS ${1##*/} WITH (FORCE)" >/dev/null

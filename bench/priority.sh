@@ -137,8 +137,11 @@ if under_load:
     line += (f": enqueue-to-accept p50 {percentile(under_load, 50):.1f} ms (target 50), "
              f"p99 {percentile(under_load, 99):.1f} ms (target 200), max {max(under_load):.1f} ms")
 print(line)
-print(f"values {percentile(under_load, 50) if under_load else -1:.1f} "
-      f"{percentile(under_load, 99) if under_load else -1:.1f} {percentile(idle_ms, 50):.1f}")
+if not under_load:
+    sys.exit("priority.sh: the low-priority drain ended before the first high-priority message "
+             "arrived; raise LOW or lower SPACING")
+print(f"values {percentile(under_load, 50):.1f} {percentile(under_load, 99):.1f} "
+      f"{percentile(idle_ms, 50):.1f}")
 PY
 
 token=bench-$RANDOM$RANDOM$RANDOM$RANDOM$RANDOM
@@ -148,7 +151,8 @@ for round in $(seq 1 "$ROUNDS"); do
   : >"$log"
   timesink_start "$log"
   if [ "$OUTBOX_BENCH_DB" = postgres ]; then
-    db=$(pg_create_db)
+    pg_create_db
+    db=$pg_url
   else
     db="sqlite://$tmp/priority-$round.db"
   fi

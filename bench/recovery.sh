@@ -60,7 +60,8 @@ for round in $(seq 1 "$ROUNDS"); do
   touch "$slow"
   timesink_start "$log" "$slow"
   if [ "$OUTBOX_BENCH_DB" = postgres ]; then
-    db=$(pg_create_db)
+    pg_create_db
+    db=$pg_url
   else
     db="sqlite://$tmp/recovery-$round.db"
   fi
