@@ -44,6 +44,7 @@ sqlite | postgres) ;;
 *) echo "deliver.sh: OUTBOX_BENCH_DB is sqlite or postgres, not $OUTBOX_BENCH_DB" >&2; exit 64 ;;
 esac
 
+# shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 tools=(smtp-sink smtp-source python3)
 [ -n "${SKIP_POSTFIX:-}" ] || tools+=(postfix postconf script)

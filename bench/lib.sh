@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # its variables are for the scripts that source it
 # Shared helpers for bench/deliver.sh, bench/recovery.sh and bench/priority.sh.
 # Source it after `set -euo pipefail`; it sets:
 #   root     the workspace

@@ -42,10 +42,12 @@ sqlite | postgres) ;;
 *) echo "priority.sh: OUTBOX_BENCH_DB is sqlite or postgres, not $OUTBOX_BENCH_DB" >&2; exit 64 ;;
 esac
 
+# shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 tools=(python3)
 [ "$OUTBOX_BENCH_DB" = sqlite ] || tools+=(psql)
 need_tools "${tools[@]}"
+# shellcheck disable=SC2119 # no fill needed
 build_outbox
 
 cat >"$tmp/driver.py" <<'PY'

@@ -44,6 +44,7 @@ sqlite | postgres) ;;
 *) echo "recovery.sh: OUTBOX_BENCH_DB is sqlite or postgres, not $OUTBOX_BENCH_DB" >&2; exit 64 ;;
 esac
 
+# shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 tools=(python3)
 [ "$OUTBOX_BENCH_DB" = sqlite ] || tools+=(psql)
