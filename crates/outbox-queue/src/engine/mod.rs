@@ -315,20 +315,30 @@ async fn dispatch(
     tokio::pin!(shutdown);
     let mut stopping = false;
     let mut store_pause = Duration::ZERO;
+    let mut woken_by_enqueue = false;
     loop {
         // Any store step that fails makes this round wait `store_pause` (growing), and
         // nothing else: connections go on, the next round tries again.
         let mut store_failed = false;
         if !stopping {
-            // Fill the ready queues, then open connections for the best routes.
-            if connections.len() < config.max_connections
+            // Fill the ready queues, then open connections for the best routes. A new
+            // message (woken by an enqueue) is claimed at once even while the queues are
+            // full, a few recipients at a time: claims come in priority order, and a
+            // high-priority unit goes to the front of its route's queue, so it is the next
+            // transaction of a busy route instead of waiting for the backlog to drain.
+            let batch = config.max_connections * config.messages_per_connection;
+            let limit = if connections.len() < config.max_connections
                 && shared.ready.len() < config.max_connections
-                && let Err(err) = shared
-                    .claim(
-                        None,
-                        config.max_connections * config.messages_per_connection,
-                    )
-                    .await
+            {
+                batch
+            } else if woken_by_enqueue && shared.ready.len() < 2 * batch {
+                config.max_connections
+            } else {
+                0
+            };
+            woken_by_enqueue = false;
+            if limit > 0
+                && let Err(err) = shared.claim(None, limit).await
             {
                 store_failed = true;
                 shared.metrics.store_error();
@@ -409,7 +419,7 @@ async fn dispatch(
                     }
                 }
             }
-            _ = enqueued.notified(), if !full && !stopping && !store_failed => {}
+            _ = enqueued.notified(), if !stopping && !store_failed => woken_by_enqueue = true,
             _ = tokio::time::sleep(wait), if !full && !stopping => {}
             _ = &mut shutdown, if !stopping => {
                 tracing::info!("stopping: finishing open transactions");

@@ -25,12 +25,23 @@ impl ReadyQueues {
     /// several of those share one connection (a configured relay), the recipients of one
     /// message join one unit again, so they go in one transaction (DESIGN §5). A merge
     /// message is one transaction per recipient anyway.
+    ///
+    /// A unit of higher priority than the tail goes ahead of every unit of lower priority:
+    /// a password reset claimed while a campaign drains is the next transaction of the
+    /// route's connections, not the one after everything claimed before it.
     pub fn push_back(&self, route: Route, unit: Claimed) {
         let mut queues = self.lock();
         let queue = queues.entry(route).or_default();
         match queue.back_mut() {
             Some(last) if last.message_id == unit.message_id && !unit.needs_merge => {
                 last.recipients.extend(unit.recipients);
+            }
+            Some(last) if last.priority > unit.priority => {
+                let at = queue
+                    .iter()
+                    .position(|waiting| waiting.priority > unit.priority)
+                    .unwrap_or(queue.len());
+                queue.insert(at, unit);
             }
             _ => queue.push_back(unit),
         }
@@ -125,5 +136,48 @@ impl BodyCache {
         if cache.0.insert(message_id.to_string(), body).is_none() {
             cache.1 += size;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ClaimedRecipient, RouteKey};
+
+    fn unit(id: &str, priority: Priority) -> Claimed {
+        Claimed {
+            message_id: id.into(),
+            route: RouteKey::Mx("example.net".into()),
+            envelope_from: "a@example.com".into(),
+            relay: None,
+            priority,
+            size: 1,
+            needs_merge: false,
+            recipients: vec![ClaimedRecipient {
+                id: 1,
+                address: "r@example.net".into(),
+                domain: "example.net".into(),
+                attempts: 0,
+                merge: None,
+                epoch: 1,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_higher_priority_unit_goes_ahead_of_the_backlog() {
+        let ready = ReadyQueues::default();
+        let route = Route::ConfiguredRelay;
+        ready.push_back(route.clone(), unit("h1", Priority::High));
+        for id in ["l1", "l2", "l3"] {
+            ready.push_back(route.clone(), unit(id, Priority::Low));
+        }
+        ready.push_back(route.clone(), unit("m1", Priority::Medium));
+        ready.push_back(route.clone(), unit("h2", Priority::High));
+        ready.push_back(route.clone(), unit("l4", Priority::Low));
+        let order: Vec<String> = std::iter::from_fn(|| ready.pop(&route))
+            .map(|unit| unit.message_id)
+            .collect();
+        assert_eq!(order, ["h1", "h2", "m1", "l1", "l2", "l3", "l4"]);
     }
 }
