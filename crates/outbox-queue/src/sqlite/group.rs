@@ -184,17 +184,21 @@ fn commit_group(inner: &Inner, jobs: Vec<Job>) -> Vec<Done> {
     let mut done = Vec::with_capacity(jobs.len());
     let mut jobs = jobs.into_iter();
     while let Some(job) = jobs.next() {
-        if let Err(err) = tx.execute_batch("SAVEPOINT producer") {
+        if let Err(err) = tx
+            .prepare_cached("SAVEPOINT producer")
+            .and_then(|mut s| s.execute([]))
+        {
             let not_run = std::iter::once(job).chain(jobs).collect();
             return fail_all(not_run, done, &StoreError::from(err));
         }
         let result = run_job(&tx, job);
-        let undo = if result.is_ok() {
-            "RELEASE producer"
+        let closed = if result.is_ok() {
+            tx.prepare_cached("RELEASE producer")
+                .and_then(|mut s| s.execute([]))
+                .map(|_| ())
         } else {
-            "ROLLBACK TO producer; RELEASE producer"
+            tx.execute_batch("ROLLBACK TO producer; RELEASE producer")
         };
-        let closed = tx.execute_batch(undo);
         done.push(result);
         if let Err(err) = closed {
             return fail_all(jobs.collect(), done, &StoreError::from(err));
