@@ -1,6 +1,6 @@
 //! Concurrent producers in one process: every request is committed before it is answered,
-//! one request's error fails that request alone, and on SQLite concurrent requests share
-//! commits (group commit).
+//! one request's error fails that request alone, and concurrent requests share commits
+//! (group commit) on both backends.
 
 mod support;
 
@@ -8,7 +8,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use outbox_queue::{
-    Enqueued, MessageStatus, NewRecipient, RequestKey, SqliteStore, Store, StoreError,
+    Enqueued, MessageStatus, NewRecipient, PostgresStore, RequestKey, SqliteStore, Store,
+    StoreError,
 };
 use support::{TestStore, message};
 
@@ -185,4 +186,49 @@ async fn sqlite_concurrent_producers_share_commits() {
     assert_eq!(store.counts().await.unwrap().queued, 41);
     assert_eq!(store.summary(&first.id).await.unwrap().recipients, 2);
     assert_eq!(sqlite.producer_requests_waiting(), 0);
+}
+
+/// The same on PostgreSQL, with the `messages` table locked by another connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_producers_share_commits() {
+    let t = TestStore::postgres(Default::default()).await;
+    let pg = Arc::new(PostgresStore::open(&t.url, Default::default()).await.unwrap());
+    let store: Arc<dyn Store> = pg.clone();
+    let first = store
+        .enqueue_keyed(vec![message("first", &["kim@example.net"])], key("h1"))
+        .await
+        .unwrap()
+        .remove(0);
+    let commits_before = pg.producer_commits();
+
+    let (mut blocker, connection) = tokio_postgres::connect(&t.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let lock = blocker.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE messages IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let tasks = start_requests(&store, 40, &first.id);
+    let requests = tasks.len() as u64;
+    while pg.producer_requests_waiting() < requests {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    assert_eq!(pg.producer_commits(), commits_before);
+    lock.commit().await.unwrap();
+
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    let commits = pg.producer_commits() - commits_before;
+    assert!(
+        commits < requests,
+        "{requests} requests took {commits} commits: no grouping"
+    );
+    let new_ids = check_answers(&store, answers, &first).await;
+    assert_eq!(new_ids.len(), 40);
+    assert_eq!(store.counts().await.unwrap().queued, 41);
+    assert_eq!(store.summary(&first.id).await.unwrap().recipients, 2);
+    assert_eq!(pg.producer_requests_waiting(), 0);
 }

@@ -1,6 +1,6 @@
 //! PostgreSQL statements of the producers: enqueue and adding recipients.
 
-use deadpool_postgres::{Client, Transaction};
+use deadpool_postgres::Transaction;
 
 use super::listen::CHANNEL;
 use crate::StoreError;
@@ -9,34 +9,25 @@ use crate::model::{Enqueued, NewRecipient, RequestKey};
 use crate::prepare::{PreparedMessage, PreparedRecipient, prepare_recipients};
 use crate::schema::refresh_status_sql;
 
-/// Inserts prepared messages in one transaction of a constant number of statements,
-/// whatever the batch size: the rows of every message, body and recipient go as arrays
-/// into one statement (`UNNEST`), pipelined with `BEGIN` and the `NOTIFY`; only when some
-/// message carried a known idempotency key does a second statement read the first ids.
-/// A known key yields the first id instead (`existing = true`).
+/// Inserts prepared messages inside the caller's transaction with a constant number of
+/// statements, whatever the batch size: the rows of every message, body and recipient go
+/// as arrays into one statement (`UNNEST`); only when some message carried a known
+/// idempotency key does a second statement read the first ids. A known key yields the
+/// first id instead (`existing = true`).
 /// With `request`, message `i` carries its key at place `i`; without, each message's own
 /// `idempotency_key` counts, in the empty scope. A known key with another request hash is
-/// a conflict and nothing is stored.
+/// a conflict; the caller then rolls back what this call inserted.
 pub(super) async fn insert_messages(
-    client: &mut Client,
+    tx: &Transaction<'_>,
     messages: Vec<PreparedMessage>,
     request: Option<&RequestKey>,
 ) -> Result<Vec<Enqueued>, StoreError> {
     if messages.is_empty() {
         return Ok(Vec::new());
     }
-    let insert = client.prepare_cached(INSERT_MESSAGES).await?;
+    let insert = tx.prepare_cached(INSERT_MESSAGES).await?;
     let columns = Columns::of(&messages, request);
-    let tx = client.transaction().await?;
-    let notify_id = messages.first().map(|m| m.id.as_str()).unwrap_or_default();
-    // The notification is sent in the same pipeline; it is delivered on commit only, and
-    // a batch whose every message already existed wakes the engines for nothing, which
-    // is harmless. One per transaction: a batch of 100 000 wakes them once.
-    let (inserted, _) = futures_util::future::try_join(
-        tx.query(&insert, &columns.params()),
-        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &notify_id]),
-    )
-    .await?;
+    let inserted = tx.query(&insert, &columns.params()).await?;
     let inserted: std::collections::HashSet<String> =
         inserted.iter().map(|row| row.get::<_, String>(0)).collect();
     let mut enqueued: Vec<Enqueued> = messages
@@ -47,10 +38,17 @@ pub(super) async fn insert_messages(
         })
         .collect();
     if inserted.len() < messages.len() {
-        resolve_known_keys(&tx, &messages, request, &mut enqueued).await?;
+        resolve_known_keys(tx, &messages, request, &mut enqueued).await?;
     }
-    tx.commit().await?;
     Ok(enqueued)
+}
+
+/// Sends `NOTIFY outbox_enqueued` in `tx`: delivered to every listening engine on commit,
+/// once per transaction however many messages it queued.
+pub(super) async fn notify(tx: &Transaction<'_>, payload: &str) -> Result<(), StoreError> {
+    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+        .await?;
+    Ok(())
 }
 
 /// Replaces the ids of the messages that were not inserted (only a known key makes the
@@ -272,13 +270,14 @@ async fn insert_recipients(
     Ok(())
 }
 
-/// Adds recipients to an existing message in one transaction.
+/// Adds recipients to an existing message inside the caller's transaction: the message
+/// row is locked first, then the recipients, its count and its status are written in one
+/// pipeline.
 pub(super) async fn add_recipients(
-    client: &mut Client,
+    tx: &Transaction<'_>,
     message_id: &str,
     recipients: Vec<NewRecipient>,
 ) -> Result<u64, StoreError> {
-    let tx = client.transaction().await?;
     let row = tx
         .query_opt(
             "SELECT relay, priority, send_at FROM messages WHERE id = $1 FOR UPDATE",
@@ -291,9 +290,8 @@ pub(super) async fn add_recipients(
     let relay: Option<String> = row.get(0);
     let prepared = prepare_recipients(relay.as_deref(), recipients)?;
     let added = prepared.len() as i64;
-    // The message row is locked: the three statements that follow go in one pipeline.
-    futures_util::future::try_join3(
-        insert_recipients(&tx, message_id, row.get(1), row.get(2), &prepared),
+    futures_util::future::try_join(
+        insert_recipients(tx, message_id, row.get(1), row.get(2), &prepared),
         async {
             tx.execute(
                 "UPDATE messages SET recipient_count = recipient_count + $2 WHERE id = $1",
@@ -304,13 +302,7 @@ pub(super) async fn add_recipients(
                 .await
                 .map_err(StoreError::from)
         },
-        async {
-            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &message_id])
-                .await
-                .map_err(StoreError::from)
-        },
     )
     .await?;
-    tx.commit().await?;
     Ok(added as u64)
 }
