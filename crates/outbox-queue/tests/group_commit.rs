@@ -192,7 +192,11 @@ async fn sqlite_concurrent_producers_share_commits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_concurrent_producers_share_commits() {
     let t = TestStore::postgres(Default::default()).await;
-    let pg = Arc::new(PostgresStore::open(&t.url, Default::default()).await.unwrap());
+    let pg = Arc::new(
+        PostgresStore::open(&t.url, Default::default())
+            .await
+            .unwrap(),
+    );
     let store: Arc<dyn Store> = pg.clone();
     let first = store
         .enqueue_keyed(vec![message("first", &["kim@example.net"])], key("h1"))

@@ -54,7 +54,10 @@ enum Done {
         oneshot::Sender<Result<Vec<Enqueued>, StoreError>>,
         Result<Vec<Enqueued>, StoreError>,
     ),
-    AddRecipients(oneshot::Sender<Result<u64, StoreError>>, Result<u64, StoreError>),
+    AddRecipients(
+        oneshot::Sender<Result<u64, StoreError>>,
+        Result<u64, StoreError>,
+    ),
 }
 
 impl Done {
@@ -68,10 +71,9 @@ impl Done {
     /// The id to name in the group's notification, if this job queued a new message.
     fn new_id(&self) -> Option<&str> {
         match self {
-            Done::Insert(_, Ok(enqueued)) => enqueued
-                .iter()
-                .find(|e| !e.existing)
-                .map(|e| e.id.as_str()),
+            Done::Insert(_, Ok(enqueued)) => {
+                enqueued.iter().find(|e| !e.existing).map(|e| e.id.as_str())
+            }
             _ => None,
         }
     }

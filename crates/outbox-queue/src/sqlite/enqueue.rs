@@ -170,7 +170,10 @@ fn insert_message_rows(
 }
 
 /// Inserts a slice of recipient rows in one statement.
-fn insert_recipient_rows(tx: &Transaction<'_>, chunk: &[RecipientRow<'_>]) -> Result<(), StoreError> {
+fn insert_recipient_rows(
+    tx: &Transaction<'_>,
+    chunk: &[RecipientRow<'_>],
+) -> Result<(), StoreError> {
     let sql = multi_row_insert(
         "INSERT INTO recipients (message_id, address, domain, route, priority, state, \
          next_attempt_at, merge) VALUES ",
@@ -190,8 +193,7 @@ fn insert_recipient_rows(tx: &Transaction<'_>, chunk: &[RecipientRow<'_>]) -> Re
             &r.merge,
         ]);
     }
-    tx.prepare_cached(&sql)?
-        .execute(params_from_iter(values))?;
+    tx.prepare_cached(&sql)?.execute(params_from_iter(values))?;
     Ok(())
 }
 

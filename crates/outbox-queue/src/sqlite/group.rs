@@ -45,7 +45,10 @@ enum Done {
         oneshot::Sender<Result<Vec<Enqueued>, StoreError>>,
         Result<Vec<Enqueued>, StoreError>,
     ),
-    AddRecipients(oneshot::Sender<Result<u64, StoreError>>, Result<u64, StoreError>),
+    AddRecipients(
+        oneshot::Sender<Result<u64, StoreError>>,
+        Result<u64, StoreError>,
+    ),
 }
 
 impl Done {
@@ -225,18 +228,12 @@ fn run_job(tx: &Transaction<'_>, job: Job) -> Done {
             messages,
             key,
             reply,
-        } => Done::Insert(
-            reply,
-            enqueue::insert_messages(tx, messages, key.as_ref()),
-        ),
+        } => Done::Insert(reply, enqueue::insert_messages(tx, messages, key.as_ref())),
         Job::AddRecipients {
             message_id,
             recipients,
             reply,
-        } => Done::AddRecipients(
-            reply,
-            enqueue::add_recipients(tx, &message_id, recipients),
-        ),
+        } => Done::AddRecipients(reply, enqueue::add_recipients(tx, &message_id, recipients)),
     }
 }
 
