@@ -1,15 +1,14 @@
 //! PostgreSQL statements of the producers: enqueue and adding recipients.
 
-use deadpool_postgres::Transaction;
+use deadpool_postgres::Client;
 
-use super::listen::CHANNEL;
 use crate::StoreError;
 use crate::idempotency::KeyColumns;
 use crate::model::{Enqueued, NewRecipient, RequestKey};
 use crate::prepare::{PreparedMessage, PreparedRecipient, prepare_recipients};
 use crate::schema::refresh_status_sql;
 
-/// Inserts prepared messages inside the caller's transaction with a constant number of
+/// Inserts prepared messages inside the caller's transaction (open on `tx`) with a constant number of
 /// statements, whatever the batch size: the rows of every message, body and recipient go
 /// as arrays into one statement (`UNNEST`); only when some message carried a known
 /// idempotency key does a second statement read the first ids. A known key yields the
@@ -18,7 +17,7 @@ use crate::schema::refresh_status_sql;
 /// `idempotency_key` counts, in the empty scope. A known key with another request hash is
 /// a conflict; the caller then rolls back what this call inserted.
 pub(super) async fn insert_messages(
-    tx: &Transaction<'_>,
+    tx: &Client,
     messages: Vec<PreparedMessage>,
     request: Option<&RequestKey>,
 ) -> Result<Vec<Enqueued>, StoreError> {
@@ -43,19 +42,11 @@ pub(super) async fn insert_messages(
     Ok(enqueued)
 }
 
-/// Sends `NOTIFY outbox_enqueued` in `tx`: delivered to every listening engine on commit,
-/// once per transaction however many messages it queued.
-pub(super) async fn notify(tx: &Transaction<'_>, payload: &str) -> Result<(), StoreError> {
-    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
-        .await?;
-    Ok(())
-}
-
 /// Replaces the ids of the messages that were not inserted (only a known key makes the
 /// insert skip a row) with the first message's, in one statement; a known key that came
 /// with another request hash is a conflict.
 async fn resolve_known_keys(
-    tx: &Transaction<'_>,
+    tx: &Client,
     messages: &[PreparedMessage],
     request: Option<&RequestKey>,
     enqueued: &mut [Enqueued],
@@ -237,7 +228,7 @@ impl<'a> Columns<'a> {
 }
 
 async fn insert_recipients(
-    tx: &Transaction<'_>,
+    tx: &Client,
     message_id: &str,
     priority: i64,
     due: i64,
@@ -274,7 +265,7 @@ async fn insert_recipients(
 /// row is locked first, then the recipients, its count and its status are written in one
 /// pipeline.
 pub(super) async fn add_recipients(
-    tx: &Transaction<'_>,
+    tx: &Client,
     message_id: &str,
     recipients: Vec<NewRecipient>,
 ) -> Result<u64, StoreError> {

@@ -15,10 +15,11 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use deadpool_postgres::{Pool, Transaction};
+use deadpool_postgres::{Client, Object, Pool};
 use tokio::sync::oneshot;
 
 use super::enqueue;
+use super::listen::CHANNEL;
 use crate::StoreError;
 use crate::model::{Enqueued, NewRecipient, RequestKey};
 use crate::prepare::PreparedMessage;
@@ -193,53 +194,99 @@ async fn run(group: Arc<GroupCommit>, pool: Pool) {
     stop.1 = true;
 }
 
-/// Runs `jobs` in one transaction, each after its own savepoint, and commits.
+/// Runs `jobs` in one transaction, each after its own savepoint, and commits. The
+/// transaction is driven by hand so that `BEGIN` travels with the first request's
+/// statements and the `NOTIFY` with `COMMIT`: a group of one costs two round trips.
 async fn commit_group(pool: &Pool, jobs: Vec<Job>) -> Vec<Done> {
-    let mut client = match pool.get().await {
-        Ok(client) => client,
-        Err(err) => return fail_all(jobs, Vec::new(), &StoreError::from(err)),
-    };
-    let tx = match client.transaction().await {
-        Ok(tx) => tx,
+    let client = match pool.get().await {
+        Ok(client) => InTransaction(Some(client)),
         Err(err) => return fail_all(jobs, Vec::new(), &StoreError::from(err)),
     };
     let mut done = Vec::with_capacity(jobs.len());
     let mut jobs = jobs.into_iter();
     while let Some(job) = jobs.next() {
         let savepoint = format!("producer_{}", done.len());
-        let (opened, result) = futures_util::future::join(
-            tx.batch_execute(&format!("SAVEPOINT {savepoint}")),
-            run_job(&tx, job),
-        )
-        .await;
+        let open = if done.is_empty() {
+            format!("BEGIN; SAVEPOINT {savepoint}")
+        } else {
+            format!("SAVEPOINT {savepoint}")
+        };
+        // Sent first, in the same pipeline as the job's first statement.
+        let (opened, result) =
+            futures_util::future::join(client.batch_execute(&open), run_job(&client, job)).await;
         if let Err(err) = opened {
-            let failed: Vec<Done> = fail_all(jobs.collect(), vec![result], &err.into());
-            return done.into_iter().chain(failed).collect();
+            let failed = fail_all(jobs.collect(), vec![result], &err.into());
+            return abort(client, done.into_iter().chain(failed).collect()).await;
         }
         if !result.is_ok()
-            && let Err(err) = tx
+            && let Err(err) = client
                 .batch_execute(&format!("ROLLBACK TO SAVEPOINT {savepoint}"))
                 .await
         {
             done.push(result);
-            return fail_all(jobs.collect(), done, &err.into());
+            let failed = fail_all(jobs.collect(), done, &err.into());
+            return abort(client, failed).await;
         }
         done.push(result);
     }
-    let first_new = done.iter().find_map(|d| d.new_id()).map(str::to_string);
-    if let Some(id) = first_new
-        && let Err(err) = enqueue::notify(&tx, &id).await
-    {
-        return fail_all(Vec::new(), done, &err);
+    // Ids are ULIDs (checked letters and digits), safe inside a literal.
+    let close = match done.iter().find_map(|d| d.new_id()) {
+        Some(id) => format!("SELECT pg_notify('{CHANNEL}', '{id}'); COMMIT"),
+        None => "COMMIT".to_string(),
+    };
+    match client.batch_execute(&close).await {
+        Ok(()) => {
+            client.release();
+            done
+        }
+        Err(err) => {
+            let failed = fail_all(Vec::new(), done, &err.into());
+            abort(client, failed).await
+        }
     }
-    match tx.commit().await {
-        Ok(()) => done,
-        Err(err) => fail_all(Vec::new(), done, &err.into()),
+}
+
+/// Rolls back a group that failed before its commit, so that the connection goes back to
+/// the pool outside any transaction; a connection that cannot even roll back is closed
+/// instead of going back.
+async fn abort(client: InTransaction, failed: Vec<Done>) -> Vec<Done> {
+    if client.batch_execute("ROLLBACK").await.is_ok() {
+        client.release();
+    }
+    failed
+}
+
+/// A pool connection with the group's transaction open on it. Dropped without
+/// [`release`](InTransaction::release) (an error path that could not roll back, or the
+/// committer task dropped mid-transaction), it closes the connection rather than return
+/// it to the pool with the transaction open.
+struct InTransaction(Option<Client>);
+
+impl InTransaction {
+    /// Returns the connection to the pool: its transaction is over.
+    fn release(mut self) {
+        self.0.take();
+    }
+}
+
+impl std::ops::Deref for InTransaction {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        self.0.as_ref().expect("the connection is held until released")
+    }
+}
+
+impl Drop for InTransaction {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop(Object::take(client));
+        }
     }
 }
 
 /// Runs one job inside the group's transaction.
-async fn run_job(tx: &Transaction<'_>, job: Job) -> Done {
+async fn run_job(tx: &Client, job: Job) -> Done {
     match job {
         Job::Insert {
             messages,
