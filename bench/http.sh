@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# HTTP enqueue benchmark: `outbox serve` on SQLite (a temp dir), C concurrent clients
+# HTTP enqueue benchmark: `outbox serve` on SQLite (a temp dir; or PostgreSQL), C concurrent clients
 # (ApacheBench, keep-alive) POSTing N messages of about 1 KB to /api/v1/messages, against
 # the same server's GET /healthz rate (the cost of an HTTP request that reads the store).
 # The server delivers into smtp-sink meanwhile, as it would in production.
@@ -10,11 +10,15 @@
 #   bench/http.sh                       # C=32 N=20000, 1 round
 #   C=32 N=20000 ROUNDS=2 bench/http.sh
 #   OUTBOX=path/to/outbox bench/http.sh
+#   BACKEND=postgres bench/http.sh      # the queue in a fresh database on PG_URL's server
+#                                       # (created and dropped through psql)
 set -euo pipefail
 
 N=${N:-20000}
 C=${C:-32}
 ROUNDS=${ROUNDS:-1}
+BACKEND=${BACKEND:-sqlite}
+PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 root=$(cd "$(dirname "$0")/.." && pwd)
 if [ -z "${OUTBOX:-}" ]; then
   export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target-bench}
@@ -29,7 +33,11 @@ done
 
 tmp=$(mktemp -d)
 pids=()
+pg_dbs=()
 cleanup() {
+  for db in "${pg_dbs[@]}"; do
+    psql -q -d "$PG_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  done
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$tmp"
@@ -67,8 +75,15 @@ run() {
   sink_pid=$!
   pids+=("$sink_pid")
   http_port=$(free_port)
+  local database="sqlite://$dir/outbox.db"
+  if [ "$BACKEND" = postgres ]; then
+    local db=outbox_http_bench_$$_$round
+    psql -q -d "$PG_URL" -c "CREATE DATABASE $db" >/dev/null
+    pg_dbs+=("$db")
+    database="${PG_URL%/*}/$db"
+  fi
   cat >"$dir/outbox.toml" <<TOML
-database = "sqlite://$dir/outbox.db"
+database = "$database"
 [delivery]
 relay = "smtp://127.0.0.1:$sink_port?starttls=off"
 helo_name = "outbox-bench.localdomain"
@@ -98,7 +113,7 @@ TOML
   kill "$serve_pid" "$sink_pid"; wait "$serve_pid" "$sink_pid" 2>/dev/null || true
 }
 
-echo "http: $N POSTs of ~1 KB, $C concurrent clients (ab -k), serve on SQLite, delivering into smtp-sink"
+echo "http: $N POSTs of ~1 KB, $C concurrent clients (ab -k), serve on $BACKEND, delivering into smtp-sink"
 for round in $(seq 1 "$ROUNDS"); do run "$round"; done
 python3 - "$tmp/rates" <<'PY'
 import statistics, sys
