@@ -273,7 +273,9 @@ impl std::ops::Deref for InTransaction {
     type Target = Client;
 
     fn deref(&self) -> &Client {
-        self.0.as_ref().expect("the connection is held until released")
+        self.0
+            .as_ref()
+            .expect("the connection is held until released")
     }
 }
 
