@@ -236,3 +236,27 @@ async fn postgres_concurrent_producers_share_commits() {
     assert_eq!(store.summary(&first.id).await.unwrap().recipients, 2);
     assert_eq!(pg.producer_requests_waiting(), 0);
 }
+
+/// Recipients added in one process wake the engines of the others (one NOTIFY per group,
+/// sent for added recipients as for new messages).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_added_recipients_notify_other_processes() {
+    use std::time::Duration;
+    let t = TestStore::postgres(Default::default()).await;
+    let queued = t.store.enqueue(message("m", &["a@x.test"])).await.unwrap();
+    let other = outbox_queue::open_store(&t.url).await.unwrap();
+    let other_wake = other.enqueued();
+    // The listener signals once when it connects (notifications may have been missed).
+    tokio::time::timeout(Duration::from_secs(10), other_wake.notified())
+        .await
+        .expect("the listener connects");
+    let added = t
+        .store
+        .add_recipients(&queued.id, vec![NewRecipient::new("b@x.test")])
+        .await
+        .unwrap();
+    assert_eq!(added, 1);
+    tokio::time::timeout(Duration::from_secs(10), other_wake.notified())
+        .await
+        .expect("NOTIFY outbox_enqueued reaches the other store");
+}

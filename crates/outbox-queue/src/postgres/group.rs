@@ -55,9 +55,11 @@ enum Done {
         oneshot::Sender<Result<Vec<Enqueued>, StoreError>>,
         Result<Vec<Enqueued>, StoreError>,
     ),
+    /// The reply, the result, and the message the recipients were added to.
     AddRecipients(
         oneshot::Sender<Result<u64, StoreError>>,
         Result<u64, StoreError>,
+        String,
     ),
 }
 
@@ -65,16 +67,18 @@ impl Done {
     fn is_ok(&self) -> bool {
         match self {
             Done::Insert(_, result) => result.is_ok(),
-            Done::AddRecipients(_, result) => result.is_ok(),
+            Done::AddRecipients(_, result, _) => result.is_ok(),
         }
     }
 
-    /// The id to name in the group's notification, if this job queued a new message.
+    /// The id to name in the group's notification, if this job queued something new
+    /// (a message, or recipients of one) that engines should wake for.
     fn new_id(&self) -> Option<&str> {
         match self {
             Done::Insert(_, Ok(enqueued)) => {
                 enqueued.iter().find(|e| !e.existing).map(|e| e.id.as_str())
             }
+            Done::AddRecipients(_, Ok(added), id) if *added > 0 => Some(id),
             _ => None,
         }
     }
@@ -83,7 +87,7 @@ impl Done {
     fn fail(self, error: StoreError) -> Done {
         match self {
             Done::Insert(reply, Ok(_)) => Done::Insert(reply, Err(error)),
-            Done::AddRecipients(reply, Ok(_)) => Done::AddRecipients(reply, Err(error)),
+            Done::AddRecipients(reply, Ok(_), id) => Done::AddRecipients(reply, Err(error), id),
             failed => failed,
         }
     }
@@ -95,7 +99,7 @@ impl Done {
             Done::Insert(reply, result) => {
                 let _ = reply.send(result);
             }
-            Done::AddRecipients(reply, result) => {
+            Done::AddRecipients(reply, result, _) => {
                 let _ = reply.send(result);
             }
         }
@@ -302,10 +306,10 @@ async fn run_job(tx: &Client, job: Job) -> Done {
             message_id,
             recipients,
             reply,
-        } => Done::AddRecipients(
-            reply,
-            enqueue::add_recipients(tx, &message_id, recipients).await,
-        ),
+        } => {
+            let added = enqueue::add_recipients(tx, &message_id, recipients).await;
+            Done::AddRecipients(reply, added, message_id)
+        }
     }
 }
 
@@ -316,7 +320,9 @@ fn fail_all(not_run: Vec<Job>, done: Vec<Done>, error: &StoreError) -> Vec<Done>
     let mut out: Vec<Done> = done.into_iter().map(|d| d.fail(copy())).collect();
     out.extend(not_run.into_iter().map(|job| match job {
         Job::Insert { reply, .. } => Done::Insert(reply, Err(copy())),
-        Job::AddRecipients { reply, .. } => Done::AddRecipients(reply, Err(copy())),
+        Job::AddRecipients {
+            reply, message_id, ..
+        } => Done::AddRecipients(reply, Err(copy()), message_id),
     }));
     out
 }
