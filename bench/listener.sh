@@ -10,9 +10,16 @@
 # Runs are interleaved (A B A B ...) because this machine is shared and noisy; the script
 # prints each run, then the median rates and their ratio.
 #
+# The fsync-bound limit: a session waits for its message's commit before it sends the
+# next, so without shared commits S sessions cannot go faster than S / (commit latency).
+# The commit latency is measured in the same run, in the same temp dir: sequential
+# durable single enqueues through the library (examples/enqueue_rate.rs, `single:`).
+# The outbox rate is printed against that limit; above 1 means commits were shared.
+#
 #   bench/listener.sh                     # 20 000 x 1 KB, 5 sessions, 1 round
 #   N=5000 ROUNDS=3 bench/listener.sh
-#   OUTBOX=path/to/outbox bench/listener.sh
+#   S=50 bench/listener.sh                # 50 sessions (target: 10x Postfix)
+#   OUTBOX=path/to/outbox RATE=path/to/enqueue_rate bench/listener.sh
 set -euo pipefail
 
 N=${N:-20000}
@@ -20,10 +27,14 @@ S=${S:-5}
 SIZE=${SIZE:-1024}
 ROUNDS=${ROUNDS:-1}
 root=$(cd "$(dirname "$0")/.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target-bench}
 if [ -z "${OUTBOX:-}" ]; then
-  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target-bench}
   cargo build --quiet --release -p outbox --manifest-path "$root/Cargo.toml"
   OUTBOX=$CARGO_TARGET_DIR/release/outbox
+fi
+if [ -z "${RATE:-}" ]; then
+  cargo build --quiet --release -p outbox-queue --example enqueue_rate --manifest-path "$root/Cargo.toml"
+  RATE=$CARGO_TARGET_DIR/release/examples/enqueue_rate
 fi
 for tool in smtp-sink smtp-source postfix python3; do
   command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || {
@@ -74,6 +85,7 @@ measure() {
   local port=$1 start end count=0 deadline
   start=$(now)
   smtp-source -s "$S" -m "$N" -l "$SIZE" -f bench@x.test -t sink@y.test "127.0.0.1:$port" >/dev/null
+  accepted=$(now)
   deadline=$(( $(date +%s) + 600 ))
   while :; do
     count=$(sink_count); count=${count:-0}
@@ -85,6 +97,8 @@ measure() {
   done
   end=$(now)
   python3 -c "print(f'{$N / ($end - $start):.0f}')" >"$tmp/rate"
+  # Accepted: every message answered 250 to smtp-source (queued, not yet delivered).
+  python3 -c "print(f'{$N / ($accepted - $start):.0f}')" >"$tmp/accept-rate"
 }
 
 run_outbox() {
@@ -102,6 +116,7 @@ listen = "127.0.0.1:0"
 [smtp_listener]
 listen = "127.0.0.1:$port"
 trusted_networks = ["127.0.0.1/32"]
+max_connections_per_client = $((S + 10))
 TOML
   (cd "$dir" && exec env -u RUST_LOG NO_COLOR=1 "$OUTBOX" --config "$dir/outbox.toml" serve) \
     >"$dir/serve.log" 2>&1 &
@@ -128,16 +143,26 @@ run_postfix() {
   kill "$sink_pid"; wait "$sink_pid" 2>/dev/null || true
 }
 
+# Sequential durable single enqueues in this temp dir: 1 / rate is the commit latency.
+commit_latency() {
+  local out
+  out=$("$RATE" "sqlite://$tmp/latency-$1.db" 100 100 300 1 | awk '/^single:/ {print $(NF-1)}')
+  echo "$out" >>"$tmp/singles"
+}
+
 echo "smtp-source: $N messages x $SIZE bytes, $S sessions, end to end into smtp-sink"
 outbox_rates=()
 postfix_rates=()
 for round in $(seq 1 "$ROUNDS"); do
+  commit_latency "$round"
   run_outbox "$round"; rate=$(cat "$tmp/rate"); outbox_rates+=("$rate")
-  echo "round $round: outbox  $rate msg/s"
+  echo "round $round: outbox  $rate msg/s end to end (accepted at $(cat "$tmp/accept-rate") msg/s)"
   run_postfix "$round"; rate=$(cat "$tmp/rate"); postfix_rates+=("$rate")
-  echo "round $round: postfix $rate msg/s"
+  echo "round $round: postfix $rate msg/s end to end (accepted at $(cat "$tmp/accept-rate") msg/s)"
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 o=$(median "${outbox_rates[@]}")
 p=$(median "${postfix_rates[@]}")
+singles=$(median $(cat "$tmp/singles"))
 python3 -c "print(f'outbox {$o:.0f} msg/s, postfix {$p:.0f} msg/s, ratio {$o/$p:.2f}x (target 10x)')"
+python3 -c "print(f'commit latency {1000 / $singles:.2f} ms ({$singles:.0f} sequential commits/s): fsync-bound limit for $S sessions {$S * $singles:.0f} msg/s, outbox at {$o / ($S * $singles):.2f}x of it')"

@@ -3,7 +3,7 @@
 # Postfix (smtp-sink, smtp-source, sendmail), dnsmasq, dig, swaks, openssl,
 # php-cli, git-email, mailutils, s-nail and cron (scripts/client-interop.sh),
 # PostgreSQL (server binaries, for machines without a running server),
-# Python's aiosmtpd, msmtp and curl. Idempotent; quiet when everything is present.
+# Python's aiosmtpd, msmtp, curl and ab (apache2-utils, bench/http.sh). Idempotent; quiet when everything is present.
 set -euo pipefail
 
 need_apt=()
@@ -33,6 +33,8 @@ perl -MMail::Address -e 1 >/dev/null 2>&1 || need_apt+=(libmailtools-perl)
 command -v mail.mailutils >/dev/null 2>&1 || need_apt+=(mailutils)
 command -v s-nail >/dev/null 2>&1 || need_apt+=(s-nail)
 [ -x /usr/sbin/cron ] || need_apt+=(cron)
+# ab, the HTTP load generator of bench/http.sh.
+command -v ab >/dev/null 2>&1 || need_apt+=(apache2-utils)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-peers: apt-get install ${need_apt[*]}" >&2

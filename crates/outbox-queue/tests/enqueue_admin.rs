@@ -19,6 +19,7 @@ conformance!(
     idempotency_keys_are_scoped_and_bound_to_their_request,
     oversize_and_bad_input_store_nothing,
     batch_is_all_or_nothing,
+    a_batch_stores_every_row_in_order,
     bulk_recipients_store_the_body_once,
     remove_and_retry,
     purge_deletes_only_old_final_messages,
@@ -194,6 +195,61 @@ async fn batch_is_all_or_nothing(t: TestStore) {
     with_bad.push(message("bad", &["nobody"]));
     assert!(t.store.enqueue_batch(with_bad).await.is_err());
     assert_eq!(t.store.counts().await.unwrap().queued, 50);
+}
+
+/// A batch larger than one multi-row statement (and not a multiple of it), with messages of
+/// different recipient counts and a key repeated inside the batch: every row lands with its
+/// own message, recipients in the order given, the repeated key answered with the first id.
+async fn a_batch_stores_every_row_in_order(t: TestStore) {
+    let messages: Vec<NewMessage> = (0..77)
+        .map(|i| {
+            let recipients: Vec<String> = (0..(i % 4) + 1)
+                .map(|r| format!("r{r}.m{i}@d{}.test", (i + r) % 3))
+                .collect();
+            let refs: Vec<&str> = recipients.iter().map(String::as_str).collect();
+            let mut m = message(&format!("m{i}"), &refs);
+            m.data =
+                format!("From: app@example.com\r\nSubject: m{i}\r\n\r\nbody {i}\r\n").into_bytes();
+            if i == 10 || i == 60 {
+                m.idempotency_key = Some("same-in-batch".into());
+            }
+            m
+        })
+        .collect();
+    let queued = t.store.enqueue_batch(messages.clone()).await.unwrap();
+    assert_eq!(queued.len(), 77);
+    assert!(!queued[10].existing);
+    assert_eq!(
+        queued[60],
+        Enqueued {
+            id: queued[10].id.clone(),
+            existing: true
+        }
+    );
+    for (i, (m, q)) in messages.iter().zip(&queued).enumerate() {
+        if i == 60 {
+            continue;
+        }
+        assert!(!q.existing, "m{i}");
+        let detail = t.store.detail(&q.id).await.unwrap();
+        let addresses: Vec<&str> = detail
+            .recipients
+            .iter()
+            .map(|r| r.address.as_str())
+            .collect();
+        let given: Vec<&str> = m.recipients.iter().map(|r| r.address.as_str()).collect();
+        assert_eq!(addresses, given, "m{i}");
+        assert_eq!(
+            t.store.summary(&q.id).await.unwrap().subject,
+            format!("m{i}")
+        );
+        assert_eq!(
+            t.store.message_body(&q.id).await.unwrap().data,
+            m.data,
+            "m{i}"
+        );
+    }
+    assert_eq!(t.store.counts().await.unwrap().queued, 76);
 }
 
 async fn bulk_recipients_store_the_body_once(t: TestStore) {

@@ -10,6 +10,7 @@
 
 mod admin;
 mod enqueue;
+mod group;
 pub(crate) mod ledger;
 mod listen;
 
@@ -45,6 +46,8 @@ pub struct PostgresStore {
     ids: IdGenerator,
     enqueued: Arc<Notify>,
     listener: Mutex<Option<JoinHandle<()>>>,
+    /// The producers' writes, committed in groups (see `group`).
+    group: Arc<group::GroupCommit>,
 }
 
 impl PostgresStore {
@@ -59,10 +62,34 @@ impl PostgresStore {
             .into_iter()
             .map(|m| prepare_message(m, &self.options, &self.ids, now))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut client = self.pool.get().await?;
-        let enqueued = enqueue::insert_messages(&mut client, prepared, key.as_ref()).await?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        group::submit(
+            &self.group,
+            &self.pool,
+            group::Job::Insert {
+                messages: prepared,
+                key,
+                reply,
+            },
+        );
+        let enqueued = answer.await.map_err(|_| group_failed())??;
         self.enqueued.notify_one();
         Ok(enqueued)
+    }
+
+    /// Producer transactions so far: concurrent enqueues share them (group commit), so
+    /// under concurrency this stays below the number of requests. For tests and
+    /// benchmarks.
+    #[doc(hidden)]
+    pub fn producer_commits(&self) -> u64 {
+        self.group.commits()
+    }
+
+    /// Producer requests (enqueues, added recipients) submitted and not answered yet.
+    /// For tests that need requests to pile up behind a held lock.
+    #[doc(hidden)]
+    pub fn producer_requests_waiting(&self) -> u64 {
+        self.group.waiting()
     }
 
     /// Connects to the database a `postgres://` URL names and applies pending migrations.
@@ -88,6 +115,7 @@ impl PostgresStore {
             ids: IdGenerator::new(),
             enqueued: Arc::new(Notify::new()),
             listener: Mutex::new(None),
+            group: Arc::new(group::GroupCommit::new()),
         };
         store.migrate().await?;
         Ok(store)
@@ -131,6 +159,11 @@ impl PostgresStore {
     }
 }
 
+/// The error of a producer request whose committer stopped before answering it.
+fn group_failed() -> StoreError {
+    StoreError::Worker("the PostgreSQL group committer stopped before answering".to_string())
+}
+
 impl Drop for PostgresStore {
     fn drop(&mut self) {
         if let Some(listener) = self
@@ -168,8 +201,17 @@ impl Store for PostgresStore {
     ) -> StoreFuture<'a, u64> {
         Box::pin(async move {
             check_id(message_id)?;
-            let mut client = self.pool.get().await?;
-            let added = enqueue::add_recipients(&mut client, message_id, recipients).await?;
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            group::submit(
+                &self.group,
+                &self.pool,
+                group::Job::AddRecipients {
+                    message_id: message_id.to_string(),
+                    recipients,
+                    reply,
+                },
+            );
+            let added = answer.await.map_err(|_| group_failed())??;
             self.enqueued.notify_one();
             Ok(added)
         })

@@ -1,6 +1,8 @@
 //! SQLite statements of the producers: enqueue and adding recipients. Each function runs inside the caller's `BEGIN IMMEDIATE` transaction.
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use std::collections::HashMap;
+
+use rusqlite::{OptionalExtension, ToSql, Transaction, params, params_from_iter};
 
 use crate::StoreError;
 use crate::idempotency::KeyColumns;
@@ -8,94 +10,190 @@ use crate::model::{Enqueued, NewRecipient, RequestKey};
 use crate::prepare::{PreparedMessage, PreparedRecipient, prepare_recipients};
 use crate::schema::refresh_status_sql;
 
+/// Rows per multi-row `INSERT`: one statement execution stores this many rows, which
+/// saves most of SQLite's per-statement work (reset, bind, VDBE start) on a big batch.
+/// 32 messages x 14 columns stays far under SQLite's limit of bound variables.
+const CHUNK: usize = 32;
+
 /// Inserts prepared messages; a known idempotency key (in its scope, at its place in the
 /// request) yields the first id instead, or a conflict when it came with another request.
 /// With `request`, message `i` carries its key at place `i`; without, each message's own
-/// `idempotency_key` counts, in the empty scope.
+/// `idempotency_key` counts, in the empty scope. The new rows go in multi-row `INSERT`s
+/// of [`CHUNK`] rows each.
 pub(super) fn insert_messages(
     tx: &Transaction<'_>,
     messages: Vec<PreparedMessage>,
     request: Option<&RequestKey>,
 ) -> Result<Vec<Enqueued>, StoreError> {
-    let mut find_key = tx.prepare_cached(
-        "SELECT id, request_hash FROM messages \
-         WHERE idempotency_scope = ?1 AND idempotency_key = ?2 AND idempotency_index = ?3",
-    )?;
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO messages (id, created_at, send_at, priority, envelope_from, subject, size, \
-         tokens, relay, idempotency_key, status, recipient_count, idempotency_scope, request_hash, \
-         idempotency_index) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'queued', ?11, ?12, ?13, ?14)",
-    )?;
-    let mut insert_body =
-        tx.prepare_cached("INSERT INTO bodies (message_id, data) VALUES (?1, ?2)")?;
     let mut enqueued = Vec::with_capacity(messages.len());
-    for (index, message) in messages.into_iter().enumerate() {
-        let key = KeyColumns::of(request, &message, index);
-        if let Some(name) = key.key {
-            let existing: Option<(String, Option<String>)> = find_key
-                .query_row(params![key.scope, name, key.index], |row| {
-                    Ok((row.get(0)?, row.get(1)?))
-                })
-                .optional()?;
-            if let Some((id, hash)) = existing {
-                if hash.as_deref() != key.hash {
-                    return Err(StoreError::IdempotencyConflict {
-                        key: name.to_string(),
-                    });
-                }
-                enqueued.push(Enqueued { id, existing: true });
-                continue;
-            }
-        }
-        insert.execute(params![
-            message.id,
-            message.created_at,
-            message.send_at,
-            message.priority,
-            message.envelope_from,
-            message.subject,
-            message.data.len() as i64,
-            message.tokens,
-            message.relay,
-            key.key,
-            message.recipients.len() as i64,
-            key.scope,
-            key.hash,
-            key.index,
-        ])?;
-        insert_body.execute(params![message.id, message.data])?;
-        insert_recipients(
-            tx,
-            &message.id,
-            message.priority,
-            message.send_at,
-            &message.recipients,
+    let mut new = Vec::with_capacity(messages.len());
+    // Keys inserted by this batch, so that a key repeated inside it is known as well.
+    let mut batch_keys: HashMap<(&str, &str, i64), &str> = HashMap::new();
+    {
+        let mut find_key = tx.prepare_cached(
+            "SELECT id, request_hash FROM messages \
+             WHERE idempotency_scope = ?1 AND idempotency_key = ?2 AND idempotency_index = ?3",
         )?;
-        enqueued.push(Enqueued {
-            id: message.id,
-            existing: false,
-        });
+        for (index, message) in messages.iter().enumerate() {
+            let key = KeyColumns::of(request, message, index);
+            if let Some(name) = key.key {
+                if let Some(id) = batch_keys.get(&(key.scope, name, key.index)) {
+                    // Same scope, key and place in the same batch: the same request.
+                    enqueued.push(Enqueued {
+                        id: (*id).to_string(),
+                        existing: true,
+                    });
+                    continue;
+                }
+                let existing: Option<(String, Option<String>)> = find_key
+                    .query_row(params![key.scope, name, key.index], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })
+                    .optional()?;
+                if let Some((id, hash)) = existing {
+                    if hash.as_deref() != key.hash {
+                        return Err(StoreError::IdempotencyConflict {
+                            key: name.to_string(),
+                        });
+                    }
+                    enqueued.push(Enqueued { id, existing: true });
+                    continue;
+                }
+                batch_keys.insert((key.scope, name, key.index), &message.id);
+            }
+            new.push((index, message, key));
+            enqueued.push(Enqueued {
+                id: message.id.clone(),
+                existing: false,
+            });
+        }
+    }
+    for chunk in in_chunks(&new) {
+        insert_message_rows(tx, chunk)?;
+    }
+    let recipients: Vec<RecipientRow<'_>> = new
+        .iter()
+        .flat_map(|(_, m, _)| {
+            m.recipients.iter().map(move |recipient| RecipientRow {
+                message_id: &m.id,
+                priority: m.priority,
+                due: m.send_at,
+                recipient,
+            })
+        })
+        .collect();
+    for chunk in in_chunks(&recipients) {
+        insert_recipient_rows(tx, chunk)?;
     }
     Ok(enqueued)
 }
 
-fn insert_recipients(
-    tx: &Transaction<'_>,
-    message_id: &str,
+/// `rows` cut into slices of [`CHUNK`] rows, then of one row each for the rest: two
+/// statement shapes per table, so the prepared-statement cache keeps them all.
+fn in_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
+    let full = rows.chunks_exact(CHUNK);
+    let rest = full.remainder().chunks(1);
+    full.chain(rest)
+}
+
+/// A recipient row to insert.
+struct RecipientRow<'a> {
+    message_id: &'a str,
     priority: i64,
     due: i64,
-    recipients: &[PreparedRecipient],
-) -> Result<(), StoreError> {
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO recipients (message_id, address, domain, route, priority, state, next_attempt_at, merge) \
-         VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7)",
-    )?;
-    for r in recipients {
-        insert.execute(params![
-            message_id, r.address, r.domain, r.route, priority, due, r.merge
-        ])?;
+    recipient: &'a PreparedRecipient,
+}
+
+/// The SQL of an `INSERT` of `rows` rows, each `row` (a parenthesised list of values).
+fn multi_row_insert(head: &str, row: &str, rows: usize) -> String {
+    let mut sql = String::with_capacity(head.len() + rows * (row.len() + 1));
+    sql.push_str(head);
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(row);
     }
+    sql
+}
+
+/// Inserts the `messages` and `bodies` rows of a slice of new messages, one statement each.
+fn insert_message_rows(
+    tx: &Transaction<'_>,
+    chunk: &[(usize, &PreparedMessage, KeyColumns<'_>)],
+) -> Result<(), StoreError> {
+    let messages = multi_row_insert(
+        "INSERT INTO messages (id, created_at, send_at, priority, envelope_from, subject, size, \
+         tokens, relay, idempotency_key, status, recipient_count, idempotency_scope, request_hash, \
+         idempotency_index) VALUES ",
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+        chunk.len(),
+    );
+    let bodies = multi_row_insert(
+        "INSERT INTO bodies (message_id, data) VALUES ",
+        "(?, ?)",
+        chunk.len(),
+    );
+    let sizes: Vec<i64> = chunk.iter().map(|(_, m, _)| m.data.len() as i64).collect();
+    let counts: Vec<i64> = chunk
+        .iter()
+        .map(|(_, m, _)| m.recipients.len() as i64)
+        .collect();
+    let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 14);
+    for (i, (_, m, key)) in chunk.iter().enumerate() {
+        values.extend_from_slice(&[
+            &m.id as &dyn ToSql,
+            &m.created_at,
+            &m.send_at,
+            &m.priority,
+            &m.envelope_from,
+            &m.subject,
+            &sizes[i],
+            &m.tokens,
+            &m.relay,
+            &key.key,
+            &counts[i],
+            &key.scope,
+            &key.hash,
+            &key.index,
+        ]);
+    }
+    tx.prepare_cached(&messages)?
+        .execute(params_from_iter(values))?;
+    let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 2);
+    for (_, m, _) in chunk {
+        values.extend_from_slice(&[&m.id as &dyn ToSql, &m.data]);
+    }
+    tx.prepare_cached(&bodies)?
+        .execute(params_from_iter(values))?;
+    Ok(())
+}
+
+/// Inserts a slice of recipient rows in one statement.
+fn insert_recipient_rows(
+    tx: &Transaction<'_>,
+    chunk: &[RecipientRow<'_>],
+) -> Result<(), StoreError> {
+    let sql = multi_row_insert(
+        "INSERT INTO recipients (message_id, address, domain, route, priority, state, \
+         next_attempt_at, merge) VALUES ",
+        "(?, ?, ?, ?, ?, 'queued', ?, ?)",
+        chunk.len(),
+    );
+    let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 7);
+    for row in chunk {
+        let r = row.recipient;
+        values.extend_from_slice(&[
+            &row.message_id as &dyn ToSql,
+            &r.address,
+            &r.domain,
+            &r.route,
+            &row.priority,
+            &row.due,
+            &r.merge,
+        ]);
+    }
+    tx.prepare_cached(&sql)?.execute(params_from_iter(values))?;
     Ok(())
 }
 
@@ -116,7 +214,18 @@ pub(super) fn add_recipients(
             id: message_id.to_string(),
         })?;
     let prepared = prepare_recipients(relay.as_deref(), recipients)?;
-    insert_recipients(tx, message_id, priority, send_at, &prepared)?;
+    let rows: Vec<RecipientRow<'_>> = prepared
+        .iter()
+        .map(|recipient| RecipientRow {
+            message_id,
+            priority,
+            due: send_at,
+            recipient,
+        })
+        .collect();
+    for chunk in in_chunks(&rows) {
+        insert_recipient_rows(tx, chunk)?;
+    }
     tx.execute(
         "UPDATE messages SET recipient_count = recipient_count + ?2 WHERE id = ?1",
         params![message_id, prepared.len() as i64],

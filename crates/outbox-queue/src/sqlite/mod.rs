@@ -10,6 +10,7 @@
 
 mod admin;
 mod enqueue;
+mod group;
 pub(crate) mod ledger;
 
 use std::path::{Path, PathBuf};
@@ -44,6 +45,8 @@ struct Inner {
     options: StoreOptions,
     ids: IdGenerator,
     enqueued: Arc<Notify>,
+    /// The producers' writes, committed in groups (see `group`).
+    group: group::GroupCommit,
 }
 
 impl SqliteStore {
@@ -58,11 +61,32 @@ impl SqliteStore {
             .into_iter()
             .map(|m| crate::prepare::prepare_message(m, &self.inner.options, &self.inner.ids, now))
             .collect::<Result<Vec<_>, _>>()?;
-        let enqueued = self
-            .write(move |tx, _| enqueue::insert_messages(tx, prepared, key.as_ref()))
-            .await?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        group::submit(
+            &self.inner,
+            group::Job::Insert {
+                messages: prepared,
+                key,
+                reply,
+            },
+        );
+        let enqueued = answer.await.map_err(|_| group_failed())??;
         self.inner.enqueued.notify_one();
         Ok(enqueued)
+    }
+
+    /// Producer commits so far: concurrent enqueues share one (group commit), so under
+    /// concurrency this stays below the number of requests. For tests and benchmarks.
+    #[doc(hidden)]
+    pub fn producer_commits(&self) -> u64 {
+        self.inner.group.commits()
+    }
+
+    /// Producer requests (enqueues, added recipients) submitted and not answered yet.
+    /// For tests that need requests to pile up behind a held write lock.
+    #[doc(hidden)]
+    pub fn producer_requests_waiting(&self) -> u64 {
+        self.inner.group.waiting()
     }
 
     /// Opens the database at `path` (creating the file and its directory entries'
@@ -80,6 +104,7 @@ impl SqliteStore {
                     options,
                     ids: IdGenerator::new(),
                     enqueued: Arc::new(Notify::new()),
+                    group: group::GroupCommit::new(),
                 }),
             })
         })
@@ -142,6 +167,11 @@ impl SqliteStore {
         .await
         .map_err(|err| StoreError::Worker(err.to_string()))?
     }
+}
+
+/// The error of a producer request whose committer stopped before answering it.
+fn group_failed() -> StoreError {
+    StoreError::Worker("the SQLite group committer stopped before answering".to_string())
 }
 
 /// Opens a connection with the pragmas every connection needs.
@@ -227,10 +257,16 @@ impl Store for SqliteStore {
     ) -> StoreFuture<'a, u64> {
         Box::pin(async move {
             check_id(message_id)?;
-            let id = message_id.to_string();
-            let added = self
-                .write(move |tx, _| enqueue::add_recipients(tx, &id, recipients))
-                .await?;
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            group::submit(
+                &self.inner,
+                group::Job::AddRecipients {
+                    message_id: message_id.to_string(),
+                    recipients,
+                    reply,
+                },
+            );
+            let added = answer.await.map_err(|_| group_failed())??;
             self.inner.enqueued.notify_one();
             Ok(added)
         })
