@@ -24,7 +24,6 @@ use outbox_smtp::server::{
 };
 use submission::Role;
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
 
@@ -85,42 +84,22 @@ pub async fn start(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Opt
     Ok(Some(server))
 }
 
-/// The most messages committed in one transaction by [`QueueSink`].
-const MAX_GROUP: usize = 64;
-
-/// A group stops growing past this many bytes of message data, so a group of large
-/// messages (kept twice while committing, for the one-by-one retry) stays small.
-const MAX_GROUP_BYTES: usize = 1_000_000;
-
 /// The listener's [`MessageSink`]: each accepted message becomes one queued message,
 /// committed before the server answers `250` to the end of DATA.
 ///
-/// Group commit: messages that arrive on other connections while a commit is running wait
-/// for it and are then committed together, in one transaction (`enqueue_batch`), so that
-/// concurrent clients share the cost of each durable commit. Should the group be refused
-/// for a reason that belongs to one message (an invalid address), each message of the
-/// group is retried alone so that only that one is refused.
+/// Group commit happens in the store: messages that arrive on other connections while a
+/// commit is running join the next one (one transaction, a savepoint each), so concurrent
+/// clients share the cost of each durable commit, and a message refused for its own reason
+/// (an invalid address) is refused alone.
 pub struct QueueSink {
-    submissions: mpsc::Sender<Submission>,
+    store: Arc<dyn Store>,
     hostname: String,
 }
 
-/// One message waiting for its commit, and where to send the verdict.
-struct Submission {
-    message: NewMessage,
-    verdict: oneshot::Sender<Result<Option<String>, Reply>>,
-}
-
 impl QueueSink {
-    /// A sink queueing into `store`; `hostname` names this server in `Received:`. Spawns
-    /// the committer task, which ends when the sink is dropped.
+    /// A sink queueing into `store`; `hostname` names this server in `Received:`.
     pub fn new(store: Arc<dyn Store>, hostname: String) -> QueueSink {
-        let (submissions, receiver) = mpsc::channel(MAX_GROUP * 4);
-        tokio::spawn(commit_groups(store, receiver));
-        QueueSink {
-            submissions,
-            hostname,
-        }
+        QueueSink { store, hostname }
     }
 }
 
@@ -143,13 +122,7 @@ impl MessageSink for QueueSink {
                     .collect(),
                 ..NewMessage::default()
             };
-            let (verdict, answer) = oneshot::channel();
-            let unavailable = || Reply::new(451, ["4.3.0 Queue unavailable, try again later"]);
-            self.submissions
-                .send(Submission { message, verdict })
-                .await
-                .map_err(|_| unavailable())?;
-            answer.await.map_err(|_| unavailable())?
+            enqueue_alone(&*self.store, message).await
         })
     }
 
@@ -162,58 +135,7 @@ impl MessageSink for QueueSink {
     }
 }
 
-/// The committer: takes one submission, then whatever else is already waiting (up to
-/// [`MAX_GROUP`]), commits them together and answers each.
-async fn commit_groups(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<Submission>) {
-    while let Some(first) = receiver.recv().await {
-        let mut bytes = first.message.data.len();
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP && bytes < MAX_GROUP_BYTES {
-            match receiver.try_recv() {
-                Ok(next) => {
-                    bytes += next.message.data.len();
-                    group.push(next);
-                }
-                Err(_) => break,
-            }
-        }
-        let (messages, verdicts): (Vec<_>, Vec<_>) = group
-            .into_iter()
-            .map(|submission| (submission.message, submission.verdict))
-            .unzip();
-        if messages.len() == 1 {
-            let message = messages.into_iter().next().expect("one message");
-            let result = enqueue_alone(&*store, message).await;
-            for verdict in verdicts {
-                let _ = verdict.send(result.clone());
-            }
-            continue;
-        }
-        match store.enqueue_batch(messages.clone()).await {
-            Ok(queued) => {
-                for (verdict, queued) in verdicts.into_iter().zip(queued) {
-                    let _ = verdict.send(Ok(Some(queued.id)));
-                }
-            }
-            Err(err) if err.is_permanent() => {
-                // One message spoiled the group: find it by committing each alone.
-                for (message, verdict) in messages.into_iter().zip(verdicts) {
-                    let result = enqueue_alone(&*store, message).await;
-                    let _ = verdict.send(result);
-                }
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, count = verdicts.len(), "SMTP submissions deferred");
-                let reply = refusal(&err);
-                for verdict in verdicts {
-                    let _ = verdict.send(Err(reply.clone()));
-                }
-            }
-        }
-    }
-}
-
-/// One message committed on its own: its id, or the reply that refuses it.
+/// One message committed: its id, or the reply that refuses it.
 async fn enqueue_alone(store: &dyn Store, message: NewMessage) -> Result<Option<String>, Reply> {
     store
         .enqueue(message)
