@@ -23,6 +23,10 @@
 #   bench/recovery.sh                        # N=2000 SIZE=1024 ROUNDS=1, SQLite
 #   OUTBOX_BENCH_DB=postgres bench/recovery.sh
 #   LEASE=20s bench/recovery.sh              # [delivery] lease (default: the engine's own)
+#   REMOTE=1 bench/recovery.sh               # the restarted worker runs under another host
+#       name (unshare --uts), as a worker on another machine would: it cannot see that the
+#       dead process is gone, and resumes its recipients only once their heartbeat is
+#       older than the lease (the path a crashed machine takes)
 #   OUTBOX=path/to/outbox FILL=path/to/fill bench/recovery.sh
 #
 # Output:
@@ -95,7 +99,12 @@ for round in $(seq 1 "$ROUNDS"); do
   rm -f "$slow"
 
   t_restart=$(now)
-  bg_start "$outbox" --config "$tmp/outbox.toml" deliver --until-empty 2>"$tmp/deliver-2.$round.log"
+  if [ -n "${REMOTE:-}" ]; then
+    bg_start unshare --uts sh -c 'hostname "bench-remote-$$" && exec "$@"' sh \
+      "$outbox" --config "$tmp/outbox.toml" deliver --until-empty 2>"$tmp/deliver-2.$round.log"
+  else
+    bg_start "$outbox" --config "$tmp/outbox.toml" deliver --until-empty 2>"$tmp/deliver-2.$round.log"
+  fi
   second=$bg_pid
   t_first="" t_all="" t_empty=""
   deadline=$(awk -v t="$t_restart" -v d="$TIMEOUT" 'BEGIN { printf "%d", t + d }')
@@ -136,7 +145,7 @@ for round in $(seq 1 "$ROUNDS"); do
   since() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
   resumed=$(since "$t_restart" "$t_first")
   results+=("$resumed")
-  echo "round $round recovery ($OUTBOX_BENCH_DB, lease ${LEASE:-default}): $inflight in flight at kill -9 of $N; restart -> first resumed delivery $resumed s (target < 15 s); kill -> first resumed $(since "$t_kill" "$t_first") s; restart -> all in-flight delivered $(since "$t_restart" "$t_all") s; restart -> queue empty $(since "$t_restart" "$t_empty") s; $twice arrived twice"
+  echo "round $round recovery ($OUTBOX_BENCH_DB${REMOTE:+, from another host}, lease ${LEASE:-default}): $inflight in flight at kill -9 of $N; restart -> first resumed delivery $resumed s (target < 15 s); kill -> first resumed $(since "$t_kill" "$t_first") s; restart -> all in-flight delivered $(since "$t_restart" "$t_all") s; restart -> queue empty $(since "$t_restart" "$t_empty") s; $twice arrived twice"
 done
 
 sorted=$(printf '%s\n' "${results[@]}" | sort -n)
