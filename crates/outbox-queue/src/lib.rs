@@ -34,6 +34,7 @@
 
 pub mod engine;
 mod error;
+mod group_commit;
 mod idempotency;
 mod listing;
 mod model;

@@ -17,51 +17,8 @@ use outbox_queue::engine::{
 use outbox_queue::{NewMessage, Outbox, Priority, RecipientState, Store};
 use outbox_smtp::server::{Fault, MemorySink, Server, Stage};
 use outbox_smtp::{ClientConfig, ServerSpec};
+use support::peer::Peer;
 use support::{TestStore, message};
-
-/// An in-process SMTP server recording what it receives.
-struct Peer {
-    server: Server,
-    sink: Arc<MemorySink>,
-}
-
-impl Peer {
-    async fn start(faults: Vec<Fault>) -> Peer {
-        let sink = Arc::new(MemorySink::new());
-        let mut builder = Server::builder().sink(sink.clone());
-        for fault in faults {
-            builder = builder.fault(fault);
-        }
-        let server = builder.bind("127.0.0.1:0").await.expect("bind test server");
-        Peer { server, sink }
-    }
-
-    fn transport(&self) -> Arc<dyn Transport> {
-        let relay = ServerSpec::parse(&self.server.local_addr().to_string()).unwrap();
-        Arc::new(
-            SmtpTransport::new(SmtpTransportConfig {
-                client: ClientConfig::new("outbox.test"),
-                relay: Some(relay),
-                ..SmtpTransportConfig::default()
-            })
-            .unwrap(),
-        )
-    }
-
-    fn subjects(&self) -> Vec<String> {
-        self.sink
-            .messages()
-            .iter()
-            .map(|m| {
-                let text = String::from_utf8_lossy(&m.data);
-                text.lines()
-                    .find_map(|l| l.strip_prefix("Subject: "))
-                    .unwrap_or_default()
-                    .to_string()
-            })
-            .collect()
-    }
-}
 
 /// Counts the connections the engine holds open at once, on the engine's side: the
 /// server's own count lags (a session ends a moment after its client has closed), so on a

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use outbox_queue::engine::{Engine, EngineConfig, RunMode, SmtpTransport, SmtpTransportConfig};
+use outbox_queue::engine::{Engine, EngineConfig, RunMode};
 use outbox_queue::{
     AttemptRecord, Backend, Claimed, Enqueued, ListFilter, ListPage, MessageBody, MessageDetail,
     MessageStatus, MessageSummary, NewMessage, NewRecipient, Outcome, RecipientState, RequestKey,
     RouteFilter, StatusCounts, Store, StoreError, StoreFuture, WorkerInfo,
 };
 use outbox_smtp::server::{Fault, MemorySink, Server, Stage, StaticUsers};
-use outbox_smtp::{ClientConfig, ServerSpec};
+use support::peer::{Peer, relay_transport};
 use support::{TestStore, message};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
@@ -199,43 +199,6 @@ impl Store for FaultyStore {
     }
 }
 
-/// An in-process SMTP server recording what it receives.
-struct Peer {
-    server: Server,
-    sink: Arc<MemorySink>,
-}
-
-impl Peer {
-    async fn start(faults: Vec<Fault>) -> Peer {
-        let sink = Arc::new(MemorySink::new());
-        let mut builder = Server::builder().sink(sink.clone());
-        for fault in faults {
-            builder = builder.fault(fault);
-        }
-        let server = builder.bind("127.0.0.1:0").await.expect("bind test server");
-        Peer { server, sink }
-    }
-
-    fn spec(&self) -> String {
-        self.server.local_addr().to_string()
-    }
-
-    fn received(&self) -> usize {
-        self.sink.messages().len()
-    }
-}
-
-fn transport(relay: &str) -> Arc<SmtpTransport> {
-    Arc::new(
-        SmtpTransport::new(SmtpTransportConfig {
-            client: ClientConfig::new("outbox.test"),
-            relay: Some(ServerSpec::parse(relay).unwrap()),
-            ..SmtpTransportConfig::default()
-        })
-        .unwrap(),
-    )
-}
-
 /// Short leases and retries: fault tests never sleep long.
 fn config(owner: &str) -> EngineConfig {
     EngineConfig {
@@ -250,7 +213,7 @@ fn config(owner: &str) -> EngineConfig {
 
 /// Runs an engine until nothing is left, bounded so a bug fails instead of hanging.
 async fn drain(store: Arc<dyn Store>, relay: String, config: EngineConfig) {
-    let engine = Engine::new(store, transport(&relay), config);
+    let engine = Engine::new(store, relay_transport(&relay), config);
     tokio::time::timeout(
         Duration::from_secs(60),
         engine.run(RunMode::UntilEmpty, std::future::pending()),
@@ -397,7 +360,11 @@ async fn a_live_workers_slow_transaction_is_never_taken(ts: TestStore) {
     })
     .await;
     // Four leases pass while the second worker looks for work.
-    let second = Engine::new(ts.store.clone(), transport(&peer.spec()), config("w2"));
+    let second = Engine::new(
+        ts.store.clone(),
+        relay_transport(&peer.spec()),
+        config("w2"),
+    );
     let _ = tokio::time::timeout(
         Duration::from_millis(2000),
         second.run(RunMode::Forever, std::future::pending()),
@@ -419,7 +386,11 @@ async fn shutdown_during_a_long_transaction_keeps_the_lease(ts: TestStore) {
     .await;
     let ids = enqueue(&ts.store, 1).await;
     let stop = Arc::new(Notify::new());
-    let engine = Engine::new(ts.store.clone(), transport(&peer.spec()), config("w1"));
+    let engine = Engine::new(
+        ts.store.clone(),
+        relay_transport(&peer.spec()),
+        config("w1"),
+    );
     let stopped = stop.clone();
     let first = tokio::spawn(async move {
         engine
@@ -459,7 +430,11 @@ async fn a_crashed_workers_recipients_are_resumed(ts: TestStore) {
         .enable_all()
         .build()
         .unwrap();
-    let engine = Engine::new(ts.store.clone(), transport(&peer.spec()), config("doomed"));
+    let engine = Engine::new(
+        ts.store.clone(),
+        relay_transport(&peer.spec()),
+        config("doomed"),
+    );
     runtime.spawn(async move {
         let _ = engine.run(RunMode::Forever, std::future::pending()).await;
     });
@@ -495,7 +470,7 @@ async fn a_rejected_login_defers_and_never_fails(ts: TestStore) {
     let wrong = format!("smtp://app:wrong@{addr}?starttls=off");
     let engine = Engine::new(
         ts.store.clone(),
-        transport(&wrong),
+        relay_transport(&wrong),
         EngineConfig {
             max_attempts: 1,
             ..config("w1")

@@ -315,6 +315,15 @@ fn http_status(args: &[&str]) -> u16 {
         .unwrap_or(0)
 }
 
+/// Waits (up to 60 s) until `url` answers 200.
+async fn healthy(url: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_status(&[url]) != 200 {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Closes the test database to every connection (existing ones are terminated), or opens
 /// it again: a PostgreSQL outage as `serve` sees it.
 async fn database_outage(url: &str, down: bool) {
@@ -376,11 +385,7 @@ async fn serve_rides_out_a_postgres_outage() {
     serve.stderr(Stdio::null());
     let _serve = Running(serve.spawn().expect("start serve"));
     let health = format!("http://{http}/healthz");
-    let ready = Instant::now() + Duration::from_secs(60);
-    while http_status(&[&health]) != 200 {
-        assert!(Instant::now() < ready, "serve answers /healthz");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    healthy(&health, "serve answers /healthz").await;
 
     let first = ts
         .store
@@ -419,11 +424,7 @@ async fn serve_rides_out_a_postgres_outage() {
     );
 
     database_outage(&ts.url, false).await;
-    let back = Instant::now() + Duration::from_secs(60);
-    while http_status(&[&health]) != 200 {
-        assert!(Instant::now() < back, "serve answers /healthz again");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    healthy(&health, "serve answers /healthz again").await;
     assert_eq!(
         http_status(&[
             "-H",

@@ -16,13 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use deadpool_postgres::{Client, Object, Pool};
-use tokio::sync::oneshot;
 
 use super::enqueue;
 use super::listen::CHANNEL;
 use crate::StoreError;
-use crate::model::{Enqueued, NewRecipient, RequestKey};
-use crate::prepare::PreparedMessage;
+use crate::group_commit::{self, Done, Job};
 
 /// Committers running at once, each on its own pool connection (the pool holds 8; the
 /// engine needs some).
@@ -32,79 +30,6 @@ const MAX_COMMITTERS: usize = 3;
 /// subtransaction ids per transaction, and more would slow every other session's
 /// visibility checks while the transaction runs.
 const MAX_GROUP: usize = 60;
-
-/// One producer request waiting for a group.
-pub(super) enum Job {
-    /// Prepared messages to insert (`enqueue::insert_messages`).
-    Insert {
-        messages: Vec<PreparedMessage>,
-        key: Option<RequestKey>,
-        reply: oneshot::Sender<Result<Vec<Enqueued>, StoreError>>,
-    },
-    /// Recipients to add to a message (`enqueue::add_recipients`).
-    AddRecipients {
-        message_id: String,
-        recipients: Vec<NewRecipient>,
-        reply: oneshot::Sender<Result<u64, StoreError>>,
-    },
-}
-
-/// A job's result, held until its group has committed.
-enum Done {
-    Insert(
-        oneshot::Sender<Result<Vec<Enqueued>, StoreError>>,
-        Result<Vec<Enqueued>, StoreError>,
-    ),
-    /// The reply, the result, and the message the recipients were added to.
-    AddRecipients(
-        oneshot::Sender<Result<u64, StoreError>>,
-        Result<u64, StoreError>,
-        String,
-    ),
-}
-
-impl Done {
-    fn is_ok(&self) -> bool {
-        match self {
-            Done::Insert(_, result) => result.is_ok(),
-            Done::AddRecipients(_, result, _) => result.is_ok(),
-        }
-    }
-
-    /// The id to name in the group's notification, if this job queued something new
-    /// (a message, or recipients of one) that engines should wake for.
-    fn new_id(&self) -> Option<&str> {
-        match self {
-            Done::Insert(_, Ok(enqueued)) => {
-                enqueued.iter().find(|e| !e.existing).map(|e| e.id.as_str())
-            }
-            Done::AddRecipients(_, Ok(added), id) if *added > 0 => Some(id),
-            _ => None,
-        }
-    }
-
-    /// Replaces a success with `error` (its group did not commit).
-    fn fail(self, error: StoreError) -> Done {
-        match self {
-            Done::Insert(reply, Ok(_)) => Done::Insert(reply, Err(error)),
-            Done::AddRecipients(reply, Ok(_), id) => Done::AddRecipients(reply, Err(error), id),
-            failed => failed,
-        }
-    }
-
-    fn send(self) {
-        // A caller that went away no longer wants the answer; the rows are committed
-        // either way.
-        match self {
-            Done::Insert(reply, result) => {
-                let _ = reply.send(result);
-            }
-            Done::AddRecipients(reply, result, _) => {
-                let _ = reply.send(result);
-            }
-        }
-    }
-}
 
 /// The queue of waiting producer requests and the committers' state.
 pub(super) struct GroupCommit {
@@ -316,13 +241,7 @@ async fn run_job(tx: &Client, job: Job) -> Done {
 /// The answers of a group that did not commit: every success so far becomes `error`, and
 /// so does every job not run yet.
 fn fail_all(not_run: Vec<Job>, done: Vec<Done>, error: &StoreError) -> Vec<Done> {
-    let copy = || StoreError::Worker(format!("the group's transaction failed: {error}"));
-    let mut out: Vec<Done> = done.into_iter().map(|d| d.fail(copy())).collect();
-    out.extend(not_run.into_iter().map(|job| match job {
-        Job::Insert { reply, .. } => Done::Insert(reply, Err(copy())),
-        Job::AddRecipients {
-            reply, message_id, ..
-        } => Done::AddRecipients(reply, Err(copy()), message_id),
-    }));
-    out
+    group_commit::fail_all(not_run, done, || {
+        StoreError::Worker(format!("the group's transaction failed: {error}"))
+    })
 }

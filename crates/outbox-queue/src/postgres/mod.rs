@@ -66,7 +66,7 @@ impl PostgresStore {
         group::submit(
             &self.group,
             &self.pool,
-            group::Job::Insert {
+            crate::group_commit::Job::Insert {
                 messages: prepared,
                 key,
                 reply,
@@ -205,7 +205,7 @@ impl Store for PostgresStore {
             group::submit(
                 &self.group,
                 &self.pool,
-                group::Job::AddRecipients {
+                crate::group_commit::Job::AddRecipients {
                     message_id: message_id.to_string(),
                     recipients,
                     reply,

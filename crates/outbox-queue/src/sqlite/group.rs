@@ -16,71 +16,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Transaction, TransactionBehavior};
-use tokio::sync::oneshot;
 
 use super::{Inner, enqueue};
 use crate::StoreError;
-use crate::model::{Enqueued, NewRecipient, RequestKey};
-use crate::prepare::PreparedMessage;
-
-/// One producer request waiting for a group.
-pub(super) enum Job {
-    /// Prepared messages to insert (`enqueue::insert_messages`).
-    Insert {
-        messages: Vec<PreparedMessage>,
-        key: Option<RequestKey>,
-        reply: oneshot::Sender<Result<Vec<Enqueued>, StoreError>>,
-    },
-    /// Recipients to add to a message (`enqueue::add_recipients`).
-    AddRecipients {
-        message_id: String,
-        recipients: Vec<NewRecipient>,
-        reply: oneshot::Sender<Result<u64, StoreError>>,
-    },
-}
-
-/// A job's result, held until its group has committed.
-enum Done {
-    Insert(
-        oneshot::Sender<Result<Vec<Enqueued>, StoreError>>,
-        Result<Vec<Enqueued>, StoreError>,
-    ),
-    AddRecipients(
-        oneshot::Sender<Result<u64, StoreError>>,
-        Result<u64, StoreError>,
-    ),
-}
-
-impl Done {
-    fn is_ok(&self) -> bool {
-        match self {
-            Done::Insert(_, result) => result.is_ok(),
-            Done::AddRecipients(_, result) => result.is_ok(),
-        }
-    }
-
-    /// Replaces a success with `error` (its group did not commit).
-    fn fail(self, error: StoreError) -> Done {
-        match self {
-            Done::Insert(reply, Ok(_)) => Done::Insert(reply, Err(error)),
-            Done::AddRecipients(reply, Ok(_)) => Done::AddRecipients(reply, Err(error)),
-            failed => failed,
-        }
-    }
-
-    fn send(self) {
-        // A caller that went away (its future dropped) no longer wants the answer; the
-        // rows are committed either way.
-        match self {
-            Done::Insert(reply, result) => {
-                let _ = reply.send(result);
-            }
-            Done::AddRecipients(reply, result) => {
-                let _ = reply.send(result);
-            }
-        }
-    }
-}
+use crate::group_commit::{self, Done, Job};
 
 /// The queue of waiting producer requests and the committer's state.
 pub(super) struct GroupCommit {
@@ -233,19 +172,17 @@ fn run_job(tx: &Transaction<'_>, job: Job) -> Done {
             message_id,
             recipients,
             reply,
-        } => Done::AddRecipients(reply, enqueue::add_recipients(tx, &message_id, recipients)),
+        } => {
+            let added = enqueue::add_recipients(tx, &message_id, recipients);
+            Done::AddRecipients(reply, added, message_id)
+        }
     }
 }
 
 /// The answers of a group that did not commit: every success so far becomes `error`, and
 /// so does every job not run yet.
 fn fail_all(not_run: Vec<Job>, done: Vec<Done>, error: &StoreError) -> Vec<Done> {
-    let mut out: Vec<Done> = done.into_iter().map(|d| d.fail(copy(error))).collect();
-    out.extend(not_run.into_iter().map(|job| match job {
-        Job::Insert { reply, .. } => Done::Insert(reply, Err(copy(error))),
-        Job::AddRecipients { reply, .. } => Done::AddRecipients(reply, Err(copy(error))),
-    }));
-    out
+    group_commit::fail_all(not_run, done, || copy(error))
 }
 
 /// The same error for another caller of the group (store errors are not `Clone`): a

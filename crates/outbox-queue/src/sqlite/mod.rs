@@ -64,7 +64,7 @@ impl SqliteStore {
         let (reply, answer) = tokio::sync::oneshot::channel();
         group::submit(
             &self.inner,
-            group::Job::Insert {
+            crate::group_commit::Job::Insert {
                 messages: prepared,
                 key,
                 reply,
@@ -260,7 +260,7 @@ impl Store for SqliteStore {
             let (reply, answer) = tokio::sync::oneshot::channel();
             group::submit(
                 &self.inner,
-                group::Job::AddRecipients {
+                crate::group_commit::Job::AddRecipients {
                     message_id: message_id.to_string(),
                     recipients,
                     reply,

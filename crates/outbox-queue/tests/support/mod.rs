@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod peer;
+
 use std::sync::Arc;
 
 use outbox_queue::{NewMessage, NewRecipient, PostgresStore, SqliteStore, Store, StoreOptions};

@@ -1,0 +1,69 @@
+//! An in-process SMTP server for engine tests (fault injection, what it received), and
+//! the engine's SMTP transport pointed at a relay.
+
+use std::sync::Arc;
+
+use outbox_queue::engine::{SmtpTransport, SmtpTransportConfig, Transport};
+use outbox_smtp::server::{Fault, MemorySink, Server};
+use outbox_smtp::{ClientConfig, ServerSpec};
+
+/// An in-process SMTP server recording what it receives.
+pub struct Peer {
+    pub server: Server,
+    pub sink: Arc<MemorySink>,
+}
+
+impl Peer {
+    /// A server on a free loopback port with these faults.
+    pub async fn start(faults: Vec<Fault>) -> Peer {
+        let sink = Arc::new(MemorySink::new());
+        let mut builder = Server::builder().sink(sink.clone());
+        for fault in faults {
+            builder = builder.fault(fault);
+        }
+        let server = builder.bind("127.0.0.1:0").await.expect("bind test server");
+        Peer { server, sink }
+    }
+
+    /// Its address as a relay spec.
+    pub fn spec(&self) -> String {
+        self.server.local_addr().to_string()
+    }
+
+    /// The engine's transport with this server as the configured relay.
+    pub fn transport(&self) -> Arc<dyn Transport> {
+        relay_transport(&self.spec())
+    }
+
+    /// How many messages it has taken.
+    pub fn received(&self) -> usize {
+        self.sink.messages().len()
+    }
+
+    /// The subjects of the messages it has taken, in order.
+    pub fn subjects(&self) -> Vec<String> {
+        self.sink
+            .messages()
+            .iter()
+            .map(|m| {
+                let text = String::from_utf8_lossy(&m.data);
+                text.lines()
+                    .find_map(|l| l.strip_prefix("Subject: "))
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    }
+}
+
+/// The engine's SMTP transport with `relay` (a server spec) as the configured relay.
+pub fn relay_transport(relay: &str) -> Arc<dyn Transport> {
+    Arc::new(
+        SmtpTransport::new(SmtpTransportConfig {
+            client: ClientConfig::new("outbox.test"),
+            relay: Some(ServerSpec::parse(relay).expect("relay spec")),
+            ..SmtpTransportConfig::default()
+        })
+        .expect("transport"),
+    )
+}
