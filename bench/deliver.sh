@@ -38,19 +38,12 @@ set -euo pipefail
 COUNT=${COUNT:-20000}
 SIZE=${SIZE:-1024}
 ROUNDS=${ROUNDS:-2}
-OUTBOX_BENCH_DB=${OUTBOX_BENCH_DB:-sqlite}
-case "$OUTBOX_BENCH_DB" in
-sqlite | postgres) ;;
-*) echo "deliver.sh: OUTBOX_BENCH_DB is sqlite or postgres, not $OUTBOX_BENCH_DB" >&2; exit 64 ;;
-esac
-
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 tools=(smtp-sink smtp-source python3)
 [ -n "${SKIP_POSTFIX:-}" ] || tools+=(postfix postconf script)
-[ "$OUTBOX_BENCH_DB" = sqlite ] || tools+=(psql)
 [ -z "${PROFILE:-}" ] || tools+=(perf)
-need_tools "${tools[@]}"
+bench_db_and_tools "${tools[@]}"
 build_outbox fill
 
 # outbox_run DB_URL WORKERS [WRAPPER...]: queues COUNT x SIZE into DB_URL, runs WORKERS

@@ -41,6 +41,17 @@ trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
 # Installs the peers (scripts/install-peers.sh) only when one of the named tools is missing.
+# Checks OUTBOX_BENCH_DB (sqlite, the default, or postgres) and the tools the script needs
+# ("$@", plus psql on PostgreSQL), installing missing ones with scripts/install-peers.sh.
+bench_db_and_tools() {
+  OUTBOX_BENCH_DB=${OUTBOX_BENCH_DB:-sqlite}
+  case "$OUTBOX_BENCH_DB" in
+  sqlite) need_tools "$@" ;;
+  postgres) need_tools "$@" psql ;;
+  *) echo "$(basename "$0"): OUTBOX_BENCH_DB is sqlite or postgres, not $OUTBOX_BENCH_DB" >&2; exit 64 ;;
+  esac
+}
+
 need_tools() {
   local tool missing=0
   for tool in "$@"; do

@@ -36,17 +36,10 @@ HIGH=${HIGH:-50}
 SPACING=${SPACING:-0.05}
 IDLE=${IDLE:-20}
 ROUNDS=${ROUNDS:-1}
-OUTBOX_BENCH_DB=${OUTBOX_BENCH_DB:-sqlite}
-case "$OUTBOX_BENCH_DB" in
-sqlite | postgres) ;;
-*) echo "priority.sh: OUTBOX_BENCH_DB is sqlite or postgres, not $OUTBOX_BENCH_DB" >&2; exit 64 ;;
-esac
-
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 tools=(python3)
-[ "$OUTBOX_BENCH_DB" = sqlite ] || tools+=(psql)
-need_tools "${tools[@]}"
+bench_db_and_tools "${tools[@]}"
 # shellcheck disable=SC2119 # no fill needed
 build_outbox
 

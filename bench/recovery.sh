@@ -42,17 +42,10 @@ ROUNDS=${ROUNDS:-1}
 INFLIGHT=${INFLIGHT:-1}
 SETTLE=${SETTLE:-1}
 TIMEOUT=${TIMEOUT:-300}
-OUTBOX_BENCH_DB=${OUTBOX_BENCH_DB:-sqlite}
-case "$OUTBOX_BENCH_DB" in
-sqlite | postgres) ;;
-*) echo "recovery.sh: OUTBOX_BENCH_DB is sqlite or postgres, not $OUTBOX_BENCH_DB" >&2; exit 64 ;;
-esac
-
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 tools=(python3)
-[ "$OUTBOX_BENCH_DB" = sqlite ] || tools+=(psql)
-need_tools "${tools[@]}"
+bench_db_and_tools "${tools[@]}"
 build_outbox fill
 
 lines() { wc -l <"$1"; }
