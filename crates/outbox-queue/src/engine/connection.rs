@@ -135,7 +135,8 @@ pub(crate) async fn run(shared: Arc<Shared>, route: Route) {
 
 /// Settles every waiting unit of a route whose connection could not be set up: loud
 /// (error level, counted), and never a permanent failure unless the destination itself
-/// refuses ([`policy::connect_verdict`]). The route pauses either way.
+/// refuses ([`policy::connect_verdict`]). A route that may work later pauses, so the
+/// messages that arrive meanwhile wait instead of trying it again at once.
 fn connect_failed(
     shared: &Shared,
     route: &Route,
@@ -147,23 +148,25 @@ fn connect_failed(
     shared.metrics.connection_failed();
     let verdict = policy::connect_verdict(route, err);
     let config = &shared.config;
-    let pause = shared.pauses.fail(route, &err.message, at, |failures| {
-        policy::retry_delay(failures, &config.retry_backoff, rand::random::<f64>())
+    let pause = (verdict != Verdict::Permanent).then(|| {
+        shared.pauses.fail(route, &err.message, at, |failures| {
+            policy::retry_delay(failures, &config.retry_backoff, rand::random::<f64>())
+        })
     });
-    match verdict {
-        Verdict::NotAttempted => tracing::error!(%route, error = %err, failures = pause.failures,
-            paused_until = %pause.until, "cannot connect; recipients wait, not failed"),
+    match (&pause, verdict) {
+        (Some(pause), Verdict::NotAttempted) => tracing::error!(%route, error = %err,
+            failures = pause.failures, paused_until = %pause.until,
+            "cannot connect; recipients wait, not failed"),
         _ => tracing::warn!(%route, error = %err, "connection failed"),
     }
     for unit in units {
         for recipient in &unit.recipients {
-            let delivery = if verdict == Verdict::NotAttempted {
-                Delivery::NotAttempted {
+            let delivery = match &pause {
+                Some(pause) if verdict == Verdict::NotAttempted => Delivery::NotAttempted {
                     reply: policy::sanitize_reply(&err.message),
                     next_attempt_at: pause.until,
-                }
-            } else {
-                settle(shared, recipient, verdict, &err.message)
+                },
+                _ => settle(shared, recipient, verdict, &err.message),
             };
             record(shared, &unit, recipient, delivery, None, at, started);
         }
