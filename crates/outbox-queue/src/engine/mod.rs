@@ -178,12 +178,22 @@ impl Shared {
                     .await?
             }
         };
-        let mut missing: Vec<String> = claimed
-            .iter()
-            .filter(|unit| self.bodies.get(&unit.message_id).is_none())
-            .map(|unit| unit.message_id.clone())
-            .collect();
-        missing.dedup();
+        // Bodies for the first units, as many as half the cache holds: more would push
+        // each other out before their transactions run (100 KB messages, 500 claimed).
+        let mut budget = BODY_CACHE_BYTES / 2;
+        let mut missing: Vec<String> = Vec::new();
+        for unit in &claimed {
+            let size = usize::try_from(unit.size).unwrap_or(usize::MAX);
+            if size > budget {
+                break;
+            }
+            if missing.last() != Some(&unit.message_id)
+                && self.bodies.get(&unit.message_id).is_none()
+            {
+                budget -= size;
+                missing.push(unit.message_id.clone());
+            }
+        }
         if !missing.is_empty() {
             match self.store.message_bodies(&missing).await {
                 Ok(bodies) => {
