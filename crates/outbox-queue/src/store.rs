@@ -104,7 +104,7 @@ pub trait Store: Send + Sync {
     fn heartbeat(&self, worker: &WorkerInfo, lease: Duration) -> StoreFuture<'_, ()>;
 
     /// Makes the `sending` recipients of dead workers due again (`deferred` if they had
-    /// attempts, else `queued`; `lease_owner` cleared; `next_attempt_at` now, or kept when
+    /// attempts or a reply — a connection failure that was not an attempt — else `queued`; `lease_owner` cleared; `next_attempt_at` now, or kept when
     /// earlier), deletes the dead workers' rows, and returns how many recipients it
     /// resumed. A worker is dead when its heartbeat is older than its lease (by the
     /// database clock on PostgreSQL), or when it runs on this host (same host key) and
@@ -118,7 +118,7 @@ pub trait Store: Send + Sync {
     fn retire(&self, owner: &str) -> StoreFuture<'_, ()>;
 
     /// Gives leased recipients back without an attempt (a worker shutting down): they are
-    /// due again at `now`. Returns how many were released (only those `owner` still
+    /// due again at `now`, `deferred` if they had attempts or a reply, else `queued`. Returns how many were released (only those `owner` still
     /// held).
     fn release<'a>(
         &'a self,

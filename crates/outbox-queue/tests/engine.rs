@@ -422,14 +422,24 @@ async fn unreachable_relay_defers_without_failing(ts: TestStore) {
             ..config()
         },
     );
-    // Several pauses of the route (backoff 50 ms) pass.
-    let _ = tokio::time::timeout(
-        Duration::from_millis(700),
-        engine.run(RunMode::Forever, std::future::pending()),
-    )
-    .await;
+    // Several pauses of the route (backoff 50 ms) pass, then the engine stops.
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let stopped = stop.clone();
+    let running = engine.run(RunMode::Forever, async move { stopped.notified().await });
+    let metrics = engine.metrics();
+    let watch = async {
+        for _ in 0..600 {
+            if metrics.snapshot().connection_failures >= 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.notify_one();
+    };
+    let (result, ()) = tokio::join!(running, watch);
+    result.unwrap();
     let metrics = engine.metrics().snapshot();
-    assert!(metrics.connection_failures >= 2, "{metrics:?}");
+    assert!(metrics.connection_failures >= 3, "{metrics:?}");
     let detail = store.detail(&id).await.unwrap();
     let recipient = &detail.recipients[0];
     assert_eq!(recipient.state, RecipientState::Deferred);

@@ -468,19 +468,39 @@ async fn a_rejected_login_defers_and_never_fails(ts: TestStore) {
     let addr = server.local_addr();
     let ids = enqueue(&ts.store, 2).await;
     let wrong = format!("smtp://app:wrong@{addr}?starttls=off");
+    // A long pause: the route is not tried again before the engine stops.
     let engine = Engine::new(
         ts.store.clone(),
         relay_transport(&wrong),
         EngineConfig {
             max_attempts: 1,
+            retry_backoff: vec![Duration::from_secs(30)],
             ..config("w1")
         },
     );
-    let _ = tokio::time::timeout(
-        Duration::from_millis(800),
-        engine.run(RunMode::Forever, std::future::pending()),
-    )
-    .await;
+    let stop = Arc::new(Notify::new());
+    let stopped = stop.clone();
+    let running = engine.run(RunMode::Forever, async move { stopped.notified().await });
+    let watch = async {
+        let store = ts.store.clone();
+        let ids = ids.clone();
+        until("both recipients are deferred", || {
+            let store = store.clone();
+            let ids = ids.clone();
+            async move {
+                for id in &ids {
+                    if states(&store, id).await != [RecipientState::Deferred] {
+                        return false;
+                    }
+                }
+                true
+            }
+        })
+        .await;
+        stop.notify_one();
+    };
+    let (result, ()) = tokio::join!(running, watch);
+    result.unwrap();
     let metrics = engine.metrics().snapshot();
     assert!(metrics.connection_failures >= 1, "{metrics:?}");
     assert!(metrics.not_attempted >= 2, "{metrics:?}");
@@ -498,7 +518,14 @@ async fn a_rejected_login_defers_and_never_fails(ts: TestStore) {
         );
     }
     assert!(sink.messages().is_empty());
-    // The password is fixed: the next run delivers both.
+    // The password is fixed and the operator retries them (`outbox queue retry`): the
+    // next run delivers both.
+    for id in &ids {
+        assert_eq!(
+            ts.store.retry(id, OffsetDateTime::now_utc()).await.unwrap(),
+            1
+        );
+    }
     let right = format!("smtp://app:right@{addr}?starttls=off");
     drain(ts.store.clone(), right, config("w2")).await;
     assert_eq!(sink.messages().len(), 2);

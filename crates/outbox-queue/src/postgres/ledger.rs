@@ -170,7 +170,7 @@ pub(super) async fn recover(client: &mut Client) -> Result<u64, StoreError> {
     let gone: Vec<String> = gone_owners(owners.into_iter().zip(pids).collect());
     let resumed = tx
         .execute(
-            "UPDATE recipients SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END, \
+            "UPDATE recipients SET state = CASE WHEN attempts > 0 OR last_reply IS NOT NULL THEN 'deferred' ELSE 'queued' END, \
              lease_owner = NULL, next_attempt_at = LEAST(next_attempt_at, $1) \
              WHERE state = 'sending' AND (lease_owner IS NULL OR lease_owner NOT IN \
                 (SELECT owner FROM workers WHERE heartbeat_at + lease_ms >= $1 \
@@ -204,7 +204,7 @@ pub(super) async fn release(
 ) -> Result<u64, StoreError> {
     Ok(client
         .execute(
-            "UPDATE recipients SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END, \
+            "UPDATE recipients SET state = CASE WHEN attempts > 0 OR last_reply IS NOT NULL THEN 'deferred' ELSE 'queued' END, \
              lease_owner = NULL, next_attempt_at = $3 \
              WHERE id = ANY($1) AND lease_owner = $2 AND state = 'sending'",
             &[&ids, &owner, &to_ms(now)],

@@ -154,7 +154,7 @@ pub(super) fn recover(tx: &Transaction<'_>) -> Result<u64, StoreError> {
     let gone = json(&gone_owners(same_host))?;
     let resumed = tx
         .prepare_cached(
-            "UPDATE recipients SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END, \
+            "UPDATE recipients SET state = CASE WHEN attempts > 0 OR last_reply IS NOT NULL THEN 'deferred' ELSE 'queued' END, \
              lease_owner = NULL, next_attempt_at = MIN(next_attempt_at, ?1) \
              WHERE state = 'sending' AND (lease_owner IS NULL OR lease_owner NOT IN \
                 (SELECT owner FROM workers WHERE heartbeat_at + lease_ms >= ?1 \
@@ -185,7 +185,7 @@ pub(super) fn release(
 ) -> Result<u64, StoreError> {
     let released = tx
         .prepare_cached(
-            "UPDATE recipients SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END, \
+            "UPDATE recipients SET state = CASE WHEN attempts > 0 OR last_reply IS NOT NULL THEN 'deferred' ELSE 'queued' END, \
              lease_owner = NULL, next_attempt_at = ?3 \
              WHERE id IN (SELECT value FROM json_each(?1)) AND lease_owner = ?2 AND state = 'sending'",
         )?
