@@ -20,9 +20,19 @@ fn not_found(id: &str) -> StoreError {
     StoreError::NotFound { id: id.to_string() }
 }
 
-pub(super) async fn message_body(client: &Client, id: &str) -> Result<MessageBody, StoreError> {
+pub(super) async fn message_body(
+    client: &PooledClient,
+    id: &str,
+) -> Result<MessageBody, StoreError> {
+    // On the delivery path (a body the engine did not prefetch): prepared once per
+    // connection, so each read is one round trip.
+    let statement = client
+        .prepare_cached(
+            "SELECT b.data, m.tokens FROM messages m JOIN bodies b ON b.message_id = m.id WHERE m.id = $1",
+        )
+        .await?;
     let row = client
-        .query_opt("SELECT b.data, m.tokens FROM messages m JOIN bodies b ON b.message_id = m.id WHERE m.id = $1", &[&id])
+        .query_opt(&statement, &[&id])
         .await?
         .ok_or_else(|| not_found(id))?;
     Ok(MessageBody {

@@ -301,7 +301,7 @@ impl Store for PostgresStore {
     fn message_body<'a>(&'a self, message_id: &'a str) -> StoreFuture<'a, MessageBody> {
         Box::pin(async move {
             check_id(message_id)?;
-            admin::message_body(&**self.pool.get().await?, message_id).await
+            admin::message_body(&self.pool.get().await?, message_id).await
         })
     }
 
