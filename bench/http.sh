@@ -10,14 +10,14 @@
 #   bench/http.sh                       # C=32 N=20000, 1 round
 #   C=32 N=20000 ROUNDS=2 bench/http.sh
 #   OUTBOX=path/to/outbox bench/http.sh
-#   BACKEND=postgres bench/http.sh      # the queue in a fresh database on PG_URL's server
+#   OUTBOX_BENCH_DB=postgres bench/http.sh   # the queue in a fresh database on PG_URL's server
 #                                       # (created and dropped through psql)
 set -euo pipefail
 
 N=${N:-20000}
 C=${C:-32}
 ROUNDS=${ROUNDS:-1}
-BACKEND=${BACKEND:-sqlite}
+OUTBOX_BENCH_DB=${OUTBOX_BENCH_DB:-${BACKEND:-sqlite}}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 root=$(cd "$(dirname "$0")/.." && pwd)
 if [ -z "${OUTBOX:-}" ]; then
@@ -76,7 +76,7 @@ run() {
   pids+=("$sink_pid")
   http_port=$(free_port)
   local database="sqlite://$dir/outbox.db"
-  if [ "$BACKEND" = postgres ]; then
+  if [ "$OUTBOX_BENCH_DB" = postgres ]; then
     local db=outbox_http_bench_$$_$round
     psql -q -d "$PG_URL" -c "CREATE DATABASE $db" >/dev/null
     pg_dbs+=("$db")
@@ -113,7 +113,7 @@ TOML
   kill "$serve_pid" "$sink_pid"; wait "$serve_pid" "$sink_pid" 2>/dev/null || true
 }
 
-echo "http: $N POSTs of ~1 KB, $C concurrent clients (ab -k), serve on $BACKEND, delivering into smtp-sink"
+echo "http: $N POSTs of ~1 KB, $C concurrent clients (ab -k), serve on $OUTBOX_BENCH_DB, delivering into smtp-sink"
 for round in $(seq 1 "$ROUNDS"); do run "$round"; done
 python3 - "$tmp/rates" <<'PY'
 import statistics, sys
