@@ -15,7 +15,7 @@ use crate::{Claimed, ClaimedRecipient, Delivery, MessageBody, Outcome};
 
 use super::Shared;
 use super::policy::{self, Verdict};
-use super::transport::{Connection, Route, Stage, TransportError};
+use super::transport::{Connection, ErrorStage, Route, TransportError};
 
 /// Runs one connection on `route` until its route has no due work, it has carried
 /// `messages_per_connection` transactions, it breaks, or the worker stops.
@@ -48,7 +48,7 @@ pub(crate) async fn run(shared: Arc<Shared>, route: Route) {
     let refusal = policy::route_refusal(&route, shared.config.allow_program_relay);
     let connected = if let Some(reason) = refusal {
         // Settled below like a connection that failed for good: nothing is started.
-        Err(TransportError::new(Stage::Destination, reason, true))
+        Err(TransportError::new(ErrorStage::Destination, reason, true))
     } else {
         tokio::select! {
             connected = shared.transport.connect(&route) => connected,

@@ -54,7 +54,8 @@ use pause::RoutePauses;
 use ready::{BodyCache, ReadyQueues};
 pub use smtp::{SmtpTransport, SmtpTransportConfig};
 pub use transport::{
-    BoxFuture, Connection, ReplyText, Route, Stage, TransactionReport, Transport, TransportError,
+    BoxFuture, Connection, ErrorStage, ReplyText, Route, TransactionReport, Transport,
+    TransportError,
 };
 
 /// How the engine behaves; the binary fills it from `[delivery]`.

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use crate::Delivery;
 
-use super::transport::{Route, Stage, TransactionReport, TransportError};
+use super::transport::{ErrorStage, Route, TransactionReport, TransportError};
 
 /// What one reply (or failure) means for a recipient, before attempt limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +82,7 @@ pub fn transaction_outcomes(
     result: &Result<TransactionReport, TransportError>,
 ) -> Vec<(Verdict, String)> {
     match result {
-        Err(err) if err.stage == Stage::AfterData => {
+        Err(err) if err.stage == ErrorStage::AfterData => {
             let text = format!(
                 "unknown: the connection failed after the end of data, before the server's reply ({}); \
                  the message may have been delivered, and will be sent again",
@@ -130,14 +130,16 @@ pub fn transaction_outcomes(
 ///   says, like a reply (Postfix's behaviour).
 pub fn connect_verdict(route: &Route, err: &TransportError) -> Verdict {
     match (err.stage, route) {
-        (Stage::Destination, _) => {
+        (ErrorStage::Destination, _) => {
             if err.permanent {
                 Verdict::Permanent
             } else {
                 Verdict::Transient
             }
         }
-        (Stage::Local, _) | (_, Route::Relay(_) | Route::ConfiguredRelay) => Verdict::NotAttempted,
+        (ErrorStage::Local, _) | (_, Route::Relay(_) | Route::ConfiguredRelay) => {
+            Verdict::NotAttempted
+        }
         (_, Route::Mx(_)) => {
             if err.permanent {
                 Verdict::Permanent
@@ -285,7 +287,7 @@ mod tests {
         })
     }
 
-    fn failure(stage: Stage, permanent: bool) -> Result<TransactionReport, TransportError> {
+    fn failure(stage: ErrorStage, permanent: bool) -> Result<TransactionReport, TransportError> {
         Err(TransportError::new(stage, "connection reset", permanent))
     }
 
@@ -364,13 +366,13 @@ mod tests {
             (
                 "dropped before the dot",
                 2,
-                failure(Stage::Transaction, false),
+                failure(ErrorStage::Transaction, false),
                 vec![(Transient, "connection reset"); 2],
             ),
             (
                 "refused MAIL FROM",
                 1,
-                failure(Stage::Transaction, true),
+                failure(ErrorStage::Transaction, true),
                 vec![(Permanent, "connection reset")],
             ),
         ];
@@ -380,7 +382,7 @@ mod tests {
             assert_eq!(got, expected, "{name}");
         }
         // Dropped after the final dot: unknown for everyone, never sent, never failed.
-        let got = transaction_outcomes(3, &failure(Stage::AfterData, false));
+        let got = transaction_outcomes(3, &failure(ErrorStage::AfterData, false));
         assert_eq!(got.len(), 3);
         for (verdict, text) in got {
             assert_eq!(verdict, Unknown);
@@ -399,17 +401,22 @@ mod tests {
         let err = |stage, permanent| TransportError::new(stage, "x", permanent);
         for (route, stage, permanent, verdict) in [
             // A 535 after a rotated password, a refused or timed-out relay, a bad CA file.
-            (&relay, Stage::Connect, true, NotAttempted),
-            (&relay, Stage::Connect, false, NotAttempted),
-            (&Route::ConfiguredRelay, Stage::Connect, true, NotAttempted),
-            (&relay, Stage::Local, true, NotAttempted),
-            (&mx, Stage::Local, true, NotAttempted),
+            (&relay, ErrorStage::Connect, true, NotAttempted),
+            (&relay, ErrorStage::Connect, false, NotAttempted),
+            (
+                &Route::ConfiguredRelay,
+                ErrorStage::Connect,
+                true,
+                NotAttempted,
+            ),
+            (&relay, ErrorStage::Local, true, NotAttempted),
+            (&mx, ErrorStage::Local, true, NotAttempted),
             // MX hosts answer like servers do; the domain's own DNS is final.
-            (&mx, Stage::Connect, false, Transient),
-            (&mx, Stage::Connect, true, Permanent),
-            (&mx, Stage::Destination, true, Permanent),
-            (&mx, Stage::Destination, false, Transient),
-            (&relay, Stage::Destination, true, Permanent),
+            (&mx, ErrorStage::Connect, false, Transient),
+            (&mx, ErrorStage::Connect, true, Permanent),
+            (&mx, ErrorStage::Destination, true, Permanent),
+            (&mx, ErrorStage::Destination, false, Transient),
+            (&relay, ErrorStage::Destination, true, Permanent),
         ] {
             assert_eq!(
                 connect_verdict(route, &err(stage, permanent)),

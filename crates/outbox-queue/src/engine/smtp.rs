@@ -12,8 +12,8 @@ use outbox_smtp::{
 };
 
 use super::transport::{
-    BoxFuture, Connection, ReplyText, Route, Stage, TransactionReport, Transport, TransportError,
-    redact,
+    BoxFuture, Connection, ErrorStage, ReplyText, Route, TransactionReport, Transport,
+    TransportError, redact,
 };
 
 /// What the SMTP transport needs: client settings, the configured relay, the MX port and
@@ -104,9 +104,9 @@ impl SmtpTransport {
             .map_err(|err| {
                 let stage = match &err {
                     // What DNS says about the recipients' domain: it has no mail.
-                    DirectError::Mx(mx) if mx.is_permanent() => Stage::Destination,
+                    DirectError::Mx(mx) if mx.is_permanent() => ErrorStage::Destination,
                     DirectError::Smtp(client) => connect_stage(client),
-                    _ => Stage::Connect,
+                    _ => ErrorStage::Connect,
                 };
                 TransportError::new(stage, err.to_string(), err.is_permanent())
             })?;
@@ -133,7 +133,7 @@ impl Transport for SmtpTransport {
                 Route::Relay(text) => {
                     let spec = ServerSpec::parse(text).map_err(|err| {
                         TransportError::new(
-                            Stage::Local,
+                            ErrorStage::Local,
                             format!("relay {:?}: {err}", redact(text)),
                             true,
                         )
@@ -143,7 +143,7 @@ impl Transport for SmtpTransport {
                 Route::ConfiguredRelay => match &self.relay {
                     Some(spec) => self.connect_spec(spec).await,
                     None => Err(TransportError::new(
-                        Stage::Local,
+                        ErrorStage::Local,
                         "no relay is configured",
                         false,
                     )),
@@ -173,9 +173,9 @@ fn client_error(err: &ClientError, connecting: bool) -> TransportError {
     let stage = if connecting {
         connect_stage(err)
     } else if after_data(err) {
-        Stage::AfterData
+        ErrorStage::AfterData
     } else {
-        Stage::Transaction
+        ErrorStage::Transaction
     };
     TransportError {
         message: err.to_string(),
@@ -186,13 +186,13 @@ fn client_error(err: &ClientError, connecting: bool) -> TransportError {
 }
 
 /// Connection setup errors that are our own configuration, not the server's answer.
-fn connect_stage(err: &ClientError) -> Stage {
+fn connect_stage(err: &ClientError) -> ErrorStage {
     match err {
         ClientError::TlsConfig(_)
         | ClientError::AuthWithoutTls { .. }
         | ClientError::AuthEncoding(_)
-        | ClientError::InvalidInput { .. } => Stage::Local,
-        _ => Stage::Connect,
+        | ClientError::InvalidInput { .. } => ErrorStage::Local,
+        _ => ErrorStage::Connect,
     }
 }
 
@@ -275,7 +275,7 @@ impl Connection for ProgramConnection {
                     message: err.to_string(),
                     permanent: err.is_permanent(),
                     connection_lost: false,
-                    stage: Stage::Transaction,
+                    stage: ErrorStage::Transaction,
                 })?;
             let accepted = ReplyText {
                 code: 250,

@@ -89,18 +89,18 @@ pub struct TransportError {
     pub connection_lost: bool,
     /// Where in the exchange it happened; decides what it means for the recipients
     /// ([`policy::transaction_outcomes`](super::policy::transaction_outcomes)).
-    pub stage: Stage,
+    pub stage: ErrorStage,
 }
 
 /// Where a [`TransportError`] happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
+pub enum ErrorStage {
     /// Our own configuration: a CA file that cannot be read, a relay spec that does not
     /// parse, credentials that would go out in plaintext. Nothing reached a server.
     Local,
     /// Before any transaction: resolving, connecting, greeting, EHLO, TLS, AUTH. Says
     /// nothing about the recipients, except DNS answers about their domain
-    /// ([`Stage::Destination`]).
+    /// ([`ErrorStage::Destination`]).
     Connect,
     /// The recipients' destination itself: their domain does not exist or publishes a null
     /// MX (RFC 7505), or the message's route may not be used (a program relay that is not
@@ -115,7 +115,7 @@ pub enum Stage {
 
 impl TransportError {
     /// A failure at `stage`.
-    pub fn new(stage: Stage, message: impl Into<String>, permanent: bool) -> Self {
+    pub fn new(stage: ErrorStage, message: impl Into<String>, permanent: bool) -> Self {
         TransportError {
             message: message.into(),
             permanent,
