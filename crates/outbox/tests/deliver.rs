@@ -353,7 +353,8 @@ async fn database_outage(url: &str, down: bool) {
 }
 
 /// PostgreSQL goes away while `serve` has a transaction open: the server's 250 arrives
-/// during the outage and is held, `serve` keeps answering HTTP (`/healthz` says 503), and
+/// during the outage and is held, `serve` keeps answering HTTP (`/healthz` says 503, an
+/// enqueue gets 503, `/metrics` shows the engine's store errors), and
 /// once the database is back the held outcome is stored (sent once, not resent) and new
 /// messages are accepted and delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -420,10 +421,29 @@ async fn serve_rides_out_a_postgres_outage() {
             &api,
         ])
     };
+    // /metrics still answers, without the queue gauges, and counts the engine's retries.
+    let metrics = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "5",
+            "-H",
+            &auth,
+            &format!("http://{http}/metrics"),
+        ])
+        .output()
+        .expect("curl runs");
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(metrics.contains("outbox_queue_database_up 0"), "{metrics}");
+    let store_errors = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("outbox_store_errors_total "))
+        .and_then(|n| n.trim().parse::<u64>().ok());
+    assert!(store_errors.is_some_and(|n| n > 0), "{metrics}");
     let refused = post();
-    assert!(
-        (500..600).contains(&refused),
-        "an enqueue during the outage is refused, not hung: {refused}"
+    assert_eq!(
+        refused, 503,
+        "an enqueue during the outage is refused with 503, not hung"
     );
 
     database_outage(&ts.url, false).await;

@@ -114,7 +114,7 @@ pub struct Changed {
         (status = 413, description = "request body over the limit, or message over max_message_size", body = ErrorBody),
         (status = 415, description = "a Content-Type that is not JSON (none, application/json, application/*+json and application/x-www-form-urlencoded are read as JSON)", body = ErrorBody),
         (status = 422, description = "invalid message, not a JSON object, or a `relay` (refused unless [http] allow_relay; `program:` always); `field` names the field", body = ErrorBody),
-        (status = 503, description = "`immediate: true` while every immediate slot (delivery.max_connections) is busy; see `Retry-After`", body = ErrorBody),
+        (status = 503, description = "`immediate: true` while every immediate slot (delivery.max_connections) is busy, or the queue database does not answer (nothing was stored); see `Retry-After`", body = ErrorBody),
     )
 )]
 pub async fn post_message(

@@ -102,6 +102,13 @@ pub fn retry_later(status: StatusCode, seconds: u64, error: impl Into<String>) -
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // `retry_later` sets its own value over this one.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(1),
+            );
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
@@ -129,6 +136,15 @@ impl From<StoreError> for ApiError {
             }
             StoreError::IdempotencyConflict { .. } => {
                 ApiError::field(StatusCode::CONFLICT, "Idempotency-Key", err.to_string())
+            }
+            // The database is busy or unreachable: nothing was stored, and the same
+            // request will work once it answers again.
+            _ if err.is_transient() => {
+                tracing::warn!(error = %err, "HTTP API: the queue database is unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the queue database is unavailable: nothing was stored, try again",
+                )
             }
             _ => ApiError::internal(&err),
         }
@@ -260,9 +276,19 @@ mod tests {
 
     #[test]
     fn store_errors_hide_internals() {
-        let err = ApiError::from(StoreError::Worker("thread panicked at secret.rs".into()));
+        let err = ApiError::from(StoreError::Corrupt {
+            what: "state",
+            detail: "secret.rs".into(),
+        });
         assert_eq!(err.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(err.body.error, "internal error");
+        // A database that does not answer (or a worker thread that failed) is 503: the
+        // client may try again, and learns nothing of the internals.
+        let err = ApiError::from(StoreError::Worker("thread panicked at secret.rs".into()));
+        assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!err.body.error.contains("secret"), "{err:?}");
+        let response = err.into_response();
+        assert_eq!(response.headers()[axum::http::header::RETRY_AFTER], "1");
         let err = ApiError::from(StoreError::TooLarge {
             size: 9_200_000,
             limit: 8_000_000,

@@ -45,9 +45,17 @@ impl ApiMetrics {
     )
 )]
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let counts = state.outbox.store().counts().await?;
+    // While the database does not answer, the engine's counters (its store errors first)
+    // are what an operator needs: they are served without the queue gauges.
+    let counts = match state.outbox.store().counts().await {
+        Ok(counts) => Some(counts),
+        Err(err) => {
+            tracing::warn!(error = %err, "metrics: the queue database does not answer");
+            None
+        }
+    };
     let text = render(
-        &counts,
+        counts.as_ref(),
         &state.metrics.snapshot(),
         state.api_metrics.enqueued(),
     );
@@ -82,20 +90,35 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 /// The exposition text for these values.
-pub fn render(counts: &StatusCounts, engine: &MetricsSnapshot, enqueued: u64) -> String {
+/// `counts` is `None` when the database did not answer: the queue gauges are left out and
+/// `outbox_queue_database_up` is 0.
+pub fn render(counts: Option<&StatusCounts>, engine: &MetricsSnapshot, enqueued: u64) -> String {
     let mut out = String::new();
     family(
         &mut out,
-        "outbox_queue_messages",
+        "outbox_queue_database_up",
         "gauge",
-        "Messages in the queue by status.",
+        "1 when the queue database answered this scrape, else 0.",
     );
-    for (status, n) in [
-        ("queued", counts.queued),
-        ("sent", counts.sent),
-        ("error", counts.error),
-    ] {
-        let _ = writeln!(out, "outbox_queue_messages{{status=\"{status}\"}} {n}");
+    let _ = writeln!(
+        out,
+        "outbox_queue_database_up {}",
+        u8::from(counts.is_some())
+    );
+    if let Some(counts) = counts {
+        family(
+            &mut out,
+            "outbox_queue_messages",
+            "gauge",
+            "Messages in the queue by status.",
+        );
+        for (status, n) in [
+            ("queued", counts.queued),
+            ("sent", counts.sent),
+            ("error", counts.error),
+        ] {
+            let _ = writeln!(out, "outbox_queue_messages{{status=\"{status}\"}} {n}");
+        }
     }
     for (name, help, value) in [
         (
@@ -217,8 +240,13 @@ mod tests {
             store_errors: 3,
             ..MetricsSnapshot::default()
         };
-        let text = render(&counts, &engine, 7);
+        let text = render(Some(&counts), &engine, 7);
+        let down = render(None, &engine, 7);
+        assert!(down.contains("outbox_queue_database_up 0"), "{down}");
+        assert!(!down.contains("outbox_queue_messages"), "{down}");
+        assert!(down.contains("outbox_store_errors_total 3"), "{down}");
         for line in [
+            "outbox_queue_database_up 1",
             "outbox_store_errors_total 3",
             "outbox_connection_failures_total 0",
             "# TYPE outbox_queue_messages gauge",

@@ -35,7 +35,7 @@ use super::{api, metrics};
         metrics::healthz,
     ),
     components(schemas(super::error::ErrorBody)),
-    modifiers(&BearerAuth, &Throttled),
+    modifiers(&BearerAuth, &Throttled, &Unavailable),
     tags(
         (name = "messages", description = "The queue"),
         (name = "operations", description = "Health, metrics, this document"),
@@ -62,35 +62,68 @@ struct Throttled;
 
 impl Modify for Throttled {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-        let response = ResponseBuilder::new()
-            .description(
-                "too many failed tokens from this client address; `Retry-After` says \
-                 how many seconds to wait",
-            )
-            .content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("ErrorBody")))
-                    .build(),
-            )
-            .build();
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for operation in operations.into_iter().flatten() {
-                if operation.security.is_some() {
-                    operation
-                        .responses
-                        .responses
-                        .entry("429".to_string())
-                        .or_insert_with(|| response.clone().into());
-                }
+        add_response(
+            openapi,
+            "429",
+            "too many failed tokens from this client address; `Retry-After` says how many \
+             seconds to wait",
+            |_| true,
+        );
+    }
+}
+
+/// Adds the 503 that every operation on messages can answer while the queue database does
+/// not answer (busy, restarting), so it is written once.
+struct Unavailable;
+
+impl Modify for Unavailable {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        add_response(
+            openapi,
+            "503",
+            "the queue database does not answer (busy, restarting): nothing was stored or \
+             changed; `Retry-After` says when to try again",
+            |path| path.starts_with("/api/v1/messages"),
+        );
+    }
+}
+
+/// Adds a JSON error response with `status` to every operation that needs a token and whose
+/// path passes `paths`, unless the operation documents that status itself.
+fn add_response(
+    openapi: &mut utoipa::openapi::OpenApi,
+    status: &str,
+    description: &str,
+    paths: impl Fn(&str) -> bool,
+) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let response = ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build();
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        if !paths(path) {
+            continue;
+        }
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            if operation.security.is_some() {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| response.clone().into());
             }
         }
     }
@@ -462,6 +495,20 @@ mod tests {
         for status in ["409", "422", "429", "503"] {
             assert!(post[status].is_object(), "POST /api/v1/messages {status}");
         }
+        // 503 while the queue database does not answer, on every message operation.
+        for (path, method) in [
+            ("/api/v1/messages", "get"),
+            ("/api/v1/messages/batch", "post"),
+            ("/api/v1/messages/{id}", "get"),
+            ("/api/v1/messages/{id}", "delete"),
+            ("/api/v1/messages/{id}/retry", "post"),
+        ] {
+            assert!(
+                paths[path][method]["responses"]["503"].is_object(),
+                "{method} {path}"
+            );
+        }
+        assert!(paths["/metrics"]["get"]["responses"].get("503").is_none());
         let batch = &paths["/api/v1/messages/batch"]["post"]["responses"];
         for status in ["200", "409", "429"] {
             assert!(
