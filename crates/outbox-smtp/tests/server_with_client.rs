@@ -146,3 +146,45 @@ async fn starttls_and_auth_with_the_test_ca() {
         untrusted.err()
     );
 }
+
+/// A relay with the usual self-signed certificate (`openssl req -x509`, its own issuer) is
+/// trusted when that very certificate is put in `[tls] ca_file` — webpki alone refuses it
+/// as "CaUsedAsEndEntity". Another self-signed certificate in the file is not enough.
+#[tokio::test]
+async fn a_self_signed_relay_is_trusted_through_its_own_certificate_in_ca_file() {
+    let relay = support::ca::SelfSigned::generate("relay");
+    let tls = server_tls_config_from_files(&relay.cert, &relay.key).unwrap();
+    let server = Server::builder()
+        .tls(tls)
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut required = spec(&server);
+    required.security = Security::RequiredStartTls;
+
+    let trusting = ClientConfig::new("client.test").with_tls(TlsConfig::with_ca_file(&relay.cert));
+    let mut client = SmtpClient::connect(&required, &trusting).await.unwrap();
+    assert!(client.is_tls());
+    assert!(
+        client
+            .send("s@x.test", &["a@y.test"], b"x\r\n")
+            .await
+            .unwrap()
+            .all_sent()
+    );
+    client.quit().await.unwrap();
+
+    for config in [
+        ClientConfig::new("client.test"),
+        ClientConfig::new("client.test").with_tls(TlsConfig::with_ca_file(
+            &support::ca::SelfSigned::generate("other").cert,
+        )),
+    ] {
+        let refused = SmtpClient::connect(&required, &config).await;
+        assert!(
+            matches!(&refused, Err(ClientError::Tls { .. })),
+            "{:?}",
+            refused.err()
+        );
+    }
+}

@@ -110,3 +110,53 @@ impl TestCa {
         self.dir.path()
     }
 }
+
+/// A self-signed server certificate for 127.0.0.1 / localhost, made the way most guides
+/// say (`openssl req -x509`, which marks it a CA too); the directory is deleted on drop.
+pub struct SelfSigned {
+    dir: tempfile::TempDir,
+    /// The certificate (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+}
+
+impl SelfSigned {
+    /// Generates one; `name` tells two apart in a directory listing.
+    pub fn generate(name: &str) -> SelfSigned {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
+        openssl(
+            dir.path(),
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &cert,
+                "-days",
+                "2",
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            ],
+        );
+        SelfSigned {
+            cert: dir.path().join(cert),
+            key: dir.path().join(key),
+            dir,
+        }
+    }
+
+    /// The directory holding the files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
