@@ -32,11 +32,15 @@ pub(crate) async fn run(shared: Arc<Shared>, route: Route) {
         units.extend(shared.ready.take_route(&route));
         for unit in units {
             for recipient in &unit.recipients {
-                let delivery = Delivery::NotAttempted {
-                    reply: policy::sanitize_reply(&pause.reason),
-                    next_attempt_at: pause.until,
-                };
-                record(&shared, &unit, recipient, delivery, None, at, started);
+                record(
+                    &shared,
+                    &unit,
+                    recipient,
+                    pause.not_attempted(),
+                    None,
+                    at,
+                    started,
+                );
             }
         }
         return;
@@ -162,10 +166,7 @@ fn connect_failed(
     for unit in units {
         for recipient in &unit.recipients {
             let delivery = match &pause {
-                Some(pause) if verdict == Verdict::NotAttempted => Delivery::NotAttempted {
-                    reply: policy::sanitize_reply(&err.message),
-                    next_attempt_at: pause.until,
-                },
+                Some(pause) if verdict == Verdict::NotAttempted => pause.not_attempted(),
                 _ => settle(shared, recipient, verdict, &err.message),
             };
             record(shared, &unit, recipient, delivery, None, at, started);

@@ -154,6 +154,12 @@ impl Shared {
         Ok(body)
     }
 
+    /// Counts and logs a failed store step that will be retried.
+    fn store_error(&self, doing: &str, err: &StoreError) {
+        self.metrics.store_error();
+        tracing::warn!(error = %err, "{doing} failed; retrying");
+    }
+
     /// Gives claimed recipients back without an attempt (through the completer, which
     /// does not give up).
     pub fn release(&self, recipients: &[ClaimedRecipient]) {
@@ -352,8 +358,7 @@ async fn dispatch(
                 && let Err(err) = shared.claim(None, limit).await
             {
                 store_failed = true;
-                shared.metrics.store_error();
-                tracing::warn!(error = %err, "claiming due recipients failed; retrying");
+                shared.store_error("claiming due recipients", &err);
             }
             for route in shared.ready.routes_to_open(&open, config.max_connections) {
                 if connections.len() >= config.max_connections {
@@ -375,8 +380,7 @@ async fn dispatch(
                     Ok(false) => {}
                     Err(err) => {
                         store_failed = true;
-                        shared.metrics.store_error();
-                        tracing::warn!(error = %err, "reading the queue failed; retrying");
+                        shared.store_error("reading the queue", &err);
                     }
                 }
             }
@@ -399,8 +403,7 @@ async fn dispatch(
                 Ok(None) => config.poll_interval,
                 Err(err) => {
                     store_failed = true;
-                    shared.metrics.store_error();
-                    tracing::warn!(error = %err, "reading the next due time failed; retrying");
+                    shared.store_error("reading the next due time", &err);
                     config.poll_interval
                 }
             }

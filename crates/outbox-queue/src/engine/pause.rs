@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use crate::Delivery;
+
+use super::policy;
 use super::transport::Route;
 
 /// Why and until when a route waits.
@@ -20,6 +23,17 @@ pub(crate) struct Pause {
     pub until: OffsetDateTime,
     /// Connection failures in a row.
     pub failures: u32,
+}
+
+impl Pause {
+    /// What a recipient of the paused route gets: put back, without an attempt, until
+    /// the pause ends, with the error that started it.
+    pub fn not_attempted(&self) -> Delivery {
+        Delivery::NotAttempted {
+            reply: policy::sanitize_reply(&self.reason),
+            next_attempt_at: self.until,
+        }
+    }
 }
 
 /// The paused routes of this worker.

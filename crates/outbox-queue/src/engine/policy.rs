@@ -38,6 +38,15 @@ impl Verdict {
             _ => Verdict::Permanent,
         }
     }
+
+    /// A failure that is not a reply: permanent or transient as the error says.
+    pub fn of_error(err: &TransportError) -> Verdict {
+        if err.permanent {
+            Verdict::Permanent
+        } else {
+            Verdict::Transient
+        }
+    }
 }
 
 /// Longest reply text stored, in bytes.
@@ -91,12 +100,7 @@ pub fn transaction_outcomes(
             vec![(Verdict::Unknown, text); count]
         }
         Err(err) => {
-            let verdict = if err.permanent {
-                Verdict::Permanent
-            } else {
-                Verdict::Transient
-            };
-            vec![(verdict, err.message.clone()); count]
+            vec![(Verdict::of_error(err), err.message.clone()); count]
         }
         Ok(report) => (0..count)
             .map(|index| match (report.recipients.get(index), &report.data) {
@@ -130,23 +134,11 @@ pub fn transaction_outcomes(
 ///   says, like a reply (Postfix's behaviour).
 pub fn connect_verdict(route: &Route, err: &TransportError) -> Verdict {
     match (err.stage, route) {
-        (ErrorStage::Destination, _) => {
-            if err.permanent {
-                Verdict::Permanent
-            } else {
-                Verdict::Transient
-            }
-        }
+        (ErrorStage::Destination, _) => Verdict::of_error(err),
         (ErrorStage::Local, _) | (_, Route::Relay(_) | Route::ConfiguredRelay) => {
             Verdict::NotAttempted
         }
-        (_, Route::Mx(_)) => {
-            if err.permanent {
-                Verdict::Permanent
-            } else {
-                Verdict::Transient
-            }
-        }
+        (_, Route::Mx(_)) => Verdict::of_error(err),
     }
 }
 
