@@ -30,16 +30,29 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 impl TestCa {
-    /// Generates a CA and a server certificate signed by it.
+    /// Generates a CA and a server certificate signed by it, for 127.0.0.1 and localhost.
     pub fn generate() -> TestCa {
+        TestCa::for_names(&[])
+    }
+
+    /// Generates a CA and a server certificate signed by it, valid for 127.0.0.1,
+    /// localhost and each of `dns_names` (`mx.a.test`, `mta-sts.a.test`, `*.b.test`).
+    pub fn for_names(dns_names: &[&str]) -> TestCa {
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path();
+        let mut alt_names = String::from("IP:127.0.0.1,DNS:localhost");
+        for name in dns_names {
+            alt_names.push_str(",DNS:");
+            alt_names.push_str(name);
+        }
         std::fs::write(
             d.join("server.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\n\
-             basicConstraints=critical,CA:FALSE\n\
-             keyUsage=critical,digitalSignature,keyEncipherment\n\
-             extendedKeyUsage=serverAuth\n",
+            format!(
+                "subjectAltName={alt_names}\n\
+                 basicConstraints=critical,CA:FALSE\n\
+                 keyUsage=critical,digitalSignature,keyEncipherment\n\
+                 extendedKeyUsage=serverAuth\n"
+            ),
         )
         .expect("write server.ext");
         let ec = [
