@@ -71,26 +71,29 @@ pub fn transport(config: &Config) -> anyhow::Result<Arc<SmtpTransport>> {
     Ok(Arc::new(transport))
 }
 
-/// The engine settings from `[delivery]`.
-pub fn engine_config(config: &Config) -> EngineConfig {
+/// The engine settings from `[delivery]` and `[[shaping]]`.
+pub fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
     let delivery = &config.delivery;
-    EngineConfig {
+    Ok(EngineConfig {
         max_connections: delivery.max_connections,
         messages_per_connection: delivery.messages_per_connection,
+        max_message_rate: delivery.max_message_rate.map(|rate| rate.0),
+        max_recipients_per_transaction: delivery.max_recipients_per_transaction,
+        shaping: crate::config::shaping::rules(&config.shaping)?,
         max_attempts: delivery.max_attempts,
         retry_backoff: delivery.retry_backoff(),
         lease: delivery.lease.0,
         relay_configured: delivery.relay.is_some(),
         allow_program_relay: delivery.allow_program_relay,
         ..EngineConfig::default()
-    }
+    })
 }
 
 /// Store, transport and engine settings together.
 pub async fn outbox(config: &Config) -> anyhow::Result<Outbox> {
     let transport = transport(config)?;
     let store = store(config).await?;
-    Ok(Outbox::new(store, transport, engine_config(config)))
+    Ok(Outbox::new(store, transport, engine_config(config)?))
 }
 
 /// Resolves on the first Ctrl-C or SIGTERM: the signal to stop claiming, cancel connections

@@ -20,6 +20,7 @@ pub struct EngineMetrics {
     unknown: AtomicU64,
     not_attempted: AtomicU64,
     connection_failures: AtomicU64,
+    suspensions: AtomicU64,
     store_errors: AtomicU64,
     stale_outcomes: AtomicU64,
     connections_open: AtomicU64,
@@ -45,6 +46,9 @@ pub struct MetricsSnapshot {
     pub not_attempted: u64,
     /// Connections that could not be set up, whatever the reason.
     pub connection_failures: u64,
+    /// Times a destination was suspended because it asked us to slow down (a `421`, a
+    /// reply matching a `[[shaping]] on_reply` pattern).
+    pub suspensions: u64,
     /// Store operations that failed (and were retried).
     pub store_errors: u64,
     /// Outcomes the store did not apply because another worker had claimed the recipient
@@ -90,6 +94,10 @@ impl EngineMetrics {
         self.connection_failures.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn suspension(&self) {
+        self.suspensions.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn store_error(&self) {
         self.store_errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -129,6 +137,7 @@ impl EngineMetrics {
             unknown: load(&self.unknown),
             not_attempted: load(&self.not_attempted),
             connection_failures: load(&self.connection_failures),
+            suspensions: load(&self.suspensions),
             store_errors: load(&self.store_errors),
             stale_outcomes: load(&self.stale_outcomes),
             connections_open: load(&self.connections_open),

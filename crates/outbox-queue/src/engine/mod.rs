@@ -22,7 +22,11 @@
 //!   ([`policy::transaction_outcomes`], [`policy::connect_verdict`]): sent only on a 2xx to
 //!   end-of-data, `unknown` (retried) when the connection died after the final dot;
 //! - a route whose connection cannot be set up pauses ([`pause`]); on a relay route its
-//!   recipients wait without using up attempts.
+//!   recipients wait without using up attempts;
+//! - connections, rates and transactions are shaped per destination — the set of MX hosts
+//!   a route reaches ([`shaping`]) — and shared fairly: a destination whose connections
+//!   stall holds only its share of the slots while others wait, and a destination that
+//!   answers "slow down" is suspended as a whole.
 
 mod completer;
 mod connection;
@@ -31,6 +35,7 @@ pub mod metrics;
 mod pause;
 pub mod policy;
 mod ready;
+pub mod shaping;
 mod smtp;
 pub mod transport;
 
@@ -48,10 +53,12 @@ use crate::{
 };
 
 use completer::Completer;
+use connection::Ticket;
 use liveness::Liveness;
 pub use metrics::{EngineMetrics, MetricsSnapshot};
-use pause::RoutePauses;
+use pause::{Pauses, RoutePauses};
 use ready::{BodyCache, ReadyQueues};
+use shaping::{Candidate, DestinationKey, Destinations, Limits, Rate, Shaping, ShapingRule};
 pub use smtp::{SmtpTransport, SmtpTransportConfig};
 pub use transport::{
     BoxFuture, Connection, ErrorStage, ReplyText, Route, TransactionReport, Transport,
@@ -63,10 +70,19 @@ pub use transport::{
 pub struct EngineConfig {
     /// This worker's name in leases; unique among workers sharing a database.
     pub owner: String,
-    /// Connections open at once (the seed's five).
+    /// Connections open at once (the seed's five), in total; also each destination's
+    /// default limit.
     pub max_connections: usize,
-    /// Transactions per connection before it closes (the seed's 100).
+    /// Transactions per connection before it closes (the seed's 100), unless a shaping
+    /// rule says otherwise.
     pub messages_per_connection: usize,
+    /// Messages per unit of time to one destination, unless a shaping rule says
+    /// otherwise; `None`: no limit.
+    pub max_message_rate: Option<Rate>,
+    /// Recipients in one transaction, unless a shaping rule says otherwise.
+    pub max_recipients_per_transaction: usize,
+    /// `[[shaping]]`: per-destination overrides, first match wins.
+    pub shaping: Vec<ShapingRule>,
     /// A recipient fails after this many attempts.
     pub max_attempts: u32,
     /// Waits after each temporary failure; the last repeats.
@@ -84,12 +100,30 @@ pub struct EngineConfig {
     pub allow_program_relay: bool,
 }
 
+impl EngineConfig {
+    /// The shaping configuration: defaults from these settings, then the rules.
+    pub fn shaping(&self) -> Shaping {
+        Shaping {
+            defaults: Limits {
+                max_connections: self.max_connections,
+                messages_per_connection: self.messages_per_connection,
+                max_message_rate: self.max_message_rate,
+                max_recipients_per_transaction: self.max_recipients_per_transaction,
+            },
+            rules: self.shaping.clone(),
+        }
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             owner: default_owner(),
             max_connections: 5,
             messages_per_connection: 100,
+            max_message_rate: None,
+            max_recipients_per_transaction: Limits::default().max_recipients_per_transaction,
+            shaping: Vec::new(),
             max_attempts: 10,
             retry_backoff: [60, 300, 900, 3600, 14400]
                 .into_iter()
@@ -132,6 +166,8 @@ pub(crate) struct Shared {
     pub config: EngineConfig,
     pub ready: ReadyQueues,
     pub pauses: RoutePauses,
+    pub destinations: Arc<Destinations>,
+    pub suspensions: Arc<Pauses<DestinationKey>>,
     pub liveness: Arc<Liveness>,
     pub completer: Completer,
     pub metrics: Arc<EngineMetrics>,
@@ -239,6 +275,21 @@ pub struct Engine {
     transport: Arc<dyn Transport>,
     config: EngineConfig,
     metrics: Arc<EngineMetrics>,
+    suspensions: Arc<Pauses<DestinationKey>>,
+}
+
+/// A destination that asked us to slow down, and until when its recipients wait.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Suspension {
+    /// The destination (`mx HOST,HOST`, `mx *.SUFFIX`, `domain D`, `relay SPEC`).
+    pub destination: String,
+    /// The reply that suspended it.
+    pub reason: String,
+    /// When the suspension ends (RFC 3339).
+    #[serde(serialize_with = "crate::timefmt::serialize")]
+    pub until: OffsetDateTime,
+    /// Slow-down replies in a row.
+    pub times: u32,
 }
 
 impl Engine {
@@ -249,7 +300,18 @@ impl Engine {
             transport,
             config,
             metrics: Arc::new(EngineMetrics::default()),
+            suspensions: Arc::default(),
         }
+    }
+
+    /// Destinations suspended now, soonest end first: for the admin page.
+    pub fn suspensions(&self) -> Vec<Suspension> {
+        self.suspensions_handle().list()
+    }
+
+    /// A handle that reads [`Engine::suspensions`] while the engine runs.
+    pub fn suspensions_handle(&self) -> SuspensionsHandle {
+        SuspensionsHandle(self.suspensions.clone())
     }
 
     /// The engine's counters (shared; they keep counting while it runs).
@@ -293,6 +355,8 @@ impl Engine {
             config: self.config.clone(),
             ready: ReadyQueues::default(),
             pauses: RoutePauses::default(),
+            destinations: Arc::new(Destinations::new(self.config.shaping())),
+            suspensions: self.suspensions.clone(),
             liveness,
             completer,
             metrics: self.metrics.clone(),
@@ -318,6 +382,29 @@ impl Engine {
     }
 }
 
+/// Reads the suspended destinations of a running engine ([`Engine::suspensions_handle`]).
+#[derive(Clone)]
+pub struct SuspensionsHandle(Arc<Pauses<DestinationKey>>);
+
+impl SuspensionsHandle {
+    /// Destinations suspended now, soonest end first.
+    pub fn list(&self) -> Vec<Suspension> {
+        let mut list: Vec<Suspension> = self
+            .0
+            .all_active(OffsetDateTime::now_utc())
+            .into_iter()
+            .map(|(key, pause)| Suspension {
+                destination: key.0,
+                reason: pause.reason,
+                until: pause.until,
+                times: pause.failures,
+            })
+            .collect();
+        list.sort_by(|a, b| (a.until, &a.destination).cmp(&(b.until, &b.destination)));
+        list
+    }
+}
+
 async fn dispatch(
     shared: &Arc<Shared>,
     mode: RunMode,
@@ -327,8 +414,7 @@ async fn dispatch(
     let config = &shared.config;
     let enqueued = shared.store.enqueued();
     let mut connections: JoinSet<()> = JoinSet::new();
-    let mut open: HashMap<Route, usize> = HashMap::new();
-    let mut by_task = HashMap::new();
+    let mut by_task: HashMap<tokio::task::Id, Arc<Ticket>> = HashMap::new();
     tokio::pin!(shutdown);
     let mut stopping = false;
     let mut store_pause = Duration::ZERO;
@@ -360,14 +446,7 @@ async fn dispatch(
                 store_failed = true;
                 shared.store_error("claiming due recipients", &err);
             }
-            for route in shared.ready.routes_to_open(&open, config.max_connections) {
-                if connections.len() >= config.max_connections {
-                    break;
-                }
-                *open.entry(route.clone()).or_default() += 1;
-                let handle = connections.spawn(connection::run(shared.clone(), route.clone()));
-                by_task.insert(handle.id(), route);
-            }
+            open_connections(shared, &mut connections, &mut by_task);
         }
         if connections.is_empty() {
             if stopping {
@@ -424,13 +503,8 @@ async fn dispatch(
                     }
                     None => None,
                 };
-                if let Some(route) = id.and_then(|id| by_task.remove(&id))
-                    && let Some(count) = open.get_mut(&route)
-                {
-                    *count -= 1;
-                    if *count == 0 {
-                        open.remove(&route);
-                    }
+                if let Some(id) = id {
+                    by_task.remove(&id);
                 }
             }
             _ = enqueued.notified(), if !stopping && !store_failed => woken_by_enqueue = true,
@@ -440,6 +514,72 @@ async fn dispatch(
                 stopping = true;
                 let _ = stop_tx.send(true);
             }
+        }
+    }
+}
+
+/// Opens connections for the waiting routes, shared fairly across destinations
+/// ([`shaping::plan`]); with every slot taken, asks one connection of a destination over
+/// its share to give its slot back when another destination has none
+/// ([`shaping::over_share`]).
+fn open_connections(
+    shared: &Arc<Shared>,
+    connections: &mut JoinSet<()>,
+    by_task: &mut HashMap<tokio::task::Id, Arc<Ticket>>,
+) {
+    let max = shared.config.max_connections;
+    let mut per_route: HashMap<&Route, usize> = HashMap::new();
+    let mut open: HashMap<DestinationKey, usize> = HashMap::new();
+    for ticket in by_task.values() {
+        *per_route.entry(&ticket.route).or_default() += 1;
+        *open.entry(ticket.key()).or_default() += 1;
+    }
+    let candidates: Vec<Candidate> = shared
+        .ready
+        .waiting()
+        .into_iter()
+        .filter_map(|(route, units)| {
+            let already = per_route.get(&route).copied().unwrap_or(0);
+            let wanted = units.min(max).saturating_sub(already);
+            (wanted > 0).then(|| Candidate {
+                destination: shared.destinations.known(&route),
+                route,
+                wanted,
+            })
+        })
+        .collect();
+    let free = max.saturating_sub(connections.len());
+    for route in shaping::plan(&candidates, &open, free, max) {
+        let ticket = Ticket::new(route);
+        let handle = connections.spawn(connection::run(shared.clone(), ticket.clone()));
+        by_task.insert(handle.id(), ticket);
+    }
+    if connections.len() < max || by_task.values().any(|ticket| ticket.yielding()) {
+        return;
+    }
+    // Every slot is taken: a destination with waiting work and no connection at all gets
+    // one from the destination holding the most beyond its share — a connection still
+    // being set up if there is one (it is cancelled), else one that closes after its
+    // current transaction.
+    let starving: Vec<Candidate> = candidates
+        .into_iter()
+        .filter(|candidate| {
+            candidate.destination.as_ref().is_none_or(|d| {
+                shared
+                    .suspensions
+                    .active(&d.key, OffsetDateTime::now_utc())
+                    .is_none()
+            })
+        })
+        .collect();
+    if let Some(key) = shaping::over_share(&starving, &open, max) {
+        let victim = by_task
+            .values()
+            .filter(|ticket| ticket.key() == key)
+            .min_by_key(|ticket| ticket.connected());
+        if let Some(ticket) = victim {
+            tracing::debug!(destination = %key, route = %ticket.route, "asking a connection to yield its slot");
+            ticket.request_yield();
         }
     }
 }

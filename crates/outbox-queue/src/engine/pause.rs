@@ -1,9 +1,12 @@
 //! Routes whose connection could not be set up wait before the next try: a relay that
 //! rejects our login or refuses connections is not asked again for every new message.
 //! The pause grows with consecutive failures along the retry schedule, and ends at the
-//! first connection that succeeds.
+//! first connection that succeeds. Destinations that tell us to slow down (a `421`, a
+//! reply matching a `[[shaping]] on_reply` pattern) are suspended the same way
+//! ([`super::shaping`]), keyed by destination instead of route.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -36,19 +39,29 @@ impl Pause {
     }
 }
 
-/// The paused routes of this worker.
-#[derive(Default)]
-pub(crate) struct RoutePauses {
-    inner: Mutex<HashMap<Route, Pause>>,
+/// The paused routes (or suspended destinations) of this worker.
+pub(crate) struct Pauses<K> {
+    inner: Mutex<HashMap<K, Pause>>,
 }
 
-impl RoutePauses {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Route, Pause>> {
+/// Routes whose connections failed.
+pub(crate) type RoutePauses = Pauses<Route>;
+
+impl<K> Default for Pauses<K> {
+    fn default() -> Self {
+        Pauses {
+            inner: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone> Pauses<K> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Pause>> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The route's pause, when it has one that has not ended at `now`.
-    pub fn active(&self, route: &Route, now: OffsetDateTime) -> Option<Pause> {
+    /// The key's pause, when it has one that has not ended at `now`.
+    pub fn active(&self, route: &K, now: OffsetDateTime) -> Option<Pause> {
         self.lock()
             .get(route)
             .filter(|pause| pause.until > now)
@@ -58,7 +71,7 @@ impl RoutePauses {
     /// Records one more failure in a row; `delay` picks the pause from the failure count.
     pub fn fail(
         &self,
-        route: &Route,
+        route: &K,
         reason: &str,
         now: OffsetDateTime,
         delay: impl FnOnce(u32) -> Duration,
@@ -75,8 +88,17 @@ impl RoutePauses {
     }
 
     /// A connection on the route succeeded: no more pause.
-    pub fn clear(&self, route: &Route) {
+    pub fn clear(&self, route: &K) {
         self.lock().remove(route);
+    }
+
+    /// Every pause that has not ended at `now`, for the admin view.
+    pub fn all_active(&self, now: OffsetDateTime) -> Vec<(K, Pause)> {
+        self.lock()
+            .iter()
+            .filter(|(_, pause)| pause.until > now)
+            .map(|(key, pause)| (key.clone(), pause.clone()))
+            .collect()
     }
 }
 

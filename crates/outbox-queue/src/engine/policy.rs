@@ -122,6 +122,27 @@ pub fn transaction_outcomes(
     }
 }
 
+/// Which recipients of a transaction go in the next one instead of being settled: those
+/// refused with `452` (RFC 5321 §4.5.3.1.10: "too many recipients") when the server took
+/// the message for others of the transaction. A 452 to every recipient, or a message the
+/// server did not take, is an ordinary temporary failure: trying again on the same
+/// connection would only repeat it.
+pub fn carry_over(report: &TransactionReport) -> Vec<bool> {
+    let delivered = report
+        .data
+        .as_ref()
+        .is_some_and(|data| (200..300).contains(&data.code))
+        && report
+            .recipients
+            .iter()
+            .any(|rcpt| (200..300).contains(&rcpt.code));
+    report
+        .recipients
+        .iter()
+        .map(|rcpt| delivered && rcpt.code == 452)
+        .collect()
+}
+
 /// What a failure to set up a connection means for every recipient waiting for `route`.
 ///
 /// - Our own configuration (TLS files, a route that cannot be used) and anything on a
@@ -226,6 +247,37 @@ pub fn route_refusal(route: &Route, allow_program_relay: bool) -> Option<&'stati
 mod tests {
     use super::super::transport::ReplyText;
     use super::*;
+
+    #[test]
+    fn recipients_refused_as_too_many_go_in_the_next_transaction() {
+        let reply = |code: u16| ReplyText {
+            code,
+            text: format!("{code} x"),
+        };
+        let report = |codes: &[u16], data: Option<u16>| TransactionReport {
+            recipients: codes.iter().map(|code| reply(*code)).collect(),
+            data: data.map(reply),
+        };
+        assert_eq!(
+            carry_over(&report(&[250, 250, 452, 452], Some(250))),
+            [false, false, true, true]
+        );
+        assert_eq!(
+            carry_over(&report(&[452, 452], None)),
+            [false, false],
+            "none taken"
+        );
+        assert_eq!(
+            carry_over(&report(&[250, 452], Some(451))),
+            [false, false],
+            "message refused"
+        );
+        assert_eq!(
+            carry_over(&report(&[250, 451, 550], Some(250))),
+            [false, false, false],
+            "only 452"
+        );
+    }
 
     #[test]
     fn program_relays_on_a_message_need_the_opt_in() {

@@ -73,26 +73,23 @@ impl ReadyQueues {
         self.lock().drain().flat_map(|(_, queue)| queue).collect()
     }
 
-    /// Connections worth opening, best route first (by the priority of its best unit,
-    /// then its age: message ids sort by time). A route wants one connection per waiting
-    /// unit, up to `max_per_route`, minus those it has open already.
-    pub fn routes_to_open(&self, open: &HashMap<Route, usize>, max_per_route: usize) -> Vec<Route> {
+    /// The routes with waiting units, best first (by the priority of its best unit, then
+    /// its age: message ids sort by time), with how many units each has.
+    pub fn waiting(&self) -> Vec<(Route, usize)> {
         let queues = self.lock();
-        let mut wanted: Vec<(Priority, &str, &Route, usize)> = queues
+        let mut waiting: Vec<(Priority, &str, &Route, usize)> = queues
             .iter()
             .filter_map(|(route, queue)| {
                 let best = queue
                     .iter()
                     .min_by(|a, b| (a.priority, &a.message_id).cmp(&(b.priority, &b.message_id)))?;
-                let already = open.get(route).copied().unwrap_or(0);
-                let extra = queue.len().min(max_per_route).saturating_sub(already);
-                (extra > 0).then_some((best.priority, best.message_id.as_str(), route, extra))
+                Some((best.priority, best.message_id.as_str(), route, queue.len()))
             })
             .collect();
-        wanted.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        wanted
+        waiting.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        waiting
             .into_iter()
-            .flat_map(|(_, _, route, extra)| std::iter::repeat_n(route.clone(), extra))
+            .map(|(_, _, route, units)| (route.clone(), units))
             .collect()
     }
 

@@ -109,6 +109,7 @@ impl SmtpTransport {
                     _ => ErrorStage::Connect,
                 };
                 TransportError::new(stage, err.to_string(), err.is_permanent())
+                    .with_reply(err.reply().map(reply_text))
             })?;
         let host = format!(
             "{}[{}]:{}",
@@ -124,6 +125,16 @@ impl SmtpTransport {
 }
 
 impl Transport for SmtpTransport {
+    fn mx_hosts<'a>(&'a self, route: &'a Route) -> BoxFuture<'a, Option<Vec<String>>> {
+        Box::pin(async move {
+            let Route::Mx(domain) = route else {
+                return None;
+            };
+            let hosts = self.resolver.mx_hosts(domain).await.ok()?;
+            Some(hosts.into_iter().map(|host| host.host).collect())
+        })
+    }
+
     fn connect<'a>(
         &'a self,
         route: &'a Route,
@@ -182,6 +193,7 @@ fn client_error(err: &ClientError, connecting: bool) -> TransportError {
         permanent: err.is_permanent(),
         connection_lost: !usable,
         stage,
+        reply: err.reply().map(reply_text),
     }
 }
 
@@ -276,6 +288,7 @@ impl Connection for ProgramConnection {
                     permanent: err.is_permanent(),
                     connection_lost: false,
                     stage: ErrorStage::Transaction,
+                    reply: None,
                 })?;
             let accepted = ReplyText {
                 code: 250,

@@ -90,6 +90,9 @@ pub struct TransportError {
     /// Where in the exchange it happened; decides what it means for the recipients
     /// ([`policy::transaction_outcomes`](super::policy::transaction_outcomes)).
     pub stage: ErrorStage,
+    /// The server's reply behind the failure, when there was one (a `421` greeting, a
+    /// refused MAIL FROM): a reply that says "slow down" suspends the destination.
+    pub reply: Option<ReplyText>,
 }
 
 /// Where a [`TransportError`] happened.
@@ -121,7 +124,14 @@ impl TransportError {
             permanent,
             connection_lost: true,
             stage,
+            reply: None,
         }
+    }
+
+    /// The same error, carrying the server's reply behind it.
+    pub fn with_reply(mut self, reply: Option<ReplyText>) -> Self {
+        self.reply = reply;
+        self
     }
 }
 
@@ -133,6 +143,14 @@ impl fmt::Display for TransportError {
 
 /// Opens connections.
 pub trait Transport: Send + Sync + 'static {
+    /// The MX host names a route reaches, for grouping routes into destinations
+    /// ([`super::shaping`]): domains with the same hosts share one budget. `None` when the
+    /// route is not an MX route or its hosts cannot be found now; the default.
+    fn mx_hosts<'a>(&'a self, route: &'a Route) -> BoxFuture<'a, Option<Vec<String>>> {
+        let _ = route;
+        Box::pin(async { None })
+    }
+
     /// Connects (and greets, starts TLS, authenticates) for this route.
     fn connect<'a>(
         &'a self,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use outbox_queue::engine::{SmtpTransport, SmtpTransportConfig, Transport};
-use outbox_smtp::server::{Fault, MemorySink, Server};
+use outbox_smtp::server::{Fault, MemorySink, Server, ServerBuilder};
 use outbox_smtp::{ClientConfig, ServerSpec};
 
 /// An in-process SMTP server recording what it receives.
@@ -16,13 +16,30 @@ pub struct Peer {
 impl Peer {
     /// A server on a free loopback port with these faults.
     pub async fn start(faults: Vec<Fault>) -> Peer {
+        Peer::start_on("127.0.0.1:0", Server::builder(), faults).await
+    }
+
+    /// A server built by `builder` at `address` (`127.0.0.3:PORT`: several MX hosts of
+    /// one test share a port on different loopback addresses) with these faults.
+    pub async fn start_on(address: &str, builder: ServerBuilder, faults: Vec<Fault>) -> Peer {
+        Peer::try_start_on(address, builder, faults)
+            .await
+            .expect("bind test server")
+    }
+
+    /// [`Peer::start_on`], or `None` when the address cannot be bound (a port taken).
+    pub async fn try_start_on(
+        address: &str,
+        builder: ServerBuilder,
+        faults: Vec<Fault>,
+    ) -> Option<Peer> {
         let sink = Arc::new(MemorySink::new());
-        let mut builder = Server::builder().sink(sink.clone());
+        let mut builder = builder.sink(sink.clone());
         for fault in faults {
             builder = builder.fault(fault);
         }
-        let server = builder.bind("127.0.0.1:0").await.expect("bind test server");
-        Peer { server, sink }
+        let server = builder.bind(address).await.ok()?;
+        Some(Peer { server, sink })
     }
 
     /// Its address as a relay spec.

@@ -19,6 +19,8 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("delivery", "relay", Kind::Text),
     ("delivery", "max_connections", Kind::Integer),
     ("delivery", "messages_per_connection", Kind::Integer),
+    ("delivery", "max_message_rate", Kind::Text),
+    ("delivery", "max_recipients_per_transaction", Kind::Integer),
     ("delivery", "max_attempts", Kind::Integer),
     ("delivery", "retry_backoff", Kind::List),
     ("delivery", "max_message_size", Kind::Text),
@@ -210,6 +212,7 @@ mod tests {
                 (_, "listen") => "127.0.0.1:1",
                 ("delivery", "connect_timeout" | "command_timeout" | "lease") => "5s",
                 ("delivery", "max_message_size") => "1MB",
+                ("delivery", "max_message_rate") => "20/s",
                 _ => samples(kind),
             };
             apply(&mut table, vars(&[(&var_name(section, key), value)])).unwrap();

@@ -6,6 +6,7 @@
 
 mod env;
 mod secrets;
+pub mod shaping;
 pub mod units;
 
 use std::collections::BTreeMap;
@@ -33,6 +34,8 @@ pub struct Config {
     pub http: HttpConfig,
     pub smtp_listener: SmtpListenerConfig,
     pub sendmail: SendmailConfig,
+    /// `[[shaping]]`: per-destination limits, first match wins.
+    pub shaping: Vec<shaping::ShapingEntry>,
 }
 
 impl Default for Config {
@@ -45,6 +48,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             smtp_listener: SmtpListenerConfig::default(),
             sendmail: SendmailConfig::default(),
+            shaping: Vec::new(),
         }
     }
 }
@@ -55,10 +59,15 @@ impl Default for Config {
 pub struct DeliveryConfig {
     /// A server spec every message goes through; absent: direct MX delivery.
     pub relay: Option<String>,
-    /// Outgoing SMTP connections open at once (the seed's five).
+    /// Outgoing SMTP connections open at once (the seed's five), in total; also each
+    /// destination's limit unless a `[[shaping]]` entry says otherwise.
     pub max_connections: usize,
     /// Transactions on one connection before it is closed (the seed's 100).
     pub messages_per_connection: usize,
+    /// Messages per unit of time to one destination (`"20/s"`); absent: no limit.
+    pub max_message_rate: Option<shaping::RateSetting>,
+    /// Recipients in one SMTP transaction; more go in the next one.
+    pub max_recipients_per_transaction: usize,
     /// Attempts before a recipient fails ("cancelled" in the seed's words).
     pub max_attempts: u32,
     /// Waits between attempts; the last one repeats.
@@ -85,6 +94,8 @@ impl Default for DeliveryConfig {
             relay: None,
             max_connections: 5,
             messages_per_connection: 100,
+            max_message_rate: None,
+            max_recipients_per_transaction: 100,
             max_attempts: 10,
             retry_backoff: ["1m", "5m", "15m", "1h", "4h"]
                 .iter()
@@ -342,6 +353,10 @@ impl Config {
         if d.messages_per_connection == 0 {
             bail!("configuration: delivery.messages_per_connection must be at least 1");
         }
+        if d.max_recipients_per_transaction == 0 {
+            bail!("configuration: delivery.max_recipients_per_transaction must be at least 1");
+        }
+        shaping::rules(&self.shaping)?;
         if d.max_attempts == 0 {
             bail!("configuration: delivery.max_attempts must be at least 1");
         }
@@ -436,6 +451,85 @@ mod tests {
 
     fn parse(text: &str) -> anyhow::Result<Config> {
         from_table(text.parse()?, None)
+    }
+
+    #[test]
+    fn shaping_entries_become_engine_rules() {
+        let config = parse(
+            r#"
+            [delivery]
+            max_message_rate = "300/min"
+            max_recipients_per_transaction = 50
+            [[shaping]]
+            mx_suffix = ".google.com"
+            max_connections = 5
+            messages_per_connection = 50
+            max_message_rate = "20/s"
+            max_recipients_per_transaction = 100
+            on_reply = [{ pattern = "(?i)too many connections|rate limit", suspend = "10m" }]
+            [[shaping]]
+            domain = "Example.COM"
+            max_connections = 1
+            "#,
+        )
+        .unwrap();
+        let engine = crate::app::engine_config(&config).unwrap();
+        assert_eq!(engine.max_message_rate.unwrap().to_string(), "300/min");
+        assert_eq!(engine.max_recipients_per_transaction, 50);
+        assert_eq!(engine.shaping.len(), 2);
+        let google = &engine.shaping[0];
+        assert_eq!(
+            google.matches,
+            outbox_queue::engine::shaping::ShapingMatch::MxSuffix(".google.com".into())
+        );
+        assert_eq!(google.max_message_rate.unwrap().to_string(), "20/s");
+        assert_eq!(google.on_reply[0].suspend, Duration::from_secs(600));
+        assert!(
+            google.on_reply[0]
+                .pattern
+                .is_match("421 4.7.0 Rate limit exceeded")
+        );
+        assert_eq!(
+            engine.shaping[1].matches,
+            outbox_queue::engine::shaping::ShapingMatch::Domain("example.com".into())
+        );
+    }
+
+    #[test]
+    fn bad_shaping_entries_are_named() {
+        for (text, wanted) in [
+            (
+                "[[shaping]]\nmax_connections = 2",
+                "needs a domain or an mx_suffix",
+            ),
+            (
+                "[[shaping]]\ndomain = \"a.test\"\nmx_suffix = \".b.test\"",
+                "both domain and mx_suffix",
+            ),
+            (
+                "[[shaping]]\ndomain = \"a.test\"\nmax_connections = 0",
+                "max_connections must be at least 1",
+            ),
+            (
+                "[[shaping]]\ndomain = \"a.test\"\nmax_message_rate = \"20/day\"",
+                "\"20/day\" is not a rate",
+            ),
+            (
+                "[[shaping]]\ndomain = \"a.test\"\non_reply = [{ pattern = \"(\", suspend = \"1m\" }]",
+                "on_reply pattern \"(\"",
+            ),
+            (
+                "[[shaping]]\ndomain = \"a.test\"\nmax_conections = 2",
+                "unknown field `max_conections`",
+            ),
+            (
+                "[delivery]\nmax_recipients_per_transaction = 0",
+                "max_recipients_per_transaction must be at least 1",
+            ),
+        ] {
+            let err = format!("{:#}", parse(text).unwrap_err());
+            assert!(err.contains(wanted), "{text}: {err}");
+        }
     }
 
     #[test]

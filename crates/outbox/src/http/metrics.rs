@@ -157,6 +157,11 @@ pub fn render(counts: Option<&StatusCounts>, engine: &MetricsSnapshot, enqueued:
             engine.connection_failures,
         ),
         (
+            "outbox_destination_suspensions_total",
+            "Times a destination was suspended for asking us to slow down (421, [[shaping]] on_reply).",
+            engine.suspensions,
+        ),
+        (
             "outbox_store_errors_total",
             "Queue database operations of the engine that failed and were retried.",
             engine.store_errors,
@@ -249,6 +254,7 @@ mod tests {
             "outbox_queue_database_up 1",
             "outbox_store_errors_total 3",
             "outbox_connection_failures_total 0",
+            "outbox_destination_suspensions_total 0",
             "# TYPE outbox_queue_messages gauge",
             "outbox_queue_messages{status=\"queued\"} 3",
             "outbox_queue_messages{status=\"error\"} 1",

@@ -1,0 +1,673 @@
+//! Per-destination shaping and head-of-line blocking, with direct MX delivery to several
+//! in-process servers on 127.0.0.x (one port, several loopback addresses) and a resolver
+//! table: destinations are MX host sets, their limits hold, "slow down" replies suspend a
+//! whole destination, and stalled destinations cannot hold every connection slot.
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use outbox_queue::engine::shaping::{OnReply, ShapingMatch, ShapingRule};
+use outbox_queue::engine::{
+    BoxFuture, Connection, Engine, EngineConfig, Route, RunMode, SmtpTransport,
+    SmtpTransportConfig, TransactionReport, Transport, TransportError,
+};
+use outbox_queue::{NewMessage, Priority, RecipientState, Store};
+use outbox_smtp::ClientConfig;
+use outbox_smtp::mx::StaticMxResolver;
+use outbox_smtp::server::{Fault, Server, ServerBuilder, Stage};
+use support::peer::Peer;
+use support::{TestStore, message};
+use time::OffsetDateTime;
+
+/// Servers on 127.0.0.2, 127.0.0.3, ... sharing one port, as MX hosts do.
+struct Hosts {
+    port: u16,
+    peers: Vec<Peer>,
+}
+
+/// How to build one test server: its settings and faults.
+type ServerSetup = (fn() -> ServerBuilder, Vec<Fault>);
+
+impl Hosts {
+    /// One server per entry, at 127.0.0.(2+i), all on one port.
+    async fn start(servers: Vec<ServerSetup>) -> Hosts {
+        'again: loop {
+            let mut peers = Vec::new();
+            let mut port = 0;
+            for (i, (builder, faults)) in servers.iter().enumerate() {
+                let address = format!("127.0.0.{}:{port}", i + 2);
+                let Some(peer) = Peer::try_start_on(&address, builder(), faults.clone()).await
+                else {
+                    // The port was taken on another address: start over on a new one.
+                    continue 'again;
+                };
+                port = peer.server.local_addr().port();
+                peers.push(peer);
+            }
+            return Hosts { port, peers };
+        }
+    }
+
+    fn ip(i: usize) -> IpAddr {
+        format!("127.0.0.{}", i + 2).parse().unwrap()
+    }
+}
+
+/// The engine's transport delivering by MX through `resolver`, to `port`.
+fn mx_transport(resolver: StaticMxResolver, port: u16) -> Arc<dyn Transport> {
+    Arc::new(
+        SmtpTransport::new(SmtpTransportConfig {
+            client: ClientConfig::new("outbox.test"),
+            mx_port: port,
+            resolver: Some(Arc::new(resolver)),
+            ..SmtpTransportConfig::default()
+        })
+        .expect("transport"),
+    )
+}
+
+/// Counts, per host, the connections the engine holds open at once (on the engine's side:
+/// the server's count lags a closing session).
+struct PerHost {
+    inner: Arc<dyn Transport>,
+    open: Arc<Mutex<HashMap<String, (usize, usize)>>>,
+}
+
+impl PerHost {
+    fn max(&self, ip: IpAddr) -> usize {
+        let open = self.open.lock().unwrap();
+        open.iter()
+            .filter(|(host, _)| host.contains(&format!("[{ip}]")))
+            .map(|(_, (_, max))| *max)
+            .sum()
+    }
+}
+
+impl Transport for PerHost {
+    fn mx_hosts<'a>(&'a self, route: &'a Route) -> BoxFuture<'a, Option<Vec<String>>> {
+        self.inner.mx_hosts(route)
+    }
+
+    fn connect<'a>(
+        &'a self,
+        route: &'a Route,
+    ) -> BoxFuture<'a, Result<Box<dyn Connection>, TransportError>> {
+        Box::pin(async move {
+            let inner = self.inner.connect(route).await?;
+            let host = inner.host();
+            {
+                let mut open = self.open.lock().unwrap();
+                let entry = open.entry(host.clone()).or_default();
+                entry.0 += 1;
+                entry.1 = entry.1.max(entry.0);
+            }
+            Ok(Box::new(Counted {
+                inner,
+                host,
+                open: self.open.clone(),
+            }) as Box<dyn Connection>)
+        })
+    }
+}
+
+struct Counted {
+    inner: Box<dyn Connection>,
+    host: String,
+    open: Arc<Mutex<HashMap<String, (usize, usize)>>>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if let Some(entry) = self.open.lock().unwrap().get_mut(&self.host) {
+            entry.0 -= 1;
+        }
+    }
+}
+
+impl Connection for Counted {
+    fn host(&self) -> String {
+        self.inner.host()
+    }
+
+    fn send<'a>(
+        &'a mut self,
+        from: &'a str,
+        recipients: &'a [&'a str],
+        data: &'a [u8],
+    ) -> BoxFuture<'a, Result<TransactionReport, TransportError>> {
+        self.inner.send(from, recipients, data)
+    }
+
+    fn close(mut self: Box<Self>) -> BoxFuture<'static, ()> {
+        let inner = std::mem::replace(&mut self.inner, Box::new(Closed));
+        Box::pin(async move {
+            inner.close().await;
+            drop(self);
+        })
+    }
+}
+
+/// What a [`Counted`] holds once its connection has been handed to `close`.
+struct Closed;
+
+impl Connection for Closed {
+    fn host(&self) -> String {
+        String::new()
+    }
+
+    fn send<'a>(
+        &'a mut self,
+        _: &'a str,
+        _: &'a [&'a str],
+        _: &'a [u8],
+    ) -> BoxFuture<'a, Result<TransactionReport, TransportError>> {
+        Box::pin(async { unreachable!("a closed connection carries nothing") })
+    }
+
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
+}
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        retry_backoff: vec![Duration::from_secs(3600)],
+        poll_interval: Duration::from_millis(100),
+        ..EngineConfig::default()
+    }
+}
+
+fn rule(matches: ShapingMatch) -> ShapingRule {
+    ShapingRule {
+        matches,
+        max_connections: None,
+        messages_per_connection: None,
+        max_message_rate: None,
+        max_recipients_per_transaction: None,
+        on_reply: Vec::new(),
+    }
+}
+
+async fn drain(store: &Arc<dyn Store>, transport: Arc<dyn Transport>, config: EngineConfig) {
+    let engine = Engine::new(store.clone(), transport, config);
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        engine.run(RunMode::UntilEmpty, std::future::pending()),
+    )
+    .await
+    .expect("engine finished in time")
+    .expect("engine ran");
+}
+
+/// Waits (bounded) until `check` holds for the store.
+async fn until<F>(store: &Arc<dyn Store>, what: &str, check: F)
+where
+    F: for<'a> Fn(&'a Arc<dyn Store>) -> BoxFuture<'a, bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !check(store).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The state of the one recipient of `id`.
+async fn recipient(store: &Arc<dyn Store>, id: &str) -> outbox_queue::RecipientStatus {
+    store.detail(id).await.unwrap().recipients.remove(0)
+}
+
+fn settled(state: RecipientState) -> bool {
+    !matches!(state, RecipientState::Queued | RecipientState::Sending)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domains_with_the_same_mx_hosts_share_one_budget() {
+    let ts = TestStore::sqlite(Default::default()).await;
+    let store = ts.store.clone();
+    let slow = || vec![Fault::stall(Stage::Data, Duration::from_millis(5)).times(1000)];
+    let hosts = Hosts::start(vec![
+        (Server::builder as fn() -> ServerBuilder, slow()),
+        (Server::builder as fn() -> ServerBuilder, slow()),
+    ])
+    .await;
+    let resolver = StaticMxResolver::new()
+        .mx("a.test", 10, "mx1.shared.test")
+        .mx("b.test", 10, "mx1.shared.test")
+        .mx("c.test", 10, "mx.c.test")
+        .address("mx1.shared.test", Hosts::ip(0))
+        .address("mx.c.test", Hosts::ip(1));
+    let mut batch = Vec::new();
+    for i in 0..30 {
+        for domain in ["a.test", "b.test", "c.test"] {
+            batch.push(message(
+                &format!("{domain} {i}"),
+                &[&format!("r{i}@{domain}")],
+            ));
+        }
+    }
+    store.enqueue_batch(batch).await.unwrap();
+    let transport = Arc::new(PerHost {
+        inner: mx_transport(resolver, hosts.port),
+        open: Arc::default(),
+    });
+    let mut shared_rule = rule(ShapingMatch::MxSuffix(".shared.test".into()));
+    shared_rule.max_connections = Some(1);
+    shared_rule.messages_per_connection = Some(7);
+    drain(
+        &store,
+        transport.clone(),
+        EngineConfig {
+            shaping: vec![shared_rule],
+            ..config()
+        },
+    )
+    .await;
+    assert_eq!(store.counts().await.unwrap().sent, 90);
+    let (shared, other) = (hosts.peers[0].server.stats(), hosts.peers[1].server.stats());
+    assert_eq!(shared.messages_delivered(), 60);
+    assert_eq!(
+        transport.max(Hosts::ip(0)),
+        1,
+        "a.test and b.test share one connection"
+    );
+    assert!(shared.max_transactions_per_connection() <= 7, "{shared:?}");
+    assert_eq!(other.messages_delivered(), 30);
+    assert!(
+        transport.max(Hosts::ip(1)) >= 2,
+        "c.test is not limited: {other:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recipients_over_the_limit_go_in_the_next_transaction() {
+    let ts = TestStore::sqlite(Default::default()).await;
+    let store = ts.store.clone();
+    // One server takes two recipients per transaction (452 4.5.3 beyond, as Postfix
+    // does); the other takes all, but the rule allows three per transaction.
+    let hosts = Hosts::start(vec![
+        (|| Server::builder().max_recipients(2), vec![]),
+        (Server::builder as fn() -> ServerBuilder, vec![]),
+    ])
+    .await;
+    let resolver = StaticMxResolver::new()
+        .mx("few.test", 10, "mx.few.test")
+        .mx("rule.test", 10, "mx.rule.test")
+        .address("mx.few.test", Hosts::ip(0))
+        .address("mx.rule.test", Hosts::ip(1));
+    let few: Vec<String> = (0..5).map(|i| format!("r{i}@few.test")).collect();
+    let ruled: Vec<String> = (0..7).map(|i| format!("r{i}@rule.test")).collect();
+    let ids = [
+        store
+            .enqueue(message(
+                "few",
+                &few.iter().map(String::as_str).collect::<Vec<_>>(),
+            ))
+            .await
+            .unwrap()
+            .id,
+        store
+            .enqueue(message(
+                "ruled",
+                &ruled.iter().map(String::as_str).collect::<Vec<_>>(),
+            ))
+            .await
+            .unwrap()
+            .id,
+    ];
+    let mut three = rule(ShapingMatch::Domain("rule.test".into()));
+    three.max_recipients_per_transaction = Some(3);
+    drain(
+        &store,
+        mx_transport(resolver, hosts.port),
+        EngineConfig {
+            shaping: vec![three],
+            ..config()
+        },
+    )
+    .await;
+    for id in &ids {
+        let detail = store.detail(id).await.unwrap();
+        for r in &detail.recipients {
+            assert_eq!(
+                (r.state, r.attempts),
+                (RecipientState::Sent, 1),
+                "{r:?}: never deferred"
+            );
+        }
+    }
+    let few_stats = hosts.peers[0].server.stats();
+    assert_eq!(few_stats.connections_accepted, 1, "{few_stats:?}");
+    assert_eq!(few_stats.messages_delivered(), 3, "2 + 2 + 1 recipients");
+    let rule_stats = hosts.peers[1].server.stats();
+    assert_eq!(rule_stats.messages_delivered(), 3, "3 + 3 + 1 recipients");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_421_suspends_every_domain_of_the_destination() {
+    let ts = TestStore::sqlite(Default::default()).await;
+    let store = ts.store.clone();
+    let hosts = Hosts::start(vec![(
+        Server::builder as fn() -> ServerBuilder,
+        vec![Fault::reply(
+            Stage::Connect,
+            421,
+            "4.7.0 mx1 too busy, come back later",
+        )],
+    )])
+    .await;
+    let resolver = StaticMxResolver::new()
+        .mx("a.test", 10, "mx1.shared.test")
+        .mx("b.test", 10, "mx1.shared.test")
+        .address("mx1.shared.test", Hosts::ip(0));
+    let engine = Arc::new(Engine::new(
+        store.clone(),
+        mx_transport(resolver, hosts.port),
+        config(),
+    ));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn({
+        let engine = engine.clone();
+        async move {
+            engine
+                .run(RunMode::Forever, async {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+    let first = store.enqueue(message("a", &["r@a.test"])).await.unwrap().id;
+    until(&store, "a.test deferred", |store| {
+        let first = first.clone();
+        Box::pin(async move { settled(recipient(store, &first).await.state) })
+    })
+    .await;
+    let a = recipient(&store, &first).await;
+    assert_eq!(
+        (a.state, a.attempts),
+        (RecipientState::Deferred, 1),
+        "{a:?}"
+    );
+    assert!(
+        a.last_reply.as_deref().unwrap_or("").contains("421"),
+        "{a:?}"
+    );
+
+    // b.test shares the MX host: it waits for the suspension, without an attempt.
+    let second = store.enqueue(message("b", &["r@b.test"])).await.unwrap().id;
+    until(&store, "b.test settled", |store| {
+        let second = second.clone();
+        Box::pin(async move { settled(recipient(store, &second).await.state) })
+    })
+    .await;
+    let b = recipient(&store, &second).await;
+    assert_eq!(
+        (b.state, b.attempts),
+        (RecipientState::Deferred, 0),
+        "{b:?}"
+    );
+    let reply = b.last_reply.unwrap_or_default();
+    assert!(reply.contains("mx mx1.shared.test suspended"), "{reply}");
+    assert!(reply.contains("421 4.7.0 mx1 too busy"), "{reply}");
+    assert_eq!(
+        hosts.peers[0].server.stats().connections_accepted,
+        1,
+        "no second connection while suspended"
+    );
+    let suspensions = engine.suspensions();
+    assert_eq!(suspensions.len(), 1, "{suspensions:?}");
+    assert_eq!(suspensions[0].destination, "mx mx1.shared.test");
+    assert!(suspensions[0].until > OffsetDateTime::now_utc() + Duration::from_secs(3000));
+    let _ = stop.send(());
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_matching_on_reply_suspends_for_its_time() {
+    let ts = TestStore::sqlite(Default::default()).await;
+    let store = ts.store.clone();
+    let hosts = Hosts::start(vec![(
+        Server::builder as fn() -> ServerBuilder,
+        vec![Fault::reply(Stage::Rcpt, 451, "4.7.1 Too many connections from your IP").times(1)],
+    )])
+    .await;
+    let resolver = StaticMxResolver::new()
+        .mx("a.test", 10, "mx.a.test")
+        .address("mx.a.test", Hosts::ip(0));
+    // One connection: the second message comes after the first's reply.
+    let mut slow = rule(ShapingMatch::Domain("a.test".into()));
+    slow.max_connections = Some(1);
+    slow.on_reply = vec![OnReply {
+        pattern: regex::Regex::new("(?i)too many connections").unwrap(),
+        suspend: Duration::from_secs(600),
+    }];
+    let engine = Arc::new(Engine::new(
+        store.clone(),
+        mx_transport(resolver, hosts.port),
+        EngineConfig {
+            shaping: vec![slow],
+            ..config()
+        },
+    ));
+    let ids = [
+        store
+            .enqueue(message("one", &["r1@a.test"]))
+            .await
+            .unwrap()
+            .id,
+        store
+            .enqueue(message("two", &["r2@a.test"]))
+            .await
+            .unwrap()
+            .id,
+    ];
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn({
+        let engine = engine.clone();
+        async move {
+            engine
+                .run(RunMode::Forever, async {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+    until(&store, "both settled", |store| {
+        let ids = ids.clone();
+        Box::pin(async move {
+            for id in &ids {
+                if !settled(recipient(store, id).await.state) {
+                    return false;
+                }
+            }
+            true
+        })
+    })
+    .await;
+    let one = recipient(&store, &ids[0]).await;
+    assert_eq!(
+        (one.state, one.attempts),
+        (RecipientState::Deferred, 1),
+        "{one:?}"
+    );
+    let two = recipient(&store, &ids[1]).await;
+    assert_eq!(
+        (two.state, two.attempts),
+        (RecipientState::Deferred, 0),
+        "{two:?}"
+    );
+    assert_eq!(hosts.peers[0].server.stats().messages_delivered(), 0);
+    let suspensions = engine.suspensions();
+    assert_eq!(suspensions.len(), 1, "{suspensions:?}");
+    let left = suspensions[0].until - OffsetDateTime::now_utc();
+    assert!(
+        left > Duration::from_secs(500) && left <= Duration::from_secs(600),
+        "suspended for the rule's 10 minutes: {left}"
+    );
+    let _ = stop.send(());
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_over_the_rate_wait_for_their_turn() {
+    let ts = TestStore::sqlite(Default::default()).await;
+    let store = ts.store.clone();
+    let hosts = Hosts::start(vec![(Server::builder as fn() -> ServerBuilder, vec![])]).await;
+    let resolver = StaticMxResolver::new()
+        .mx("a.test", 10, "mx.a.test")
+        .address("mx.a.test", Hosts::ip(0));
+    let mut hourly = rule(ShapingMatch::Domain("a.test".into()));
+    hourly.max_message_rate = Some("2/h".parse().unwrap());
+    let ids: Vec<String> = {
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            ids.push(
+                store
+                    .enqueue(message(&format!("m{i}"), &[&format!("r{i}@a.test")]))
+                    .await
+                    .unwrap()
+                    .id,
+            );
+        }
+        ids
+    };
+    let engine = Engine::new(
+        store.clone(),
+        mx_transport(resolver, hosts.port),
+        EngineConfig {
+            shaping: vec![hourly],
+            ..config()
+        },
+    );
+    let started = OffsetDateTime::now_utc();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(async move {
+        engine
+            .run(RunMode::Forever, async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    until(&store, "all settled", |store| {
+        let ids = ids.clone();
+        Box::pin(async move {
+            for id in &ids {
+                if !settled(recipient(store, id).await.state) {
+                    return false;
+                }
+            }
+            true
+        })
+    })
+    .await;
+    let _ = stop.send(());
+    run.await.unwrap().unwrap();
+    assert_eq!(hosts.peers[0].server.stats().messages_delivered(), 1);
+    let mut waiting = 0;
+    for id in &ids {
+        let r = recipient(&store, id).await;
+        if r.state == RecipientState::Sent {
+            continue;
+        }
+        waiting += 1;
+        assert_eq!(
+            (r.state, r.attempts),
+            (RecipientState::Deferred, 0),
+            "{r:?}"
+        );
+        assert!(
+            r.last_reply.as_deref().unwrap_or("").contains("2/h"),
+            "{r:?}"
+        );
+    }
+    assert_eq!(waiting, 2);
+    // The next is due when the rate allows it: half an hour after the first, not before.
+    let due = store.next_due().await.unwrap().expect("work is waiting");
+    let wait = due - started;
+    assert!(
+        wait > Duration::from_secs(29 * 60) && wait < Duration::from_secs(31 * 60),
+        "next due after {wait}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_destinations_do_not_hold_up_a_healthy_one() {
+    let ts = TestStore::sqlite(Default::default()).await;
+    let store = ts.store.clone();
+    // Three destinations accept connections and say nothing for two minutes (the greeting
+    // timeout is RFC 5321's five); a fourth is healthy.
+    let stall = || vec![Fault::stall(Stage::Connect, Duration::from_secs(120))];
+    let hosts = Hosts::start(vec![
+        (Server::builder as fn() -> ServerBuilder, vec![]),
+        (Server::builder as fn() -> ServerBuilder, stall()),
+        (Server::builder as fn() -> ServerBuilder, stall()),
+        (Server::builder as fn() -> ServerBuilder, stall()),
+    ])
+    .await;
+    let mut resolver = StaticMxResolver::new()
+        .mx("healthy.test", 10, "mx.healthy.test")
+        .address("mx.healthy.test", Hosts::ip(0));
+    let mut batch: Vec<NewMessage> = Vec::new();
+    for i in 1..=3 {
+        let domain = format!("stall{i}.test");
+        let host = format!("mx.{domain}");
+        resolver = resolver.mx(&domain, 10, &host).address(&host, Hosts::ip(i));
+        for n in 0..10 {
+            batch.push(NewMessage {
+                priority: Priority::Low,
+                ..message(&format!("{domain} {n}"), &[&format!("r{n}@{domain}")])
+            });
+        }
+    }
+    store.enqueue_batch(batch).await.unwrap();
+    let engine = Engine::new(store.clone(), mx_transport(resolver, hosts.port), config());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(async move {
+        engine
+            .run(RunMode::Forever, async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    // Let the stalled destinations take every slot.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while hosts.peers[1..]
+        .iter()
+        .map(|peer| peer.server.stats().connections_open)
+        .sum::<u64>()
+        < 5
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stalled connections opened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reset = store
+        .enqueue(NewMessage {
+            priority: Priority::High,
+            ..message("password reset", &["user@healthy.test"])
+        })
+        .await
+        .unwrap()
+        .id;
+    // Within seconds, not after a stall: the bound is far below the two-minute stall.
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while recipient(&store, &reset).await.state != RecipientState::Sent {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the healthy destination got a slot while the others stalled");
+    assert_eq!(hosts.peers[0].received(), 1);
+    let _ = stop.send(());
+    run.await.unwrap().unwrap();
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts.sent, 1, "{counts:?}");
+}
