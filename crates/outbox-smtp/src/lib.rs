@@ -29,6 +29,7 @@ pub use client::{
 pub use error::ClientError;
 pub use program::ProgramError;
 pub mod direct;
+pub mod mta_sts;
 pub mod mx;
 pub mod server;
 /// The throttle on failed credential checks per client address, used by the SMTP listener
