@@ -1,5 +1,6 @@
 //! The SMTP side of Outbox: an async client, a server (submission listener and test sink),
-//! server specifications, MX lookup and the sendmail-program transport.
+//! server specifications, MX lookup, MTA-STS policy discovery ([`mta_sts`]) and the
+//! sendmail-program transport.
 //!
 //! This crate knows bytes, not MIME.
 
@@ -29,6 +30,7 @@ pub use client::{
 pub use error::ClientError;
 pub use program::ProgramError;
 pub mod direct;
+pub mod mta_sts;
 pub mod mx;
 pub mod server;
 /// The throttle on failed credential checks per client address, used by the SMTP listener

@@ -256,6 +256,23 @@ impl DnsMxResolver {
             },
         }
     }
+
+    /// The TXT records at `name`, each one's strings joined (not cached here: MTA-STS,
+    /// the one user, remembers its own answers). NXDOMAIN and "no records" are an empty
+    /// list; a failed lookup is [`MxError::Lookup`].
+    pub async fn txt(&self, name: &str) -> Result<Vec<String>, MxError> {
+        let name = normalize_domain(name)?;
+        match self.resolver.txt_lookup(fqdn(&name)?).await {
+            Ok(lookup) => Ok(lookup
+                .iter()
+                .map(|txt| String::from_utf8_lossy(&txt.txt_data().concat()).into_owned())
+                .collect()),
+            Err(error) => match classify(&error) {
+                Negative::NoSuchDomain | Negative::NoRecords => Ok(Vec::new()),
+                Negative::Failure => Err(lookup_error(&name, &error)),
+            },
+        }
+    }
 }
 
 impl MxResolver for DnsMxResolver {
@@ -265,6 +282,10 @@ impl MxResolver for DnsMxResolver {
 
     fn host_addresses<'a>(&'a self, host: &'a str) -> ResolveFuture<'a, Vec<IpAddr>> {
         Box::pin(self.addresses(host))
+    }
+
+    fn txt_records<'a>(&'a self, name: &'a str) -> ResolveFuture<'a, Vec<String>> {
+        Box::pin(self.txt(name))
     }
 }
 

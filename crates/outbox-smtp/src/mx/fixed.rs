@@ -15,6 +15,7 @@ use super::{
 pub struct StaticMxResolver {
     mx: HashMap<String, Vec<MxRecord>>,
     addresses: HashMap<String, Vec<IpAddr>>,
+    txt: HashMap<String, Vec<String>>,
     failing: HashMap<String, String>,
 }
 
@@ -40,6 +41,15 @@ impl StaticMxResolver {
             .entry(host.to_ascii_lowercase())
             .or_default()
             .push(address);
+        self
+    }
+
+    /// Adds a TXT record at `name` (e.g. `_mta-sts.a.test`, `"v=STSv1; id=1"`).
+    pub fn txt(mut self, name: &str, text: &str) -> Self {
+        self.txt
+            .entry(name.to_ascii_lowercase())
+            .or_default()
+            .push(text.to_string());
         self
     }
 
@@ -99,6 +109,14 @@ impl MxResolver for StaticMxResolver {
     fn host_addresses<'a>(&'a self, host: &'a str) -> ResolveFuture<'a, Vec<IpAddr>> {
         Box::pin(async move { self.ips(host) })
     }
+
+    fn txt_records<'a>(&'a self, name: &'a str) -> ResolveFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            let name = normalize_domain(name)?;
+            self.check_failing(&name)?;
+            Ok(self.txt.get(&name).cloned().unwrap_or_default())
+        })
+    }
 }
 
 #[cfg(test)]
@@ -114,6 +132,7 @@ mod tests {
             .mx("null.test", 0, ".")
             .address("mx1.a.test", ip)
             .address("implicit.test", ip)
+            .txt("_mta-sts.a.test", "v=STSv1; id=1")
             .failing("broken.test", "SERVFAIL");
         let hosts = resolver.mx_hosts("A.test").await.unwrap();
         assert_eq!(hosts[0].host, "mx1.a.test");
@@ -146,5 +165,11 @@ mod tests {
             resolver.host_addresses("mx2.a.test").await,
             Err(MxError::NoAddress { .. })
         ));
+        assert_eq!(
+            resolver.txt_records("_MTA-STS.a.test.").await.unwrap(),
+            vec!["v=STSv1; id=1".to_string()]
+        );
+        assert!(resolver.txt_records("b.test").await.unwrap().is_empty());
+        assert!(resolver.txt_records("broken.test").await.is_err());
     }
 }

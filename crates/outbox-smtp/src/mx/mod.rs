@@ -103,6 +103,17 @@ pub trait MxResolver: Send + Sync {
 
     /// The addresses of `host`, in the order to try them.
     fn host_addresses<'a>(&'a self, host: &'a str) -> ResolveFuture<'a, Vec<IpAddr>>;
+
+    /// The TXT records at `name` (e.g. `_mta-sts.example.com`, RFC 8461 §3.1), each one's
+    /// character-strings joined into one text. A name that does not exist or has no TXT
+    /// records gives an empty list; only a failed lookup is an error.
+    ///
+    /// The default body answers "no TXT records", so a resolver that does not implement it
+    /// (a test's fake) means "no MTA-STS policy anywhere", as before MTA-STS existed.
+    fn txt_records<'a>(&'a self, name: &'a str) -> ResolveFuture<'a, Vec<String>> {
+        let _ = name;
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }
 
 /// An MX record as it came from DNS: `(preference, exchange)`, exchange without the
