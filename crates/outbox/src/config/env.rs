@@ -32,6 +32,10 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("delivery", "allow_program_relay", Kind::Boolean),
     ("dns", "nameservers", Kind::List),
     ("tls", "ca_file", Kind::Text),
+    ("mta_sts", "enabled", Kind::Boolean),
+    ("mta_sts", "https_port", Kind::Integer),
+    ("mta_sts", "fetch_timeout", Kind::Text),
+    ("mta_sts", "recheck_interval", Kind::Text),
     ("http", "listen", Kind::Text),
     ("http", "tokens", Kind::List),
     ("http", "attachment_dir", Kind::Text),
@@ -211,6 +215,7 @@ mod tests {
             let value = match (section, key) {
                 (_, "listen") => "127.0.0.1:1",
                 ("delivery", "connect_timeout" | "command_timeout" | "lease") => "5s",
+                ("mta_sts", "fetch_timeout" | "recheck_interval") => "5s",
                 ("delivery", "max_message_size") => "1MB",
                 ("delivery", "max_message_rate") => "20/s",
                 _ => samples(kind),

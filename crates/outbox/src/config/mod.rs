@@ -36,6 +36,7 @@ pub struct Config {
     pub sendmail: SendmailConfig,
     /// `[[shaping]]`: per-destination limits, first match wins.
     pub shaping: Vec<shaping::ShapingEntry>,
+    pub mta_sts: MtaStsConfig,
 }
 
 impl Default for Config {
@@ -49,6 +50,7 @@ impl Default for Config {
             smtp_listener: SmtpListenerConfig::default(),
             sendmail: SendmailConfig::default(),
             shaping: Vec::new(),
+            mta_sts: MtaStsConfig::default(),
         }
     }
 }
@@ -133,6 +135,43 @@ pub struct DnsConfig {
 pub struct TlsConfig {
     /// A PEM file of extra trust anchors, beside the built-in web PKI roots.
     pub ca_file: Option<PathBuf>,
+}
+
+/// `[mta_sts]`: recipient domains' MTA-STS policies (RFC 8461) for direct MX delivery.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MtaStsConfig {
+    /// Look up and honour policies.
+    pub enabled: bool,
+    /// Port of the policy host `mta-sts.DOMAIN` (443; tests change it).
+    pub https_port: u16,
+    /// The longest one policy fetch may take.
+    pub fetch_timeout: HumanDuration,
+    /// How long a domain's answer is reused before its TXT record is looked up again.
+    pub recheck_interval: HumanDuration,
+}
+
+impl Default for MtaStsConfig {
+    fn default() -> Self {
+        let settings = outbox_smtp::mta_sts::MtaStsSettings::default();
+        MtaStsConfig {
+            enabled: true,
+            https_port: settings.https_port,
+            fetch_timeout: HumanDuration(settings.fetch_timeout),
+            recheck_interval: HumanDuration(settings.recheck_interval),
+        }
+    }
+}
+
+impl MtaStsConfig {
+    /// The MTA-STS settings, when enabled.
+    pub fn settings(&self) -> Option<outbox_smtp::mta_sts::MtaStsSettings> {
+        self.enabled.then(|| outbox_smtp::mta_sts::MtaStsSettings {
+            https_port: self.https_port,
+            fetch_timeout: self.fetch_timeout.0,
+            recheck_interval: self.recheck_interval.0,
+        })
+    }
 }
 
 /// `[http]`: the API and admin page of `outbox serve`.
@@ -353,6 +392,11 @@ impl Config {
         if d.messages_per_connection == 0 {
             bail!("configuration: delivery.messages_per_connection must be at least 1");
         }
+        if self.mta_sts.https_port == 0 || self.mta_sts.fetch_timeout.0.is_zero() {
+            bail!(
+                "configuration: mta_sts.https_port and mta_sts.fetch_timeout must be more than 0"
+            );
+        }
         if d.max_recipients_per_transaction == 0 {
             bail!("configuration: delivery.max_recipients_per_transaction must be at least 1");
         }
@@ -451,6 +495,20 @@ mod tests {
 
     fn parse(text: &str) -> anyhow::Result<Config> {
         from_table(text.parse()?, None)
+    }
+
+    #[test]
+    fn the_documented_example_is_a_valid_configuration() {
+        let docs = include_str!("../../../../docs/configuration.md");
+        let example = docs
+            .split("## Example")
+            .nth(1)
+            .and_then(|rest| rest.split("```toml").nth(1))
+            .and_then(|rest| rest.split("```").next())
+            .expect("docs/configuration.md has an Example toml block");
+        let config = parse(example).unwrap_or_else(|err| panic!("{err:#}\n{example}"));
+        assert_eq!(config.shaping.len(), 1);
+        assert!(config.mta_sts.enabled);
     }
 
     #[test]
