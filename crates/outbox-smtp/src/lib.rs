@@ -14,10 +14,12 @@ pub use ehlo::Capabilities;
 pub use reply::{EnhancedCode, Reply, ReplyClass, ReplyError};
 pub mod spec;
 pub use spec::{Credentials, ProgramSpec, Security, ServerSpec, SmtpSpec, SpecError};
+pub mod fingerprint;
 pub mod timeouts;
 pub mod tls;
+pub use fingerprint::{Fingerprint, FingerprintError};
 pub use timeouts::Timeouts;
-pub use tls::{TlsConfig, TlsConfigError};
+pub use tls::{CertificateCheck, Protection, TlsConfig, TlsConfigError};
 
 // The client and the program transport.
 pub mod client;

@@ -10,6 +10,7 @@ use super::{ClientConfig, SmtpClient};
 use crate::error::ClientError;
 use crate::spec::{Credentials, Security, SmtpSpec};
 use crate::timeouts::Timeouts;
+use crate::tls::CertificateCheck;
 
 /// A stream the client can run over: anything readable, writable and sendable.
 pub trait AsyncStream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -56,6 +57,7 @@ impl SmtpClient<BoxedStream> {
                         tcp,
                         &spec.host,
                         spec.security,
+                        CertificateCheck::Verified,
                         spec.credentials.as_ref(),
                         config,
                     )
@@ -72,7 +74,7 @@ impl SmtpClient<BoxedStream> {
 
     /// Connects to one socket address and opens the session, verifying TLS certificates for
     /// `tls_name` — for MX delivery, where the host name comes from DNS and the address was
-    /// chosen by the caller.
+    /// chosen by the caller (MTA-STS `enforce`: [`Security::RequiredStartTls`]).
     pub async fn connect_addr(
         addr: SocketAddr,
         tls_name: &str,
@@ -80,8 +82,29 @@ impl SmtpClient<BoxedStream> {
         credentials: Option<&Credentials>,
         config: &ClientConfig,
     ) -> Result<Self, ClientError> {
+        Self::connect_addr_checked(
+            addr,
+            tls_name,
+            security,
+            CertificateCheck::Verified,
+            credentials,
+            config,
+        )
+        .await
+    }
+
+    /// [`SmtpClient::connect_addr`], checking the server's certificate as `check` says
+    /// instead of always verifying it.
+    pub async fn connect_addr_checked(
+        addr: SocketAddr,
+        tls_name: &str,
+        security: Security,
+        check: CertificateCheck,
+        credentials: Option<&Credentials>,
+        config: &ClientConfig,
+    ) -> Result<Self, ClientError> {
         let tcp = tcp_connect(addr, &addr.to_string(), config).await?;
-        open(tcp, tls_name, security, credentials, config.clone()).await
+        open(tcp, tls_name, security, check, credentials, config.clone()).await
     }
 }
 
@@ -101,7 +124,9 @@ fn display_host(host: &str) -> String {
     }
 }
 
-async fn tcp_connect(
+/// TCP connect within the connect timeout, with TCP_NODELAY; `target` names the server in
+/// errors.
+pub(crate) async fn tcp_connect(
     addr: SocketAddr,
     target: &str,
     config: &ClientConfig,
@@ -137,11 +162,12 @@ async fn open(
     tcp: TcpStream,
     host: &str,
     security: Security,
+    check: CertificateCheck,
     credentials: Option<&Credentials>,
     config: ClientConfig,
 ) -> Result<SmtpClient<BoxedStream>, ClientError> {
     let connect_limit = config.timeouts.connect;
-    let client = SmtpClient::with_stream(tcp, host, config);
+    let client = SmtpClient::with_stream(tcp, host, config).with_certificate_check(check);
     let mut client: SmtpClient<BoxedStream> = match security {
         Security::ImplicitTls => {
             let mut client = client.handshake(connect_limit, "connect").await?;
