@@ -24,7 +24,9 @@ impl SmtpClient<BoxedStream> {
     /// Connects to the server a spec names and opens the session: TCP (each resolved address
     /// in turn, each within the connect timeout), implicit TLS for `smtps://`, the greeting,
     /// EHLO, STARTTLS as the spec's [`Security`] says, then AUTH when the spec has
-    /// credentials. The spec's `timeout=` replaces every per-command timeout.
+    /// credentials. The spec's `timeout=` replaces every per-command timeout. The server's
+    /// certificate is verified, or compared with the spec's `tls_fingerprint` (which makes
+    /// STARTTLS required).
     pub async fn connect(spec: &SmtpSpec, config: &ClientConfig) -> Result<Self, ClientError> {
         let config = config_for(spec, config);
         let target = format!("{}:{}", display_host(&spec.host), spec.port);
@@ -57,7 +59,8 @@ impl SmtpClient<BoxedStream> {
                         tcp,
                         &spec.host,
                         spec.security,
-                        CertificateCheck::Verified,
+                        spec.tls_fingerprint
+                            .map_or(CertificateCheck::Verified, CertificateCheck::Pinned),
                         spec.credentials.as_ref(),
                         config,
                     )
@@ -190,7 +193,9 @@ async fn open(
                     .starttls()
                     .await?
                     .map_stream(|s| Box::new(s) as BoxedStream)
-            } else if security == Security::RequiredStartTls {
+            } else if security == Security::RequiredStartTls
+                || matches!(check, CertificateCheck::Pinned(_))
+            {
                 return Err(ClientError::StartTlsUnavailable {
                     host: host.to_string(),
                     reply: None,
