@@ -18,6 +18,10 @@ use crate::error::ClientError;
 use crate::mx::{MxError, MxHost, MxResolver};
 use crate::tls::CertificateCheck;
 
+/// The TLS probe of one MX address (`outbox mx DOMAIN --tls`), kept beside the delivery it
+/// explains.
+pub use crate::probe::{TlsProbe, probe_tls};
+
 /// One failed try at one address of one mail host.
 #[derive(Debug)]
 pub struct HostAttempt {

@@ -32,6 +32,7 @@ pub use error::ClientError;
 pub use program::ProgramError;
 pub mod direct;
 pub mod mx;
+pub mod probe;
 pub mod server;
 /// The throttle on failed credential checks per client address, used by the SMTP listener
 /// (failed AUTH) and by the HTTP API of `outbox` (failed tokens and admin logins), so both

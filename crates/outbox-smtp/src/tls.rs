@@ -146,32 +146,26 @@ impl TlsConfig {
         &self,
         check: &CertificateCheck,
     ) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let algorithms = rustls::crypto::ring::default_provider().signature_verification_algorithms;
         let verifier: Arc<dyn ServerCertVerifier> = match check {
             CertificateCheck::Verified => return self.client_config(),
-            CertificateCheck::Unverified => Arc::new(AnyCertificate {
-                algorithms: provider.signature_verification_algorithms,
-            }),
+            CertificateCheck::Unverified => Arc::new(AnyCertificate { algorithms }),
             CertificateCheck::Pinned(pin) => Arc::new(PinnedCertificate {
                 pin: *pin,
-                algorithms: provider.signature_verification_algorithms,
+                algorithms,
             }),
         };
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|err| TlsConfigError::Invalid {
-                path: PathBuf::new(),
-                reason: err.to_string(),
-            })?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
-        Ok(Arc::new(config))
+        config_with_verifier(verifier)
     }
 
     /// Builds the rustls client configuration: webpki roots, plus every certificate in the
     /// CA file. A CA file without any certificate is an error, not an empty addition.
     pub fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
+        config_with_verifier(self.verifier()?)
+    }
+
+    /// The verifier of [`CertificateCheck::Verified`]: webpki roots and the CA file.
+    pub(crate) fn verifier(&self) -> Result<Arc<dyn ServerCertVerifier>, TlsConfigError> {
         let mut roots = RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
@@ -179,25 +173,35 @@ impl TlsConfig {
         if let Some(path) = &self.ca_file {
             exact = add_pem_file(&mut roots, path)?;
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let invalid = |reason: String| TlsConfigError::Invalid {
-            path: self.ca_file.clone().unwrap_or_default(),
-            reason,
-        };
         let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
             Arc::new(roots),
-            provider.clone(),
+            Arc::new(rustls::crypto::ring::default_provider()),
         )
         .build()
-        .map_err(|err| invalid(err.to_string()))?;
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|err| invalid(err.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(CaFileVerifier { webpki, exact }))
-            .with_no_client_auth();
-        Ok(Arc::new(config))
+        .map_err(|err| TlsConfigError::Invalid {
+            path: self.ca_file.clone().unwrap_or_default(),
+            reason: err.to_string(),
+        })?;
+        Ok(Arc::new(CaFileVerifier { webpki, exact }))
     }
+}
+
+/// A rustls client configuration (ring, TLS 1.2 and 1.3) around a certificate verifier.
+pub(crate) fn config_with_verifier(
+    verifier: Arc<dyn ServerCertVerifier>,
+) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|err| TlsConfigError::Invalid {
+        path: PathBuf::new(),
+        reason: err.to_string(),
+    })?
+    .dangerous()
+    .with_custom_certificate_verifier(verifier)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// Webpki verification, plus: a server certificate that is byte for byte one of the

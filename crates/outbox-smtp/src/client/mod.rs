@@ -232,6 +232,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         &self.config
     }
 
+    /// The connection itself, for a caller that takes it over (the TLS probe's own
+    /// handshake); unread input is dropped.
+    pub(crate) fn into_stream(self) -> S {
+        self.stream
+    }
+
     /// The same session over another stream type (e.g. boxed); buffers and state move along.
     pub fn map_stream<T>(self, f: impl FnOnce(S) -> T) -> SmtpClient<T> {
         SmtpClient {
