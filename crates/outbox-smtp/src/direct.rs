@@ -1,15 +1,26 @@
 //! Direct delivery to a recipient domain's mail hosts (RFC 5321 §5.1): hosts in MX order,
 //! each host's addresses in order, falling back to the next on a connection failure, a
-//! 4xx/5xx greeting or a `421`. TLS is opportunistic STARTTLS (DESIGN §6 contract details).
+//! 4xx/5xx greeting or a `421`.
+//!
+//! TLS is opportunistic and unauthenticated (RFC 7435, DESIGN §10): STARTTLS whenever the
+//! host offers it, accepting whatever certificate it shows (self-signed, expired, for
+//! another name — most MX certificates on port 25 would fail verification), and when
+//! STARTTLS fails (refused, the handshake breaks, the connection drops) the same address is
+//! tried once more without it, as Postfix does at `smtp_tls_security_level = may`.
+//! Relays ([`SmtpClient::connect`]) stay verified.
 
 use std::net::SocketAddr;
 
 use thiserror::Error;
 
-use crate::client::{BoxedStream, ClientConfig, Delivery, SmtpClient};
+use crate::client::{BoxedStream, ClientConfig, Delivery, SmtpClient, tcp_connect};
 use crate::error::ClientError;
 use crate::mx::{MxError, MxHost, MxResolver};
-use crate::spec::Security;
+use crate::tls::CertificateCheck;
+
+/// The TLS probe of one MX address (`outbox mx DOMAIN --tls`), kept beside the delivery it
+/// explains.
+pub use crate::probe::{TlsProbe, probe_tls};
 
 /// One failed try at one address of one mail host.
 #[derive(Debug)]
@@ -105,7 +116,8 @@ impl DirectError {
 
 /// A session opened with one of a domain's mail hosts.
 pub struct MxSession {
-    /// The client, greeted and past EHLO (and STARTTLS when offered).
+    /// The client, greeted and past EHLO (and STARTTLS when offered). Whether the session
+    /// is encrypted, and how the certificate was checked: [`SmtpClient::protection`].
     pub client: SmtpClient<BoxedStream>,
     /// The host that answered.
     pub host: MxHost,
@@ -113,6 +125,15 @@ pub struct MxSession {
     pub addr: SocketAddr,
     /// The hosts and addresses that failed before this one.
     pub failed: Vec<HostAttempt>,
+    /// Why STARTTLS failed on a first connection to this address, when this session is the
+    /// plaintext retry that followed; `None` when TLS was not tried or worked.
+    pub starttls_failure: Option<ClientError>,
+}
+
+/// A session opened with one address of a mail host, opportunistic TLS done.
+struct Opened {
+    client: SmtpClient<BoxedStream>,
+    starttls_failure: Option<ClientError>,
 }
 
 /// Direct delivery settings.
@@ -158,21 +179,17 @@ impl DirectDelivery {
             };
             for ip in addresses {
                 let addr = SocketAddr::new(ip, self.port);
-                let opened = SmtpClient::connect_addr(
-                    addr,
-                    &host.host,
-                    Security::OpportunisticStartTls,
-                    None,
-                    &self.client,
-                )
-                .await;
-                match opened {
-                    Ok(client) => {
+                match self.open_opportunistic(addr, &host.host).await {
+                    Ok(Opened {
+                        client,
+                        starttls_failure,
+                    }) => {
                         return Ok(MxSession {
                             client,
                             host: host.clone(),
                             addr,
                             failed,
+                            starttls_failure,
                         });
                     }
                     Err(error) => {
@@ -190,6 +207,57 @@ impl DirectDelivery {
             domain: domain.to_string(),
             attempts: failed,
         })
+    }
+
+    /// Opens a session with one address of an MX host: greeting, EHLO, then STARTTLS
+    /// without certificate checks when offered (RFC 7435). When STARTTLS fails, one more
+    /// connection to the same address goes on in plaintext (RFC 7435 §6: a failed
+    /// opportunistic upgrade must not stop the mail).
+    async fn open_opportunistic(
+        &self,
+        addr: SocketAddr,
+        host: &str,
+    ) -> Result<Opened, ClientError> {
+        let client = self.open_plain(addr, host).await?;
+        if !client.capabilities().starttls {
+            return Ok(Opened {
+                client: client.map_stream(|s| Box::new(s) as BoxedStream),
+                starttls_failure: None,
+            });
+        }
+        let error = match client
+            .with_certificate_check(CertificateCheck::Unverified)
+            .starttls()
+            .await
+        {
+            Ok(client) => {
+                return Ok(Opened {
+                    client: client.map_stream(|s| Box::new(s) as BoxedStream),
+                    starttls_failure: None,
+                });
+            }
+            Err(error) if retry_without_tls(&error) => error,
+            Err(error) => return Err(error),
+        };
+        tracing::warn!(%host, %addr, %error, "STARTTLS failed; retrying once without TLS (RFC 7435)");
+        let client = self.open_plain(addr, host).await?;
+        Ok(Opened {
+            client: client.map_stream(|s| Box::new(s) as BoxedStream),
+            starttls_failure: Some(error),
+        })
+    }
+
+    /// TCP connect, greeting and EHLO, nothing more.
+    async fn open_plain(
+        &self,
+        addr: SocketAddr,
+        host: &str,
+    ) -> Result<SmtpClient<tokio::net::TcpStream>, ClientError> {
+        let tcp = tcp_connect(addr, &addr.to_string(), &self.client).await?;
+        let mut client = SmtpClient::with_stream(tcp, host, self.client.clone());
+        client.read_greeting().await?;
+        client.ehlo().await?;
+        Ok(client)
     }
 
     /// Delivers one message to `recipients` (all of `domain`) over the first mail host
@@ -219,6 +287,7 @@ impl DirectDelivery {
                 host,
                 addr,
                 failed: so_far,
+                ..
             } = session;
             failed = so_far;
             start += hosts[start..]
@@ -264,6 +333,13 @@ fn closing_reply(delivery: &Delivery) -> Option<crate::reply::Reply> {
         .cloned()
 }
 
+/// Every way STARTTLS can fail sends the plaintext retry — a 4xx/5xx to STARTTLS, a broken
+/// handshake, a connection lost or stalled during it, an EHLO over TLS that fails — except a
+/// `421`: the host is closing the service (RFC 5321 §3.8) and the next host is tried.
+fn retry_without_tls(error: &ClientError) -> bool {
+    !matches!(error.reply(), Some(reply) if reply.code == 421)
+}
+
 /// Connection-level failures and a 421 send the message to the next host; a reply that
 /// judges the message or the sender does not.
 fn should_try_next(error: &ClientError) -> bool {
@@ -297,5 +373,28 @@ mod tests {
             command: "DATA".into()
         }));
         assert!(!should_try_next(&ClientError::NoRecipients));
+    }
+
+    #[test]
+    fn which_starttls_failures_retry_in_plaintext() {
+        let refused = |code| ClientError::StartTlsUnavailable {
+            host: "mx.a.test".into(),
+            reply: Some(Reply::new(code, ["no"])),
+        };
+        assert!(retry_without_tls(&refused(454)));
+        assert!(retry_without_tls(&refused(502)));
+        assert!(!retry_without_tls(&refused(421)));
+        assert!(retry_without_tls(&ClientError::Tls {
+            host: "mx.a.test".into(),
+            source: std::io::Error::other("bad record"),
+        }));
+        assert!(retry_without_tls(&ClientError::Closed {
+            command: "STARTTLS".into()
+        }));
+        let ehlo_closing = ClientError::Rejected {
+            command: "EHLO".into(),
+            reply: Reply::new(421, ["bye"]),
+        };
+        assert!(!retry_without_tls(&ehlo_closing));
     }
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::auth::{AuthEncodingError, Mechanism};
+use crate::fingerprint::Fingerprint;
 use crate::reply::{Reply, ReplyError};
 use crate::tls::TlsConfigError;
 
@@ -41,6 +42,19 @@ pub enum ClientError {
         host: String,
         /// The handshake error.
         source: std::io::Error,
+    },
+    /// The server's certificate is not the one the server spec pins (`?tls_fingerprint=`).
+    #[error(
+        "TLS certificate of {host} does not match the pinned tls_fingerprint: \
+         the server presented {actual}, the server spec pins {expected}"
+    )]
+    FingerprintMismatch {
+        /// The server.
+        host: String,
+        /// The pinned fingerprint.
+        expected: Fingerprint,
+        /// The fingerprint of the certificate the server presented.
+        actual: Fingerprint,
     },
     /// The TLS configuration could not be built (bad CA file, bad server name).
     #[error(transparent)]
@@ -156,6 +170,7 @@ impl ClientError {
             | ClientError::Connect { .. }
             | ClientError::Timeout { .. }
             | ClientError::Tls { .. }
+            | ClientError::FingerprintMismatch { .. }
             | ClientError::StartTlsUnavailable { .. }
             | ClientError::BadReply { .. }
             | ClientError::Closed { .. }

@@ -15,10 +15,12 @@ pub use ehlo::Capabilities;
 pub use reply::{EnhancedCode, Reply, ReplyClass, ReplyError};
 pub mod spec;
 pub use spec::{Credentials, ProgramSpec, Security, ServerSpec, SmtpSpec, SpecError};
+pub mod fingerprint;
 pub mod timeouts;
 pub mod tls;
+pub use fingerprint::{Fingerprint, FingerprintError};
 pub use timeouts::Timeouts;
-pub use tls::{TlsConfig, TlsConfigError};
+pub use tls::{CertificateCheck, Protection, TlsConfig, TlsConfigError};
 
 // The client and the program transport.
 pub mod client;
@@ -32,6 +34,7 @@ pub use program::ProgramError;
 pub mod direct;
 pub mod mta_sts;
 pub mod mx;
+pub mod probe;
 pub mod server;
 /// The throttle on failed credential checks per client address, used by the SMTP listener
 /// (failed AUTH) and by the HTTP API of `outbox` (failed tokens and admin logins), so both

@@ -11,11 +11,19 @@
 //!
 //! Default port 25. STARTTLS is opportunistic unless `?starttls=` says otherwise. User name
 //! and password are percent-decoded. A password never appears in `Debug` or `Display` output.
+//!
+//! `?tls_fingerprint=sha256:HEX` (64 hex digits, with or without colons, any case; what
+//! `openssl x509 -noout -fingerprint -sha256` prints) pins the server's certificate: its
+//! SHA-256 must be exactly that, and its chain and names are not checked — for a relay with
+//! a self-signed certificate. A pin needs TLS: STARTTLS becomes required, and
+//! `starttls=off` with a pin is an error.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 use std::str::FromStr;
 use std::time::Duration;
+
+use crate::fingerprint::Fingerprint;
 
 /// The well-known SMTP port.
 pub const SMTP_PORT: u16 = 25;
@@ -87,6 +95,9 @@ pub struct SmtpSpec {
     pub credentials: Option<Credentials>,
     /// A timeout that overrides every per-command timeout (Lasso's `-timeout`).
     pub timeout: Option<Duration>,
+    /// The SHA-256 the server's certificate must have (`?tls_fingerprint=`); with it, TLS
+    /// is required and the certificate's chain and names are not checked.
+    pub tls_fingerprint: Option<Fingerprint>,
 }
 
 impl SmtpSpec {
@@ -98,6 +109,7 @@ impl SmtpSpec {
             security: Security::OpportunisticStartTls,
             credentials: None,
             timeout: None,
+            tls_fingerprint: None,
         }
     }
 }
@@ -138,7 +150,9 @@ pub enum SpecError {
         port: String,
     },
     /// A query parameter this parser does not know.
-    #[error("unknown parameter {name:?} in server spec (known: starttls, timeout)")]
+    #[error(
+        "unknown parameter {name:?} in server spec (known: starttls, timeout, tls_fingerprint)"
+    )]
     UnknownParameter {
         /// The parameter name.
         name: String,
@@ -157,6 +171,9 @@ pub enum SpecError {
     /// `smtps://` with `?starttls=`: implicit TLS has no STARTTLS.
     #[error("smtps:// uses implicit TLS; it takes no starttls parameter")]
     StartTlsWithImplicitTls,
+    /// `?tls_fingerprint=` with `?starttls=off`: without TLS there is no certificate to pin.
+    #[error("tls_fingerprint pins the TLS certificate, and starttls=off turns TLS off")]
+    FingerprintWithoutTls,
     /// A user name or password with a bad `%` escape or not UTF-8 once decoded.
     #[error("invalid percent-encoding in the {part} of the server spec")]
     InvalidPercentEncoding {
@@ -187,6 +204,10 @@ fn expected_hint(name: &str) -> &'static str {
     match name {
         "starttls" => " (expected required, opportunistic or off)",
         "timeout" => " (expected seconds or a duration like 30s, 2m)",
+        "tls_fingerprint" => {
+            " (expected sha256: and 64 hex digits, colons between pairs allowed, \
+             as openssl x509 -noout -fingerprint -sha256 prints it)"
+        }
         _ => "",
     }
 }
@@ -362,12 +383,18 @@ fn parse_url(rest: &str, implicit_tls: bool) -> Result<SmtpSpec, SpecError> {
                 };
             }
             "timeout" => spec.timeout = Some(parse_timeout(value).ok_or_else(invalid)?),
+            "tls_fingerprint" => {
+                spec.tls_fingerprint = Some(Fingerprint::parse(value).map_err(|_| invalid())?);
+            }
             _ => {
                 return Err(SpecError::UnknownParameter {
                     name: name.to_string(),
                 });
             }
         }
+    }
+    if spec.tls_fingerprint.is_some() && spec.security == Security::NoTls {
+        return Err(SpecError::FingerprintWithoutTls);
     }
     Ok(spec)
 }
@@ -510,6 +537,9 @@ impl fmt::Display for SmtpSpec {
         }
         if let Some(timeout) = self.timeout {
             params.push(format!("timeout={}", humantime::format_duration(timeout)));
+        }
+        if let Some(pin) = &self.tls_fingerprint {
+            params.push(format!("tls_fingerprint={pin}"));
         }
         if !params.is_empty() {
             write!(f, "?{}", params.join("&"))?;

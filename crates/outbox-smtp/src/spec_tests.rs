@@ -1,4 +1,5 @@
 use super::*;
+use crate::fingerprint::Fingerprint;
 
 fn smtp(text: &str) -> SmtpSpec {
     match ServerSpec::parse(text) {
@@ -104,6 +105,26 @@ fn bad_specs_name_the_problem() {
         ("smtps://h?starttls=off", |e| {
             matches!(e, StartTlsWithImplicitTls)
         }),
+        (
+            "smtp://h?tls_fingerprint=",
+            |e| matches!(e, InvalidParameter { name, .. } if name == "tls_fingerprint"),
+        ),
+        (
+            "smtp://h?tls_fingerprint=sha1:00",
+            |e| matches!(e, InvalidParameter { name, .. } if name == "tls_fingerprint"),
+        ),
+        (
+            "smtp://h?tls_fingerprint=sha256:0011",
+            |e| matches!(e, InvalidParameter { name, .. } if name == "tls_fingerprint"),
+        ),
+        (
+            "smtp://h?starttls=off&tls_fingerprint=sha256:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+            |e| matches!(e, FingerprintWithoutTls),
+        ),
+        (
+            "smtp://h?tls_fingerprint=sha256:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff&starttls=off",
+            |e| matches!(e, FingerprintWithoutTls),
+        ),
         ("smtp://u:%zz@h", |e| {
             matches!(e, InvalidPercentEncoding { part: "password" })
         }),
@@ -132,6 +153,35 @@ fn bad_specs_name_the_problem() {
         assert!(check(&err), "{text}: {err:?}");
         assert!(!err.to_string().is_empty());
     }
+}
+
+const PIN_HEX: &str = "00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff";
+
+#[test]
+fn tls_fingerprint_pins_32_bytes() {
+    let plain = smtp(&format!(
+        "smtp://relay.test:587?tls_fingerprint=sha256:{PIN_HEX}"
+    ));
+    let pin = plain.tls_fingerprint.expect("a pin");
+    assert_eq!(pin.as_bytes()[1], 0x11);
+    assert_eq!(pin.as_bytes()[31], 0xff);
+    assert_eq!(plain.security, Security::OpportunisticStartTls);
+    // openssl's form: colons, upper case, and any case of the parameter and algorithm.
+    let colons: Vec<&str> = (0..32).map(|i| &PIN_HEX[2 * i..2 * i + 2]).collect();
+    let openssl = smtp(&format!(
+        "smtps://relay.test?TLS_FINGERPRINT=SHA256:{}",
+        colons.join(":").to_uppercase()
+    ));
+    assert_eq!(openssl.tls_fingerprint, Some(pin));
+    assert_eq!(openssl.security, Security::ImplicitTls);
+    let required = smtp(&format!(
+        "smtp://h?starttls=required&tls_fingerprint=sha256:{PIN_HEX}"
+    ));
+    assert_eq!(required.tls_fingerprint, Some(pin));
+    let err = ServerSpec::parse("smtp://h?tls_fingerprint=AB:CD").unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("tls_fingerprint"), "{text}");
+    assert!(text.contains("sha256:"), "{text}");
 }
 
 #[test]
@@ -193,6 +243,8 @@ fn display_parses_back() {
         "h:25",
         "smtp://[::1]:2525?starttls=off&timeout=30s",
         "smtps://h:465",
+        "smtp://h?tls_fingerprint=sha256:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        "smtps://h?timeout=1m&tls_fingerprint=sha256:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF",
         "program:/bin/cat -u 'a b'",
     ] {
         let spec = ServerSpec::parse(text).unwrap();
@@ -243,7 +295,10 @@ mod properties {
                 Just(Security::ImplicitTls),
             ],
             timeout in proptest::option::of(1u64..100_000),
+            pin in proptest::option::of(proptest::array::uniform32(any::<u8>())),
         ) {
+            // A pin needs TLS.
+            let pin = pin.filter(|_| security != Security::NoTls);
             let spec = SmtpSpec {
                 host,
                 port,
@@ -251,6 +306,7 @@ mod properties {
                 // Display shows the password as ***, so round-trip with that password.
                 credentials: Some(Credentials::new(user, "***")),
                 timeout: timeout.map(Duration::from_secs),
+                tls_fingerprint: pin.map(Fingerprint::from_bytes),
             };
             let parsed = ServerSpec::parse(&spec.to_string()).unwrap();
             prop_assert_eq!(parsed, ServerSpec::Smtp(spec));

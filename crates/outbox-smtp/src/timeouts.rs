@@ -124,12 +124,28 @@ impl Timeouts {
         }
     }
 
-    /// The defaults with the connect timeout and one command timeout for every command, as
-    /// the `[delivery] connect_timeout` / `command_timeout` config keys give them.
+    /// The defaults with the connect timeout and one command timeout for every command
+    /// (what `[delivery]` had before RFC 5321's named timeouts; prefer
+    /// [`Timeouts::with_command`] over the defaults).
     pub fn from_config(connect: Duration, command: Duration) -> Self {
         Timeouts {
             connect,
             ..Timeouts::uniform(command)
+        }
+    }
+
+    /// The same timeouts with `command` for every step RFC 5321 §4.5.3.2 does not name:
+    /// EHLO/HELO, STARTTLS and its handshake, each AUTH step, RSET, QUIT and raw commands
+    /// (`[delivery] command_timeout`). The named steps keep their values.
+    pub fn with_command(self, command: Duration) -> Self {
+        Timeouts {
+            ehlo: command,
+            starttls: command,
+            auth: command,
+            rset: command,
+            quit: command,
+            command,
+            ..self
         }
     }
 }
@@ -178,6 +194,22 @@ mod tests {
         assert_eq!(t.data_block, Duration::from_secs(180));
         assert_eq!(t.data_term, Duration::from_secs(600));
         assert_eq!(t.connect, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn with_command_leaves_the_named_steps_alone() {
+        let short = Duration::from_millis(300);
+        let t = Timeouts {
+            greeting: short,
+            ..Timeouts::default()
+        }
+        .with_command(Duration::from_secs(7));
+        assert_eq!(t.greeting, short);
+        assert_eq!(t.mail_from, defaults::MAIL_FROM);
+        assert_eq!(t.data_term, defaults::DATA_TERM);
+        for step in [t.ehlo, t.starttls, t.auth, t.rset, t.quit, t.command] {
+            assert_eq!(step, Duration::from_secs(7));
+        }
     }
 
     #[test]

@@ -6,6 +6,13 @@
 //! own issuer, which webpki refuses as an end entity (`CaUsedAsEndEntity`). The operator
 //! who put that exact certificate in the file asked for it to be trusted; the handshake's
 //! signatures are still verified, and any other certificate still needs a chain.
+//!
+//! Two other checks exist for the cases where the web PKI does not apply
+//! ([`CertificateCheck`]): MX delivery without MTA-STS encrypts without authenticating
+//! (RFC 7435 opportunistic security: any certificate is accepted, as Postfix's
+//! `smtp_tls_security_level = may` does), and a server spec may pin the server's
+//! certificate by its SHA-256 fingerprint. Both still verify the handshake's signatures, so
+//! the peer must hold the private key of the certificate it shows.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +21,81 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore};
 use serde::{Deserialize, Serialize};
+
+use crate::fingerprint::Fingerprint;
+
+/// How the server's certificate is checked in a TLS handshake.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CertificateCheck {
+    /// A chain to the webpki roots or a `[tls] ca_file` anchor (or exactly a certificate of
+    /// `ca_file`), valid now, for the server's name. The default, and what relays get.
+    #[default]
+    Verified,
+    /// Any certificate: expired, self-signed, for another name (RFC 7435 opportunistic
+    /// security, for MX hosts without an MTA-STS policy). The session is encrypted against
+    /// passive eavesdropping, not authenticated.
+    Unverified,
+    /// The server's end-entity certificate must have exactly this SHA-256 fingerprint
+    /// (`?tls_fingerprint=`); its chain, dates and names are not looked at.
+    Pinned(Fingerprint),
+}
+
+/// What protects an open SMTP session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protection {
+    /// No TLS.
+    Plaintext,
+    /// TLS with a certificate that was not checked ([`CertificateCheck::Unverified`]).
+    TlsUnverified,
+    /// TLS with a certificate verified for the server's name.
+    TlsVerified,
+    /// TLS with the certificate the server spec pins.
+    TlsPinned,
+}
+
+impl Protection {
+    /// Whether the session is encrypted.
+    pub fn is_tls(self) -> bool {
+        self != Protection::Plaintext
+    }
+
+    /// Whether the server was authenticated: a verified or pinned certificate.
+    pub fn is_authenticated(self) -> bool {
+        matches!(self, Protection::TlsVerified | Protection::TlsPinned)
+    }
+
+    /// The protection a successful handshake with `check` gives.
+    pub fn after_handshake(check: &CertificateCheck) -> Protection {
+        match check {
+            CertificateCheck::Verified => Protection::TlsVerified,
+            CertificateCheck::Unverified => Protection::TlsUnverified,
+            CertificateCheck::Pinned(_) => Protection::TlsPinned,
+        }
+    }
+}
+
+impl std::fmt::Display for Protection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Protection::Plaintext => "plaintext",
+            Protection::TlsUnverified => "TLS (certificate not verified)",
+            Protection::TlsVerified => "TLS (certificate verified)",
+            Protection::TlsPinned => "TLS (pinned certificate)",
+        })
+    }
+}
+
+/// The server's certificate did not have the pinned fingerprint. Carried inside the rustls
+/// error out of the handshake, and turned into `ClientError::FingerprintMismatch`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the certificate's fingerprint is {actual}, not the pinned tls_fingerprint {expected}")]
+pub struct FingerprintMismatch {
+    /// The pin of the server spec.
+    pub expected: Fingerprint,
+    /// The fingerprint of the certificate the server presented.
+    pub actual: Fingerprint,
+}
 
 /// What the client trusts.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,9 +140,32 @@ impl TlsConfig {
         }
     }
 
+    /// The rustls client configuration for `check`: [`TlsConfig::client_config`] for
+    /// verified sessions; the unverified and pinned checks do not read the CA file.
+    pub fn client_config_for(
+        &self,
+        check: &CertificateCheck,
+    ) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
+        let algorithms = rustls::crypto::ring::default_provider().signature_verification_algorithms;
+        let verifier: Arc<dyn ServerCertVerifier> = match check {
+            CertificateCheck::Verified => return self.client_config(),
+            CertificateCheck::Unverified => Arc::new(AnyCertificate { algorithms }),
+            CertificateCheck::Pinned(pin) => Arc::new(PinnedCertificate {
+                pin: *pin,
+                algorithms,
+            }),
+        };
+        config_with_verifier(verifier)
+    }
+
     /// Builds the rustls client configuration: webpki roots, plus every certificate in the
     /// CA file. A CA file without any certificate is an error, not an empty addition.
     pub fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
+        config_with_verifier(self.verifier()?)
+    }
+
+    /// The verifier of [`CertificateCheck::Verified`]: webpki roots and the CA file.
+    pub(crate) fn verifier(&self) -> Result<Arc<dyn ServerCertVerifier>, TlsConfigError> {
         let mut roots = RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
@@ -68,25 +173,35 @@ impl TlsConfig {
         if let Some(path) = &self.ca_file {
             exact = add_pem_file(&mut roots, path)?;
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let invalid = |reason: String| TlsConfigError::Invalid {
-            path: self.ca_file.clone().unwrap_or_default(),
-            reason,
-        };
         let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
             Arc::new(roots),
-            provider.clone(),
+            Arc::new(rustls::crypto::ring::default_provider()),
         )
         .build()
-        .map_err(|err| invalid(err.to_string()))?;
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|err| invalid(err.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(CaFileVerifier { webpki, exact }))
-            .with_no_client_auth();
-        Ok(Arc::new(config))
+        .map_err(|err| TlsConfigError::Invalid {
+            path: self.ca_file.clone().unwrap_or_default(),
+            reason: err.to_string(),
+        })?;
+        Ok(Arc::new(CaFileVerifier { webpki, exact }))
     }
+}
+
+/// A rustls client configuration (ring, TLS 1.2 and 1.3) around a certificate verifier.
+pub(crate) fn config_with_verifier(
+    verifier: Arc<dyn ServerCertVerifier>,
+) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|err| TlsConfigError::Invalid {
+        path: PathBuf::new(),
+        reason: err.to_string(),
+    })?
+    .dangerous()
+    .with_custom_certificate_verifier(verifier)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// Webpki verification, plus: a server certificate that is byte for byte one of the
@@ -147,6 +262,108 @@ impl ServerCertVerifier for CaFileVerifier {
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.webpki.supported_verify_schemes()
     }
+}
+
+/// RFC 7435: any certificate is accepted; the handshake signatures are still checked.
+#[derive(Debug)]
+struct AnyCertificate {
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// The end-entity certificate must have the pinned SHA-256; the handshake signatures are
+/// still checked (against that certificate's key).
+#[derive(Debug)]
+struct PinnedCertificate {
+    pin: Fingerprint,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for PinnedCertificate {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let actual = Fingerprint::of(end_entity.as_ref());
+        if actual == self.pin {
+            return Ok(ServerCertVerified::assertion());
+        }
+        let mismatch = FingerprintMismatch {
+            expected: self.pin,
+            actual,
+        };
+        Err(rustls::CertificateError::Other(rustls::OtherError(Arc::new(mismatch))).into())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// The pin mismatch inside a failed handshake's error, if that is why it failed.
+pub(crate) fn fingerprint_mismatch(error: &std::io::Error) -> Option<FingerprintMismatch> {
+    let rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) =
+        error.get_ref()?.downcast_ref::<rustls::Error>()?
+    else {
+        return None;
+    };
+    other.0.downcast_ref::<FingerprintMismatch>().copied()
 }
 
 /// Adds every certificate of the PEM file to `roots`; returns them, for exact matches.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use outbox_queue::engine::{EngineConfig, SmtpTransport, SmtpTransportConfig};
 use outbox_queue::{Outbox, Store, StoreOptions};
-use outbox_smtp::{ClientConfig, ServerSpec, Timeouts, TlsConfig};
+use outbox_smtp::{ClientConfig, ServerSpec, TlsConfig};
 
 use crate::config::Config;
 
@@ -21,9 +21,8 @@ pub async fn store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 /// The SMTP client settings: EHLO name, timeouts, extra trust anchors.
 pub fn client_config(config: &Config) -> ClientConfig {
     let delivery = &config.delivery;
-    let mut client = ClientConfig::new(delivery.helo_name.clone()).with_timeouts(
-        Timeouts::from_config(delivery.connect_timeout.0, delivery.command_timeout.0),
-    );
+    let mut client =
+        ClientConfig::new(delivery.helo_name.clone()).with_timeouts(delivery.timeouts());
     if let Some(ca_file) = &config.tls.ca_file {
         client = client.with_tls(TlsConfig::with_ca_file(ca_file));
     }

@@ -1,11 +1,13 @@
 //! `outbox mx` against a dnsmasq on loopback (`OUTBOX_DNS_NAMESERVERS`), run as the real
-//! binary in a temp dir.
+//! binary in a temp dir; `--tls` against in-process MX servers on 127.0.0.2-5.
 
 #[path = "../../outbox-smtp/tests/support/mod.rs"]
 mod support;
 
 use std::process::{Command, Output};
 
+use outbox_smtp::server::{Fault, Server, server_tls_config_from_files};
+use support::ca::{SelfSigned, TestCa};
 use support::dnsmasq::Dnsmasq;
 
 fn dns() -> Dnsmasq {
@@ -89,4 +91,198 @@ fn null_mx_and_missing_domain_fail_with_one_line() {
     let out = outbox(&dns, &["mx", "bad domain"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("bad domain"));
+}
+
+/// `outbox mx DOMAIN --tls` as a real process (async, so the in-process MX servers of the
+/// test keep answering meanwhile).
+async fn outbox_tls(dns: &Dnsmasq, port: u16, ca_file: &std::path::Path, args: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_outbox"))
+        .args(args)
+        .current_dir(dir.path())
+        .env_remove("OUTBOX_CONFIG")
+        .env_remove("RUST_LOG")
+        .env("OUTBOX_DNS_NAMESERVERS", dns.nameserver())
+        .env("OUTBOX_DELIVERY_MX_PORT", port.to_string())
+        .env("OUTBOX_DELIVERY_CONNECT_TIMEOUT", "5s")
+        .env("OUTBOX_TLS_CA_FILE", ca_file)
+        .output()
+        .await
+        .expect("run outbox")
+}
+
+/// Four MX hosts of tls.test on one port: 127.0.0.2 with a certificate for its name from a
+/// CA in `[tls] ca_file`, 127.0.0.3 self-signed, 127.0.0.4 without STARTTLS, 127.0.0.5 with
+/// a broken handshake; mx5 has no address and 127.0.0.6 listens nowhere.
+struct TlsHosts {
+    servers: Vec<Server>,
+    ca: TestCa,
+    port: u16,
+    dns: Dnsmasq,
+    _self_signed: SelfSigned,
+}
+
+async fn tls_hosts() -> TlsHosts {
+    let ca = TestCa::for_names(&["mx1.tls.test"]);
+    let self_signed = SelfSigned::generate("mx2");
+    let valid = server_tls_config_from_files(&ca.server_cert, &ca.server_key).unwrap();
+    let own = server_tls_config_from_files(&self_signed.cert, &self_signed.key).unwrap();
+    let builders = || {
+        [
+            ("127.0.0.2", Server::builder().tls(valid.clone())),
+            ("127.0.0.3", Server::builder().tls(own.clone())),
+            ("127.0.0.4", Server::builder()),
+            (
+                "127.0.0.5",
+                Server::builder().tls(own.clone()).fault(Fault::break_tls()),
+            ),
+        ]
+    };
+    let (servers, port) = 'retry: loop {
+        let port = support::free_tcp_port();
+        let mut servers = Vec::new();
+        for (ip, builder) in builders() {
+            match builder.bind(&format!("{ip}:{port}")).await {
+                Ok(server) => servers.push(server),
+                Err(_) => continue 'retry,
+            }
+        }
+        break (servers, port);
+    };
+    let records = [
+        "--mx-host=tls.test,mx1.tls.test,10",
+        "--mx-host=tls.test,mx2.tls.test,20",
+        "--mx-host=tls.test,mx3.tls.test,30",
+        "--mx-host=tls.test,mx4.tls.test,40",
+        "--mx-host=tls.test,mx5.tls.test,50",
+        "--mx-host=tls.test,mx6.tls.test,60",
+        "--host-record=mx1.tls.test,127.0.0.2",
+        "--host-record=mx2.tls.test,127.0.0.3",
+        "--host-record=mx3.tls.test,127.0.0.4",
+        "--host-record=mx4.tls.test,127.0.0.5",
+        "--host-record=mx6.tls.test,127.0.0.6",
+    ];
+    TlsHosts {
+        servers,
+        ca,
+        port,
+        dns: Dnsmasq::start(&records.map(String::from)),
+        _self_signed: self_signed,
+    }
+}
+
+#[tokio::test]
+async fn tls_shows_starttls_and_certificate_per_address() {
+    let hosts = tls_hosts().await;
+    let out = outbox_tls(
+        &hosts.dns,
+        hosts.port,
+        &hosts.ca.ca_cert,
+        &["mx", "tls.test", "--tls"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "10 mx1.tls.test", "{text}");
+    assert_eq!(
+        lines[1],
+        "  127.0.0.2: STARTTLS offered; certificate valid for mx1.tls.test"
+    );
+    assert_eq!(lines[2], "20 mx2.tls.test");
+    assert!(
+        lines[3].starts_with(
+            "  127.0.0.3: STARTTLS offered; certificate not valid for mx2.tls.test: self-signed"
+        ),
+        "{text}"
+    );
+    assert_eq!(lines[4], "30 mx3.tls.test");
+    assert_eq!(lines[5], "  127.0.0.4: STARTTLS not offered");
+    assert_eq!(lines[6], "40 mx4.tls.test");
+    assert!(
+        lines[7].starts_with(
+            "  127.0.0.5: STARTTLS offered; failed: TLS handshake with mx4.tls.test failed"
+        ),
+        "{text}"
+    );
+    assert_eq!(lines[8], "50 mx5.tls.test");
+    assert!(lines[9].starts_with("  no addresses: "), "{text}");
+    assert_eq!(lines[10], "60 mx6.tls.test");
+    assert!(
+        lines[11].starts_with("  127.0.0.6: no SMTP session: cannot connect"),
+        "{text}"
+    );
+    assert_eq!(lines.len(), 12, "{text}");
+    // Each probe opened one session, and delivered nothing.
+    for server in &hosts.servers {
+        assert_eq!(server.stats().connections_accepted, 1);
+        assert!(server.memory_sink().unwrap().is_empty());
+    }
+
+    // Without the CA in [tls] ca_file, mx1's certificate is not trusted either.
+    let other = SelfSigned::generate("unrelated");
+    let out = outbox_tls(
+        &hosts.dns,
+        hosts.port,
+        &other.cert,
+        &["mx", "tls.test", "--tls"],
+    )
+    .await;
+    let text = stdout(&out);
+    assert!(
+        text.contains("127.0.0.2: STARTTLS offered; certificate not valid for mx1.tls.test: not issued by a trusted CA"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn tls_json_adds_a_probe_per_address() {
+    let hosts = tls_hosts().await;
+    let out = outbox_tls(
+        &hosts.dns,
+        hosts.port,
+        &hosts.ca.ca_cert,
+        &["--json", "mx", "tls.test", "--tls"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let probe = |i: usize| json[i]["tls"][0].clone();
+    assert_eq!(
+        probe(0),
+        serde_json::json!({"address": "127.0.0.2", "starttls": true,
+            "certificate_valid": true, "certificate_error": null, "error": null})
+    );
+    assert_eq!(probe(1)["certificate_valid"], false);
+    assert!(
+        probe(1)["certificate_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("self-signed")
+    );
+    assert_eq!(
+        probe(2),
+        serde_json::json!({"address": "127.0.0.4", "starttls": false,
+            "certificate_valid": null, "certificate_error": null, "error": null})
+    );
+    assert_eq!(probe(3)["starttls"], true);
+    assert!(
+        probe(3)["error"]
+            .as_str()
+            .unwrap()
+            .contains("TLS handshake")
+    );
+    assert!(json[4].get("addresses").is_none());
+    assert!(json[4]["error"].is_string());
+    assert_eq!(json[5]["tls"][0]["starttls"], false);
+    assert!(
+        json[5]["tls"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect")
+    );
+    // The fields of the plain listing are unchanged.
+    assert_eq!(json[0]["preference"], 10);
+    assert_eq!(json[0]["host"], "mx1.tls.test");
+    assert_eq!(json[0]["addresses"], serde_json::json!(["127.0.0.2"]));
 }

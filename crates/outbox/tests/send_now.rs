@@ -6,6 +6,7 @@
 mod support;
 
 use std::process::Output;
+use std::time::{Duration, Instant};
 
 use outbox_smtp::server::{Fault, Server, Stage};
 use support::dnsmasq::Dnsmasq;
@@ -283,6 +284,63 @@ async fn unreachable_relay_fails_everyone_with_one_stderr_line() {
         stdout(&out)
     );
     assert_eq!(stderr(&out).lines().count(), 1);
+}
+
+/// `[delivery] greeting_timeout` gives up on a server that never greets, while the other
+/// steps keep their own limits: MAIL FROM answered after longer than the greeting timeout
+/// still goes through.
+#[tokio::test]
+async fn a_stalled_greeting_is_given_up_after_greeting_timeout() {
+    let silent = Server::builder()
+        .fault(Fault::stall(Stage::Connect, Duration::from_secs(60)))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let slow_mail = Server::builder()
+        .fault(Fault::stall(Stage::Mail, Duration::from_millis(900)))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let run = Run::new().env("OUTBOX_DELIVERY_GREETING_TIMEOUT", "300ms");
+    let send = |relay: String| {
+        let run = &run;
+        async move {
+            run.outbox(&[
+                "send",
+                "--now",
+                "--from",
+                "a@x.test",
+                "--to",
+                "b@y.test",
+                "--subject",
+                "s",
+                "--body",
+                "b",
+                "--relay",
+                &relay,
+            ])
+            .await
+        }
+    };
+    let started = Instant::now();
+    let out = send(silent.local_addr().to_string()).await;
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains("timeout after 300ms waiting for the reply to greeting"),
+        "{}",
+        stdout(&out)
+    );
+    // Not the 5 minutes of the other steps, nor the server's 60 s silence.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let out = send(slow_mail.local_addr().to_string()).await;
+    assert!(out.status.success(), "{} {}", stdout(&out), stderr(&out));
+    assert_eq!(stdout(&out), "b@y.test sent\n");
+    assert_eq!(slow_mail.memory_sink().unwrap().len(), 1);
 }
 
 #[tokio::test]

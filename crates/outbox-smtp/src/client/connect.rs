@@ -10,6 +10,7 @@ use super::{ClientConfig, SmtpClient};
 use crate::error::ClientError;
 use crate::spec::{Credentials, Security, SmtpSpec};
 use crate::timeouts::Timeouts;
+use crate::tls::CertificateCheck;
 
 /// A stream the client can run over: anything readable, writable and sendable.
 pub trait AsyncStream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -23,7 +24,9 @@ impl SmtpClient<BoxedStream> {
     /// Connects to the server a spec names and opens the session: TCP (each resolved address
     /// in turn, each within the connect timeout), implicit TLS for `smtps://`, the greeting,
     /// EHLO, STARTTLS as the spec's [`Security`] says, then AUTH when the spec has
-    /// credentials. The spec's `timeout=` replaces every per-command timeout.
+    /// credentials. The spec's `timeout=` replaces every per-command timeout. The server's
+    /// certificate is verified, or compared with the spec's `tls_fingerprint` (which makes
+    /// STARTTLS required).
     pub async fn connect(spec: &SmtpSpec, config: &ClientConfig) -> Result<Self, ClientError> {
         let config = config_for(spec, config);
         let target = format!("{}:{}", display_host(&spec.host), spec.port);
@@ -56,6 +59,8 @@ impl SmtpClient<BoxedStream> {
                         tcp,
                         &spec.host,
                         spec.security,
+                        spec.tls_fingerprint
+                            .map_or(CertificateCheck::Verified, CertificateCheck::Pinned),
                         spec.credentials.as_ref(),
                         config,
                     )
@@ -72,7 +77,7 @@ impl SmtpClient<BoxedStream> {
 
     /// Connects to one socket address and opens the session, verifying TLS certificates for
     /// `tls_name` — for MX delivery, where the host name comes from DNS and the address was
-    /// chosen by the caller.
+    /// chosen by the caller (MTA-STS `enforce`: [`Security::RequiredStartTls`]).
     pub async fn connect_addr(
         addr: SocketAddr,
         tls_name: &str,
@@ -80,8 +85,29 @@ impl SmtpClient<BoxedStream> {
         credentials: Option<&Credentials>,
         config: &ClientConfig,
     ) -> Result<Self, ClientError> {
+        Self::connect_addr_checked(
+            addr,
+            tls_name,
+            security,
+            CertificateCheck::Verified,
+            credentials,
+            config,
+        )
+        .await
+    }
+
+    /// [`SmtpClient::connect_addr`], checking the server's certificate as `check` says
+    /// instead of always verifying it.
+    pub async fn connect_addr_checked(
+        addr: SocketAddr,
+        tls_name: &str,
+        security: Security,
+        check: CertificateCheck,
+        credentials: Option<&Credentials>,
+        config: &ClientConfig,
+    ) -> Result<Self, ClientError> {
         let tcp = tcp_connect(addr, &addr.to_string(), config).await?;
-        open(tcp, tls_name, security, credentials, config.clone()).await
+        open(tcp, tls_name, security, check, credentials, config.clone()).await
     }
 }
 
@@ -101,7 +127,9 @@ fn display_host(host: &str) -> String {
     }
 }
 
-async fn tcp_connect(
+/// TCP connect within the connect timeout, with TCP_NODELAY; `target` names the server in
+/// errors.
+pub(crate) async fn tcp_connect(
     addr: SocketAddr,
     target: &str,
     config: &ClientConfig,
@@ -137,11 +165,12 @@ async fn open(
     tcp: TcpStream,
     host: &str,
     security: Security,
+    check: CertificateCheck,
     credentials: Option<&Credentials>,
     config: ClientConfig,
 ) -> Result<SmtpClient<BoxedStream>, ClientError> {
     let connect_limit = config.timeouts.connect;
-    let client = SmtpClient::with_stream(tcp, host, config);
+    let client = SmtpClient::with_stream(tcp, host, config).with_certificate_check(check);
     let mut client: SmtpClient<BoxedStream> = match security {
         Security::ImplicitTls => {
             let mut client = client.handshake(connect_limit, "connect").await?;
@@ -164,7 +193,9 @@ async fn open(
                     .starttls()
                     .await?
                     .map_stream(|s| Box::new(s) as BoxedStream)
-            } else if security == Security::RequiredStartTls {
+            } else if security == Security::RequiredStartTls
+                || matches!(check, CertificateCheck::Pinned(_))
+            {
                 return Err(ClientError::StartTlsUnavailable {
                     host: host.to_string(),
                     reply: None,

@@ -40,6 +40,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+pub(crate) use connect::tcp_connect;
 pub use connect::{AsyncStream, BoxedStream};
 pub use delivery::{Delivery, Outcome, RcptOutcome, RecipientReport};
 
@@ -47,7 +48,7 @@ use crate::ehlo::Capabilities;
 use crate::error::ClientError;
 use crate::reply::{Reply, parse_reply};
 use crate::timeouts::Timeouts;
-use crate::tls::{TlsConfig, TlsConfigError};
+use crate::tls::{CertificateCheck, Protection, TlsConfig, TlsConfigError};
 
 /// How the client introduces itself, how long it waits, and what it trusts.
 #[derive(Clone, Debug)]
@@ -58,13 +59,19 @@ pub struct ClientConfig {
     pub timeouts: Timeouts,
     /// Trust anchors for TLS.
     pub tls: TlsConfig,
-    /// The rustls config built from `tls`, kept so each connection does not re-parse the
+    /// The rustls configs built from `tls`, kept so each connection does not re-parse the
     /// root store.
-    tls_cache: Arc<Mutex<Option<CachedTls>>>,
+    tls_cache: Arc<Mutex<TlsCache>>,
 }
 
-/// A rustls config and the trust settings it was built from.
-type CachedTls = (TlsConfig, Arc<rustls::ClientConfig>);
+/// The rustls configs built so far: the verified one with the trust settings it was built
+/// from, and the unverified one (which depends on nothing). Pinned configs are built per
+/// connection: they hold no root store, and a pin is per relay.
+#[derive(Debug, Default)]
+struct TlsCache {
+    verified: Option<(TlsConfig, Arc<rustls::ClientConfig>)>,
+    unverified: Option<Arc<rustls::ClientConfig>>,
+}
 
 impl ClientConfig {
     /// A config with default timeouts and the webpki roots.
@@ -91,18 +98,40 @@ impl ClientConfig {
 
     /// The rustls client configuration for [`ClientConfig::tls`], built once and reused.
     pub fn rustls_config(&self) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
+        self.rustls_config_for(&CertificateCheck::Verified)
+    }
+
+    /// The rustls client configuration that checks certificates as `check` says; the
+    /// verified and unverified ones are built once and reused.
+    pub fn rustls_config_for(
+        &self,
+        check: &CertificateCheck,
+    ) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
         let mut cache = self
             .tls_cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((tls, config)) = cache.as_ref()
-            && *tls == self.tls
-        {
-            return Ok(Arc::clone(config));
+        match check {
+            CertificateCheck::Verified => {
+                if let Some((tls, config)) = cache.verified.as_ref()
+                    && *tls == self.tls
+                {
+                    return Ok(Arc::clone(config));
+                }
+                let config = self.tls.client_config()?;
+                cache.verified = Some((self.tls.clone(), Arc::clone(&config)));
+                Ok(config)
+            }
+            CertificateCheck::Unverified => {
+                if let Some(config) = &cache.unverified {
+                    return Ok(Arc::clone(config));
+                }
+                let config = self.tls.client_config_for(check)?;
+                cache.unverified = Some(Arc::clone(&config));
+                Ok(config)
+            }
+            CertificateCheck::Pinned(_) => self.tls.client_config_for(check),
         }
-        let config = self.tls.client_config()?;
-        *cache = Some((self.tls.clone(), Arc::clone(&config)));
-        Ok(config)
     }
 }
 
@@ -123,7 +152,10 @@ pub struct SmtpClient<S> {
     capabilities: Capabilities,
     /// The server's name, for TLS and error messages.
     host: String,
-    tls: bool,
+    /// How a TLS handshake checks the server's certificate.
+    certificate_check: CertificateCheck,
+    /// What protects the session now.
+    protection: Protection,
     /// The server's 220 greeting, once read.
     greeting: Option<Reply>,
 }
@@ -132,7 +164,7 @@ impl<S> std::fmt::Debug for SmtpClient<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SmtpClient")
             .field("host", &self.host)
-            .field("tls", &self.tls)
+            .field("protection", &self.protection)
             .field("capabilities", &self.capabilities)
             .finish_non_exhaustive()
     }
@@ -150,7 +182,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
             config,
             capabilities: Capabilities::default(),
             host: host.into(),
-            tls: false,
+            certificate_check: CertificateCheck::Verified,
+            protection: Protection::Plaintext,
             greeting: None,
         }
     }
@@ -165,9 +198,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         self.greeting.as_ref()
     }
 
+    /// The same client, checking the server's certificate as `check` says in the TLS
+    /// handshake to come (STARTTLS or implicit TLS). The default is
+    /// [`CertificateCheck::Verified`].
+    pub fn with_certificate_check(mut self, check: CertificateCheck) -> Self {
+        self.certificate_check = check;
+        self
+    }
+
+    /// How a TLS handshake checks (or checked) the server's certificate.
+    pub fn certificate_check(&self) -> &CertificateCheck {
+        &self.certificate_check
+    }
+
     /// Whether the session is encrypted.
     pub fn is_tls(&self) -> bool {
-        self.tls
+        self.protection.is_tls()
+    }
+
+    /// What protects the session: plaintext, or TLS with a verified, pinned or unchecked
+    /// certificate — for logs and delivery records.
+    pub fn protection(&self) -> Protection {
+        self.protection
     }
 
     /// The server's name as given at connect time.
@@ -180,6 +232,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         &self.config
     }
 
+    /// The connection itself, for a caller that takes it over (the TLS probe's own
+    /// handshake); unread input is dropped.
+    pub(crate) fn into_stream(self) -> S {
+        self.stream
+    }
+
     /// The same session over another stream type (e.g. boxed); buffers and state move along.
     pub fn map_stream<T>(self, f: impl FnOnce(S) -> T) -> SmtpClient<T> {
         SmtpClient {
@@ -189,7 +247,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
             config: self.config,
             capabilities: self.capabilities,
             host: self.host,
-            tls: self.tls,
+            certificate_check: self.certificate_check,
+            protection: self.protection,
             greeting: self.greeting,
         }
     }

@@ -12,7 +12,7 @@ use crate::ehlo::Capabilities;
 use crate::error::ClientError;
 use crate::reply::Reply;
 use crate::spec::Credentials;
-use crate::tls::server_name;
+use crate::tls::{Protection, fingerprint_mismatch, server_name};
 
 impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
     /// Reads the server's greeting, which must be 220 (RFC 5321 §4.3.1: a 554 greeting means
@@ -64,8 +64,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         Ok(reply)
     }
 
-    /// STARTTLS (RFC 3207): asks for TLS, verifies the server's certificate for this client's
-    /// host name, and sends EHLO again over TLS, as §4.2 requires (everything learned before
+    /// STARTTLS (RFC 3207): asks for TLS, checks the server's certificate as
+    /// [`SmtpClient::certificate_check`] says (by default: verified for this client's host
+    /// name), and sends EHLO again over TLS, as §4.2 requires (everything learned before
     /// TLS is forgotten). Bytes the server sent after its 220 are dropped unread: they came
     /// before encryption and could be an injection (CVE-2011-0411).
     pub async fn starttls(mut self) -> Result<SmtpClient<TlsStream<S>>, ClientError> {
@@ -99,7 +100,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         timeout: std::time::Duration,
         during: &str,
     ) -> Result<SmtpClient<TlsStream<S>>, ClientError> {
-        let config = self.config.rustls_config()?;
+        let config = self.config.rustls_config_for(&self.certificate_check)?;
         let name = server_name(&self.host)?;
         let connector = TlsConnector::from(Arc::clone(&config));
         let SmtpClient {
@@ -108,12 +109,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
             write_buf,
             config,
             host,
+            certificate_check,
             greeting,
             ..
         } = self;
         let tls = match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
             Ok(Ok(tls)) => tls,
-            Ok(Err(source)) => return Err(ClientError::Tls { host, source }),
+            Ok(Err(source)) => {
+                return Err(match fingerprint_mismatch(&source) {
+                    Some(mismatch) => ClientError::FingerprintMismatch {
+                        host,
+                        expected: mismatch.expected,
+                        actual: mismatch.actual,
+                    },
+                    None => ClientError::Tls { host, source },
+                });
+            }
             Err(_) => {
                 return Err(ClientError::Timeout {
                     command: format!("{during} TLS handshake"),
@@ -129,7 +140,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
             config,
             capabilities: Capabilities::default(),
             host,
-            tls: true,
+            protection: Protection::after_handshake(&certificate_check),
+            certificate_check,
             greeting,
         })
     }
@@ -143,7 +155,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         credentials: &Credentials,
         allow_plaintext: bool,
     ) -> Result<Mechanism, ClientError> {
-        if !self.tls && !allow_plaintext {
+        if !self.is_tls() && !allow_plaintext {
             return Err(ClientError::AuthWithoutTls {
                 host: self.host.clone(),
             });

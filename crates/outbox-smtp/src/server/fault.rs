@@ -50,6 +50,9 @@ pub enum FaultAction {
         /// Octets of message text to read before closing.
         after_bytes: u64,
     },
+    /// At [`Stage::StartTls`]: answer `220`, then send bytes that are no TLS record and close,
+    /// so the client's handshake fails (a broken TLS stack on the server's side).
+    BreakTls,
 }
 
 /// One fault rule, built with the constructors and then narrowed with
@@ -91,6 +94,12 @@ impl Fault {
     /// Close the connection in the middle of the message text, after `after_bytes` octets.
     pub fn drop_mid_data(after_bytes: u64) -> Fault {
         Fault::new(Stage::Data, FaultAction::DropMidData { after_bytes })
+    }
+
+    /// Answer STARTTLS with `220`, then break the handshake: garbage, then a closed
+    /// connection.
+    pub fn break_tls() -> Fault {
+        Fault::new(Stage::StartTls, FaultAction::BreakTls)
     }
 
     fn new(stage: Stage, action: FaultAction) -> Fault {

@@ -1,8 +1,17 @@
-//! `outbox mx DOMAIN [--refresh]` (Lasso's `email_mxlookup`): the hosts that receive mail for
-//! a domain, in the order delivery tries them.
+//! `outbox mx DOMAIN [--refresh] [--tls]` (Lasso's `email_mxlookup`): the hosts that receive
+//! mail for a domain, in the order delivery tries them; with `--tls`, what each address says
+//! to STARTTLS and whether its certificate is valid for the host's name.
+//!
+//! Text output is one line `PREF HOST` per host, each followed by indented detail lines
+//! (`--tls`), so that a line about the domain (its MTA-STS mode) can come first.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use anyhow::Context;
-use outbox_smtp::mx::{DnsMxResolver, MxError, ResolverSettings};
+use outbox_smtp::ClientConfig;
+use outbox_smtp::direct::{TlsProbe, probe_tls};
+use outbox_smtp::mx::{DnsMxResolver, MxError, MxHost, ResolverSettings};
 use serde::Serialize;
 
 use crate::cli::Globals;
@@ -18,7 +27,16 @@ pub struct MxArgs {
     /// Ask DNS again instead of answering from the cache.
     #[arg(long)]
     pub refresh: bool,
+
+    /// Also connect to each address on `[delivery] mx_port`: is STARTTLS offered, and is the
+    /// certificate valid for the host name (web PKI roots and `[tls] ca_file`)?
+    #[arg(long)]
+    pub tls: bool,
 }
+
+/// No probe step waits longer than this, whatever the delivery timeouts say: an operator
+/// is waiting at the terminal.
+const PROBE_STEP_LIMIT: Duration = Duration::from_secs(30);
 
 /// One line of `--json` output.
 #[derive(Debug, Serialize)]
@@ -27,6 +45,120 @@ struct HostLine {
     host: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     addresses: Option<Vec<String>>,
+    /// `--tls`: one probe per address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<Vec<AddressProbe>>,
+    /// `--tls`: why the host's addresses could not be found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// One address's TLS probe in `--json` output.
+#[derive(Debug, Serialize)]
+struct AddressProbe {
+    address: String,
+    starttls: bool,
+    /// `null` when no certificate was seen.
+    certificate_valid: Option<bool>,
+    certificate_error: Option<String>,
+    error: Option<String>,
+}
+
+impl AddressProbe {
+    fn new(ip: IpAddr, probe: TlsProbe) -> AddressProbe {
+        AddressProbe {
+            address: ip.to_string(),
+            starttls: probe.starttls,
+            certificate_valid: probe.certificate.as_ref().map(Result::is_ok),
+            certificate_error: probe.certificate.and_then(Result::err),
+            error: probe.error,
+        }
+    }
+
+    /// The indented text line: `  ADDRESS: what STARTTLS and the certificate gave`.
+    fn text(&self, host: &str) -> String {
+        let mut line = format!("  {}: ", self.address);
+        if !self.starttls {
+            match &self.error {
+                Some(error) => line.push_str(&format!("no SMTP session: {error}")),
+                None => line.push_str("STARTTLS not offered"),
+            }
+            return line;
+        }
+        line.push_str("STARTTLS offered");
+        match (&self.certificate_valid, &self.certificate_error) {
+            (Some(true), _) => line.push_str(&format!("; certificate valid for {host}")),
+            (Some(false), Some(reason)) => {
+                line.push_str(&format!("; certificate not valid for {host}: {reason}"));
+            }
+            _ => {}
+        }
+        if let Some(error) = &self.error {
+            line.push_str(&format!("; failed: {error}"));
+        }
+        line
+    }
+}
+
+/// The client settings for the probe: the delivery settings with each step capped at
+/// [`PROBE_STEP_LIMIT`].
+fn probe_client(config: &Config) -> ClientConfig {
+    let client = crate::app::client_config(config);
+    let mut timeouts = client.timeouts;
+    for step in [
+        &mut timeouts.connect,
+        &mut timeouts.greeting,
+        &mut timeouts.ehlo,
+        &mut timeouts.starttls,
+        &mut timeouts.command,
+        &mut timeouts.quit,
+    ] {
+        *step = (*step).min(PROBE_STEP_LIMIT);
+    }
+    client.with_timeouts(timeouts)
+}
+
+/// Each host with its addresses (or why they could not be found) and, with `probe`, each
+/// address's TLS probe — all addresses probed at once.
+async fn host_lines(
+    resolver: &DnsMxResolver,
+    hosts: Vec<MxHost>,
+    probe: Option<(&ClientConfig, u16)>,
+) -> Vec<HostLine> {
+    let mut lines = Vec::with_capacity(hosts.len());
+    for host in hosts {
+        // A host whose addresses cannot be found is still listed (delivery skips it).
+        let found = resolver.addresses(&host.host).await;
+        let mut line = HostLine {
+            preference: host.preference,
+            addresses: found
+                .as_ref()
+                .ok()
+                .map(|ips| ips.iter().map(ToString::to_string).collect()),
+            host: host.host,
+            tls: None,
+            error: None,
+        };
+        if let Some((client, port)) = probe {
+            match found {
+                Ok(ips) => {
+                    let probes = ips
+                        .iter()
+                        .map(|ip| probe_tls(SocketAddr::new(*ip, port), &line.host, client));
+                    let results = futures_util::future::join_all(probes).await;
+                    line.tls = Some(
+                        ips.into_iter()
+                            .zip(results)
+                            .map(|(ip, probe)| AddressProbe::new(ip, probe))
+                            .collect(),
+                    );
+                }
+                Err(error) => line.error = Some(error.to_string()),
+            }
+        }
+        lines.push(line);
+    }
+    lines
 }
 
 /// The resolver the configuration asks for: `[dns] nameservers`, else the system's.
@@ -56,26 +188,33 @@ pub async fn run(globals: &Globals, args: MxArgs) -> anyhow::Result<()> {
         .lookup(&args.domain, args.refresh)
         .await
         .map_err(lookup_failure)?;
-    if !globals.json {
+    if !globals.json && !args.tls {
         for host in &hosts {
             println!("{} {}", host.preference, host.host);
         }
         return Ok(());
     }
-    let mut lines = Vec::with_capacity(hosts.len());
-    for host in hosts {
-        // A host whose addresses cannot be found is still listed (delivery skips it).
-        let addresses = resolver
-            .addresses(&host.host)
-            .await
-            .ok()
-            .map(|ips| ips.iter().map(ToString::to_string).collect());
-        lines.push(HostLine {
-            preference: host.preference,
-            host: host.host,
-            addresses,
-        });
+    let client;
+    let probe = if args.tls {
+        crate::app::check_ca_file(&config)?;
+        client = probe_client(&config);
+        Some((&client, config.delivery.mx_port))
+    } else {
+        None
+    };
+    let lines = host_lines(&resolver, hosts, probe).await;
+    if globals.json {
+        println!("{}", serde_json::to_string_pretty(&lines)?);
+        return Ok(());
     }
-    println!("{}", serde_json::to_string_pretty(&lines)?);
+    for line in &lines {
+        println!("{} {}", line.preference, line.host);
+        if let Some(error) = &line.error {
+            println!("  no addresses: {error}");
+        }
+        for probe in line.tls.iter().flatten() {
+            println!("{}", probe.text(&line.host));
+        }
+    }
     Ok(())
 }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use outbox_smtp::{
-    BoxedStream, ClientConfig, Credentials, Reply, ServerSpec, SmtpClient, Timeouts, TlsConfig,
+    BoxedStream, ClientConfig, Credentials, Reply, ServerSpec, SmtpClient, TlsConfig,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -57,10 +57,7 @@ pub async fn run(globals: &Globals, args: SmtpArgs) -> anyhow::Result<()> {
     }
     let ca_file = args.ca_file.or(config.tls.ca_file.clone());
     let client_config = ClientConfig::new(config.delivery.helo_name.clone())
-        .with_timeouts(Timeouts::from_config(
-            config.delivery.connect_timeout.0,
-            config.delivery.command_timeout.0,
-        ))
+        .with_timeouts(config.delivery.timeouts())
         .with_tls(TlsConfig { ca_file });
 
     let mut client = SmtpClient::connect(&spec, &client_config).await?;

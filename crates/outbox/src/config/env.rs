@@ -26,6 +26,12 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("delivery", "max_message_size", Kind::Text),
     ("delivery", "helo_name", Kind::Text),
     ("delivery", "connect_timeout", Kind::Text),
+    ("delivery", "greeting_timeout", Kind::Text),
+    ("delivery", "mail_timeout", Kind::Text),
+    ("delivery", "rcpt_timeout", Kind::Text),
+    ("delivery", "data_timeout", Kind::Text),
+    ("delivery", "data_block_timeout", Kind::Text),
+    ("delivery", "data_end_timeout", Kind::Text),
     ("delivery", "command_timeout", Kind::Text),
     ("delivery", "mx_port", Kind::Integer),
     ("delivery", "lease", Kind::Text),
@@ -214,7 +220,8 @@ mod tests {
             let mut table = Table::new();
             let value = match (section, key) {
                 (_, "listen") => "127.0.0.1:1",
-                ("delivery", "connect_timeout" | "command_timeout" | "lease") => "5s",
+                ("delivery", "lease") => "5s",
+                ("delivery", key) if key.ends_with("_timeout") => "5s",
                 ("mta_sts", "fetch_timeout" | "recheck_interval") => "5s",
                 ("delivery", "max_message_size") => "1MB",
                 ("delivery", "max_message_rate") => "20/s",

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use outbox_smtp::timeouts::defaults as timeouts;
 use serde::Deserialize;
 
 use units::{ByteSize, HumanDuration};
@@ -78,7 +79,21 @@ pub struct DeliveryConfig {
     pub max_message_size: ByteSize,
     /// The name given in EHLO.
     pub helo_name: String,
+    /// TCP connect, and the handshake of implicit TLS.
     pub connect_timeout: HumanDuration,
+    /// The 220 greeting (RFC 5321 §4.5.3.2.1).
+    pub greeting_timeout: HumanDuration,
+    /// The reply to MAIL FROM (§4.5.3.2.2).
+    pub mail_timeout: HumanDuration,
+    /// The reply to each RCPT TO (§4.5.3.2.3).
+    pub rcpt_timeout: HumanDuration,
+    /// The 354 after DATA (§4.5.3.2.4).
+    pub data_timeout: HumanDuration,
+    /// Each block of message text written (§4.5.3.2.5).
+    pub data_block_timeout: HumanDuration,
+    /// The reply to the final dot (§4.5.3.2.6).
+    pub data_end_timeout: HumanDuration,
+    /// Every other step: EHLO, STARTTLS, AUTH, RSET, QUIT, raw commands.
     pub command_timeout: HumanDuration,
     /// The port used for MX hosts, implicit MX (A/AAAA) included.
     pub mx_port: u16,
@@ -105,8 +120,14 @@ impl Default for DeliveryConfig {
                 .collect(),
             max_message_size: ByteSize(8_000_000),
             helo_name: default_helo_name(),
-            connect_timeout: HumanDuration(Duration::from_secs(30)),
-            command_timeout: HumanDuration(Duration::from_secs(300)),
+            connect_timeout: HumanDuration(timeouts::CONNECT),
+            greeting_timeout: HumanDuration(timeouts::GREETING),
+            mail_timeout: HumanDuration(timeouts::MAIL_FROM),
+            rcpt_timeout: HumanDuration(timeouts::RCPT_TO),
+            data_timeout: HumanDuration(timeouts::DATA_INIT),
+            data_block_timeout: HumanDuration(timeouts::DATA_BLOCK),
+            data_end_timeout: HumanDuration(timeouts::DATA_TERM),
+            command_timeout: HumanDuration(timeouts::COMMAND),
             mx_port: 25,
             lease: HumanDuration(Duration::from_secs(10)),
             allow_program_relay: false,
@@ -118,6 +139,36 @@ impl DeliveryConfig {
     /// The backoff list as plain durations.
     pub fn retry_backoff(&self) -> Vec<Duration> {
         self.retry_backoff.iter().map(|d| d.0).collect()
+    }
+
+    /// The SMTP client's timeouts: RFC 5321 §4.5.3.2's named steps from their keys, every
+    /// other step from `command_timeout`.
+    pub fn timeouts(&self) -> outbox_smtp::Timeouts {
+        outbox_smtp::Timeouts {
+            connect: self.connect_timeout.0,
+            greeting: self.greeting_timeout.0,
+            mail_from: self.mail_timeout.0,
+            rcpt_to: self.rcpt_timeout.0,
+            data_init: self.data_timeout.0,
+            data_block: self.data_block_timeout.0,
+            data_term: self.data_end_timeout.0,
+            ..outbox_smtp::Timeouts::default()
+        }
+        .with_command(self.command_timeout.0)
+    }
+
+    /// Each timeout key with its value, for the "more than 0s" check.
+    fn timeout_keys(&self) -> [(&'static str, Duration); 8] {
+        [
+            ("connect_timeout", self.connect_timeout.0),
+            ("greeting_timeout", self.greeting_timeout.0),
+            ("mail_timeout", self.mail_timeout.0),
+            ("rcpt_timeout", self.rcpt_timeout.0),
+            ("data_timeout", self.data_timeout.0),
+            ("data_block_timeout", self.data_block_timeout.0),
+            ("data_end_timeout", self.data_end_timeout.0),
+            ("command_timeout", self.command_timeout.0),
+        ]
     }
 }
 
@@ -406,6 +457,11 @@ impl Config {
         }
         if d.retry_backoff.is_empty() {
             bail!("configuration: delivery.retry_backoff needs at least one duration");
+        }
+        for (key, value) in d.timeout_keys() {
+            if value.is_zero() {
+                bail!("configuration: delivery.{key} must be more than 0s");
+            }
         }
         if d.lease.0 < Duration::from_secs(2) {
             bail!("configuration: delivery.lease must be at least 2s");
@@ -723,6 +779,52 @@ trusted_networks = ["127.0.0.1/32"]
         );
         assert_eq!(config.dns.nameservers[0].port(), 5353);
         assert_eq!(config.smtp_listener.users["app"], "app-password");
+    }
+
+    #[test]
+    fn named_timeouts_follow_rfc_5321_and_reach_the_client() {
+        let d = parse("").unwrap().delivery;
+        let t = d.timeouts();
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        assert_eq!(t.connect, Duration::from_secs(30));
+        assert_eq!(t.greeting, minutes(5));
+        assert_eq!(t.mail_from, minutes(5));
+        assert_eq!(t.rcpt_to, minutes(5));
+        assert_eq!(t.data_init, minutes(2));
+        assert_eq!(t.data_block, minutes(3));
+        assert_eq!(t.data_term, minutes(10));
+        assert_eq!(
+            (t.ehlo, t.starttls, t.quit, t.command),
+            (minutes(5), minutes(5), minutes(5), minutes(5))
+        );
+
+        let d = parse(
+            "[delivery]\nconnect_timeout = \"1s\"\ngreeting_timeout = \"300ms\"\n\
+             mail_timeout = \"2s\"\nrcpt_timeout = \"3s\"\ndata_timeout = \"4s\"\n\
+             data_block_timeout = \"5s\"\ndata_end_timeout = \"6s\"\ncommand_timeout = 7\n",
+        )
+        .unwrap()
+        .delivery;
+        let t = d.timeouts();
+        assert_eq!(t.connect, Duration::from_secs(1));
+        assert_eq!(t.greeting, Duration::from_millis(300));
+        assert_eq!(t.mail_from, Duration::from_secs(2));
+        assert_eq!(t.rcpt_to, Duration::from_secs(3));
+        assert_eq!(t.data_init, Duration::from_secs(4));
+        assert_eq!(t.data_block, Duration::from_secs(5));
+        assert_eq!(t.data_term, Duration::from_secs(6));
+        for step in [t.ehlo, t.starttls, t.auth, t.rset, t.quit, t.command] {
+            assert_eq!(step, Duration::from_secs(7));
+        }
+
+        let err = parse("[delivery]\ngreeting_timeout = \"0s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("delivery.greeting_timeout"), "{err}");
+        let err = parse("[delivery]\ndata_end_timeout = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("soon"), "{err}");
     }
 
     #[test]

@@ -250,7 +250,7 @@ impl Session<'_> {
             }
             Some(FaultAction::Drop) => return Ok(Flow::Close),
             Some(FaultAction::Stall(delay)) => tokio::time::sleep(delay).await,
-            Some(FaultAction::DropMidData { .. }) | None => {}
+            Some(FaultAction::DropMidData { .. } | FaultAction::BreakTls) | None => {}
         }
         let text = format!("{} ESMTP Outbox", self.shared.hostname);
         self.send(io, &reply(220, text)).await?;
@@ -285,6 +285,13 @@ impl Session<'_> {
                 Ok(FaultOutcome::Proceed)
             }
             FaultAction::DropMidData { after_bytes } => Ok(FaultOutcome::DropAfter(after_bytes)),
+            FaultAction::BreakTls => {
+                self.send(io, &reply(220, "2.0.0 Ready to start TLS"))
+                    .await?;
+                // Not a TLS record: a client's handshake reads it as a corrupt message.
+                io.write_all(b"this is not TLS\r\n").await?;
+                Ok(FaultOutcome::Done(Flow::Close))
+            }
         }
     }
 
