@@ -8,14 +8,23 @@
 //! STARTTLS fails (refused, the handshake breaks, the connection drops) the same address is
 //! tried once more without it, as Postfix does at `smtp_tls_security_level = may`.
 //! Relays ([`SmtpClient::connect`]) stay verified.
+//!
+//! A domain with an MTA-STS policy in `enforce` mode (RFC 8461, [`crate::mta_sts`]) gets
+//! mail only at the MX hosts its policy names, over TLS with a certificate verified for the
+//! MX host name, and never in plaintext; a host that cannot do that is skipped, and with no
+//! host left the delivery fails temporarily, saying why. In `testing` mode a host outside
+//! the policy is logged and used as without a policy.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use thiserror::Error;
 
 use crate::client::{BoxedStream, ClientConfig, Delivery, SmtpClient, tcp_connect};
 use crate::error::ClientError;
+use crate::mta_sts::{MtaSts, Policy};
 use crate::mx::{MxError, MxHost, MxResolver};
+use crate::spec::Security;
 use crate::tls::CertificateCheck;
 
 /// The TLS probe of one MX address (`outbox mx DOMAIN --tls`), kept beside the delivery it
@@ -42,6 +51,16 @@ pub enum HostFailure {
     /// The SMTP session failed (connection, greeting, EHLO, TLS, or a 421 mid-session).
     #[error(transparent)]
     Smtp(#[from] ClientError),
+    /// The domain's MTA-STS policy (`enforce`) does not name this host.
+    #[error("{host} is not an MX host of the MTA-STS policy of {domain} (mx: {patterns})")]
+    NotInPolicy {
+        /// The host.
+        host: String,
+        /// The recipient domain.
+        domain: String,
+        /// The policy's `mx` patterns, comma-separated.
+        patterns: String,
+    },
     /// The server answered `421` (service closing) inside the transaction.
     #[error("{host} is closing the service: {reply}")]
     Closing {
@@ -106,7 +125,7 @@ impl DirectError {
                 attempts.last().and_then(|attempt| match &attempt.error {
                     HostFailure::Smtp(error) => error.reply(),
                     HostFailure::Closing { reply, .. } => Some(reply),
-                    HostFailure::Resolve(_) => None,
+                    HostFailure::Resolve(_) | HostFailure::NotInPolicy { .. } => None,
                 })
             }
             DirectError::Mx(_) => None,
@@ -143,19 +162,47 @@ pub struct DirectDelivery {
     pub port: u16,
     /// The client's settings (HELO name, timeouts, extra trust anchors).
     pub client: ClientConfig,
+    /// MTA-STS policy discovery (`[mta_sts] enabled`); `None`: policies are not looked up.
+    pub mta_sts: Option<Arc<MtaSts>>,
 }
 
 impl DirectDelivery {
+    /// Direct delivery to `port` with these client settings, without MTA-STS.
+    pub fn new(port: u16, client: ClientConfig) -> Self {
+        DirectDelivery {
+            port,
+            client,
+            mta_sts: None,
+        }
+    }
+
+    /// The same, honouring recipient domains' MTA-STS policies.
+    pub fn with_mta_sts(mut self, mta_sts: Arc<MtaSts>) -> Self {
+        self.mta_sts = Some(mta_sts);
+        self
+    }
+
     /// Opens a session with the first mail host of `domain` that greets with 220 and
-    /// completes EHLO.
+    /// completes EHLO (and, under an enforced MTA-STS policy, verified TLS).
     pub async fn connect(
         &self,
         resolver: &dyn MxResolver,
         domain: &str,
     ) -> Result<MxSession, DirectError> {
         let hosts = resolver.mx_hosts(domain).await?;
-        self.connect_from(resolver, domain, &hosts, Vec::new())
+        let policy = self.policy(domain).await;
+        self.connect_from(resolver, domain, &hosts, policy.as_deref(), Vec::new())
             .await
+    }
+
+    /// The domain's MTA-STS policy when it restricts or reports anything (`enforce` or
+    /// `testing`); `None` without one or with MTA-STS off.
+    async fn policy(&self, domain: &str) -> Option<Arc<Policy>> {
+        let lookup = self.mta_sts.as_ref()?.policy(domain).await;
+        tracing::debug!(%domain, policy = %lookup, "MTA-STS");
+        lookup
+            .policy
+            .filter(|policy| policy.mode != crate::mta_sts::Mode::None)
     }
 
     async fn connect_from(
@@ -163,9 +210,32 @@ impl DirectDelivery {
         resolver: &dyn MxResolver,
         domain: &str,
         hosts: &[MxHost],
+        policy: Option<&Policy>,
         mut failed: Vec<HostAttempt>,
     ) -> Result<MxSession, DirectError> {
         for host in hosts {
+            let enforced = match policy {
+                Some(policy) if !policy.matches(&host.host) => {
+                    let not_in_policy = HostFailure::NotInPolicy {
+                        host: host.host.clone(),
+                        domain: domain.to_string(),
+                        patterns: policy.mx.join(", "),
+                    };
+                    if policy.is_enforced() {
+                        tracing::warn!(%domain, error = %not_in_policy, "MTA-STS enforce: host skipped");
+                        failed.push(HostAttempt {
+                            host: host.host.clone(),
+                            addr: None,
+                            error: not_in_policy,
+                        });
+                        continue;
+                    }
+                    tracing::warn!(%domain, error = %not_in_policy, "MTA-STS testing: would skip this host; delivering");
+                    false
+                }
+                Some(policy) => policy.is_enforced(),
+                None => false,
+            };
             let addresses = match resolver.host_addresses(&host.host).await {
                 Ok(addresses) => addresses,
                 Err(error) => {
@@ -179,7 +249,12 @@ impl DirectDelivery {
             };
             for ip in addresses {
                 let addr = SocketAddr::new(ip, self.port);
-                match self.open_opportunistic(addr, &host.host).await {
+                let opened = if enforced {
+                    self.open_verified(addr, &host.host).await
+                } else {
+                    self.open_opportunistic(addr, &host.host).await
+                };
+                match opened {
                     Ok(Opened {
                         client,
                         starttls_failure,
@@ -247,6 +322,19 @@ impl DirectDelivery {
         })
     }
 
+    /// Opens a session with one address of an MX host under an enforced MTA-STS policy:
+    /// STARTTLS required, the certificate verified for the MX host name (web PKI roots and
+    /// `[tls] ca_file`), and no plaintext retry.
+    async fn open_verified(&self, addr: SocketAddr, host: &str) -> Result<Opened, ClientError> {
+        let client =
+            SmtpClient::connect_addr(addr, host, Security::RequiredStartTls, None, &self.client)
+                .await?;
+        Ok(Opened {
+            client,
+            starttls_failure: None,
+        })
+    }
+
     /// TCP connect, greeting and EHLO, nothing more.
     async fn open_plain(
         &self,
@@ -276,11 +364,12 @@ impl DirectDelivery {
         message: &[u8],
     ) -> Result<Delivery, DirectError> {
         let hosts = resolver.mx_hosts(domain).await?;
+        let policy = self.policy(domain).await;
         let mut failed = Vec::new();
         let mut start = 0;
         while start < hosts.len() {
             let session = self
-                .connect_from(resolver, domain, &hosts[start..], failed)
+                .connect_from(resolver, domain, &hosts[start..], policy.as_deref(), failed)
                 .await?;
             let MxSession {
                 mut client,

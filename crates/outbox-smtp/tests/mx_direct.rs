@@ -69,10 +69,7 @@ async fn deliver_to_a_test(
     let dns = a_test_dns();
     let resolver = resolver(&dns);
     let (first, second) = two_mx_servers(primary).await;
-    let direct = DirectDelivery {
-        port: second.local_addr().port(),
-        client: ClientConfig::new("outbox.test"),
-    };
+    let direct = DirectDelivery::new(second.local_addr().port(), ClientConfig::new("outbox.test"));
     let result = direct
         .deliver(
             &resolver,
@@ -129,10 +126,7 @@ async fn every_host_down_is_transient() {
     let dns = a_test_dns();
     let resolver = resolver(&dns);
     let port = support::free_tcp_port();
-    let direct = DirectDelivery {
-        port,
-        client: ClientConfig::new("outbox.test"),
-    };
+    let direct = DirectDelivery::new(port, ClientConfig::new("outbox.test"));
     let error = direct
         .deliver(&resolver, "a.test", "s@x.test", &["r@a.test"], b"x\r\n")
         .await

@@ -46,10 +46,7 @@ async fn mx_server(cert: &Path, key: &Path, faults: &[Fault]) -> Server {
 }
 
 fn direct(server: &Server, client: ClientConfig) -> DirectDelivery {
-    DirectDelivery {
-        port: server.local_addr().port(),
-        client,
-    }
+    DirectDelivery::new(server.local_addr().port(), client)
 }
 
 /// Opens a session to a.test's MX host and sends one message over it.

@@ -66,6 +66,7 @@ pub fn transport(config: &Config) -> anyhow::Result<Arc<SmtpTransport>> {
         mx_port: config.delivery.mx_port,
         resolver: None,
         nameservers: config.dns.nameservers.clone(),
+        mta_sts: config.mta_sts.settings(),
     })?;
     Ok(Arc::new(transport))
 }

@@ -259,6 +259,67 @@ async fn direct_mx_delivery_reaches_each_domains_host() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shaping_entries_reach_the_engine() {
+    // a.test and b.test share one MX host, shaped by one [[shaping]] entry: two recipients
+    // per transaction, one transaction per connection.
+    let server = Server::builder().bind("127.0.0.2:0").await.unwrap();
+    let dns = Dnsmasq::start(
+        &[
+            "--mx-host=a.test,mx.shared.test,10",
+            "--mx-host=b.test,mx.shared.test,10",
+            "--host-record=mx.shared.test,127.0.0.2",
+        ]
+        .map(String::from),
+    );
+    let ts = TestStore::sqlite(Default::default()).await;
+    for (subject, recipients) in [
+        ("three", &["r1@a.test", "r2@a.test", "r3@a.test"][..]),
+        ("two", &["r1@b.test", "r2@b.test"][..]),
+    ] {
+        ts.store
+            .enqueue(message(subject, recipients))
+            .await
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("outbox.toml");
+    std::fs::write(
+        &config,
+        "[[shaping]]\nmx_suffix = \"shared.test\"\nmax_recipients_per_transaction = 2\n\
+         messages_per_connection = 1\n",
+    )
+    .unwrap();
+    let env = [
+        ("OUTBOX_CONFIG", config.display().to_string()),
+        ("OUTBOX_DNS_NAMESERVERS", dns.nameserver()),
+        (
+            "OUTBOX_DELIVERY_MX_PORT",
+            server.local_addr().port().to_string(),
+        ),
+    ];
+    let child = deliver(&ts.url, &env, &["--until-empty"]).spawn().unwrap();
+    tokio::task::spawn_blocking(move || finish(child, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let mut per_transaction: Vec<usize> = server
+        .memory_sink()
+        .unwrap()
+        .messages()
+        .iter()
+        .map(|m| m.envelope.rcpt_to.len())
+        .collect();
+    per_transaction.sort();
+    assert_eq!(per_transaction, [1, 2, 2]);
+    let stats = server.stats();
+    assert_eq!(stats.max_transactions_per_connection(), 1, "{stats:?}");
+    assert_eq!(
+        ts.store.counts().await.unwrap().sent,
+        2,
+        "both messages sent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_open_transactions_finish() {
     use outbox_smtp::server::{Fault, Stage};
     let ts = TestStore::sqlite(Default::default()).await;

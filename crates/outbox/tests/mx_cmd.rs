@@ -1,6 +1,8 @@
 //! `outbox mx` against a dnsmasq on loopback (`OUTBOX_DNS_NAMESERVERS`), run as the real
 //! binary in a temp dir; `--tls` against in-process MX servers on 127.0.0.2-5.
 
+#[path = "../../outbox-smtp/tests/support/policy_server.rs"]
+mod policy_server;
 #[path = "../../outbox-smtp/tests/support/mod.rs"]
 mod support;
 
@@ -184,35 +186,36 @@ async fn tls_shows_starttls_and_certificate_per_address() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], "10 mx1.tls.test", "{text}");
+    assert_eq!(lines[0], "mta-sts: none (no _mta-sts TXT record)", "{text}");
+    assert_eq!(lines[1], "10 mx1.tls.test", "{text}");
     assert_eq!(
-        lines[1],
+        lines[2],
         "  127.0.0.2: STARTTLS offered; certificate valid for mx1.tls.test"
     );
-    assert_eq!(lines[2], "20 mx2.tls.test");
+    assert_eq!(lines[3], "20 mx2.tls.test");
     assert!(
-        lines[3].starts_with(
+        lines[4].starts_with(
             "  127.0.0.3: STARTTLS offered; certificate not valid for mx2.tls.test: self-signed"
         ),
         "{text}"
     );
-    assert_eq!(lines[4], "30 mx3.tls.test");
-    assert_eq!(lines[5], "  127.0.0.4: STARTTLS not offered");
-    assert_eq!(lines[6], "40 mx4.tls.test");
+    assert_eq!(lines[5], "30 mx3.tls.test");
+    assert_eq!(lines[6], "  127.0.0.4: STARTTLS not offered");
+    assert_eq!(lines[7], "40 mx4.tls.test");
     assert!(
-        lines[7].starts_with(
+        lines[8].starts_with(
             "  127.0.0.5: STARTTLS offered; failed: TLS handshake with mx4.tls.test failed"
         ),
         "{text}"
     );
-    assert_eq!(lines[8], "50 mx5.tls.test");
-    assert!(lines[9].starts_with("  no addresses: "), "{text}");
-    assert_eq!(lines[10], "60 mx6.tls.test");
+    assert_eq!(lines[9], "50 mx5.tls.test");
+    assert!(lines[10].starts_with("  no addresses: "), "{text}");
+    assert_eq!(lines[11], "60 mx6.tls.test");
     assert!(
-        lines[11].starts_with("  127.0.0.6: no SMTP session: cannot connect"),
+        lines[12].starts_with("  127.0.0.6: no SMTP session: cannot connect"),
         "{text}"
     );
-    assert_eq!(lines.len(), 12, "{text}");
+    assert_eq!(lines.len(), 13, "{text}");
     // Each probe opened one session, and delivered nothing.
     for server in &hosts.servers {
         assert_eq!(server.stats().connections_accepted, 1);
@@ -281,8 +284,107 @@ async fn tls_json_adds_a_probe_per_address() {
             .unwrap()
             .contains("cannot connect")
     );
+    assert_eq!(
+        json[0]["mta_sts"],
+        serde_json::json!({"mode": "none", "reason": "no _mta-sts TXT record", "allowed": true})
+    );
     // The fields of the plain listing are unchanged.
     assert_eq!(json[0]["preference"], 10);
     assert_eq!(json[0]["host"], "mx1.tls.test");
     assert_eq!(json[0]["addresses"], serde_json::json!(["127.0.0.2"]));
+}
+
+#[tokio::test]
+async fn tls_shows_the_mta_sts_policy_and_the_hosts_it_leaves_out() {
+    let ca = TestCa::for_names(&["mx1.sts.test", "mta-sts.sts.test"]);
+    let policy = policy_server::PolicyServer::start(
+        "127.0.0.4".parse().unwrap(),
+        &ca.server_cert,
+        &ca.server_key,
+        policy_server::PolicyReply::policy(
+            "version: STSv1\nmode: enforce\nmx: mx1.sts.test\nmax_age: 86400\n",
+        ),
+    )
+    .await;
+    let tls = server_tls_config_from_files(&ca.server_cert, &ca.server_key).unwrap();
+    let mx1 = Server::builder()
+        .tls(tls)
+        .bind("127.0.0.2:0")
+        .await
+        .unwrap();
+    let records = [
+        "--mx-host=sts.test,mx1.sts.test,10",
+        "--mx-host=sts.test,mx2.sts.test,20",
+        "--host-record=mx1.sts.test,127.0.0.2",
+        "--host-record=mta-sts.sts.test,127.0.0.4",
+        "--txt-record=_mta-sts.sts.test,v=STSv1; id=42",
+    ];
+    let dns = Dnsmasq::start(&records.map(String::from));
+    let dir = tempfile::tempdir().unwrap();
+    let run = |json: bool| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_outbox"));
+        if json {
+            command.arg("--json");
+        }
+        command
+            .args(["mx", "sts.test", "--tls"])
+            .current_dir(dir.path())
+            .env_remove("OUTBOX_CONFIG")
+            .env_remove("RUST_LOG")
+            .env("OUTBOX_DNS_NAMESERVERS", dns.nameserver())
+            .env(
+                "OUTBOX_DELIVERY_MX_PORT",
+                mx1.local_addr().port().to_string(),
+            )
+            .env("OUTBOX_TLS_CA_FILE", &ca.ca_cert)
+            .env("OUTBOX_MTA_STS_HTTPS_PORT", policy.addr.port().to_string())
+            .output()
+    };
+    let out = run(false).await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0], "mta-sts: enforce (fetched policy id 42)",
+        "{text}"
+    );
+    assert_eq!(lines[1], "10 mx1.sts.test");
+    assert_eq!(
+        lines[2],
+        "  127.0.0.2: STARTTLS offered; certificate valid for mx1.sts.test"
+    );
+    assert_eq!(lines[3], "20 mx2.sts.test");
+    assert_eq!(
+        lines[4],
+        "  not an MX host of the MTA-STS policy: delivery skips it"
+    );
+    assert!(lines[5].starts_with("  no addresses: "), "{text}");
+
+    let out = run(true).await.unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        json[1]["mta_sts"],
+        serde_json::json!({"mode": "enforce", "reason": "fetched policy id 42", "allowed": false})
+    );
+    assert_eq!(json[0]["mta_sts"]["allowed"], true);
+
+    // With [mta_sts] off, the policy is not looked up.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_outbox"))
+        .args(["mx", "sts.test", "--tls"])
+        .current_dir(dir.path())
+        .env_remove("OUTBOX_CONFIG")
+        .env("OUTBOX_DNS_NAMESERVERS", dns.nameserver())
+        .env(
+            "OUTBOX_DELIVERY_MX_PORT",
+            mx1.local_addr().port().to_string(),
+        )
+        .env("OUTBOX_MTA_STS_ENABLED", "false")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        stdout(&out).starts_with("mta-sts: disabled ([mta_sts] enabled = false)\n"),
+        "{}",
+        stdout(&out)
+    );
 }

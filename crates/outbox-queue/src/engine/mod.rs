@@ -59,7 +59,7 @@ pub use metrics::{EngineMetrics, MetricsSnapshot};
 use pause::{Pauses, RoutePauses};
 use ready::{BodyCache, ReadyQueues};
 use shaping::{Candidate, DestinationKey, Destinations, Limits, Rate, Shaping, ShapingRule};
-pub use smtp::{SmtpTransport, SmtpTransportConfig};
+pub use smtp::{SmtpTransport, SmtpTransportConfig, TransportSetupError};
 pub use transport::{
     BoxFuture, Connection, ErrorStage, ReplyText, Route, TransactionReport, Transport,
     TransportError,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outbox_smtp::direct::{DirectDelivery, DirectError};
+use outbox_smtp::mta_sts::{MtaSts, MtaStsSettings};
 use outbox_smtp::mx::{DnsMxResolver, MxError, MxResolver, ResolverSettings};
 use outbox_smtp::{
     BoxedStream, ClientConfig, ClientError, ProgramSpec, Reply, ServerSpec, SmtpClient, program,
@@ -30,6 +31,8 @@ pub struct SmtpTransportConfig {
     pub resolver: Option<Arc<dyn MxResolver>>,
     /// `[dns] nameservers`; empty means the system resolver.
     pub nameservers: Vec<SocketAddr>,
+    /// `[mta_sts]`: honour recipient domains' MTA-STS policies on MX routes; `None`: off.
+    pub mta_sts: Option<MtaStsSettings>,
 }
 
 impl Default for SmtpTransportConfig {
@@ -40,6 +43,7 @@ impl Default for SmtpTransportConfig {
             mx_port: 25,
             resolver: None,
             nameservers: Vec::new(),
+            mta_sts: None,
         }
     }
 }
@@ -48,13 +52,25 @@ impl Default for SmtpTransportConfig {
 pub struct SmtpTransport {
     client: ClientConfig,
     relay: Option<ServerSpec>,
-    mx_port: u16,
     resolver: Arc<dyn MxResolver>,
+    direct: DirectDelivery,
+}
+
+/// Why the SMTP transport could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportSetupError {
+    /// The DNS resolver could not be set up.
+    #[error(transparent)]
+    Resolver(#[from] MxError),
+    /// `[tls] ca_file` cannot be used (MTA-STS policy fetches trust it).
+    #[error(transparent)]
+    Tls(#[from] outbox_smtp::TlsConfigError),
 }
 
 impl SmtpTransport {
-    /// Builds the transport; fails only when the DNS resolver cannot be set up.
-    pub fn new(config: SmtpTransportConfig) -> Result<Self, MxError> {
+    /// Builds the transport; fails only when the DNS resolver cannot be set up or, with
+    /// MTA-STS on, the CA file cannot be read.
+    pub fn new(config: SmtpTransportConfig) -> Result<Self, TransportSetupError> {
         let resolver = match config.resolver {
             Some(resolver) => resolver,
             None => Arc::new(DnsMxResolver::new(&ResolverSettings {
@@ -62,11 +78,19 @@ impl SmtpTransport {
                 ..ResolverSettings::default()
             })?),
         };
+        let mut direct = DirectDelivery::new(config.mx_port, config.client.clone());
+        if let Some(settings) = config.mta_sts {
+            direct = direct.with_mta_sts(Arc::new(MtaSts::new(
+                resolver.clone(),
+                &config.client.tls,
+                settings,
+            )?));
+        }
         Ok(SmtpTransport {
             client: config.client,
             relay: config.relay,
-            mx_port: config.mx_port,
             resolver,
+            direct,
         })
     }
 
@@ -94,11 +118,8 @@ impl SmtpTransport {
     /// Opens a session with the first of the domain's MX hosts that answers
     /// (`outbox_smtp::direct`: hosts in MX order, each host's addresses in order).
     async fn connect_mx(&self, domain: &str) -> Result<Box<dyn Connection>, TransportError> {
-        let direct = DirectDelivery {
-            port: self.mx_port,
-            client: self.client.clone(),
-        };
-        let session = direct
+        let session = self
+            .direct
             .connect(&*self.resolver, domain)
             .await
             .map_err(|err| {
@@ -115,7 +136,7 @@ impl SmtpTransport {
             "{}[{}]:{}",
             session.host.host,
             session.addr.ip(),
-            self.mx_port
+            self.direct.port
         );
         Ok(Box::new(SmtpConnection {
             client: session.client,

@@ -6,7 +6,8 @@
 //!
 //! Included by `tests/mta_sts.rs` with `#[path]` rather than from `support/mod.rs`, which
 //! the `outbox` crate's tests include too: a test there using it needs tokio-rustls among
-//! that crate's dev-dependencies.
+//! that crate's dev-dependencies. Each test file uses only some of it.
+#![allow(dead_code)]
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;

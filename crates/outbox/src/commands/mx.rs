@@ -8,9 +8,12 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use outbox_smtp::ClientConfig;
 use outbox_smtp::direct::{TlsProbe, probe_tls};
+use outbox_smtp::mta_sts::{MtaSts, PolicyLookup};
 use outbox_smtp::mx::{DnsMxResolver, MxError, MxHost, ResolverSettings};
 use serde::Serialize;
 
@@ -51,6 +54,64 @@ struct HostLine {
     /// `--tls`: why the host's addresses could not be found.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// `--tls`: the domain's MTA-STS policy and whether it lets delivery use this host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mta_sts: Option<HostPolicy>,
+}
+
+/// The domain's MTA-STS answer as it applies to one host, in `--json` output.
+#[derive(Debug, Serialize)]
+struct HostPolicy {
+    /// `enforce`, `testing`, `none` (no policy), or `disabled` (`[mta_sts] enabled = false`).
+    mode: String,
+    /// Why: the policy id fetched or cached, or why there is none.
+    reason: String,
+    /// The host matches the policy's `mx` patterns (always true without a policy).
+    allowed: bool,
+}
+
+/// The MTA-STS line of the text output and the per-host view of it.
+struct DomainPolicy {
+    mode: String,
+    reason: String,
+    lookup: Option<PolicyLookup>,
+}
+
+impl DomainPolicy {
+    /// Looks the domain's policy up as delivery would (fresh: nothing is cached yet).
+    async fn lookup(config: &Config, domain: &str) -> anyhow::Result<DomainPolicy> {
+        let Some(settings) = config.mta_sts.settings() else {
+            return Ok(DomainPolicy {
+                mode: "disabled".into(),
+                reason: "[mta_sts] enabled = false".into(),
+                lookup: None,
+            });
+        };
+        let tls = crate::app::client_config(config).tls;
+        let mta_sts = MtaSts::new(Arc::new(resolver(config)?), &tls, settings)
+            .context("configuration: tls.ca_file")?;
+        let lookup = mta_sts.policy(domain).await;
+        Ok(DomainPolicy {
+            mode: lookup
+                .mode()
+                .map_or_else(|| "none".to_string(), |mode| mode.to_string()),
+            reason: lookup.reason.clone(),
+            lookup: Some(lookup),
+        })
+    }
+
+    fn for_host(&self, host: &str) -> HostPolicy {
+        let allowed = self
+            .lookup
+            .as_ref()
+            .and_then(|lookup| lookup.policy.as_ref())
+            .is_none_or(|policy| policy.matches(host));
+        HostPolicy {
+            mode: self.mode.clone(),
+            reason: self.reason.clone(),
+            allowed,
+        }
+    }
 }
 
 /// One address's TLS probe in `--json` output.
@@ -138,6 +199,7 @@ async fn host_lines(
             host: host.host,
             tls: None,
             error: None,
+            mta_sts: None,
         };
         if let Some((client, port)) = probe {
             match found {
@@ -202,13 +264,34 @@ pub async fn run(globals: &Globals, args: MxArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let lines = host_lines(&resolver, hosts, probe).await;
+    let policy = match args.tls {
+        true => Some(DomainPolicy::lookup(&config, &args.domain).await?),
+        false => None,
+    };
+    let mut lines = host_lines(&resolver, hosts, probe).await;
+    if let Some(policy) = &policy {
+        for line in &mut lines {
+            line.mta_sts = Some(policy.for_host(&line.host));
+        }
+    }
     if globals.json {
         println!("{}", serde_json::to_string_pretty(&lines)?);
         return Ok(());
     }
+    if let Some(policy) = &policy {
+        println!("mta-sts: {} ({})", policy.mode, policy.reason);
+    }
     for line in &lines {
         println!("{} {}", line.preference, line.host);
+        if let Some(host_policy) = &line.mta_sts
+            && !host_policy.allowed
+        {
+            let effect = match host_policy.mode.as_str() {
+                "enforce" => "delivery skips it",
+                _ => "delivery would skip it under enforce",
+            };
+            println!("  not an MX host of the MTA-STS policy: {effect}");
+        }
         if let Some(error) = &line.error {
             println!("  no addresses: {error}");
         }

@@ -217,11 +217,12 @@ impl Default for MtaStsConfig {
 impl MtaStsConfig {
     /// The MTA-STS settings, when enabled.
     pub fn settings(&self) -> Option<outbox_smtp::mta_sts::MtaStsSettings> {
-        self.enabled.then(|| outbox_smtp::mta_sts::MtaStsSettings {
-            https_port: self.https_port,
-            fetch_timeout: self.fetch_timeout.0,
-            recheck_interval: self.recheck_interval.0,
-        })
+        self.enabled
+            .then_some(outbox_smtp::mta_sts::MtaStsSettings {
+                https_port: self.https_port,
+                fetch_timeout: self.fetch_timeout.0,
+                recheck_interval: self.recheck_interval.0,
+            })
     }
 }
 
