@@ -490,17 +490,38 @@ async fn a_reply_matching_on_reply_suspends_for_its_time() {
         })
     })
     .await;
-    let one = recipient(&store, &ids[0]).await;
+    // Whichever went first got the 451; the other waits for the suspension, unattempted.
+    let mut both = [
+        recipient(&store, &ids[0]).await,
+        recipient(&store, &ids[1]).await,
+    ];
+    both.sort_by_key(|r| std::cmp::Reverse(r.attempts));
+    let [refused, waiting] = both;
     assert_eq!(
-        (one.state, one.attempts),
+        (refused.state, refused.attempts),
         (RecipientState::Deferred, 1),
-        "{one:?}"
+        "{refused:?}"
     );
-    let two = recipient(&store, &ids[1]).await;
+    assert!(
+        refused
+            .last_reply
+            .as_deref()
+            .unwrap_or("")
+            .contains("451 4.7.1"),
+        "{refused:?}"
+    );
     assert_eq!(
-        (two.state, two.attempts),
+        (waiting.state, waiting.attempts),
         (RecipientState::Deferred, 0),
-        "{two:?}"
+        "{waiting:?}"
+    );
+    assert!(
+        waiting
+            .last_reply
+            .as_deref()
+            .unwrap_or("")
+            .contains("suspended after: 451"),
+        "{waiting:?}"
     );
     assert_eq!(hosts.peers[0].server.stats().messages_delivered(), 0);
     let suspensions = engine.suspensions();

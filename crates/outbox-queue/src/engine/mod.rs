@@ -266,6 +266,10 @@ const MIN_WAIT: Duration = Duration::from_millis(10);
 /// Longest pause between tries when the store fails.
 const MAX_STORE_PAUSE: Duration = Duration::from_secs(5);
 
+/// Routes considered for new connections in one round, best first: bounds the dispatcher's
+/// work per round when the ready queues hold very many domains.
+const MAX_CANDIDATES: usize = 1024;
+
 /// Bodies kept in memory between transactions.
 const BODY_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
@@ -538,6 +542,7 @@ fn open_connections(
         .ready
         .waiting()
         .into_iter()
+        .take(MAX_CANDIDATES)
         .filter_map(|(route, units)| {
             let already = per_route.get(&route).copied().unwrap_or(0);
             let wanted = units.min(max).saturating_sub(already);
@@ -561,15 +566,17 @@ fn open_connections(
     // one from the destination holding the most beyond its share — a connection still
     // being set up if there is one (it is cancelled), else one that closes after its
     // current transaction.
+    // (A route that is paused or a destination that is suspended only has its mail put
+    // back: it needs no slot taken from anyone.)
+    let now = OffsetDateTime::now_utc();
     let starving: Vec<Candidate> = candidates
         .into_iter()
         .filter(|candidate| {
-            candidate.destination.as_ref().is_none_or(|d| {
-                shared
-                    .suspensions
-                    .active(&d.key, OffsetDateTime::now_utc())
-                    .is_none()
-            })
+            shared.pauses.active(&candidate.route, now).is_none()
+                && candidate
+                    .destination
+                    .as_ref()
+                    .is_none_or(|d| shared.suspensions.active(&d.key, now).is_none())
         })
         .collect();
     if let Some(key) = shaping::over_share(&starving, &open, max) {
