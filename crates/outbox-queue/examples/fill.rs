@@ -1,6 +1,7 @@
-//! Fills a queue for benchmarks: `fill DATABASE_URL COUNT SIZE_BYTES` queues COUNT
-//! messages of about SIZE_BYTES each (one recipient each), in batches of 1 000, and prints
-//! the rate.
+//! Fills a queue for benchmarks: `fill DATABASE_URL COUNT SIZE_BYTES [DOMAINS]` queues
+//! COUNT messages of about SIZE_BYTES each (one recipient each), in batches of 1 000, and
+//! prints the rate. Recipients are `sink@example.net`, or with DOMAINS = N, spread over
+//! `sink@d0.test` .. `sink@d{N-1}.test` (for direct MX delivery to many domains).
 
 use std::time::Instant;
 
@@ -9,11 +10,17 @@ use outbox_queue::{NewMessage, NewRecipient, StoreOptions, open_store_with};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, url, count, size] = args.as_slice() else {
-        return Err("usage: fill DATABASE_URL COUNT SIZE_BYTES".into());
+    let (url, count, size, domains) = match args.as_slice() {
+        [_, url, count, size] => (url, count, size, None),
+        [_, url, count, size, domains] => (url, count, size, Some(domains.parse::<usize>()?)),
+        _ => return Err("usage: fill DATABASE_URL COUNT SIZE_BYTES [DOMAINS]".into()),
     };
     let count: usize = count.parse()?;
     let size: usize = size.parse()?;
+    let recipient = |i: usize| match domains {
+        Some(n) if n > 0 => format!("sink@d{}.test", i % n),
+        _ => "sink@example.net".to_string(),
+    };
     let store = open_store_with(
         url,
         StoreOptions {
@@ -28,8 +35,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let batch: Vec<NewMessage> = (queued..count.min(queued + 1000))
             .map(|i| {
                 let mut data = format!(
-                    "From: bench@example.com\r\nTo: sink@example.net\r\nSubject: m{i}\r\n\
-                     Message-ID: <m{i}@bench.example>\r\n\r\n"
+                    "From: bench@example.com\r\nTo: {}\r\nSubject: m{i}\r\n\
+                     Message-ID: <m{i}@bench.example>\r\n\r\n",
+                    recipient(i)
                 )
                 .into_bytes();
                 while data.len() < size {
@@ -39,7 +47,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 NewMessage {
                     data,
                     envelope_from: "bench@example.com".into(),
-                    recipients: vec![NewRecipient::new("sink@example.net")],
+                    recipients: vec![NewRecipient::new(recipient(i))],
                     subject: format!("m{i}"),
                     ..NewMessage::default()
                 }
