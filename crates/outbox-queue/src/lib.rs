@@ -52,7 +52,7 @@ pub use model::{
     AttemptOutcome, AttemptRecord, Claimed, ClaimedRecipient, Delivery, Enqueued, ListFilter,
     ListPage, MergeValues, MessageBody, MessageDetail, MessageStatus, MessageSummary, NewMessage,
     NewRecipient, Outcome, Priority, RecipientState, RecipientStatus, RequestKey, RouteFilter,
-    RouteKey, StatusCounts, StoreOptions, WorkerInfo,
+    RouteKey, StatusCounts, StoreOptions, StoredSuspension, WorkerInfo,
 };
 pub use outbox::{
     ImmediateResult, Outbox, OutboxError, RawMessage, deliver_now, prepare, prepare_raw,

@@ -728,6 +728,64 @@ pub struct StatusCounts {
     pub error: u64,
 }
 
+/// A destination that asked to slow down, as stored for every process to see
+/// ([`Store::suspend`](crate::Store::suspend)): the `queue list` of another process, the
+/// admin page, and the other workers sharing the database, which wait for it too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredSuspension {
+    /// The destination, as the engine names it (`mx HOST,HOST`, `mx *.SUFFIX`,
+    /// `domain D`, `relay SPEC` with any password hidden).
+    pub destination: String,
+    /// Why: the reply that suspended it (`<destination> suspended after: <reply>`).
+    pub reason: String,
+    /// When it ends (RFC 3339).
+    #[serde(serialize_with = "crate::timefmt::serialize")]
+    pub until: OffsetDateTime,
+    /// Slow-down replies in a row (stored up to `i32::MAX`).
+    pub times: u32,
+    /// The recipient domains known to route there: lowercase, sorted, no duplicates
+    /// (empty for a relay, which is not reached by domain).
+    pub domains: Vec<String>,
+}
+
+impl StoredSuspension {
+    /// The domains as stored: lowercase, space-separated, sorted, without duplicates or
+    /// empty names.
+    pub(crate) fn domains_column(&self) -> String {
+        let mut domains: Vec<String> = self
+            .domains
+            .iter()
+            .map(|d| d.trim().to_ascii_lowercase())
+            .filter(|d| !d.is_empty() && !d.contains(char::is_whitespace))
+            .collect();
+        domains.sort();
+        domains.dedup();
+        domains.join(" ")
+    }
+
+    /// The count as stored: at most `i32::MAX` on both backends (PostgreSQL's INTEGER).
+    pub(crate) fn times_column(&self) -> i32 {
+        i32::try_from(self.times).unwrap_or(i32::MAX)
+    }
+
+    /// A stored row back as a value.
+    pub(crate) fn from_row(
+        destination: String,
+        reason: String,
+        until_ms: i64,
+        times: i64,
+        domains: &str,
+    ) -> StoredSuspension {
+        StoredSuspension {
+            destination,
+            reason,
+            until: crate::timefmt::from_ms(until_ms),
+            times: u32::try_from(times).unwrap_or(if times < 0 { 0 } else { u32::MAX }),
+            domains: domains.split_whitespace().map(str::to_string).collect(),
+        }
+    }
+}
+
 /// Settings a store applies to what it accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreOptions {

@@ -85,6 +85,22 @@ macro_rules! ledger {
     };
 }
 
+/// Migration 4: destinations suspended because they asked us to slow down (a `421`, a
+/// `[[shaping]] on_reply` pattern), so that every process sees them: `queue list` and the
+/// admin page in another process than the engine, and the other workers sharing the
+/// database, which wait for them too. One row per destination (the engine's name for it);
+/// `domains` holds the recipient domains known to route there, lowercase and
+/// space-separated; `until` and `updated_at` are milliseconds. Rows that have ended are
+/// ignored by reads and deleted at the next suspension written.
+const SUSPENSIONS: &str = "CREATE TABLE suspensions (
+        destination TEXT PRIMARY KEY NOT NULL,
+        reason TEXT NOT NULL,
+        until BIGINT NOT NULL,
+        times INTEGER NOT NULL,
+        domains TEXT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );";
+
 /// SQLite migrations: (version, SQL).
 pub(crate) const SQLITE: &[(i64, &str)] = &[
     (
@@ -143,6 +159,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     ),
     (2, IDEMPOTENCY_SCOPES),
     (3, SQLITE_LEDGER),
+    (4, SUSPENSIONS),
 ];
 
 /// Migration 3 with SQLite's types.
@@ -209,6 +226,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     ),
     (2, IDEMPOTENCY_SCOPES),
     (3, POSTGRES_LEDGER),
+    (4, SUSPENSIONS),
 ];
 
 /// The statement that recomputes the status of every message matching `condition`

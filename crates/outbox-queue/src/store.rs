@@ -1,6 +1,7 @@
 //! The [`Store`] trait the engine, the CLI and the HTTP API hold as `Arc<dyn Store>`,
 //! and [`open_store`], which picks the backend from a database URL.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -13,7 +14,7 @@ use tokio::sync::Notify;
 use crate::model::{
     AttemptRecord, Claimed, Enqueued, ListFilter, ListPage, MessageBody, MessageDetail,
     MessageStatus, MessageSummary, NewMessage, NewRecipient, Outcome, RequestKey, RouteFilter,
-    StatusCounts, WorkerInfo,
+    StatusCounts, StoredSuspension, WorkerInfo,
 };
 use crate::{StoreError, StoreOptions};
 
@@ -187,6 +188,29 @@ pub trait Store: Send + Sync {
 
     /// True when some `queued` or `deferred` recipient is due at `now`.
     fn has_due(&self, now: OffsetDateTime) -> StoreFuture<'_, bool>;
+
+    /// Stores a destination's suspension, replacing the one stored for the same
+    /// destination (`updated_at` is this process's clock). Suspensions that ended before
+    /// now (this process's clock) are deleted in the same transaction: the table only
+    /// ever holds a few rows. Domains are stored lowercase, sorted, without duplicates.
+    fn suspend(&self, suspension: StoredSuspension) -> StoreFuture<'_, ()>;
+
+    /// Deletes a destination's suspension (it accepted a message again); nothing when it
+    /// has none.
+    fn lift_suspension<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, ()>;
+
+    /// The suspensions that have not ended at `now` (`until > now`), soonest end first,
+    /// then by destination. A read only: ended rows are skipped here, and deleted by the
+    /// next [`suspend`](Store::suspend).
+    fn suspensions(&self, now: OffsetDateTime) -> StoreFuture<'_, Vec<StoredSuspension>>;
+
+    /// The distinct domains of the recipients still waiting (`queued` or `deferred`) in
+    /// each of the given messages, in one statement: message id -> domains, sorted.
+    /// Messages without a waiting recipient (or that do not exist) are left out.
+    fn pending_domains<'a>(
+        &'a self,
+        message_ids: &'a [String],
+    ) -> StoreFuture<'a, HashMap<String, Vec<String>>>;
 
     /// Signalled after each enqueue: in this process always, and on PostgreSQL also for
     /// other processes' enqueues (LISTEN `outbox_enqueued`). The signal is a

@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -13,7 +14,7 @@ use outbox_queue::engine::{Engine, EngineConfig, RunMode};
 use outbox_queue::{
     AttemptRecord, Backend, Claimed, Enqueued, ListFilter, ListPage, MessageBody, MessageDetail,
     MessageStatus, MessageSummary, NewMessage, NewRecipient, Outcome, RecipientState, RequestKey,
-    RouteFilter, StatusCounts, Store, StoreError, StoreFuture, WorkerInfo,
+    RouteFilter, StatusCounts, Store, StoreError, StoreFuture, StoredSuspension, WorkerInfo,
 };
 use outbox_smtp::server::{Fault, MemorySink, Server, Stage, StaticUsers};
 use support::peer::{Peer, relay_transport};
@@ -193,6 +194,21 @@ impl Store for FaultyStore {
     }
     fn has_due(&self, now: OffsetDateTime) -> StoreFuture<'_, bool> {
         guarded!(self, self.inner.has_due(now))
+    }
+    fn suspend(&self, suspension: StoredSuspension) -> StoreFuture<'_, ()> {
+        guarded!(self, self.inner.suspend(suspension))
+    }
+    fn lift_suspension<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, ()> {
+        guarded!(self, self.inner.lift_suspension(destination))
+    }
+    fn suspensions(&self, now: OffsetDateTime) -> StoreFuture<'_, Vec<StoredSuspension>> {
+        guarded!(self, self.inner.suspensions(now))
+    }
+    fn pending_domains<'a>(
+        &'a self,
+        message_ids: &'a [String],
+    ) -> StoreFuture<'a, HashMap<String, Vec<String>>> {
+        self.inner.pending_domains(message_ids)
     }
     fn enqueued(&self) -> Arc<Notify> {
         self.inner.enqueued()

@@ -428,6 +428,177 @@ async fn a_421_suspends_every_domain_of_the_destination() {
     run.await.unwrap().unwrap();
 }
 
+/// Waits (bounded) until the one recipient of `id` is sent.
+async fn until_sent(store: &Arc<dyn Store>, id: &str) {
+    until(store, &format!("{id} sent"), |store| {
+        let id = id.to_string();
+        Box::pin(async move { recipient(store, &id).await.state == RecipientState::Sent })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspension_is_stored_with_its_domains_and_lifted_when_accepted_again() {
+    let ts = TestStore::sqlite(Default::default()).await;
+    let store = ts.store.clone();
+    let hosts = Hosts::start(vec![(Server::builder as fn() -> ServerBuilder, vec![])]).await;
+    let resolver = StaticMxResolver::new()
+        .mx("a.test", 10, "mx1.shared.test")
+        .mx("b.test", 10, "mx1.shared.test")
+        .address("mx1.shared.test", Hosts::ip(0));
+    // A short schedule: the suspension ends, the retry is accepted, the suspension lifted.
+    let engine = Arc::new(Engine::new(
+        store.clone(),
+        mx_transport(resolver, hosts.port),
+        EngineConfig {
+            retry_backoff: vec![Duration::from_millis(500)],
+            ..config()
+        },
+    ));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn({
+        let engine = engine.clone();
+        async move {
+            engine
+                .run(RunMode::Forever, async {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+    // The engine learns that both domains go to mx1.shared.test.
+    for domain in ["a.test", "b.test"] {
+        let id = store
+            .enqueue(message(domain, &[&format!("r@{domain}")]))
+            .await
+            .unwrap()
+            .id;
+        until_sent(&store, &id).await;
+    }
+    assert!(
+        store
+            .suspensions(OffsetDateTime::UNIX_EPOCH)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    hosts.peers[0]
+        .server
+        .inject(Fault::reply(Stage::Connect, 421, "4.7.0 mx1 too busy, come back later").times(1));
+    let third = store
+        .enqueue(message("a again", &["s@a.test"]))
+        .await
+        .unwrap()
+        .id;
+    // Every stored row, ended or not: the suspension is short.
+    let all = |store: &Arc<dyn Store>| {
+        let store = store.clone();
+        async move { store.suspensions(OffsetDateTime::UNIX_EPOCH).await.unwrap() }
+    };
+    until(&store, "the suspension stored", |store| {
+        let all = all(store);
+        Box::pin(async move { !all.await.is_empty() })
+    })
+    .await;
+    let stored = all(&store).await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let suspension = &stored[0];
+    assert_eq!(suspension.destination, "mx mx1.shared.test");
+    assert_eq!(suspension.domains, ["a.test", "b.test"]);
+    assert_eq!(suspension.times, 1);
+    assert!(
+        suspension
+            .reason
+            .starts_with("mx mx1.shared.test suspended after: 421 4.7.0 mx1 too busy"),
+        "{suspension:?}"
+    );
+    let in_memory = engine.suspensions_handle();
+    assert!(
+        in_memory.list().iter().all(|s| s.until >= suspension.until),
+        "the engine's own copy: {:?}",
+        in_memory.list()
+    );
+
+    // Once it ends, the retry is accepted, and the suspension is deleted (not only ended).
+    until_sent(&store, &third).await;
+    until(&store, "the suspension lifted", |store| {
+        let all = all(store);
+        Box::pin(async move { all.await.is_empty() })
+    })
+    .await;
+    assert_eq!(hosts.peers[0].server.stats().messages_delivered(), 3);
+    let _ = stop.send(());
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_suspended_by_another_worker_waits_here_too() {
+    let ts = TestStore::sqlite(Default::default()).await;
+    let store = ts.store.clone();
+    let hosts = Hosts::start(vec![(Server::builder as fn() -> ServerBuilder, vec![])]).await;
+    let resolver = StaticMxResolver::new()
+        .mx("a.test", 10, "mx1.shared.test")
+        .address("mx1.shared.test", Hosts::ip(0));
+    // Another worker sharing the database was told to slow down.
+    let until_then = OffsetDateTime::now_utc() + Duration::from_secs(3600);
+    store
+        .suspend(outbox_queue::StoredSuspension {
+            destination: "mx mx1.shared.test".into(),
+            reason: "mx mx1.shared.test suspended after: 421 4.7.0 told another worker".into(),
+            until: until_then,
+            times: 2,
+            domains: vec!["b.test".into()],
+        })
+        .await
+        .unwrap();
+    let id = store.enqueue(message("a", &["r@a.test"])).await.unwrap().id;
+    let engine = Arc::new(Engine::new(
+        store.clone(),
+        mx_transport(resolver, hosts.port),
+        config(),
+    ));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn({
+        let engine = engine.clone();
+        async move {
+            engine
+                .run(RunMode::Forever, async {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+    until(&store, "a.test settled", |store| {
+        let id = id.clone();
+        Box::pin(async move { settled(recipient(store, &id).await.state) })
+    })
+    .await;
+    let a = recipient(&store, &id).await;
+    assert_eq!(
+        (a.state, a.attempts),
+        (RecipientState::Deferred, 0),
+        "{a:?}"
+    );
+    assert!(
+        a.last_reply
+            .as_deref()
+            .unwrap_or("")
+            .contains("421 4.7.0 told another worker"),
+        "{a:?}"
+    );
+    assert_eq!(
+        hosts.peers[0].server.stats().connections_accepted,
+        0,
+        "the suspended destination is not asked"
+    );
+    let suspensions = engine.suspensions();
+    assert_eq!(suspensions.len(), 1, "{suspensions:?}");
+    assert_eq!(suspensions[0].times, 2);
+    let _ = stop.send(());
+    run.await.unwrap().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_matching_on_reply_suspends_for_its_time() {
     let ts = TestStore::sqlite(Default::default()).await;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use outbox_queue::{Delivery, Outcome, RouteFilter, RouteKey, open_store};
+use outbox_queue::{Delivery, Outcome, RouteFilter, RouteKey, StoredSuspension, open_store};
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -192,6 +192,113 @@ fn queue_list_json_and_table_with_filters_and_paging() {
     assert_eq!(rest.as_array().unwrap().len(), 1);
 
     q.usage_error(&["queue", "list", "--status", "lost"], "lost");
+}
+
+#[test]
+fn queue_list_shows_the_messages_waiting_for_a_suspended_destination() {
+    let q = Queue::new();
+    let waiting = q.send("Waits", "a@a.test, x@other.test");
+    let also = q.send("Also waits", "b@B.test");
+    let free = q.send("Free", "c@other.test");
+    let sent = q.send("Sent already", "d@a.test");
+    // Whole milliseconds, as stored.
+    let until = OffsetDateTime::now_utc() + Duration::from_secs(3600);
+    let until = until
+        .replace_nanosecond(until.millisecond() as u32 * 1_000_000)
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = open_store(&q.url()).await.unwrap();
+        // As an engine in another process stores it.
+        store
+            .suspend(StoredSuspension {
+                destination: "mx mx1.shared.test".into(),
+                reason: "mx mx1.shared.test suspended after: 421 4.7.0 mx1 too busy".into(),
+                until,
+                times: 1,
+                domains: vec!["a.test".into(), "b.test".into()],
+            })
+            .await
+            .unwrap();
+        // One that has ended is not shown.
+        store
+            .suspend(StoredSuspension {
+                destination: "domain other.test".into(),
+                reason: "domain other.test suspended after: 421 old".into(),
+                until: OffsetDateTime::now_utc() - Duration::from_secs(1),
+                times: 1,
+                domains: vec!["other.test".into()],
+            })
+            .await
+            .unwrap();
+        // The a.test recipient of `sent` was delivered: it waits for nothing.
+        let now = OffsetDateTime::now_utc() + Duration::from_secs(1);
+        let route = RouteFilter::Key(RouteKey::Mx("a.test".into()));
+        let units = store.claim_route("w", &route, now, 10).await.unwrap();
+        let outcomes = units
+            .iter()
+            .flat_map(|u| u.recipients.iter().map(move |r| (u, r)))
+            .map(|(u, r)| Outcome {
+                recipient_id: r.id,
+                epoch: r.epoch,
+                delivery: if u.message_id == sent {
+                    Delivery::Sent {
+                        reply: "250 ok".into(),
+                    }
+                } else {
+                    Delivery::NotAttempted {
+                        reply: "mx mx1.shared.test suspended after: 421 4.7.0 mx1 too busy".into(),
+                        next_attempt_at: until,
+                    }
+                },
+                at: now,
+                host: None,
+                duration: Duration::ZERO,
+            })
+            .collect();
+        store.complete("w", outcomes).await.unwrap();
+    });
+
+    let list = q.json(&["queue", "list", "--json"]);
+    let items = list.as_array().expect("still an array of messages");
+    let by_id = |id: &str| {
+        items
+            .iter()
+            .find(|m| m["id"] == id)
+            .unwrap_or_else(|| panic!("{id} listed"))
+    };
+    let expected = serde_json::json!({
+        "destination": "mx mx1.shared.test",
+        "until": outbox_queue::rfc3339(until),
+        "reason": "mx mx1.shared.test suspended after: 421 4.7.0 mx1 too busy",
+    });
+    assert_eq!(
+        by_id(&waiting)["suspended"],
+        expected,
+        "a deferred recipient"
+    );
+    assert_eq!(by_id(&also)["suspended"], expected, "a queued recipient");
+    for id in [&free, &sent] {
+        let item = by_id(id);
+        assert!(item.get("suspended").is_none(), "{item}");
+        assert_eq!(item["recipients"], 1, "the usual fields stay: {item}");
+    }
+
+    let table = q.ok(&["queue", "list"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!(
+            "suspended: mx mx1.shared.test until {} (421 4.7.0 mx1 too busy)",
+            outbox_queue::rfc3339(until)
+        ),
+        "{table}"
+    );
+    assert!(lines[1].starts_with("ID "), "{table}");
+    assert!(!table.contains("other.test"), "ended: {table}");
 }
 
 #[test]

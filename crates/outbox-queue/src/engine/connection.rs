@@ -18,9 +18,10 @@ use std::time::Instant;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use crate::{Claimed, ClaimedRecipient, Delivery, MessageBody, Outcome};
+use crate::{Claimed, ClaimedRecipient, Delivery, MessageBody, Outcome, StoredSuspension};
 
 use super::Shared;
+use super::pause::Pause;
 use super::policy::{self, Verdict};
 use super::shaping::{self, Destination, DestinationKey, Permit};
 use super::transport::{Connection, ErrorStage, Route, TransactionReport, TransportError};
@@ -265,8 +266,8 @@ pub(crate) async fn run(shared: Arc<Shared>, ticket: Arc<Ticket>) {
                     text,
                     OffsetDateTime::now_utc(),
                 );
-            } else if sent.accepted {
-                shared.suspensions.clear(&destination.key);
+            } else if sent.accepted && shared.suspensions.clear(&destination.key) {
+                lift_stored(&shared, &destination.key);
             }
             if sent.lost {
                 let rest: Vec<ClaimedRecipient> = groups.into_iter().flatten().collect();
@@ -366,6 +367,39 @@ fn slow_down(
         times = suspension.failures, reply = %policy::sanitize_reply(text),
         "destination asked us to slow down; suspended");
     shared.metrics.suspension();
+    store_suspension(shared, &destination.key, suspension);
+}
+
+/// Stores a suspension for the other processes (`queue list`, the admin page, other
+/// workers), without holding up the connection: best effort, as the engine works from its
+/// own copy either way.
+fn store_suspension(shared: &Shared, key: &DestinationKey, suspension: Pause) {
+    let stored = StoredSuspension {
+        destination: key.0.clone(),
+        reason: suspension.reason,
+        until: suspension.until,
+        times: suspension.failures,
+        domains: shared.destinations.domains_of(key),
+    };
+    let (store, metrics) = (shared.store.clone(), shared.metrics.clone());
+    tokio::spawn(async move {
+        if let Err(err) = store.suspend(stored).await {
+            metrics.store_error();
+            tracing::warn!(error = %err, "storing a suspension failed; other processes do not see it");
+        }
+    });
+}
+
+/// Deletes a lifted suspension from the store, without holding up the connection.
+fn lift_stored(shared: &Shared, key: &DestinationKey) {
+    let (store, metrics, destination) =
+        (shared.store.clone(), shared.metrics.clone(), key.0.clone());
+    tokio::spawn(async move {
+        if let Err(err) = store.lift_suspension(&destination).await {
+            metrics.store_error();
+            tracing::warn!(%destination, error = %err, "lifting a stored suspension failed");
+        }
+    });
 }
 
 /// Settles every waiting unit of a route whose connection could not be set up: loud

@@ -9,6 +9,14 @@
 //! ([`Store::recover`]): one whose heartbeat is older than its lease (a crashed machine:
 //! at most one lease plus one tick), or one on this machine whose process is gone (a
 //! `deliver` killed with -9 and restarted: at once, on the first tick).
+//!
+//! Every tick also reads the destinations suspended in the store ([`Store::suspensions`])
+//! and installs them into this worker's suspensions: a destination that asked another
+//! worker sharing the database to slow down is not asked by this one either, after at
+//! most one tick. This is the cheapest correct place: one small read per tick, nothing on
+//! the delivery path, and on the first tick it runs before the first heartbeat, so before
+//! anything is claimed. A suspension lifted by another worker is not removed here: this
+//! worker's copy runs out at its end (its recipients were put back until then anyway).
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -16,9 +24,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use time::OffsetDateTime;
+
 use crate::{Store, WorkerInfo};
 
 use super::metrics::EngineMetrics;
+use super::pause::{Pause, Pauses};
+use super::shaping::DestinationKey;
 
 /// When this worker's heartbeats last succeeded.
 pub(crate) struct Liveness {
@@ -84,19 +96,62 @@ pub(crate) fn period(lease: Duration) -> Duration {
     (lease / 3).max(Duration::from_millis(20))
 }
 
+/// What the heartbeat task works with.
+pub(crate) struct Heartbeat {
+    pub store: Arc<dyn Store>,
+    pub worker: WorkerInfo,
+    pub lease: Duration,
+    pub liveness: Arc<Liveness>,
+    pub metrics: Arc<EngineMetrics>,
+    /// This worker's suspended destinations, where the stored ones are installed.
+    pub suspensions: Arc<Pauses<DestinationKey>>,
+}
+
+/// Installs the suspensions stored by any worker into this worker's (see the module
+/// documentation).
+async fn sync_suspensions(
+    store: &dyn Store,
+    suspensions: &Pauses<DestinationKey>,
+    metrics: &EngineMetrics,
+) {
+    match store.suspensions(OffsetDateTime::now_utc()).await {
+        Ok(stored) => {
+            for s in stored {
+                let key = DestinationKey(s.destination);
+                let pause = Pause {
+                    reason: s.reason,
+                    until: s.until,
+                    failures: s.times,
+                };
+                if suspensions.install(&key, pause) {
+                    tracing::info!(destination = %key, until = %s.until,
+                        "destination suspended by another worker; waiting for it too");
+                }
+            }
+        }
+        Err(err) => {
+            metrics.store_error();
+            tracing::warn!(error = %err, "reading the stored suspensions failed");
+        }
+    }
+}
+
 /// Beats until `done` turns true (the engine stored its last outcome), then retires the
 /// worker. Resumed recipients wake the dispatcher through `wake`.
-pub(crate) async fn run(
-    store: Arc<dyn Store>,
-    worker: WorkerInfo,
-    lease: Duration,
-    liveness: Arc<Liveness>,
-    metrics: Arc<EngineMetrics>,
-    mut done: watch::Receiver<bool>,
-) {
+pub(crate) async fn run(beat: Heartbeat, mut done: watch::Receiver<bool>) {
+    let Heartbeat {
+        store,
+        worker,
+        lease,
+        liveness,
+        metrics,
+        suspensions,
+    } = beat;
     let wake = store.enqueued();
     let mut first = true;
     loop {
+        // Before the heartbeat: on the first tick, nothing is claimed before it.
+        sync_suspensions(&*store, &suspensions, &metrics).await;
         match store.heartbeat(&worker, lease).await {
             Ok(()) => liveness.beat(Instant::now()),
             Err(err) => {

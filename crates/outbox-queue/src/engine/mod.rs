@@ -341,11 +341,14 @@ impl Engine {
         let (done_tx, done_rx) = watch::channel(false);
         let liveness = Arc::new(Liveness::new(self.config.lease));
         let heartbeat = tokio::spawn(liveness::run(
-            self.store.clone(),
-            WorkerInfo::this_process(self.config.owner.clone()),
-            self.config.lease,
-            liveness.clone(),
-            self.metrics.clone(),
+            liveness::Heartbeat {
+                store: self.store.clone(),
+                worker: WorkerInfo::this_process(self.config.owner.clone()),
+                lease: self.config.lease,
+                liveness: liveness.clone(),
+                metrics: self.metrics.clone(),
+                suspensions: self.suspensions.clone(),
+            },
             done_rx,
         ));
         let (completer, completer_task) = Completer::start(

@@ -87,9 +87,25 @@ impl<K: Hash + Eq + Clone> Pauses<K> {
         pause
     }
 
-    /// A connection on the route succeeded: no more pause.
-    pub fn clear(&self, route: &K) {
-        self.lock().remove(route);
+    /// A connection on the route succeeded: no more pause. True when there was one (ended
+    /// or not), so a caller can tell others once, not on every success.
+    pub fn clear(&self, route: &K) -> bool {
+        self.lock().remove(route).is_some()
+    }
+
+    /// Installs a pause learnt elsewhere — another worker's suspension, read from the
+    /// store — unless this worker's own pause for the key ends as late or later. The count
+    /// of failures in a row is the greater of both, so the next failure grows from there.
+    /// True when it changed the pause.
+    pub fn install(&self, key: &K, pause: Pause) -> bool {
+        let mut pauses = self.lock();
+        let failures = match pauses.get(key) {
+            Some(local) if local.until >= pause.until => return false,
+            Some(local) => local.failures.max(pause.failures),
+            None => pause.failures,
+        };
+        pauses.insert(key.clone(), Pause { failures, ..pause });
+        true
     }
 
     /// Every pause that has not ended at `now`, for the admin view.
@@ -123,7 +139,42 @@ mod tests {
         assert_eq!(pauses.active(&route, now), Some(second.clone()));
         assert_eq!(pauses.active(&route, second.until), None, "ended");
         assert_eq!(pauses.active(&Route::Mx("a.test".into()), now), None);
-        pauses.clear(&route);
+        assert!(pauses.clear(&route));
+        assert!(!pauses.clear(&route), "nothing left to clear");
         assert_eq!(pauses.fail(&route, "x", now, delay).failures, 1);
+    }
+
+    #[test]
+    fn an_installed_pause_never_shortens_a_longer_local_one() {
+        let pauses = RoutePauses::default();
+        let route = Route::Mx("a.test".into());
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let elsewhere = |secs: u64, failures: u32| Pause {
+            reason: format!("elsewhere {secs}"),
+            until: now + Duration::from_secs(secs),
+            failures,
+        };
+        assert!(pauses.install(&route, elsewhere(60, 3)));
+        assert_eq!(pauses.active(&route, now), Some(elsewhere(60, 3)));
+        // The next local failure grows from the installed count.
+        let local = pauses.fail(&route, "421 local", now, |n| {
+            Duration::from_secs(100 * u64::from(n))
+        });
+        assert_eq!(
+            (local.failures, local.until),
+            (4, now + Duration::from_secs(400))
+        );
+        assert!(
+            !pauses.install(&route, elsewhere(300, 9)),
+            "ends sooner than ours"
+        );
+        assert_eq!(pauses.active(&route, now), Some(local));
+        assert!(pauses.install(&route, elsewhere(900, 2)));
+        let merged = pauses.active(&route, now).unwrap();
+        assert_eq!(
+            (merged.failures, merged.until),
+            (4, now + Duration::from_secs(900))
+        );
+        assert_eq!(merged.reason, "elsewhere 900");
     }
 }

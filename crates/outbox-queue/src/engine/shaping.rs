@@ -10,7 +10,11 @@
 //! Replies that mean "slow down" (a `421`, or a `4xx` matching a rule's `on_reply`
 //! pattern) suspend the whole destination ([`super::pause::Pauses`] keyed by
 //! [`DestinationKey`]), not only the recipients at hand; the suspension grows while the
-//! replies repeat and ends at the first accepted message.
+//! replies repeat and ends at the first accepted message. Each suspension is also stored
+//! ([`Store::suspend`](crate::Store::suspend), best effort, off the connection's path) with
+//! the recipient domains known to route there, and lifted in the store when it ends that
+//! way: `queue list` and the admin page of another process show it, and the other workers
+//! sharing the database install it at their next heartbeat tick and wait too.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -337,6 +341,24 @@ impl Destinations {
         destination
     }
 
+    /// The recipient domains this worker has routed to `key` (directly by MX: a relay
+    /// is not reached by domain), lowercase and sorted: what a stored suspension lists.
+    pub fn domains_of(&self, key: &DestinationKey) -> Vec<String> {
+        let mut domains: Vec<String> = self
+            .lock()
+            .of_route
+            .iter()
+            .filter(|(_, (destination, _))| destination.key == *key)
+            .filter_map(|(route, _)| match route {
+                Route::Mx(domain) => Some(domain.to_ascii_lowercase()),
+                Route::Relay(_) | Route::ConfiguredRelay => None,
+            })
+            .collect();
+        domains.sort();
+        domains.dedup();
+        domains
+    }
+
     /// A connection slot, unless the destination has all it may have.
     pub fn try_open(self: &Arc<Self>, destination: &Destination) -> Option<Slot> {
         let mut inner = self.lock();
@@ -490,6 +512,26 @@ mod tests {
 
     fn hosts(names: &[&str]) -> Vec<String> {
         names.iter().map(|name| name.to_string()).collect()
+    }
+
+    #[test]
+    fn the_domains_of_a_destination_are_its_mx_routes() {
+        let destinations = Destinations::new(Shaping::default());
+        let shared = hosts(&["mx1.shared.test"]);
+        let b = destinations.learn(&Route::Mx("B.test".into()), Some(&shared));
+        destinations.learn(&Route::Mx("a.test".into()), Some(&shared));
+        destinations.learn(&Route::Mx("c.test".into()), Some(&hosts(&["mx.c.test"])));
+        destinations.learn(&Route::Relay("relay.test".into()), None);
+        assert_eq!(b.key.0, "mx mx1.shared.test");
+        assert_eq!(destinations.domains_of(&b.key), ["a.test", "b.test"]);
+        let relay = DestinationKey("relay relay.test".into());
+        assert!(
+            destinations.domains_of(&relay).is_empty(),
+            "not reached by domain"
+        );
+        // A domain that moves to other MX hosts leaves its old destination.
+        destinations.learn(&Route::Mx("a.test".into()), Some(&hosts(&["mx.c.test"])));
+        assert_eq!(destinations.domains_of(&b.key), ["b.test"]);
     }
 
     #[test]

@@ -13,7 +13,9 @@ mod enqueue;
 mod group;
 pub(crate) mod ledger;
 mod listen;
+mod suspensions;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,7 +28,7 @@ use tokio_postgres::NoTls;
 use crate::model::{
     AttemptRecord, Claimed, Enqueued, ListFilter, ListPage, MessageBody, MessageDetail,
     MessageStatus, MessageSummary, NewMessage, NewRecipient, Outcome, RequestKey, RouteFilter,
-    StatusCounts, WorkerInfo,
+    StatusCounts, StoredSuspension, WorkerInfo,
 };
 use crate::prepare::{IdGenerator, check_id, prepare_message};
 use crate::store::{Backend, Store, StoreFuture};
@@ -372,6 +374,31 @@ impl Store for PostgresStore {
 
     fn has_due(&self, now: OffsetDateTime) -> StoreFuture<'_, bool> {
         Box::pin(async move { ledger::has_due(&self.pool.get().await?, now).await })
+    }
+
+    fn suspend(&self, suspension: StoredSuspension) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let client = self.pool.get().await?;
+            suspensions::suspend(&client, &suspension, OffsetDateTime::now_utc()).await
+        })
+    }
+
+    fn lift_suspension<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move { suspensions::lift(&self.pool.get().await?, destination).await })
+    }
+
+    fn suspensions(&self, now: OffsetDateTime) -> StoreFuture<'_, Vec<StoredSuspension>> {
+        Box::pin(async move { suspensions::active(&self.pool.get().await?, now).await })
+    }
+
+    fn pending_domains<'a>(
+        &'a self,
+        message_ids: &'a [String],
+    ) -> StoreFuture<'a, HashMap<String, Vec<String>>> {
+        Box::pin(async move {
+            message_ids.iter().try_for_each(|id| check_id(id))?;
+            suspensions::pending_domains(&self.pool.get().await?, message_ids).await
+        })
     }
 
     fn enqueued(&self) -> Arc<Notify> {

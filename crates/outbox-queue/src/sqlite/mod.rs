@@ -12,7 +12,9 @@ mod admin;
 mod enqueue;
 mod group;
 pub(crate) mod ledger;
+mod suspensions;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,7 +26,7 @@ use tokio::sync::Notify;
 use crate::model::{
     AttemptRecord, Claimed, Enqueued, ListFilter, ListPage, MessageBody, MessageDetail,
     MessageStatus, MessageSummary, NewMessage, NewRecipient, Outcome, RequestKey, RouteFilter,
-    StatusCounts, WorkerInfo,
+    StatusCounts, StoredSuspension, WorkerInfo,
 };
 use crate::prepare::{IdGenerator, check_id};
 use crate::store::{Backend, Store, StoreFuture};
@@ -418,6 +420,35 @@ impl Store for SqliteStore {
 
     fn has_due(&self, now: OffsetDateTime) -> StoreFuture<'_, bool> {
         Box::pin(self.read(move |conn| ledger::has_due(conn, now)))
+    }
+
+    fn suspend(&self, suspension: StoredSuspension) -> StoreFuture<'_, ()> {
+        Box::pin(
+            self.write(move |tx, _| {
+                suspensions::suspend(tx, &suspension, OffsetDateTime::now_utc())
+            }),
+        )
+    }
+
+    fn lift_suspension<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, ()> {
+        let destination = destination.to_string();
+        Box::pin(self.write(move |tx, _| suspensions::lift(tx, &destination)))
+    }
+
+    fn suspensions(&self, now: OffsetDateTime) -> StoreFuture<'_, Vec<StoredSuspension>> {
+        Box::pin(self.read(move |conn| suspensions::active(conn, now)))
+    }
+
+    fn pending_domains<'a>(
+        &'a self,
+        message_ids: &'a [String],
+    ) -> StoreFuture<'a, HashMap<String, Vec<String>>> {
+        let ids = message_ids.to_vec();
+        Box::pin(async move {
+            ids.iter().try_for_each(|id| check_id(id))?;
+            self.read(move |conn| suspensions::pending_domains(conn, &ids))
+                .await
+        })
     }
 
     fn enqueued(&self) -> Arc<Notify> {

@@ -1,11 +1,15 @@
 //! `outbox queue list | show | rm | retry | purge`: the Email Queue section of the
 //! seed's Server Admin, on the command line.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use outbox_queue::{ListFilter, MessageStatus, MessageSummary, Priority, Store, rfc3339};
+use outbox_queue::engine::policy::sanitize_reply;
+use outbox_queue::{
+    ListFilter, MessageStatus, MessageSummary, Priority, Store, StoredSuspension, rfc3339,
+};
 use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -169,15 +173,84 @@ async fn run_list(store: &dyn Store, json: bool, args: ListArgs) -> anyhow::Resu
         cursor: args.cursor,
     };
     let page = store.list(filter).await?;
+    let suspensions = store.suspensions(OffsetDateTime::now_utc()).await?;
+    let waiting = waiting_on(store, &page.items, &suspensions).await?;
     if json {
-        println!("{}", serde_json::to_string(&page.items)?);
+        let items = page
+            .items
+            .iter()
+            .map(|message| {
+                let mut item = serde_json::to_value(message)?;
+                if let Some(s) = waiting.get(message.id.as_str()) {
+                    item["suspended"] = json!({
+                        "destination": s.destination,
+                        "until": rfc3339(s.until),
+                        "reason": s.reason,
+                    });
+                }
+                Ok(item)
+            })
+            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+        println!("{}", serde_json::to_string(&items)?);
         return Ok(());
     }
+    print!("{}", suspension_lines(&suspensions));
     print!("{}", list_table(&page.items));
     if let Some(cursor) = page.next_cursor {
         println!("more: --cursor {cursor}");
     }
     Ok(())
+}
+
+/// Which of `messages` wait for a suspended destination: those with a recipient still
+/// waiting (`queued`, `deferred`) at a domain a suspension lists, each with the suspension
+/// that ends first when several apply. One more query, and only when something is
+/// suspended.
+async fn waiting_on<'s>(
+    store: &dyn Store,
+    messages: &[MessageSummary],
+    suspensions: &'s [StoredSuspension],
+) -> anyhow::Result<HashMap<String, &'s StoredSuspension>> {
+    let mut waiting = HashMap::new();
+    if suspensions.is_empty() || messages.is_empty() {
+        return Ok(waiting);
+    }
+    // Soonest end first (the store's order): the first suspension of a domain wins.
+    let mut by_domain: HashMap<&str, &StoredSuspension> = HashMap::new();
+    for s in suspensions {
+        for domain in &s.domains {
+            by_domain.entry(domain.as_str()).or_insert(s);
+        }
+    }
+    let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
+    for (id, domains) in store.pending_domains(&ids).await? {
+        let first = domains
+            .iter()
+            .filter_map(|domain| by_domain.get(domain.as_str()).copied())
+            .min_by_key(|s| (s.until, &s.destination));
+        if let Some(s) = first {
+            waiting.insert(id, s);
+        }
+    }
+    Ok(waiting)
+}
+
+/// One line per suspended destination, printed above the human listing:
+/// `suspended: DESTINATION until TIME (REPLY)`.
+fn suspension_lines(suspensions: &[StoredSuspension]) -> String {
+    let mut out = String::new();
+    for s in suspensions {
+        let prefix = format!("{} suspended after: ", s.destination);
+        // Sanitised again: the row came from the database, not from this process.
+        let reply = sanitize_reply(s.reason.strip_prefix(&prefix).unwrap_or(&s.reason));
+        let _ = writeln!(
+            out,
+            "suspended: {} until {} ({reply})",
+            s.destination,
+            rfc3339(s.until)
+        );
+    }
+    out
 }
 
 /// The human listing: one line per message under a header.

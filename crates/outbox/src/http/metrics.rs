@@ -54,8 +54,24 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
             None
         }
     };
+    // Stored by every worker sharing the database, not only this process's engine.
+    let suspended = match state
+        .outbox
+        .store()
+        .suspensions(time::OffsetDateTime::now_utc())
+        .await
+    {
+        Ok(suspensions) => Some(suspensions.len()),
+        Err(err) => {
+            tracing::warn!(error = %err, "metrics: reading the suspended destinations failed");
+            None
+        }
+    };
+    let queue = counts
+        .as_ref()
+        .map(|counts| QueueGauges { counts, suspended });
     let text = render(
-        counts.as_ref(),
+        queue.as_ref(),
         &state.metrics.snapshot(),
         state.api_metrics.enqueued(),
     );
@@ -89,10 +105,19 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// The gauges read from the queue database at a scrape.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueGauges<'a> {
+    /// Messages per status.
+    pub counts: &'a StatusCounts,
+    /// Destinations suspended now (`None` when that read failed: the gauge is left out).
+    pub suspended: Option<usize>,
+}
+
 /// The exposition text for these values.
-/// `counts` is `None` when the database did not answer: the queue gauges are left out and
+/// `queue` is `None` when the database did not answer: the queue gauges are left out and
 /// `outbox_queue_database_up` is 0.
-pub fn render(counts: Option<&StatusCounts>, engine: &MetricsSnapshot, enqueued: u64) -> String {
+pub fn render(queue: Option<&QueueGauges<'_>>, engine: &MetricsSnapshot, enqueued: u64) -> String {
     let mut out = String::new();
     family(
         &mut out,
@@ -103,9 +128,18 @@ pub fn render(counts: Option<&StatusCounts>, engine: &MetricsSnapshot, enqueued:
     let _ = writeln!(
         out,
         "outbox_queue_database_up {}",
-        u8::from(counts.is_some())
+        u8::from(queue.is_some())
     );
-    if let Some(counts) = counts {
+    if let Some(suspended) = queue.and_then(|queue| queue.suspended) {
+        family(
+            &mut out,
+            "outbox_destinations_suspended",
+            "gauge",
+            "Destinations suspended now for asking us to slow down, by any worker sharing the database.",
+        );
+        let _ = writeln!(out, "outbox_destinations_suspended {suspended}");
+    }
+    if let Some(counts) = queue.map(|queue| queue.counts) {
         family(
             &mut out,
             "outbox_queue_messages",
@@ -245,16 +279,39 @@ mod tests {
             store_errors: 3,
             ..MetricsSnapshot::default()
         };
-        let text = render(Some(&counts), &engine, 7);
+        let queue = QueueGauges {
+            counts: &counts,
+            suspended: Some(2),
+        };
+        let text = render(Some(&queue), &engine, 7);
         let down = render(None, &engine, 7);
         assert!(down.contains("outbox_queue_database_up 0"), "{down}");
         assert!(!down.contains("outbox_queue_messages"), "{down}");
+        assert!(!down.contains("outbox_destinations_suspended"), "{down}");
+        let unread = render(
+            Some(&QueueGauges {
+                suspended: None,
+                ..queue
+            }),
+            &engine,
+            7,
+        );
+        assert!(
+            !unread.contains("outbox_destinations_suspended"),
+            "{unread}"
+        );
+        assert!(
+            unread.contains("outbox_queue_messages{status=\"sent\"} 2"),
+            "{unread}"
+        );
         assert!(down.contains("outbox_store_errors_total 3"), "{down}");
         for line in [
             "outbox_queue_database_up 1",
             "outbox_store_errors_total 3",
             "outbox_connection_failures_total 0",
             "outbox_destination_suspensions_total 0",
+            "# TYPE outbox_destinations_suspended gauge",
+            "outbox_destinations_suspended 2",
             "# TYPE outbox_queue_messages gauge",
             "outbox_queue_messages{status=\"queued\"} 3",
             "outbox_queue_messages{status=\"error\"} 1",

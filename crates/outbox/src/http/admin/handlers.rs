@@ -170,8 +170,13 @@ pub async fn queue(
         }
     };
     let store = state.outbox.store();
-    let (page, counts) = match tokio::try_join!(store.list(filter), store.counts()) {
-        Ok(both) => both,
+    let loaded = tokio::try_join!(
+        store.list(filter),
+        store.counts(),
+        store.suspensions(OffsetDateTime::now_utc()),
+    );
+    let (page, counts, suspensions) = match loaded {
+        Ok(loaded) => loaded,
         Err(error) => return store_error(error),
     };
     let view = QueueView {
@@ -179,6 +184,7 @@ pub async fn queue(
         params: &params,
         counts,
         page: &page,
+        suspensions: &suspensions,
         notice: notice.text(),
     };
     respond(StatusCode::OK, queue_page(&view))

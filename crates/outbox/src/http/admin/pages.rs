@@ -8,7 +8,9 @@ use axum::http::header::{
 };
 use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
-use outbox_queue::{ListPage, MessageStatus, Priority, RecipientState, StatusCounts};
+use outbox_queue::{
+    ListPage, MessageStatus, Priority, RecipientState, StatusCounts, StoredSuspension,
+};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
@@ -213,6 +215,8 @@ pub struct QueueView<'a> {
     pub counts: StatusCounts,
     /// This page of messages.
     pub page: &'a ListPage,
+    /// Destinations suspended now (stored by any worker), soonest end first.
+    pub suspensions: &'a [StoredSuspension],
     /// A line about what the last action did.
     pub notice: Option<String>,
 }
@@ -255,6 +259,7 @@ pub fn queue_page(view: &QueueView<'_>) -> Markup {
             (card("sent", view.counts.sent, "sent"))
             (card("error", view.counts.error, "error"))
         }
+        (suspensions_table(view.suspensions))
         form.filters method="get" action="/" {
             label { "Status" (select("status", &params.status, &["queued", "sent", "error"])) }
             label { "Priority" (select("priority", &params.priority, &["high", "medium", "low"])) }
@@ -314,6 +319,34 @@ pub fn queue_page(view: &QueueView<'_>) -> Markup {
         }
     };
     layout("Queue", Some(view.viewer), body)
+}
+
+/// "Suspended destinations": the destinations that asked to slow down, and until when
+/// their recipients wait; nothing at all when there is none.
+fn suspensions_table(suspensions: &[StoredSuspension]) -> Markup {
+    html! {
+        @if !suspensions.is_empty() {
+            h2 { "Suspended destinations" }
+            table #suspensions {
+                thead { tr {
+                    th { "Destination" } th { "Until (UTC)" } th { "Times" } th { "Reason" }
+                    th { "Domains" }
+                } }
+                tbody {
+                    @for s in suspensions {
+                        tr {
+                            td.mono { (s.destination) }
+                            td.when { (when(s.until)) }
+                            td.num { (s.times) }
+                            td.reply { (s.reason) }
+                            td { (s.domains.join(" ")) }
+                        }
+                    }
+                }
+            }
+            h2 { "Messages" }
+        }
+    }
 }
 
 /// A one-button POST form acting on one message; `back` says where to return

@@ -12,6 +12,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use outbox_queue::{
     Delivery, MessageStatus, NewMessage, NewRecipient, Outcome, Priority, RecipientState, Store,
+    StoredSuspension,
 };
 use time::OffsetDateTime;
 use tower::ServiceExt;
@@ -465,4 +466,78 @@ async fn unknown_messages_are_404() {
     let path = format!("/messages/{missing}/retry");
     let reply = send(&h.app, post(&path, Some(&cookie), &format!("csrf={csrf}"))).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn suspended_destinations_are_listed_escaped_and_counted_in_metrics() {
+    let h = harness().await;
+    let (cookie, _) = login(&h.app).await;
+    let page = send(&h.app, get("/", Some(&cookie))).await;
+    assert!(
+        !page.body.contains("Suspended destinations"),
+        "nothing when none is suspended"
+    );
+    let metrics = |app: Router| async move {
+        let request = Request::get("/metrics")
+            .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .unwrap();
+        send(&app, request).await.body
+    };
+    assert!(
+        metrics(h.app.clone())
+            .await
+            .lines()
+            .any(|l| l == "outbox_destinations_suspended 0")
+    );
+
+    // As an engine (in this process or another) stores them; one has ended.
+    let until = OffsetDateTime::now_utc() + Duration::from_secs(3600);
+    for (destination, until, reply) in [
+        (
+            "mx mx1.shared.test",
+            until,
+            "421 4.7.0 <b>too busy</b> & \"later\"",
+        ),
+        (
+            "domain gone.test",
+            OffsetDateTime::now_utc() - Duration::from_secs(5),
+            "421 old",
+        ),
+    ] {
+        h.store
+            .suspend(StoredSuspension {
+                destination: destination.into(),
+                reason: format!("{destination} suspended after: {reply}"),
+                until,
+                times: 3,
+                domains: vec!["b.test".into(), "a.test".into()],
+            })
+            .await
+            .unwrap();
+    }
+    let page = send(&h.app, get("/", Some(&cookie))).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let start = page
+        .body
+        .find("<table id=\"suspensions\"")
+        .expect("the table");
+    let table = &page.body[start..start + page.body[start..].find("</table>").unwrap()];
+    assert!(table.contains("mx mx1.shared.test"), "{table}");
+    assert!(table.contains(&super::pages::when(until)), "{table}");
+    assert!(table.contains("<td class=\"num\">3</td>"), "{table}");
+    assert!(table.contains("a.test b.test"), "{table}");
+    assert!(
+        table.contains("421 4.7.0 &lt;b&gt;too busy&lt;/b&gt; &amp; &quot;later&quot;"),
+        "escaped: {table}"
+    );
+    assert!(!table.contains("<b>too busy"), "{table}");
+    assert!(!table.contains("gone.test"), "ended: {table}");
+    assert!(page.body.contains("Suspended destinations"));
+    assert!(
+        metrics(h.app.clone())
+            .await
+            .lines()
+            .any(|l| l == "outbox_destinations_suspended 1")
+    );
 }
