@@ -42,7 +42,13 @@ impl Pause {
 /// The paused routes (or suspended destinations) of this worker.
 pub(crate) struct Pauses<K> {
     inner: Mutex<HashMap<K, Pause>>,
+    /// When each key's pause was last cleared here: a pause read back from the store in
+    /// that moment (before the lift written in the background reached it) is stale.
+    cleared: Mutex<HashMap<K, std::time::Instant>>,
 }
+
+/// How long after clearing a pause this worker ignores the same pause read from the store.
+const RECENTLY_CLEARED: Duration = Duration::from_secs(60);
 
 /// Routes whose connections failed.
 pub(crate) type RoutePauses = Pauses<Route>;
@@ -51,6 +57,7 @@ impl<K> Default for Pauses<K> {
     fn default() -> Self {
         Pauses {
             inner: Mutex::new(HashMap::new()),
+            cleared: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -90,14 +97,31 @@ impl<K: Hash + Eq + Clone> Pauses<K> {
     /// A connection on the route succeeded: no more pause. True when there was one (ended
     /// or not), so a caller can tell others once, not on every success.
     pub fn clear(&self, route: &K) -> bool {
-        self.lock().remove(route).is_some()
+        let removed = self.lock().remove(route).is_some();
+        if removed {
+            let mut cleared = self.cleared.lock().unwrap_or_else(PoisonError::into_inner);
+            cleared.retain(|_, at| at.elapsed() < RECENTLY_CLEARED);
+            cleared.insert(route.clone(), std::time::Instant::now());
+        }
+        removed
     }
 
     /// Installs a pause learnt elsewhere — another worker's suspension, read from the
-    /// store — unless this worker's own pause for the key ends as late or later. The count
+    /// store — unless this worker's own pause for the key ends as late or later, or this
+    /// worker cleared the key in the last minute (the store row is then the one its lift,
+    /// written in the background, is removing). The count
     /// of failures in a row is the greater of both, so the next failure grows from there.
     /// True when it changed the pause.
     pub fn install(&self, key: &K, pause: Pause) -> bool {
+        let recently_cleared = self
+            .cleared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .is_some_and(|at| at.elapsed() < RECENTLY_CLEARED);
+        if recently_cleared {
+            return false;
+        }
         let mut pauses = self.lock();
         let failures = match pauses.get(key) {
             Some(local) if local.until >= pause.until => return false,
@@ -176,5 +200,22 @@ mod tests {
             (4, now + Duration::from_secs(900))
         );
         assert_eq!(merged.reason, "elsewhere 900");
+    }
+
+    #[test]
+    fn a_pause_cleared_here_is_not_installed_again_from_a_stale_row() {
+        let pauses = RoutePauses::default();
+        let route = Route::Mx("a.test".into());
+        let now = OffsetDateTime::UNIX_EPOCH;
+        pauses.fail(&route, "421", now, |_| Duration::from_secs(60));
+        assert!(pauses.clear(&route));
+        let stale = Pause {
+            reason: "421".into(),
+            until: now + Duration::from_secs(60),
+            failures: 1,
+        };
+        assert!(!pauses.install(&route, stale), "the lift is on its way");
+        assert_eq!(pauses.active(&route, now), None);
+        assert!(!pauses.clear(&route), "nothing left to clear");
     }
 }
