@@ -15,7 +15,8 @@
 //! worker sharing the database to slow down is not asked by this one either, after at
 //! most one tick. This is the cheapest correct place: one small read per tick, nothing on
 //! the delivery path, and on the first tick it runs before the first heartbeat, so before
-//! anything is claimed. A suspension lifted by another worker is not removed here: this
+//! anything is claimed (later ticks read after their heartbeat, which a slow read must not
+//! delay). A suspension lifted by another worker is not removed here: this
 //! worker's copy runs out at its end (its recipients were put back until then anyway).
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -150,14 +151,20 @@ pub(crate) async fn run(beat: Heartbeat, mut done: watch::Receiver<bool>) {
     let wake = store.enqueued();
     let mut first = true;
     loop {
-        // Before the heartbeat: on the first tick, nothing is claimed before it.
-        sync_suspensions(&*store, &suspensions, &metrics).await;
+        // On the first tick before the heartbeat, so nothing is claimed before the stored
+        // suspensions are in; later after it, so a slow read never delays a heartbeat.
+        if first {
+            sync_suspensions(&*store, &suspensions, &metrics).await;
+        }
         match store.heartbeat(&worker, lease).await {
             Ok(()) => liveness.beat(Instant::now()),
             Err(err) => {
                 metrics.store_error();
                 tracing::warn!(error = %err, "heartbeat failed; claiming pauses until it succeeds");
             }
+        }
+        if !first {
+            sync_suspensions(&*store, &suspensions, &metrics).await;
         }
         // The first tick resumes a crashed predecessor on this machine at once; later
         // ticks judge heartbeat ages only once ours are steady.
