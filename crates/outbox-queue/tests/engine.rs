@@ -6,79 +6,18 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use outbox_mime::EmailSpec;
 use outbox_queue::engine::{
-    BoxFuture, Connection, Engine, EngineConfig, Route, RunMode, SmtpTransport,
-    SmtpTransportConfig, TransactionReport, Transport, TransportError,
+    Engine, EngineConfig, RunMode, SmtpTransport, SmtpTransportConfig, Transport,
 };
 use outbox_queue::{NewMessage, Outbox, Priority, RecipientState, Store};
 use outbox_smtp::server::{Fault, MemorySink, Server, Stage};
 use outbox_smtp::{ClientConfig, ServerSpec};
+use support::counting::Counting;
 use support::peer::Peer;
 use support::{TestStore, message};
-
-/// Counts the connections the engine holds open at once, on the engine's side: the
-/// server's own count lags (a session ends a moment after its client has closed), so on a
-/// loaded machine it can overlap one closing connection with the next one opened.
-struct CountingTransport {
-    inner: Arc<dyn Transport>,
-    open: Arc<AtomicUsize>,
-    max: Arc<AtomicUsize>,
-}
-
-impl Transport for CountingTransport {
-    fn connect<'a>(
-        &'a self,
-        route: &'a Route,
-    ) -> BoxFuture<'a, Result<Box<dyn Connection>, TransportError>> {
-        Box::pin(async move {
-            let inner = self.inner.connect(route).await?;
-            let now = self.open.fetch_add(1, Ordering::SeqCst) + 1;
-            self.max.fetch_max(now, Ordering::SeqCst);
-            let guard = OpenGuard(self.open.clone());
-            Ok(Box::new(CountedConnection { inner, guard }) as Box<dyn Connection>)
-        })
-    }
-}
-
-struct OpenGuard(Arc<AtomicUsize>);
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-struct CountedConnection {
-    inner: Box<dyn Connection>,
-    guard: OpenGuard,
-}
-
-impl Connection for CountedConnection {
-    fn host(&self) -> String {
-        self.inner.host()
-    }
-
-    fn send<'a>(
-        &'a mut self,
-        from: &'a str,
-        recipients: &'a [&'a str],
-        data: &'a [u8],
-    ) -> BoxFuture<'a, Result<TransactionReport, TransportError>> {
-        self.inner.send(from, recipients, data)
-    }
-
-    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
-        let CountedConnection { inner, guard } = *self;
-        Box::pin(async move {
-            inner.close().await;
-            drop(guard);
-        })
-    }
-}
 
 fn config() -> EngineConfig {
     EngineConfig {
@@ -171,15 +110,10 @@ async fn at_most_five_connections(ts: TestStore) {
         Fault::stall(Stage::Data, Duration::from_millis(2)).times(400),
     ])
     .await;
-    let max = Arc::new(AtomicUsize::new(0));
-    let transport = Arc::new(CountingTransport {
-        inner: peer.transport(),
-        open: Arc::new(AtomicUsize::new(0)),
-        max: max.clone(),
-    });
+    let transport = Counting::new(peer.transport());
     let engine = Engine::new(
         store.clone(),
-        transport,
+        transport.clone(),
         EngineConfig {
             messages_per_connection: 20,
             ..config()
@@ -194,7 +128,7 @@ async fn at_most_five_connections(ts: TestStore) {
     .expect("engine ran without store errors");
     let stats = peer.server.stats();
     assert_eq!(stats.messages_delivered(), 400);
-    let max = max.load(Ordering::SeqCst);
+    let max = transport.max_total();
     assert!(max <= 5, "{max} connections open at once");
     // Connections did run side by side, so a sixth would have been seen.
     assert!(max >= 2, "{max} connections open at once: {stats:?}");

@@ -5,20 +5,19 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use outbox_queue::engine::shaping::{OnReply, ShapingMatch, ShapingRule};
 use outbox_queue::engine::{
-    BoxFuture, Connection, Engine, EngineConfig, Route, RunMode, SmtpTransport,
-    SmtpTransportConfig, TransactionReport, Transport, TransportError,
+    BoxFuture, Engine, EngineConfig, RunMode, SmtpTransport, SmtpTransportConfig, Transport,
 };
 use outbox_queue::{NewMessage, Priority, RecipientState, Store};
 use outbox_smtp::ClientConfig;
 use outbox_smtp::mx::StaticMxResolver;
 use outbox_smtp::server::{Fault, Server, ServerBuilder, Stage};
+use support::counting::Counting;
 use support::peer::Peer;
 use support::{TestStore, message};
 use time::OffsetDateTime;
@@ -70,106 +69,33 @@ fn mx_transport(resolver: StaticMxResolver, port: u16) -> Arc<dyn Transport> {
     )
 }
 
-/// Counts, per host, the connections the engine holds open at once (on the engine's side:
-/// the server's count lags a closing session).
-struct PerHost {
-    inner: Arc<dyn Transport>,
-    open: Arc<Mutex<HashMap<String, (usize, usize)>>>,
+/// An engine running until [`Running::stop`].
+struct Running {
+    engine: Arc<Engine>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), outbox_queue::StoreError>>,
 }
 
-impl PerHost {
-    fn max(&self, ip: IpAddr) -> usize {
-        let open = self.open.lock().unwrap();
-        open.iter()
-            .filter(|(host, _)| host.contains(&format!("[{ip}]")))
-            .map(|(_, (_, max))| *max)
-            .sum()
-    }
-}
-
-impl Transport for PerHost {
-    fn mx_hosts<'a>(&'a self, route: &'a Route) -> BoxFuture<'a, Option<Vec<String>>> {
-        self.inner.mx_hosts(route)
-    }
-
-    fn connect<'a>(
-        &'a self,
-        route: &'a Route,
-    ) -> BoxFuture<'a, Result<Box<dyn Connection>, TransportError>> {
-        Box::pin(async move {
-            let inner = self.inner.connect(route).await?;
-            let host = inner.host();
-            {
-                let mut open = self.open.lock().unwrap();
-                let entry = open.entry(host.clone()).or_default();
-                entry.0 += 1;
-                entry.1 = entry.1.max(entry.0);
+impl Running {
+    fn start(engine: Engine) -> Running {
+        let engine = Arc::new(engine);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn({
+            let engine = engine.clone();
+            async move {
+                engine
+                    .run(RunMode::Forever, async {
+                        let _ = stopped.await;
+                    })
+                    .await
             }
-            Ok(Box::new(Counted {
-                inner,
-                host,
-                open: self.open.clone(),
-            }) as Box<dyn Connection>)
-        })
-    }
-}
-
-struct Counted {
-    inner: Box<dyn Connection>,
-    host: String,
-    open: Arc<Mutex<HashMap<String, (usize, usize)>>>,
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        if let Some(entry) = self.open.lock().unwrap().get_mut(&self.host) {
-            entry.0 -= 1;
-        }
-    }
-}
-
-impl Connection for Counted {
-    fn host(&self) -> String {
-        self.inner.host()
+        });
+        Running { engine, stop, task }
     }
 
-    fn send<'a>(
-        &'a mut self,
-        from: &'a str,
-        recipients: &'a [&'a str],
-        data: &'a [u8],
-    ) -> BoxFuture<'a, Result<TransactionReport, TransportError>> {
-        self.inner.send(from, recipients, data)
-    }
-
-    fn close(mut self: Box<Self>) -> BoxFuture<'static, ()> {
-        let inner = std::mem::replace(&mut self.inner, Box::new(Closed));
-        Box::pin(async move {
-            inner.close().await;
-            drop(self);
-        })
-    }
-}
-
-/// What a [`Counted`] holds once its connection has been handed to `close`.
-struct Closed;
-
-impl Connection for Closed {
-    fn host(&self) -> String {
-        String::new()
-    }
-
-    fn send<'a>(
-        &'a mut self,
-        _: &'a str,
-        _: &'a [&'a str],
-        _: &'a [u8],
-    ) -> BoxFuture<'a, Result<TransactionReport, TransportError>> {
-        Box::pin(async { unreachable!("a closed connection carries nothing") })
-    }
-
-    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
-        Box::pin(async {})
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
     }
 }
 
@@ -227,6 +153,23 @@ fn settled(state: RecipientState) -> bool {
     !matches!(state, RecipientState::Queued | RecipientState::Sending)
 }
 
+/// Waits (bounded) until the one recipient of each of `ids` has an outcome.
+async fn until_settled(store: &Arc<dyn Store>, ids: &[String]) {
+    let ids = ids.to_vec();
+    until(store, &format!("{ids:?} settled"), |store| {
+        let ids = ids.clone();
+        Box::pin(async move {
+            for id in &ids {
+                if !settled(recipient(store, id).await.state) {
+                    return false;
+                }
+            }
+            true
+        })
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn domains_with_the_same_mx_hosts_share_one_budget() {
     let ts = TestStore::sqlite(Default::default()).await;
@@ -253,10 +196,7 @@ async fn domains_with_the_same_mx_hosts_share_one_budget() {
         }
     }
     store.enqueue_batch(batch).await.unwrap();
-    let transport = Arc::new(PerHost {
-        inner: mx_transport(resolver, hosts.port),
-        open: Arc::default(),
-    });
+    let transport = Counting::new(mx_transport(resolver, hosts.port));
     let mut shared_rule = rule(ShapingMatch::MxSuffix(".shared.test".into()));
     shared_rule.max_connections = Some(1);
     shared_rule.messages_per_connection = Some(7);
@@ -273,14 +213,14 @@ async fn domains_with_the_same_mx_hosts_share_one_budget() {
     let (shared, other) = (hosts.peers[0].server.stats(), hosts.peers[1].server.stats());
     assert_eq!(shared.messages_delivered(), 60);
     assert_eq!(
-        transport.max(Hosts::ip(0)),
+        transport.max_to(&format!("[{}]", Hosts::ip(0))),
         1,
         "a.test and b.test share one connection"
     );
     assert!(shared.max_transactions_per_connection() <= 7, "{shared:?}");
     assert_eq!(other.messages_delivered(), 30);
     assert!(
-        transport.max(Hosts::ip(1)) >= 2,
+        transport.max_to(&format!("[{}]", Hosts::ip(1))) >= 2,
         "c.test is not limited: {other:?}"
     );
 }
@@ -366,28 +306,14 @@ async fn a_421_suspends_every_domain_of_the_destination() {
         .mx("a.test", 10, "mx1.shared.test")
         .mx("b.test", 10, "mx1.shared.test")
         .address("mx1.shared.test", Hosts::ip(0));
-    let engine = Arc::new(Engine::new(
+    let running = Running::start(Engine::new(
         store.clone(),
         mx_transport(resolver, hosts.port),
         config(),
     ));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn({
-        let engine = engine.clone();
-        async move {
-            engine
-                .run(RunMode::Forever, async {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
+    let engine = running.engine.clone();
     let first = store.enqueue(message("a", &["r@a.test"])).await.unwrap().id;
-    until(&store, "a.test deferred", |store| {
-        let first = first.clone();
-        Box::pin(async move { settled(recipient(store, &first).await.state) })
-    })
-    .await;
+    until_settled(&store, std::slice::from_ref(&first)).await;
     let a = recipient(&store, &first).await;
     assert_eq!(
         (a.state, a.attempts),
@@ -401,11 +327,7 @@ async fn a_421_suspends_every_domain_of_the_destination() {
 
     // b.test shares the MX host: it waits for the suspension, without an attempt.
     let second = store.enqueue(message("b", &["r@b.test"])).await.unwrap().id;
-    until(&store, "b.test settled", |store| {
-        let second = second.clone();
-        Box::pin(async move { settled(recipient(store, &second).await.state) })
-    })
-    .await;
+    until_settled(&store, std::slice::from_ref(&second)).await;
     let b = recipient(&store, &second).await;
     assert_eq!(
         (b.state, b.attempts),
@@ -424,8 +346,7 @@ async fn a_421_suspends_every_domain_of_the_destination() {
     assert_eq!(suspensions.len(), 1, "{suspensions:?}");
     assert_eq!(suspensions[0].destination, "mx mx1.shared.test");
     assert!(suspensions[0].until > OffsetDateTime::now_utc() + Duration::from_secs(3000));
-    let _ = stop.send(());
-    run.await.unwrap().unwrap();
+    running.stop().await;
 }
 
 /// Waits (bounded) until the one recipient of `id` is sent.
@@ -447,7 +368,7 @@ async fn a_suspension_is_stored_with_its_domains_and_lifted_when_accepted_again(
         .mx("b.test", 10, "mx1.shared.test")
         .address("mx1.shared.test", Hosts::ip(0));
     // A short schedule: the suspension ends, the retry is accepted, the suspension lifted.
-    let engine = Arc::new(Engine::new(
+    let running = Running::start(Engine::new(
         store.clone(),
         mx_transport(resolver, hosts.port),
         EngineConfig {
@@ -455,17 +376,7 @@ async fn a_suspension_is_stored_with_its_domains_and_lifted_when_accepted_again(
             ..config()
         },
     ));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn({
-        let engine = engine.clone();
-        async move {
-            engine
-                .run(RunMode::Forever, async {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
+    let engine = running.engine.clone();
     // The engine learns that both domains go to mx1.shared.test.
     for domain in ["a.test", "b.test"] {
         let id = store
@@ -528,8 +439,7 @@ async fn a_suspension_is_stored_with_its_domains_and_lifted_when_accepted_again(
     })
     .await;
     assert_eq!(hosts.peers[0].server.stats().messages_delivered(), 3);
-    let _ = stop.send(());
-    run.await.unwrap().unwrap();
+    running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -553,27 +463,13 @@ async fn a_destination_suspended_by_another_worker_waits_here_too() {
         .await
         .unwrap();
     let id = store.enqueue(message("a", &["r@a.test"])).await.unwrap().id;
-    let engine = Arc::new(Engine::new(
+    let running = Running::start(Engine::new(
         store.clone(),
         mx_transport(resolver, hosts.port),
         config(),
     ));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn({
-        let engine = engine.clone();
-        async move {
-            engine
-                .run(RunMode::Forever, async {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
-    until(&store, "a.test settled", |store| {
-        let id = id.clone();
-        Box::pin(async move { settled(recipient(store, &id).await.state) })
-    })
-    .await;
+    let engine = running.engine.clone();
+    until_settled(&store, std::slice::from_ref(&id)).await;
     let a = recipient(&store, &id).await;
     assert_eq!(
         (a.state, a.attempts),
@@ -595,8 +491,7 @@ async fn a_destination_suspended_by_another_worker_waits_here_too() {
     let suspensions = engine.suspensions();
     assert_eq!(suspensions.len(), 1, "{suspensions:?}");
     assert_eq!(suspensions[0].times, 2);
-    let _ = stop.send(());
-    run.await.unwrap().unwrap();
+    running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -618,14 +513,6 @@ async fn a_reply_matching_on_reply_suspends_for_its_time() {
         pattern: regex::Regex::new("(?i)too many connections").unwrap(),
         suspend: Duration::from_secs(600),
     }];
-    let engine = Arc::new(Engine::new(
-        store.clone(),
-        mx_transport(resolver, hosts.port),
-        EngineConfig {
-            shaping: vec![slow],
-            ..config()
-        },
-    ));
     let ids = [
         store
             .enqueue(message("one", &["r1@a.test"]))
@@ -638,29 +525,16 @@ async fn a_reply_matching_on_reply_suspends_for_its_time() {
             .unwrap()
             .id,
     ];
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn({
-        let engine = engine.clone();
-        async move {
-            engine
-                .run(RunMode::Forever, async {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
-    until(&store, "both settled", |store| {
-        let ids = ids.clone();
-        Box::pin(async move {
-            for id in &ids {
-                if !settled(recipient(store, id).await.state) {
-                    return false;
-                }
-            }
-            true
-        })
-    })
-    .await;
+    let running = Running::start(Engine::new(
+        store.clone(),
+        mx_transport(resolver, hosts.port),
+        EngineConfig {
+            shaping: vec![slow],
+            ..config()
+        },
+    ));
+    let engine = running.engine.clone();
+    until_settled(&store, &ids).await;
     // Whichever went first got the 451; the other waits for the suspension, unattempted.
     let mut both = [
         recipient(&store, &ids[0]).await,
@@ -702,8 +576,7 @@ async fn a_reply_matching_on_reply_suspends_for_its_time() {
         left > Duration::from_secs(500) && left <= Duration::from_secs(600),
         "suspended for the rule's 10 minutes: {left}"
     );
-    let _ = stop.send(());
-    run.await.unwrap().unwrap();
+    running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -738,28 +611,9 @@ async fn messages_over_the_rate_wait_for_their_turn() {
         },
     );
     let started = OffsetDateTime::now_utc();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(async move {
-        engine
-            .run(RunMode::Forever, async {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    until(&store, "all settled", |store| {
-        let ids = ids.clone();
-        Box::pin(async move {
-            for id in &ids {
-                if !settled(recipient(store, id).await.state) {
-                    return false;
-                }
-            }
-            true
-        })
-    })
-    .await;
-    let _ = stop.send(());
-    run.await.unwrap().unwrap();
+    let running = Running::start(engine);
+    until_settled(&store, &ids).await;
+    running.stop().await;
     assert_eq!(hosts.peers[0].server.stats().messages_delivered(), 1);
     let mut waiting = 0;
     for id in &ids {
@@ -819,14 +673,7 @@ async fn stalled_destinations_do_not_hold_up_a_healthy_one() {
     }
     store.enqueue_batch(batch).await.unwrap();
     let engine = Engine::new(store.clone(), mx_transport(resolver, hosts.port), config());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(async move {
-        engine
-            .run(RunMode::Forever, async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let running = Running::start(engine);
     // Let the stalled destinations take every slot.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while hosts.peers[1..]
@@ -858,8 +705,7 @@ async fn stalled_destinations_do_not_hold_up_a_healthy_one() {
     .await
     .expect("the healthy destination got a slot while the others stalled");
     assert_eq!(hosts.peers[0].received(), 1);
-    let _ = stop.send(());
-    run.await.unwrap().unwrap();
+    running.stop().await;
     let counts = store.counts().await.unwrap();
     assert_eq!(counts.sent, 1, "{counts:?}");
 }

@@ -149,9 +149,12 @@ impl TlsConfig {
         let algorithms = rustls::crypto::ring::default_provider().signature_verification_algorithms;
         let verifier: Arc<dyn ServerCertVerifier> = match check {
             CertificateCheck::Verified => return self.client_config(),
-            CertificateCheck::Unverified => Arc::new(AnyCertificate { algorithms }),
-            CertificateCheck::Pinned(pin) => Arc::new(PinnedCertificate {
-                pin: *pin,
+            CertificateCheck::Unverified => Arc::new(CertificateKey {
+                pin: None,
+                algorithms,
+            }),
+            CertificateCheck::Pinned(pin) => Arc::new(CertificateKey {
+                pin: Some(*pin),
                 algorithms,
             }),
         };
@@ -241,79 +244,19 @@ impl ServerCertVerifier for CaFileVerifier {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.webpki.supported_verify_schemes()
-    }
+    delegate_signature_checks!(webpki);
 }
 
-/// RFC 7435: any certificate is accepted; the handshake signatures are still checked.
+/// Checks only the server's key: any certificate (RFC 7435's opportunistic TLS) or, with a
+/// pin, the one whose SHA-256 is pinned. Chain, name and dates are not looked at; the
+/// handshake signatures are still checked, against the certificate's key.
 #[derive(Debug)]
-struct AnyCertificate {
+struct CertificateKey {
+    pin: Option<Fingerprint>,
     algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// The end-entity certificate must have the pinned SHA-256; the handshake signatures are
-/// still checked (against that certificate's key).
-#[derive(Debug)]
-struct PinnedCertificate {
-    pin: Fingerprint,
-    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for PinnedCertificate {
+impl ServerCertVerifier for CertificateKey {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -322,12 +265,15 @@ impl ServerCertVerifier for PinnedCertificate {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(pin) = self.pin else {
+            return Ok(ServerCertVerified::assertion());
+        };
         let actual = Fingerprint::of(end_entity.as_ref());
-        if actual == self.pin {
+        if actual == pin {
             return Ok(ServerCertVerified::assertion());
         }
         let mismatch = FingerprintMismatch {
-            expected: self.pin,
+            expected: pin,
             actual,
         };
         Err(rustls::CertificateError::Other(rustls::OtherError(Arc::new(mismatch))).into())
@@ -355,6 +301,35 @@ impl ServerCertVerifier for PinnedCertificate {
         self.algorithms.supported_schemes()
     }
 }
+
+/// The three signature methods of a [`ServerCertVerifier`] that wraps another (`$inner`),
+/// passed through: a wrapper changes only how the certificate itself is judged.
+macro_rules! delegate_signature_checks {
+    ($inner:ident) => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls::pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            self.$inner.verify_tls12_signature(message, cert, dss)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls::pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            self.$inner.verify_tls13_signature(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.$inner.supported_verify_schemes()
+        }
+    };
+}
+pub(crate) use delegate_signature_checks;
 
 /// The pin mismatch inside a failed handshake's error, if that is why it failed.
 pub(crate) fn fingerprint_mismatch(error: &std::io::Error) -> Option<FingerprintMismatch> {

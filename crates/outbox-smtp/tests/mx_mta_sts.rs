@@ -111,6 +111,20 @@ async fn world(policy: &str, cert: Mx2Cert) -> World {
     }
 }
 
+/// One message to r@a.test by direct delivery.
+async fn deliver(world: &World) -> Result<outbox_smtp::Delivery, DirectError> {
+    world
+        .direct
+        .deliver(
+            &*world.resolver,
+            "a.test",
+            "s@x.test",
+            &["r@a.test"],
+            b"Subject: x\r\n\r\nx\r\n",
+        )
+        .await
+}
+
 fn policy(mode: &str, mx: &str) -> String {
     format!("version: STSv1\nmode: {mode}\nmx: {mx}\nmax_age: 86400\n")
 }
@@ -141,17 +155,7 @@ async fn enforce_delivers_only_to_a_listed_host_over_verified_tls() {
 async fn enforce_defers_when_no_listed_host_offers_verified_tls() {
     // mx1 is listed but offers no STARTTLS; mx2 is not listed.
     let world = world(&policy("enforce", "mx1.a.test"), Mx2Cert::Valid).await;
-    let error = world
-        .direct
-        .deliver(
-            &*world.resolver,
-            "a.test",
-            "s@x.test",
-            &["r@a.test"],
-            b"Subject: x\r\n\r\nx\r\n",
-        )
-        .await
-        .unwrap_err();
+    let error = deliver(&world).await.unwrap_err();
     assert!(error.is_transient(), "{error}");
     let DirectError::Unreachable { attempts, .. } = &error else {
         panic!("{error:?}");
@@ -208,17 +212,7 @@ async fn enforce_refuses_a_certificate_that_does_not_verify() {
 #[tokio::test]
 async fn testing_mode_delivers_as_without_a_policy() {
     let world = world(&policy("testing", "mx2.a.test"), Mx2Cert::Valid).await;
-    let delivery = world
-        .direct
-        .deliver(
-            &*world.resolver,
-            "a.test",
-            "s@x.test",
-            &["r@a.test"],
-            b"Subject: x\r\n\r\nx\r\n",
-        )
-        .await
-        .expect("delivered");
+    let delivery = deliver(&world).await.expect("delivered");
     assert!(delivery.data.is_some());
     assert_eq!(
         world.mx1.stats().messages_delivered(),

@@ -89,21 +89,7 @@ pub(crate) async fn run(shared: Arc<Shared>, ticket: Arc<Ticket>) {
     // A route whose last connection failed waits out its pause: its recipients go back
     // without an attempt, and nothing is opened.
     if let Some(pause) = shared.pauses.active(&route, at) {
-        let mut units = vec![first];
-        units.extend(shared.ready.take_route(&route));
-        for unit in units {
-            for recipient in &unit.recipients {
-                record(
-                    &shared,
-                    &unit,
-                    recipient,
-                    pause.not_attempted(),
-                    None,
-                    at,
-                    started,
-                );
-            }
-        }
+        put_back(&shared, &route, first, &pause, at, started);
         return;
     }
     // Connection setup (DNS, connect, greeting, EHLO, TLS, AUTH) is cancelled by a stop:
@@ -131,22 +117,7 @@ pub(crate) async fn run(shared: Arc<Shared>, ticket: Arc<Ticket>) {
         .unwrap_or_else(PoisonError::into_inner) = Some(destination.key.clone());
     // A suspended destination is not asked: its recipients wait, without an attempt.
     if let Some(suspension) = shared.suspensions.active(&destination.key, at) {
-        let mut units = vec![first];
-        units.extend(shared.ready.take_route(&route));
-        let delivery = suspension.not_attempted();
-        for unit in units {
-            for recipient in &unit.recipients {
-                record(
-                    &shared,
-                    &unit,
-                    recipient,
-                    delivery.clone(),
-                    None,
-                    at,
-                    started,
-                );
-            }
-        }
+        put_back(&shared, &route, first, &suspension, at, started);
         return;
     }
     let Some(_slot) = shared.destinations.try_open(&destination) else {
@@ -287,6 +258,33 @@ pub(crate) async fn run(shared: Arc<Shared>, ticket: Arc<Ticket>) {
     }
     connection.close().await;
     shared.metrics.connection_closed();
+}
+
+/// Puts `first` and everything else waiting for `route` back without an attempt, due when
+/// `pause` (of the route, or of its destination) ends.
+fn put_back(
+    shared: &Shared,
+    route: &Route,
+    first: Claimed,
+    pause: &Pause,
+    at: OffsetDateTime,
+    started: Instant,
+) {
+    let delivery = pause.not_attempted();
+    let units = std::iter::once(first).chain(shared.ready.take_route(route));
+    for unit in units {
+        for recipient in &unit.recipients {
+            record(
+                shared,
+                &unit,
+                recipient,
+                delivery.clone(),
+                None,
+                at,
+                started,
+            );
+        }
+    }
 }
 
 /// Waits for the destination's rate limiter when the wait is short; false when it would
