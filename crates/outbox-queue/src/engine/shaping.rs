@@ -378,13 +378,20 @@ impl Destinations {
         let Some(rate) = destination.limits.max_message_rate else {
             return Permit::Now;
         };
+        let interval = rate.interval();
+        // A sender woken a little late (timers overshoot by a millisecond or so) keeps the
+        // time it lost, up to one interval (at most a second): at 200/s a 1 ms overshoot
+        // per message would otherwise cost a sixth of the rate. After an idle spell this
+        // lets one more message go at once, never more than the rate allows per period.
+        let slack = interval.min(Duration::from_secs(1));
         let mut inner = self.lock();
         let state = inner.state.entry(destination.key.clone()).or_default();
-        let due = state.next_send.unwrap_or(now);
+        let earliest = now.checked_sub(slack).unwrap_or(now);
+        let due = state.next_send.map_or(now, |due| due.max(earliest));
         if due > now {
             return Permit::After(due - now);
         }
-        state.next_send = Some(due.max(now) + rate.interval());
+        state.next_send = Some(due + interval);
         Permit::Now
     }
 
@@ -643,6 +650,21 @@ mod tests {
         );
         let later = start + Duration::from_millis(100);
         assert_eq!(destinations.permit(&destination, later), Permit::Now);
+        // Woken 30 ms late: the next is due 70 ms later, not 100.
+        let late = start + Duration::from_millis(230);
+        assert_eq!(destinations.permit(&destination, late), Permit::Now);
+        assert_eq!(
+            destinations.permit(&destination, late),
+            Permit::After(Duration::from_millis(70))
+        );
+        // After an idle minute, one extra message at most goes at once.
+        let idle = start + Duration::from_secs(60);
+        assert_eq!(destinations.permit(&destination, idle), Permit::Now);
+        assert_eq!(destinations.permit(&destination, idle), Permit::Now);
+        assert!(matches!(
+            destinations.permit(&destination, idle),
+            Permit::After(_)
+        ));
     }
 
     #[test]
