@@ -36,10 +36,12 @@ pub(crate) struct Ticket {
 }
 
 impl Ticket {
-    pub fn new(route: Route) -> Arc<Ticket> {
+    /// A ticket for a connection on `route`, counted against `destination` when it is
+    /// known already.
+    pub fn new(route: Route, destination: Option<DestinationKey>) -> Arc<Ticket> {
         Arc::new(Ticket {
             route,
-            destination: Mutex::new(None),
+            destination: Mutex::new(destination),
             connected: AtomicBool::new(false),
             yield_now: watch::Sender::new(false),
         })

@@ -558,7 +558,8 @@ fn open_connections(
         .collect();
     let free = max.saturating_sub(connections.len());
     for route in shaping::plan(&candidates, &open, free, max) {
-        let ticket = Ticket::new(route);
+        let known = shared.destinations.known(&route).map(|d| d.key.clone());
+        let ticket = Ticket::new(route, known);
         let handle = connections.spawn(connection::run(shared.clone(), ticket.clone()));
         by_task.insert(handle.id(), ticket);
     }
