@@ -148,6 +148,13 @@ impl DkimKey {
         }
     }
 
+    /// A new Ed25519 key, as a PEM `PRIVATE KEY` (PKCS#8) document.
+    pub fn generate_ed25519_pem() -> Result<String, KeyError> {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+            .map_err(|_| KeyError::SigningFailed)?;
+        Ok(pem_encode("PRIVATE KEY", pkcs8.as_ref()))
+    }
+
     /// The key's algorithm.
     pub fn algorithm(&self) -> Algorithm {
         match self.inner {
@@ -315,6 +322,18 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// A PEM document: the base64 of `der` in 64-character lines between BEGIN and END.
+fn pem_encode(label: &str, der: &[u8]) -> String {
+    let b64 = STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
 /// The label and decoded contents of the first PEM block.
 fn pem_block(pem: &[u8]) -> Result<(String, Vec<u8>), KeyError> {
     let text = String::from_utf8_lossy(pem);
@@ -380,6 +399,16 @@ mod tests {
                 .unwrap_err(),
             KeyError::Invalid { .. }
         ));
+    }
+
+    #[test]
+    fn generated_ed25519_keys_load() {
+        let pem = DkimKey::generate_ed25519_pem().unwrap();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+        let key = DkimKey::from_pem(pem.as_bytes()).unwrap();
+        assert_eq!(key.algorithm(), Algorithm::Ed25519Sha256);
+        assert_eq!(key.public_key().len(), 32);
+        assert!(key.dns_record().starts_with("v=DKIM1; k=ed25519; p="));
     }
 
     #[test]
