@@ -3,7 +3,7 @@
 # Postfix (smtp-sink, smtp-source, sendmail), dnsmasq, dig, swaks, openssl,
 # php-cli, git-email, mailutils, s-nail and cron (scripts/client-interop.sh),
 # PostgreSQL (server binaries, for machines without a running server),
-# Python's aiosmtpd, msmtp, curl and ab (apache2-utils, bench/http.sh). Idempotent; quiet when everything is present.
+# Python's aiosmtpd, dkimpy and Perl's Mail::DKIM (DKIM verifiers), msmtp, curl and ab (apache2-utils, bench/http.sh). Idempotent; quiet when everything is present.
 set -euo pipefail
 
 need_apt=()
@@ -48,6 +48,19 @@ fi
 if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
   echo "install-peers: pip install aiosmtpd" >&2
   python3 -m pip install -q aiosmtpd >/dev/null
+fi
+
+# dkimpy (with dnspython for DNS and PyNaCl for Ed25519) and Perl's Mail::DKIM: the two
+# independent DKIM verifiers of the signing tests (crates/outbox/tests/dkim.rs).
+if ! python3 -c 'import dkim, dns.resolver, nacl' >/dev/null 2>&1; then
+  echo "install-peers: pip install dkimpy dnspython pynacl" >&2
+  python3 -m pip install -q dkimpy dnspython pynacl >/dev/null
+fi
+if ! perl -MMail::DKIM::Verifier -e 1 >/dev/null 2>&1; then
+  echo "install-peers: apt-get install libmail-dkim-perl" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends libmail-dkim-perl >/dev/null
 fi
 
 # schemathesis for scripts/schemathesis.sh (the HTTP API against its OpenAPI document).

@@ -39,6 +39,7 @@ mod address;
 mod body;
 mod builder;
 mod compose;
+pub mod dkim;
 mod encoding;
 mod error;
 mod file;

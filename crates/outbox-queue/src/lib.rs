@@ -43,6 +43,7 @@ mod postgres;
 mod prepare;
 mod rows;
 mod schema;
+mod signing;
 mod sqlite;
 mod store;
 mod timefmt;

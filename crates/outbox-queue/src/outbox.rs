@@ -1,12 +1,14 @@
 //! The `Outbox` facade: the seed's `email_send`, `email_queue`, `email_batch`,
 //! `email_status` and `email_immediate` for Rust programs, over one store and transport.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use thiserror::Error;
 use time::OffsetDateTime;
 
+use outbox_mime::dkim::DkimSigners;
 use outbox_mime::{ComposeError, ComposeOptions, EmailSpec, Message, compose_with};
 use outbox_smtp::{ServerSpec, SpecError};
 
@@ -159,7 +161,13 @@ impl Outbox {
         options: &ComposeOptions,
     ) -> Result<Vec<ImmediateResult>, OutboxError> {
         let prepared = prepare_with(spec, options)?;
-        Ok(deliver_now(&*self.transport, &prepared, self.config.relay_configured).await)
+        Ok(deliver_now(
+            &*self.transport,
+            &prepared,
+            self.config.relay_configured,
+            &self.config.dkim,
+        )
+        .await)
     }
 }
 
@@ -252,11 +260,14 @@ fn routes(message: &NewMessage, relay_configured: bool) -> Vec<(Route, Vec<&NewR
 
 /// Delivers a prepared message at once over `transport`, without a store
 /// (`email_immediate`): one connection per route, one transaction per route or, for a
-/// merge message, per recipient. Results come in the order the recipients were given.
+/// merge message, per recipient. Each transaction's data is DKIM-signed by `dkim` (merge
+/// messages after the merge, per recipient). Results come in the order the recipients were
+/// given.
 pub async fn deliver_now(
     transport: &dyn Transport,
     message: &NewMessage,
     relay_configured: bool,
+    dkim: &DkimSigners,
 ) -> Vec<ImmediateResult> {
     let merging = message.tokens.is_some();
     let mut results = Vec::new();
@@ -279,7 +290,7 @@ pub async fn deliver_now(
                 results.extend(group.iter().map(|r| failed(&r.address, err)));
                 continue;
             }
-            match transaction(&mut *connection, message, &group, merging).await {
+            match transaction(&mut *connection, message, &group, merging, dkim).await {
                 Ok(group_results) => results.extend(group_results),
                 Err(err) => {
                     results.extend(group.iter().map(|r| failed(&r.address, &err)));
@@ -305,18 +316,18 @@ async fn transaction(
     message: &NewMessage,
     group: &[&NewRecipient],
     merging: bool,
+    dkim: &DkimSigners,
 ) -> Result<Vec<ImmediateResult>, TransportError> {
-    let merged;
-    let data: &[u8] = if merging {
+    let data = if merging {
         let values = group.first().and_then(|r| r.merge.as_ref());
-        merged = outbox_mime::merge_message(&message.data, &(values, message.tokens.as_ref()));
-        &merged
+        let merged = outbox_mime::merge_message(&message.data, &(values, message.tokens.as_ref()));
+        crate::signing::sign(dkim, Cow::Owned(merged))
     } else {
-        &message.data
+        crate::signing::sign(dkim, Cow::Borrowed(&message.data))
     };
     let addresses: Vec<&str> = group.iter().map(|r| r.address.as_str()).collect();
     let report = connection
-        .send(&message.envelope_from, &addresses, data)
+        .send(&message.envelope_from, &addresses, &data)
         .await?;
     Ok(group
         .iter()

@@ -71,7 +71,8 @@ pub fn transport(config: &Config) -> anyhow::Result<Arc<SmtpTransport>> {
     Ok(Arc::new(transport))
 }
 
-/// The engine settings from `[delivery]` and `[[shaping]]`.
+/// The engine settings from `[delivery]`, `[[shaping]]` and `[[dkim]]` (whose key files are
+/// read here: a missing or bad one stops `serve`, `deliver` and `send` before they start).
 pub fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
     let delivery = &config.delivery;
     Ok(EngineConfig {
@@ -85,6 +86,7 @@ pub fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
         lease: delivery.lease.0,
         relay_configured: delivery.relay.is_some(),
         allow_program_relay: delivery.allow_program_relay,
+        dkim: Arc::new(crate::config::dkim::signers(&config.dkim)?),
         ..EngineConfig::default()
     })
 }

@@ -68,6 +68,8 @@ pub enum Command {
     Bulk(commands::bulk::BulkArgs),
     /// Talk SMTP by hand: print the greeting, send each stdin line, print each reply.
     Smtp(commands::smtp::SmtpArgs),
+    /// DKIM keys: make one and print its DNS record (keygen), check a published one (check).
+    Dkim(commands::dkim::DkimArgs),
 }
 
 impl Command {

@@ -476,18 +476,22 @@ async fn send_group(
     shared: &Shared,
     connection: &mut dyn Connection,
     unit: &Claimed,
-    body: &MessageBody,
+    body: &Arc<MessageBody>,
     group: &[ClaimedRecipient],
 ) -> Sent {
     let started = Instant::now();
     let at = OffsetDateTime::now_utc();
-    let merged;
+    let (merged, signed);
     let data: &[u8] = if unit.needs_merge {
         let recipient_values = group.first().and_then(|r| r.merge.as_ref());
-        merged = outbox_mime::merge_message(&body.data, &(recipient_values, body.tokens.as_ref()));
+        merged = shared.sign_merged(outbox_mime::merge_message(
+            &body.data,
+            &(recipient_values, body.tokens.as_ref()),
+        ));
         &merged
     } else {
-        &body.data
+        signed = shared.signed_body(&unit.message_id, body);
+        &signed.data
     };
     let addresses: Vec<&str> = group.iter().map(|r| r.address.as_str()).collect();
     let host = connection.host();

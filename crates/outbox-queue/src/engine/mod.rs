@@ -39,11 +39,13 @@ pub mod shaping;
 mod smtp;
 pub mod transport;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use outbox_mime::dkim::DkimSigners;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -98,6 +100,8 @@ pub struct EngineConfig {
     /// run? When false such a message's recipients fail without the program being started
     /// ([`policy::route_refusal`]); the configured relay is not affected.
     pub allow_program_relay: bool,
+    /// `[[dkim]]`: the signers of outgoing messages; empty: nothing is signed.
+    pub dkim: Arc<DkimSigners>,
 }
 
 impl EngineConfig {
@@ -133,6 +137,7 @@ impl Default for EngineConfig {
             relay_configured: false,
             poll_interval: Duration::from_secs(1),
             allow_program_relay: false,
+            dkim: Arc::default(),
         }
     }
 }
@@ -172,6 +177,8 @@ pub(crate) struct Shared {
     pub completer: Completer,
     pub metrics: Arc<EngineMetrics>,
     bodies: BodyCache,
+    /// Signed data of messages sent without merging, signed once for all their transactions.
+    signed: BodyCache,
     stop: watch::Receiver<bool>,
 }
 
@@ -188,6 +195,28 @@ impl Shared {
         let body = Arc::new(self.store.message_body(message_id).await?);
         self.bodies.insert(message_id, body.clone());
         Ok(body)
+    }
+
+    /// What goes on the wire for a message sent without merging: its data DKIM-signed once
+    /// (cached beside the body), or the data itself when nothing signs it.
+    pub fn signed_body(&self, message_id: &str, body: &Arc<MessageBody>) -> Arc<MessageBody> {
+        if self.config.dkim.is_empty() {
+            return body.clone();
+        }
+        if let Some(signed) = self.signed.get(message_id) {
+            return signed;
+        }
+        let signed = match crate::signing::sign(&self.config.dkim, Cow::Borrowed(&body.data)) {
+            Cow::Borrowed(_) => body.clone(),
+            Cow::Owned(data) => Arc::new(MessageBody { data, tokens: None }),
+        };
+        self.signed.insert(message_id, signed.clone());
+        signed
+    }
+
+    /// A merged message, DKIM-signed for its recipient.
+    pub fn sign_merged(&self, merged: Vec<u8>) -> Vec<u8> {
+        crate::signing::sign(&self.config.dkim, Cow::Owned(merged)).into_owned()
     }
 
     /// Counts and logs a failed store step that will be retried.
@@ -368,6 +397,7 @@ impl Engine {
             completer,
             metrics: self.metrics.clone(),
             bodies: BodyCache::new(BODY_CACHE_BYTES),
+            signed: BodyCache::new(BODY_CACHE_BYTES),
             stop: stop_rx,
         });
         dispatch(&shared, mode, shutdown, &stop_tx).await;

@@ -3,6 +3,7 @@
 pub mod bulk;
 pub mod compose;
 pub mod deliver;
+pub mod dkim;
 pub mod mx;
 pub mod queue;
 pub mod send;
@@ -30,5 +31,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sendmail(args) => sendmail::run(&globals, args).await,
         Command::Bulk(args) => bulk::run(&globals, args).await,
         Command::Smtp(args) => smtp::run(&globals, args).await,
+        Command::Dkim(args) => dkim::run(&globals, args).await,
     }
 }

@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::cli::Globals;
+use crate::config::Config;
 
 /// Arguments of `outbox queue`.
 #[derive(Debug, clap::Args)]
@@ -95,10 +96,11 @@ fn parse_time(text: &str) -> Result<OffsetDateTime, String> {
 
 /// Runs one `queue` subcommand.
 pub async fn run(globals: &Globals, args: QueueArgs) -> anyhow::Result<()> {
-    let store = crate::app::store(&globals.config()?).await?;
+    let config = globals.config()?;
+    let store = crate::app::store(&config).await?;
     match args.command {
         QueueCommand::List(list) => run_list(&*store, globals.json, list).await,
-        QueueCommand::Show { id } => run_show(&*store, globals.json, &id).await,
+        QueueCommand::Show { id } => run_show(&*store, &config, globals.json, &id).await,
         QueueCommand::Rm { ids } => {
             let removed = for_each_message(&*store, &ids, |id| store.remove(id)).await?;
             report(globals.json, "removed", &removed)
@@ -314,12 +316,32 @@ fn columns<const N: usize>(
     out
 }
 
-async fn run_show(store: &dyn Store, json: bool, id: &str) -> anyhow::Result<()> {
+/// How the current `[[dkim]]` configuration signs a message: one
+/// `d=DOMAIN s=SELECTOR ALGORITHM` per signature, or why it goes unsigned.
+fn dkim_plan(config: &Config, data: &[u8]) -> Result<Vec<String>, String> {
+    let signers = crate::config::dkim::signers(&config.dkim).map_err(|err| format!("{err:#}"))?;
+    match signers.plan(data) {
+        Ok(plan) => Ok(plan.iter().map(ToString::to_string).collect()),
+        Err(reason) => Err(reason.to_string()),
+    }
+}
+
+fn dkim_json(plan: &Result<Vec<String>, String>) -> serde_json::Value {
+    match plan {
+        Ok(signatures) => json!({ "signed": true, "signatures": signatures }),
+        Err(reason) => json!({ "signed": false, "reason": reason }),
+    }
+}
+
+async fn run_show(store: &dyn Store, config: &Config, json: bool, id: &str) -> anyhow::Result<()> {
     let summary = store.summary(id).await?;
     let detail = store.detail(id).await?;
     let attempts = store.attempts(id).await?;
+    let body = store.message_body(id).await?;
+    let dkim = dkim_plan(config, &body.data);
     if json {
         let mut object = serde_json::to_value(&summary)?;
+        object["dkim"] = dkim_json(&dkim);
         object["recipients"] = serde_json::to_value(&detail.recipients)?;
         object["recipient_count"] = json!(summary.recipients);
         object["attempts"] = serde_json::to_value(&attempts)?;
@@ -335,6 +357,16 @@ async fn run_show(store: &dyn Store, json: bool, id: &str) -> anyhow::Result<()>
     let _ = writeln!(out, "created:   {}", rfc3339(summary.created_at));
     let _ = writeln!(out, "send at:   {}", rfc3339(summary.send_at));
     let _ = writeln!(out, "size:      {} bytes", summary.size);
+    match &dkim {
+        Ok(signatures) => {
+            for signature in signatures {
+                let _ = writeln!(out, "dkim:      {signature}");
+            }
+        }
+        Err(reason) => {
+            let _ = writeln!(out, "dkim:      unsigned ({reason})");
+        }
+    }
     let _ = writeln!(out, "\nrecipients:");
     let header = ["ADDRESS", "STATE", "TRIES", "LAST REPLY"].map(String::from);
     let rows: Vec<[String; 4]> = detail

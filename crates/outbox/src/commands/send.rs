@@ -74,7 +74,14 @@ fn one_line(text: &str) -> String {
 async fn send_now(config: &Config, spec: &EmailSpec, limit: u64) -> anyhow::Result<()> {
     let message = outbox_queue::prepare_with(spec, &compose_options(limit))?;
     let transport = app::transport(config)?;
-    let results = deliver_now(&*transport, &message, config.delivery.relay.is_some()).await;
+    let dkim = crate::config::dkim::signers(&config.dkim)?;
+    let results = deliver_now(
+        &*transport,
+        &message,
+        config.delivery.relay.is_some(),
+        &dkim,
+    )
+    .await;
     for result in &results {
         println!("{}", line(result));
     }

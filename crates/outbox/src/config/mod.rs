@@ -4,6 +4,7 @@
 //! the environment, so a typo is never silently ignored. With no file at all, Outbox uses
 //! `sqlite://outbox.db` in the working directory and delivers by direct MX.
 
+pub mod dkim;
 mod env;
 mod secrets;
 pub mod shaping;
@@ -38,6 +39,8 @@ pub struct Config {
     /// `[[shaping]]`: per-destination limits, first match wins.
     pub shaping: Vec<shaping::ShapingEntry>,
     pub mta_sts: MtaStsConfig,
+    /// `[[dkim]]`: signing domains, selectors and keys.
+    pub dkim: Vec<dkim::DkimEntry>,
 }
 
 impl Default for Config {
@@ -52,6 +55,7 @@ impl Default for Config {
             sendmail: SendmailConfig::default(),
             shaping: Vec::new(),
             mta_sts: MtaStsConfig::default(),
+            dkim: Vec::new(),
         }
     }
 }
@@ -453,6 +457,7 @@ impl Config {
             bail!("configuration: delivery.max_recipients_per_transaction must be at least 1");
         }
         shaping::rules(&self.shaping)?;
+        dkim::check(&self.dkim)?;
         if d.max_attempts == 0 {
             bail!("configuration: delivery.max_attempts must be at least 1");
         }
@@ -547,10 +552,10 @@ fn default_helo_name() -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn parse(text: &str) -> anyhow::Result<Config> {
+    pub(crate) fn parse(text: &str) -> anyhow::Result<Config> {
         from_table(text.parse()?, None)
     }
 
