@@ -132,11 +132,19 @@ proptest! {
     // from both ends of a decoded header, so subjects here have no control characters and no
     // whitespace at either end, and so do file names. Its `get_filename` also unquotes a
     // value that starts and ends with a double quote (`email.utils.unquote`, applied even
-    // to an RFC 2231 value), so file names here are not wrapped in quotes.
+    // to an RFC 2231 value), so file names here are not wrapped in quotes. And its address
+    // parser collapses a run of white space inside a decoded display name to one space
+    // (`"a  b"` reads back as `a b`), so names here have no such run.
     #[test]
     fn everything_round_trips_through_python_email(
         subject in display_name().prop_filter("no outer whitespace", |s| s.trim() == s),
-        name in display_name().prop_filter("one encoded-word", |n| n.len() <= 45),
+        name in display_name().prop_filter("one encoded-word, no run of white space", |n| {
+            n.len() <= 45
+                && !n
+                    .chars()
+                    .zip(n.chars().skip(1))
+                    .any(|(a, b)| a.is_whitespace() && b.is_whitespace())
+        }),
         text in "(?s).{0,300}",
         file_name in r"[^\p{Cc}/\\]{1,120}".prop_filter("no outer whitespace or quotes", |s| {
             !s.is_empty() && s.trim() == s && !(s.len() > 1 && s.starts_with('"') && s.ends_with('"'))
