@@ -68,6 +68,8 @@ pub enum Command {
     Bulk(commands::bulk::BulkArgs),
     /// Talk SMTP by hand: print the greeting, send each stdin line, print each reply.
     Smtp(commands::smtp::SmtpArgs),
+    /// The suppression list: add, rm, list addresses that must not be mailed.
+    Suppress(commands::suppress::SuppressArgs),
 }
 
 impl Command {

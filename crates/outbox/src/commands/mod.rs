@@ -10,6 +10,7 @@ pub mod sendmail;
 pub mod serve;
 pub mod smtp;
 pub mod status;
+pub mod suppress;
 
 use crate::cli::{Cli, Command};
 
@@ -30,5 +31,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sendmail(args) => sendmail::run(&globals, args).await,
         Command::Bulk(args) => bulk::run(&globals, args).await,
         Command::Smtp(args) => smtp::run(&globals, args).await,
+        Command::Suppress(args) => suppress::run(&globals, args).await,
     }
 }
