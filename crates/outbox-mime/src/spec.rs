@@ -72,7 +72,6 @@ pub struct EmailSpec {
     /// The mailing list the message belongs to, for the suppression list: a recipient
     /// suppressed for this list (or for every list) is not sent. Default: the `from`
     /// address.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub list: Option<String>,
     /// Headers only, no body.
     pub simple_form: bool,
