@@ -326,6 +326,13 @@ async fn a_message_whose_every_recipient_is_suppressed_ends_in_error(t: TestStor
     );
     assert_eq!(t.store.counts().await.unwrap().error, 1);
     assert_eq!(t.store.next_due().await.unwrap(), None, "nothing to claim");
+    // Final: neither retry nor remove touches it, and removing the entry leaves it so.
+    assert_eq!(t.store.retry(&queued.id, soon()).await.unwrap(), 0);
+    assert_eq!(t.store.remove(&queued.id).await.unwrap(), 0);
+    assert!(t.store.unsuppress("ann@x.test", "").await.unwrap());
+    let detail = t.store.detail(&queued.id).await.unwrap();
+    assert_eq!(detail.recipients[0].state, RecipientState::Suppressed);
+    assert!(detail.recipients[0].state.is_final());
 }
 
 async fn added_recipients_and_batches_are_checked_too(t: TestStore) {

@@ -256,4 +256,18 @@ async fn a_message_posted_after_shows_the_recipient_suppressed() {
         .await
         .json();
     assert_eq!(detail["recipients"][0]["state"], "queued");
+    // A bad list on a message is a 422 naming it, and nothing is queued.
+    let reply = call(
+        &h.app,
+        Method::POST,
+        "/api/v1/messages",
+        Some(
+            json!({"from": "app@example.com", "to": "x@example.net", "subject": "s",
+                    "text": "t", "list": "x".repeat(300)}),
+        ),
+    )
+    .await;
+    let (_, field) = reply.error(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(field.as_deref(), Some("list"));
+    assert_eq!(h.store.counts().await.unwrap().queued, 2, "the two above only");
 }
