@@ -27,13 +27,17 @@ fn build(row: &Row) -> Result<Suppression, StoreError> {
 
 /// The reply (`suppressed: ...`) for the recipient address `address` (an SQL expression)
 /// of a message of list `list` (an SQL expression), or NULL when it is not suppressed:
-/// two lookups by the primary key, every-list first. `lower` of a "C" collated text folds
-/// ASCII only, as the normalisation of stored addresses does.
+/// two lookups by the primary key (`address` and `list` both in the index condition),
+/// every-list first. `lower` of a "C" collated text folds ASCII only, as the
+/// normalisation of stored addresses does.
 pub(crate) fn reply_of(address: &str, list: &str) -> String {
     let reply = reply_sql(false, "s");
+    // Folded under "C" (ASCII only), then compared under the column's own collation: a
+    // "C" collated comparison could not use the primary key's index, and would walk it.
+    let folded = format!("(lower({address} COLLATE \"C\") COLLATE \"default\")");
     format!(
-        "COALESCE((SELECT {reply} FROM suppressions s WHERE s.address = lower({address} COLLATE \"C\") AND s.list = ''), \
-         (SELECT {reply} FROM suppressions s WHERE s.address = lower({address} COLLATE \"C\") AND s.list = {list}))"
+        "COALESCE((SELECT {reply} FROM suppressions s WHERE s.address = {folded} AND s.list = ''), \
+         (SELECT {reply} FROM suppressions s WHERE s.address = {folded} AND s.list = {list}))"
     )
 }
 

@@ -269,5 +269,9 @@ async fn a_message_posted_after_shows_the_recipient_suppressed() {
     .await;
     let (_, field) = reply.error(StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(field.as_deref(), Some("list"));
-    assert_eq!(h.store.counts().await.unwrap().queued, 2, "the two above only");
+    assert_eq!(
+        h.store.counts().await.unwrap().queued,
+        2,
+        "the two above only"
+    );
 }
