@@ -133,7 +133,7 @@ fn insert_messages_sql() -> String {
        JOIN m ON m.id = u.message_id \
        LEFT JOIN LATERAL (SELECT {REPLY} AS reply) sup ON true \
        ORDER BY u.place RETURNING message_id, state) \
-     SELECT id, EXISTS (SELECT 1 FROM r WHERE r.message_id = m.id AND r.state = 'suppressed') FROM m"
+     SELECT id, id IN (SELECT message_id FROM r WHERE state = 'suppressed') FROM m"
         .replace("{REPLY}", &super::suppress::reply_of("u.a", "m.list"))
 }
 
