@@ -69,6 +69,10 @@ pub struct EmailSpec {
     pub send_at: Option<time::OffsetDateTime>,
     /// A server spec for this message instead of the configured route (parsed by outbox-smtp).
     pub relay: Option<String>,
+    /// The mailing list the message belongs to, for the suppression list: a recipient
+    /// suppressed for this list (or for every list) is not sent. Default: the `from`
+    /// address.
+    pub list: Option<String>,
     /// Headers only, no body.
     pub simple_form: bool,
     /// Deliver now, bypassing the queue.

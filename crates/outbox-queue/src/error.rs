@@ -37,6 +37,14 @@ pub enum StoreError {
         /// The address as given.
         address: String,
     },
+    /// A suppression (or a filter of the suppression list) was given a bad value.
+    #[error("invalid suppression {field}: {reason}")]
+    InvalidSuppression {
+        /// The field: `address`, `list`, `reason`, `message_id` or `cursor`.
+        field: &'static str,
+        /// What is wrong with it (the value shown shortened).
+        reason: String,
+    },
     /// The envelope sender contains characters that cannot appear in MAIL FROM.
     #[error("invalid envelope sender {address:?}")]
     InvalidSender {
@@ -128,6 +136,7 @@ impl StoreError {
                 | StoreError::LineTooLong(_)
                 | StoreError::InvalidRecipient { .. }
                 | StoreError::InvalidSender { .. }
+                | StoreError::InvalidSuppression { .. }
                 | StoreError::InvalidId { .. }
                 | StoreError::NotFound { .. }
         )

@@ -46,6 +46,7 @@ mod schema;
 mod signing;
 mod sqlite;
 mod store;
+mod suppression;
 mod timefmt;
 
 pub use error::{StoreError, human_size, sizes};
@@ -64,5 +65,9 @@ pub use sqlite::SqliteStore;
 pub use store::{
     Backend, DatabaseUrl, Store, StoreFuture, claim_statement, enqueue_in_batches, open_store,
     open_store_with,
+};
+pub use suppression::{
+    MAX_SUPPRESSION_TEXT, NewSuppression, Suppression, SuppressionFilter, SuppressionPage,
+    SuppressionReason, message_list, normalise_address, normalise_list,
 };
 pub use timefmt::rfc3339;

@@ -95,6 +95,9 @@ pub enum RecipientState {
     Failed,
     /// Removed by an operator.
     Removed,
+    /// Not sent because the address is on the suppression list (for every list or for
+    /// the message's list), found at enqueue or at a claim; `last_reply` says which entry.
+    Suppressed,
 }
 
 impl RecipientState {
@@ -107,14 +110,19 @@ impl RecipientState {
             RecipientState::Deferred => "deferred",
             RecipientState::Failed => "failed",
             RecipientState::Removed => "removed",
+            RecipientState::Suppressed => "suppressed",
         }
     }
 
-    /// True for sent, failed and removed: nothing more will happen to the recipient.
+    /// True for sent, failed, removed and suppressed: nothing more will happen to the
+    /// recipient.
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            RecipientState::Sent | RecipientState::Failed | RecipientState::Removed
+            RecipientState::Sent
+                | RecipientState::Failed
+                | RecipientState::Removed
+                | RecipientState::Suppressed
         )
     }
 
@@ -126,6 +134,7 @@ impl RecipientState {
             "deferred" => RecipientState::Deferred,
             "failed" => RecipientState::Failed,
             "removed" => RecipientState::Removed,
+            "suppressed" => RecipientState::Suppressed,
             other => {
                 return Err(StoreError::Corrupt {
                     what: "recipient state",
@@ -150,7 +159,7 @@ pub enum MessageStatus {
     Queued,
     /// Every recipient was sent.
     Sent,
-    /// Every recipient is final and at least one failed or was removed.
+    /// Every recipient is final and at least one failed, was removed or was suppressed.
     Error,
 }
 
@@ -240,6 +249,10 @@ pub struct NewMessage {
     pub tokens: Option<MergeValues>,
     /// A repeated key returns the first message's id instead of queueing again.
     pub idempotency_key: Option<String>,
+    /// The list the message belongs to, for the suppression list (a recipient suppressed
+    /// for this list, or for every list, is not sent). `None`: the address of the header
+    /// `From` (else the envelope sender). Normalised (trimmed, ASCII lowercase) when stored.
+    pub list: Option<String>,
 }
 
 /// The `Idempotency-Key` of a request that queues one or more messages

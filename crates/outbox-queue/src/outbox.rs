@@ -55,6 +55,8 @@ pub struct RawMessage {
     pub subject: String,
     /// A repeated key returns the first message's id.
     pub idempotency_key: Option<String>,
+    /// The message's list for the suppression list; `None`: the header From's address.
+    pub list: Option<String>,
 }
 
 /// One recipient's result from [`Outbox::send_now`].
@@ -196,6 +198,7 @@ fn prepare_composed(spec: &EmailSpec, message: Message) -> Result<NewMessage, Ou
         merge: spec.merge.clone(),
         subject: spec.subject.clone(),
         idempotency_key: None,
+        list: spec.list.clone(),
     })
 }
 
@@ -231,6 +234,7 @@ pub fn prepare_raw(raw: RawMessage) -> Result<NewMessage, OutboxError> {
         relay: raw.relay,
         tokens: is_merge.then_some(raw.tokens),
         idempotency_key: raw.idempotency_key,
+        list: raw.list,
     })
 }
 

@@ -21,6 +21,8 @@ pub(crate) struct PreparedMessage {
     pub tokens: Option<String>,
     pub relay: Option<String>,
     pub idempotency_key: Option<String>,
+    /// The message's list, normalised (see [`NewMessage::list`]).
+    pub list: String,
     pub recipients: Vec<PreparedRecipient>,
 }
 
@@ -62,6 +64,7 @@ pub(crate) fn prepare_message(
     now: OffsetDateTime,
 ) -> Result<PreparedMessage, StoreError> {
     check_size(message.data.len(), options)?;
+    let list = crate::suppression::message_list(&message)?;
     // Every way in ends here (compose, sendmail, the SMTP listener, HTTP), so this is where a
     // line over 998 octets is fixed: a strict server would refuse it at delivery, after the
     // client was told it was queued. A message without one is not copied.
@@ -93,6 +96,7 @@ pub(crate) fn prepare_message(
         tokens: message.tokens.as_ref().map(merge_json),
         relay: message.relay,
         idempotency_key: message.idempotency_key,
+        list,
         recipients,
     })
 }

@@ -159,3 +159,14 @@ pub(crate) fn without_nul(text: &str) -> std::borrow::Cow<'_, str> {
         std::borrow::Cow::Borrowed(text)
     }
 }
+
+/// A value from the user, shortened for an error message (at most 80 characters).
+pub(crate) fn shown(text: &str) -> String {
+    if text.chars().count() <= 80 {
+        text.to_string()
+    } else {
+        let mut short: String = text.chars().take(80).collect();
+        short.push_str("...");
+        short
+    }
+}

@@ -101,6 +101,26 @@ const SUSPENSIONS: &str = "CREATE TABLE suspensions (
         updated_at BIGINT NOT NULL
     );";
 
+/// Migration 5: the suppression list, and the list each message belongs to.
+/// - `suppressions`: one row per (address, list), both normalised (trimmed, ASCII
+///   lowercase); the empty list means every list. `reason` is unsubscribed, bounced,
+///   complained or manual; `created_at` milliseconds; `message_id` the message that
+///   caused it (no foreign key: a purge of that message keeps the suppression).
+///   The primary key serves the per-recipient probe of enqueue and claim
+///   (`address = ? AND list IN ('', ?)`).
+/// - `messages.list`: the message's list, normalised (default: its header From address);
+///   messages queued before get their envelope sender, lowercased.
+const SUPPRESSIONS_LIST: &str = "CREATE TABLE suppressions (
+        address TEXT NOT NULL,
+        list TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        message_id TEXT,
+        PRIMARY KEY (address, list)
+    );
+    ALTER TABLE messages ADD COLUMN list TEXT NOT NULL DEFAULT '';
+    UPDATE messages SET list = lower(envelope_from);";
+
 /// SQLite migrations: (version, SQL).
 pub(crate) const SQLITE: &[(i64, &str)] = &[
     (
@@ -160,6 +180,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (2, IDEMPOTENCY_SCOPES),
     (3, SQLITE_LEDGER),
     (4, SUSPENSIONS),
+    (5, SUPPRESSIONS_LIST),
 ];
 
 /// Migration 3 with SQLite's types.
@@ -227,6 +248,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (2, IDEMPOTENCY_SCOPES),
     (3, POSTGRES_LEDGER),
     (4, SUSPENSIONS),
+    (5, SUPPRESSIONS_LIST),
 ];
 
 /// The statement that recomputes the status of every message matching `condition`

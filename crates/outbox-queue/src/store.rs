@@ -16,6 +16,7 @@ use crate::model::{
     MessageStatus, MessageSummary, NewMessage, NewRecipient, Outcome, RequestKey, RouteFilter,
     StatusCounts, StoredSuspension, WorkerInfo,
 };
+use crate::suppression::{NewSuppression, Suppression, SuppressionFilter, SuppressionPage};
 use crate::{StoreError, StoreOptions};
 
 /// The future every store operation returns: boxed, so the trait is object-safe.
@@ -211,6 +212,29 @@ pub trait Store: Send + Sync {
         &'a self,
         message_ids: &'a [String],
     ) -> StoreFuture<'a, HashMap<String, Vec<String>>>;
+
+    /// Adds an address to the suppression list, for one list or (list `None` or empty)
+    /// for every list; returns the stored row. Idempotent: adding it again keeps the
+    /// first `created_at`, takes the new reason, and keeps the first message id unless
+    /// the new one has one. Queued recipients are not changed here: the next claim marks
+    /// them `suppressed` instead of leasing them.
+    fn suppress(&self, suppression: NewSuppression) -> StoreFuture<'_, Suppression>;
+
+    /// Removes an address's suppression for `list` (empty: the one for every list);
+    /// true when there was one. Recipients already `suppressed` stay so.
+    fn unsuppress<'a>(&'a self, address: &'a str, list: &'a str) -> StoreFuture<'a, bool>;
+
+    /// Suppressions matching a filter, by address then list, one page at a time.
+    fn suppressions_list(&self, filter: SuppressionFilter) -> StoreFuture<'_, SuppressionPage>;
+
+    /// The suppressions that stop mail of `list` to any of `addresses` (those for every
+    /// list and those for `list`), in one statement; addresses that are not valid are
+    /// skipped. For `send --now`, which bypasses the queue.
+    fn suppressed<'a>(
+        &'a self,
+        addresses: &'a [String],
+        list: &'a str,
+    ) -> StoreFuture<'a, Vec<Suppression>>;
 
     /// Signalled after each enqueue: in this process always, and on PostgreSQL also for
     /// other processes' enqueues (LISTEN `outbox_enqueued`). The signal is a

@@ -273,6 +273,59 @@ async fn removed_messages_are_not_sent(ts: TestStore) {
     assert_eq!(detail.recipients[0].state, RecipientState::Removed);
 }
 
+/// An address suppressed after its message was queued: the claim marks it `suppressed`
+/// and the server never hears of it; the other recipient of the same message is sent.
+async fn addresses_suppressed_after_enqueue_are_not_sent(ts: TestStore) {
+    let store = ts.store.clone();
+    let mut m = message("news", &["gone@example.net", "kept@example.net"]);
+    m.list = Some("news".into());
+    let id = store.enqueue(m).await.unwrap().id;
+    let only = store
+        .enqueue(message("only", &["Gone@Example.net"]))
+        .await
+        .unwrap()
+        .id;
+    store
+        .suppress(outbox_queue::NewSuppression {
+            address: "gone@example.net".into(),
+            list: None,
+            reason: outbox_queue::SuppressionReason::Bounced,
+            message_id: None,
+        })
+        .await
+        .unwrap();
+    let peer = Peer::start(vec![]).await;
+    drain(&store, &peer, config()).await;
+    assert_eq!(
+        peer.subjects(),
+        ["news"],
+        "nothing of `only` reached the server"
+    );
+    let got = peer.sink.messages();
+    assert_eq!(got[0].envelope.rcpt_to, ["kept@example.net"]);
+    let detail = store.detail(&id).await.unwrap();
+    assert_eq!(detail.recipients[0].state, RecipientState::Suppressed);
+    assert_eq!(detail.recipients[0].attempts, 0);
+    assert!(
+        detail.recipients[0]
+            .last_reply
+            .as_deref()
+            .unwrap()
+            .starts_with("suppressed: bounced (every list) since ")
+    );
+    assert_eq!(detail.recipients[1].state, RecipientState::Sent);
+    assert_eq!(
+        detail.status.as_str(),
+        "error",
+        "not delivered to every recipient"
+    );
+    assert_eq!(store.status(&only).await.unwrap().as_str(), "error");
+    assert!(
+        store.attempts(&only).await.unwrap().is_empty(),
+        "never attempted"
+    );
+}
+
 async fn merge_sends_each_recipient_its_own_copy(ts: TestStore) {
     let store = ts.store.clone();
     let peer = Peer::start(vec![]).await;
@@ -431,6 +484,7 @@ conformance!(
     always_deferred_fails_after_max_attempts,
     send_at_is_honoured,
     removed_messages_are_not_sent,
+    addresses_suppressed_after_enqueue_are_not_sent,
     merge_sends_each_recipient_its_own_copy,
     unreachable_relay_defers_without_failing,
 );

@@ -13,8 +13,9 @@ use std::time::Duration;
 use outbox_queue::engine::{Engine, EngineConfig, RunMode};
 use outbox_queue::{
     AttemptRecord, Backend, Claimed, Enqueued, ListFilter, ListPage, MessageBody, MessageDetail,
-    MessageStatus, MessageSummary, NewMessage, NewRecipient, Outcome, RecipientState, RequestKey,
-    RouteFilter, StatusCounts, Store, StoreError, StoreFuture, StoredSuspension, WorkerInfo,
+    MessageStatus, MessageSummary, NewMessage, NewRecipient, NewSuppression, Outcome,
+    RecipientState, RequestKey, RouteFilter, StatusCounts, Store, StoreError, StoreFuture,
+    StoredSuspension, Suppression, SuppressionFilter, SuppressionPage, WorkerInfo,
 };
 use outbox_smtp::server::{Fault, MemorySink, Server, Stage, StaticUsers};
 use support::peer::{Peer, relay_transport};
@@ -209,6 +210,22 @@ impl Store for FaultyStore {
         message_ids: &'a [String],
     ) -> StoreFuture<'a, HashMap<String, Vec<String>>> {
         self.inner.pending_domains(message_ids)
+    }
+    fn suppress(&self, suppression: NewSuppression) -> StoreFuture<'_, Suppression> {
+        guarded!(self, self.inner.suppress(suppression))
+    }
+    fn unsuppress<'a>(&'a self, address: &'a str, list: &'a str) -> StoreFuture<'a, bool> {
+        guarded!(self, self.inner.unsuppress(address, list))
+    }
+    fn suppressions_list(&self, filter: SuppressionFilter) -> StoreFuture<'_, SuppressionPage> {
+        guarded!(self, self.inner.suppressions_list(filter))
+    }
+    fn suppressed<'a>(
+        &'a self,
+        addresses: &'a [String],
+        list: &'a str,
+    ) -> StoreFuture<'a, Vec<Suppression>> {
+        guarded!(self, self.inner.suppressed(addresses, list))
     }
     fn enqueued(&self) -> Arc<Notify> {
         self.inner.enqueued()

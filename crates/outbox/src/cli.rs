@@ -70,6 +70,8 @@ pub enum Command {
     Smtp(commands::smtp::SmtpArgs),
     /// DKIM keys: make one and print its DNS record (keygen), check a published one (check).
     Dkim(commands::dkim::DkimArgs),
+    /// The suppression list: add, rm, list addresses that must not be mailed.
+    Suppress(commands::suppress::SuppressArgs),
 }
 
 impl Command {

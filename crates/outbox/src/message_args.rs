@@ -88,6 +88,10 @@ pub struct MessageArgs {
     /// Deliver through this server instead of the configured route (a server spec).
     #[arg(long, value_name = "SPEC")]
     pub relay: Option<String>,
+    /// The mailing list the message belongs to, for the suppression list (default: the
+    /// From address): a recipient suppressed for this list, or for every list, is not sent.
+    #[arg(long, value_name = "NAME")]
+    pub list: Option<String>,
     /// Headers only, no body.
     #[arg(long)]
     pub simple_form: bool,
@@ -200,6 +204,9 @@ impl MessageArgs {
                 .iter()
                 .map(|h| parse_header(h))
                 .collect::<anyhow::Result<_>>()?;
+        }
+        if let Some(list) = self.list {
+            spec.list = Some(list);
         }
         if let Some(reply_to) = self.reply_to {
             spec.reply_to = Some(reply_to);

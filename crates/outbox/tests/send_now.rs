@@ -492,3 +492,77 @@ async fn without_now_the_message_is_queued_and_its_id_printed() {
         "nothing sent without a worker"
     );
 }
+
+/// `send --now` refuses suppressed recipients (one line each, exit 1) and sends the rest;
+/// `--ignore-suppression` sends to them too.
+#[tokio::test]
+async fn suppressed_recipients_are_refused_unless_ignored() {
+    let server = server().await;
+    let relay = server.local_addr().to_string();
+    let run = Run::new();
+    let db = format!("sqlite://{}", run.dir.path().join("q.db").display());
+    let out = run
+        .outbox(&[
+            "--db",
+            &db,
+            "suppress",
+            "add",
+            "Bad@y.test",
+            "--reason",
+            "bounced",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let send = |ignore: bool| {
+        let mut args = vec![
+            "--db",
+            &db,
+            "send",
+            "--now",
+            "--from",
+            "a@x.test",
+            "--to",
+            "ok@y.test, bad@y.test",
+            "--subject",
+            "s",
+            "--body",
+            "b",
+            "--relay",
+            &relay,
+        ];
+        if ignore {
+            args.push("--ignore-suppression");
+        }
+        args.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let args = send(false);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run.outbox(&args).await;
+    assert!(!out.status.success());
+    let printed = stdout(&out);
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 2, "{printed}");
+    assert!(
+        lines[0].starts_with("bad@y.test suppressed: bounced (every list) since 20"),
+        "{printed}"
+    );
+    assert_eq!(lines[1], "ok@y.test sent");
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--ignore-suppression"), "{err}");
+    let got = server.memory_sink().unwrap().messages();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].envelope.rcpt_to,
+        ["ok@y.test"],
+        "nothing for bad@y.test"
+    );
+
+    let args = send(true);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run.outbox(&args).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "ok@y.test sent\nbad@y.test sent\n");
+    let got = server.memory_sink().unwrap().messages();
+    assert_eq!(got[1].envelope.rcpt_to, ["ok@y.test", "bad@y.test"]);
+}

@@ -24,9 +24,17 @@ pub(super) async fn insert_messages(
     if messages.is_empty() {
         return Ok(Vec::new());
     }
-    let insert = tx.prepare_cached(INSERT_MESSAGES).await?;
+    let insert = tx.prepare_cached(&insert_messages_sql()).await?;
     let columns = Columns::of(&messages, request);
     let inserted = tx.query(&insert, &columns.params()).await?;
+    // Messages with recipients suppressed at insert: their status is recomputed (a
+    // message whose every recipient is suppressed ends `error` at once).
+    let with_suppressed: Vec<String> = inserted
+        .iter()
+        .filter(|row| row.get::<_, bool>(1))
+        .map(|row| row.get::<_, String>(0))
+        .collect();
+    super::suppress::refresh(tx, &with_suppressed).await?;
     let inserted: std::collections::HashSet<String> =
         inserted.iter().map(|row| row.get::<_, String>(0)).collect();
     let mut enqueued: Vec<Enqueued> = messages
@@ -101,29 +109,35 @@ async fn resolve_known_keys(
 /// One statement for a whole batch: the messages that are new (`ON CONFLICT DO NOTHING`
 /// skips a known key), their bodies, and their recipients, which are kept in the order
 /// given (their ids follow it). Returns the ids inserted.
-const INSERT_MESSAGES: &str = "WITH input AS ( \
+fn insert_messages_sql() -> String {
+    "WITH input AS ( \
        SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], \
          $6::text[], $7::bigint[], $8::bytea[], $9::text[], $10::text[], $11::text[], $12::bigint[], \
-         $13::text[], $14::text[], $15::bigint[]) \
+         $13::text[], $14::text[], $15::bigint[], $21::text[]) \
          AS u (id, created_at, send_at, priority, envelope_from, subject, size, data, tokens, \
-           relay, idempotency_key, recipient_count, idempotency_scope, request_hash, idempotency_index)), \
+           relay, idempotency_key, recipient_count, idempotency_scope, request_hash, idempotency_index, list)), \
      m AS (INSERT INTO messages (id, created_at, send_at, priority, envelope_from, subject, \
          size, tokens, relay, idempotency_key, status, recipient_count, idempotency_scope, \
-         request_hash, idempotency_index) \
+         request_hash, idempotency_index, list) \
        SELECT id, created_at, send_at, priority, envelope_from, subject, size, tokens, relay, \
-         idempotency_key, 'queued', recipient_count, idempotency_scope, request_hash, idempotency_index \
+         idempotency_key, 'queued', recipient_count, idempotency_scope, request_hash, idempotency_index, list \
        FROM input \
        ON CONFLICT (idempotency_scope, idempotency_key, idempotency_index) \
-       WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id, priority, send_at), \
+       WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id, priority, send_at, list), \
      b AS (INSERT INTO bodies (message_id, data) SELECT input.id, input.data FROM input JOIN m USING (id)), \
-     r AS (INSERT INTO recipients (message_id, address, domain, route, priority, state, next_attempt_at, merge) \
-       SELECT u.message_id, u.a, u.d, u.r, m.priority, 'queued', m.send_at, u.merge \
+     r AS (INSERT INTO recipients (message_id, address, domain, route, priority, state, next_attempt_at, merge, last_reply) \
+       SELECT u.message_id, u.a, u.d, u.r, m.priority, \
+         CASE WHEN sup.reply IS NULL THEN 'queued' ELSE 'suppressed' END, m.send_at, u.merge, sup.reply \
        FROM UNNEST($16::text[], $17::text[], $18::text[], $19::text[], $20::text[]) WITH ORDINALITY \
          AS u (message_id, a, d, r, merge, place) \
-       JOIN m ON m.id = u.message_id ORDER BY u.place) \
-     SELECT id FROM m";
+       JOIN m ON m.id = u.message_id \
+       LEFT JOIN LATERAL (SELECT {REPLY} AS reply) sup ON true \
+       ORDER BY u.place RETURNING message_id, state) \
+     SELECT id, id IN (SELECT message_id FROM r WHERE state = 'suppressed') FROM m"
+        .replace("{REPLY}", &super::suppress::reply_of("u.a", "m.list"))
+}
 
-/// The batch as column arrays, the parameters of [`INSERT_MESSAGES`].
+/// The batch as column arrays, the parameters of [`insert_messages_sql`].
 struct Columns<'a> {
     ids: Vec<&'a str>,
     created_at: Vec<i64>,
@@ -140,6 +154,7 @@ struct Columns<'a> {
     scope: Vec<&'a str>,
     hash: Vec<Option<&'a str>>,
     index: Vec<i64>,
+    list: Vec<&'a str>,
     r_message: Vec<&'a str>,
     r_address: Vec<&'a str>,
     r_domain: Vec<&'a str>,
@@ -167,6 +182,7 @@ impl<'a> Columns<'a> {
             scope: Vec::with_capacity(n),
             hash: Vec::with_capacity(n),
             index: Vec::with_capacity(n),
+            list: Vec::with_capacity(n),
             r_message: Vec::with_capacity(recipients),
             r_address: Vec::with_capacity(recipients),
             r_domain: Vec::with_capacity(recipients),
@@ -190,6 +206,7 @@ impl<'a> Columns<'a> {
             c.scope.push(key.scope);
             c.hash.push(key.hash);
             c.index.push(key.index);
+            c.list.push(&m.list);
             for r in &m.recipients {
                 c.r_message.push(&m.id);
                 c.r_address.push(&r.address);
@@ -201,7 +218,7 @@ impl<'a> Columns<'a> {
         c
     }
 
-    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 20] {
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 21] {
         [
             &self.ids,
             &self.created_at,
@@ -223,6 +240,7 @@ impl<'a> Columns<'a> {
             &self.r_domain,
             &self.r_route,
             &self.r_merge,
+            &self.list,
         ]
     }
 }
@@ -232,6 +250,7 @@ async fn insert_recipients(
     message_id: &str,
     priority: i64,
     due: i64,
+    list: &str,
     recipients: &[PreparedRecipient],
 ) -> Result<(), StoreError> {
     let addresses: Vec<&str> = recipients.iter().map(|r| r.address.as_str()).collect();
@@ -239,11 +258,13 @@ async fn insert_recipients(
     let routes: Vec<&str> = recipients.iter().map(|r| r.route.as_str()).collect();
     let merges: Vec<Option<&str>> = recipients.iter().map(|r| r.merge.as_deref()).collect();
     let insert = tx
-        .prepare_cached(
-            "INSERT INTO recipients (message_id, address, domain, route, priority, state, next_attempt_at, merge) \
-             SELECT $1, a, d, r, $2, 'queued', $3, m \
-             FROM UNNEST($4::text[], $5::text[], $6::text[], $7::text[]) AS u (a, d, r, m)",
-        )
+        .prepare_cached(&format!(
+            "INSERT INTO recipients (message_id, address, domain, route, priority, state, next_attempt_at, merge, last_reply) \
+             SELECT $1, a, d, r, $2, CASE WHEN sup.reply IS NULL THEN 'queued' ELSE 'suppressed' END, $3, m, sup.reply \
+             FROM UNNEST($4::text[], $5::text[], $6::text[], $7::text[]) AS u (a, d, r, m) \
+             LEFT JOIN LATERAL (SELECT {} AS reply) sup ON true",
+            super::suppress::reply_of("u.a", "$8::text")
+        ))
         .await?;
     tx.execute(
         &insert,
@@ -255,6 +276,7 @@ async fn insert_recipients(
             &domains,
             &routes,
             &merges,
+            &list,
         ],
     )
     .await?;
@@ -271,7 +293,7 @@ pub(super) async fn add_recipients(
 ) -> Result<u64, StoreError> {
     let row = tx
         .query_opt(
-            "SELECT relay, priority, send_at FROM messages WHERE id = $1 FOR UPDATE",
+            "SELECT relay, priority, send_at, list FROM messages WHERE id = $1 FOR UPDATE",
             &[&message_id],
         )
         .await?
@@ -282,7 +304,14 @@ pub(super) async fn add_recipients(
     let prepared = prepare_recipients(relay.as_deref(), recipients)?;
     let added = prepared.len() as i64;
     futures_util::future::try_join(
-        insert_recipients(tx, message_id, row.get(1), row.get(2), &prepared),
+        insert_recipients(
+            tx,
+            message_id,
+            row.get(1),
+            row.get(2),
+            row.get(3),
+            &prepared,
+        ),
         async {
             tx.execute(
                 "UPDATE messages SET recipient_count = recipient_count + $2 WHERE id = $1",

@@ -38,20 +38,28 @@ pub(crate) fn claim_sql(route: Option<&RouteFilter>) -> String {
         .iter()
         .map(|rank| {
             format!(
-                "SELECT id FROM (SELECT id FROM recipients WHERE state IN {DUE_STATES} \
+                "SELECT id, address, message_id FROM (SELECT id, address, message_id FROM recipients \
+                 WHERE state IN {DUE_STATES} \
                  AND priority = {rank} AND next_attempt_at <= $2 {route_condition} \
                  ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) p{rank}"
             )
         })
         .collect();
+    // A recipient suppressed since it was queued is marked `suppressed` (with the reply
+    // saying why) instead of being leased: two primary-key probes of `suppressions` per
+    // claimed row, in the same statement.
     format!(
-        "UPDATE recipients r SET state = 'sending', lease_owner = $1, lease_epoch = r.lease_epoch + 1 \
-         FROM ({} LIMIT $3) due, messages m \
-         WHERE r.id = due.id AND m.id = r.message_id \
+        "UPDATE recipients r SET state = CASE WHEN sup.reply IS NULL THEN 'sending' ELSE 'suppressed' END, \
+         lease_owner = CASE WHEN sup.reply IS NULL THEN $1 END, lease_epoch = r.lease_epoch + 1, \
+         last_reply = COALESCE(sup.reply, r.last_reply) \
+         FROM ({} LIMIT $3) due JOIN messages m ON m.id = due.message_id \
+         LEFT JOIN LATERAL (SELECT {} AS reply) sup ON true \
+         WHERE r.id = due.id \
          RETURNING r.id, r.message_id, r.address, r.domain, r.route, r.attempts, r.merge, \
                    r.priority, r.next_attempt_at, r.lease_epoch, \
-                   m.envelope_from, m.relay, m.size, m.tokens IS NOT NULL",
-        arms.join(" UNION ALL ")
+                   m.envelope_from, m.relay, m.size, m.tokens IS NOT NULL, sup.reply IS NOT NULL",
+        arms.join(" UNION ALL "),
+        super::suppress::reply_of("due.address", "m.list")
     )
 }
 
@@ -86,10 +94,17 @@ pub(super) async fn claim(
         }
     };
     let ((), rows) = futures_util::future::try_join(settings, claimed).await?;
+    let suppressed: Vec<String> = rows
+        .iter()
+        .filter(|row| row.get::<_, bool>(14))
+        .map(|row| row.get::<_, String>(1))
+        .collect();
+    super::suppress::refresh(&tx, &suppressed).await?;
     tx.commit().await?;
     let mut infos = std::collections::HashMap::new();
     let raw: Vec<RawClaim> = rows
         .iter()
+        .filter(|row| !row.get::<_, bool>(14))
         .map(|row| {
             let message_id: String = row.get(1);
             infos

@@ -13,6 +13,7 @@ mod enqueue;
 mod group;
 pub(crate) mod ledger;
 mod listen;
+mod suppress;
 mod suspensions;
 
 use std::collections::HashMap;
@@ -32,6 +33,7 @@ use crate::model::{
 };
 use crate::prepare::{IdGenerator, check_id, prepare_message};
 use crate::store::{Backend, Store, StoreFuture};
+use crate::suppression::{NewSuppression, Suppression, SuppressionFilter, SuppressionPage};
 use crate::{StoreError, StoreOptions, schema};
 
 /// Connections the pool keeps at most.
@@ -399,6 +401,29 @@ impl Store for PostgresStore {
             message_ids.iter().try_for_each(|id| check_id(id))?;
             suspensions::pending_domains(&self.pool.get().await?, message_ids).await
         })
+    }
+
+    fn suppress(&self, suppression: NewSuppression) -> StoreFuture<'_, Suppression> {
+        Box::pin(async move {
+            let client = self.pool.get().await?;
+            suppress::add(&client, &suppression, OffsetDateTime::now_utc()).await
+        })
+    }
+
+    fn unsuppress<'a>(&'a self, address: &'a str, list: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(async move { suppress::remove(&self.pool.get().await?, address, list).await })
+    }
+
+    fn suppressions_list(&self, filter: SuppressionFilter) -> StoreFuture<'_, SuppressionPage> {
+        Box::pin(async move { suppress::list(&self.pool.get().await?, &filter).await })
+    }
+
+    fn suppressed<'a>(
+        &'a self,
+        addresses: &'a [String],
+        list: &'a str,
+    ) -> StoreFuture<'a, Vec<Suppression>> {
+        Box::pin(async move { suppress::matching(&self.pool.get().await?, addresses, list).await })
     }
 
     fn enqueued(&self) -> Arc<Notify> {

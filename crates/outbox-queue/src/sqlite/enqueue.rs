@@ -12,7 +12,7 @@ use crate::schema::refresh_status_sql;
 
 /// Rows per multi-row `INSERT`: one statement execution stores this many rows, which
 /// saves most of SQLite's per-statement work (reset, bind, VDBE start) on a big batch.
-/// 32 messages x 14 columns stays far under SQLite's limit of bound variables.
+/// 32 messages x 15 columns stays far under SQLite's limit of bound variables.
 const CHUNK: usize = 32;
 
 /// Inserts prepared messages; a known idempotency key (in its scope, at its place in the
@@ -68,6 +68,7 @@ pub(super) fn insert_messages(
             });
         }
     }
+    let last_id = super::suppress::last_recipient_id(tx)?;
     for chunk in in_chunks(&new) {
         insert_message_rows(tx, chunk)?;
     }
@@ -84,6 +85,10 @@ pub(super) fn insert_messages(
         .collect();
     for chunk in in_chunks(&recipients) {
         insert_recipient_rows(tx, chunk)?;
+    }
+    if !new.is_empty() {
+        let ids: Vec<&str> = new.iter().map(|(_, m, _)| m.id.as_str()).collect();
+        super::suppress::mark_new(tx, &ids, last_id)?;
     }
     Ok(enqueued)
 }
@@ -125,8 +130,8 @@ fn insert_message_rows(
     let messages = multi_row_insert(
         "INSERT INTO messages (id, created_at, send_at, priority, envelope_from, subject, size, \
          tokens, relay, idempotency_key, status, recipient_count, idempotency_scope, request_hash, \
-         idempotency_index) VALUES ",
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+         idempotency_index, list) VALUES ",
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
         chunk.len(),
     );
     let bodies = multi_row_insert(
@@ -139,7 +144,7 @@ fn insert_message_rows(
         .iter()
         .map(|(_, m, _)| m.recipients.len() as i64)
         .collect();
-    let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 14);
+    let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 15);
     for (i, (_, m, key)) in chunk.iter().enumerate() {
         values.extend_from_slice(&[
             &m.id as &dyn ToSql,
@@ -156,6 +161,7 @@ fn insert_message_rows(
             &key.scope,
             &key.hash,
             &key.index,
+            &m.list,
         ]);
     }
     tx.prepare_cached(&messages)?
@@ -214,6 +220,7 @@ pub(super) fn add_recipients(
             id: message_id.to_string(),
         })?;
     let prepared = prepare_recipients(relay.as_deref(), recipients)?;
+    let last_id = super::suppress::last_recipient_id(tx)?;
     let rows: Vec<RecipientRow<'_>> = prepared
         .iter()
         .map(|recipient| RecipientRow {
@@ -226,6 +233,7 @@ pub(super) fn add_recipients(
     for chunk in in_chunks(&rows) {
         insert_recipient_rows(tx, chunk)?;
     }
+    super::suppress::mark_new(tx, &[message_id], last_id)?;
     tx.execute(
         "UPDATE messages SET recipient_count = recipient_count + ?2 WHERE id = ?1",
         params![message_id, prepared.len() as i64],

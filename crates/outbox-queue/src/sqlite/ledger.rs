@@ -86,7 +86,7 @@ pub(super) fn claim(
             epoch: row.get(9)?,
         })
     };
-    let rows: Vec<RawClaim> = match route {
+    let mut rows: Vec<RawClaim> = match route {
         Some(RouteFilter::Key(key)) => update
             .query_map(params![owner, to_ms(now), limit, key.to_key()], map_row)?
             .collect::<Result<_, _>>()?,
@@ -96,6 +96,16 @@ pub(super) fn claim(
     };
     if rows.is_empty() {
         return Ok(Vec::new());
+    }
+    // Suppressed since they were queued: marked `suppressed` in this transaction, so the
+    // lease taken above is never seen by anyone.
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let suppressed = super::suppress::mark_claimed(tx, &ids)?;
+    if !suppressed.is_empty() {
+        rows.retain(|r| !suppressed.contains(&r.id));
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
     }
     let message_ids: BTreeSet<&str> = rows.iter().map(|r| r.message_id.as_str()).collect();
     let mut select = tx.prepare_cached(

@@ -12,6 +12,7 @@ mod admin;
 mod enqueue;
 mod group;
 pub(crate) mod ledger;
+mod suppress;
 mod suspensions;
 
 use std::collections::HashMap;
@@ -30,6 +31,7 @@ use crate::model::{
 };
 use crate::prepare::{IdGenerator, check_id};
 use crate::store::{Backend, Store, StoreFuture};
+use crate::suppression::{NewSuppression, Suppression, SuppressionFilter, SuppressionPage};
 use crate::{StoreError, StoreOptions, schema};
 
 /// Reader connections kept open for reuse.
@@ -449,6 +451,32 @@ impl Store for SqliteStore {
             self.read(move |conn| suspensions::pending_domains(conn, &ids))
                 .await
         })
+    }
+
+    fn suppress(&self, suppression: NewSuppression) -> StoreFuture<'_, Suppression> {
+        Box::pin(
+            self.write(move |tx, _| suppress::add(tx, &suppression, OffsetDateTime::now_utc())),
+        )
+    }
+
+    fn unsuppress<'a>(&'a self, address: &'a str, list: &'a str) -> StoreFuture<'a, bool> {
+        let address = address.to_string();
+        let list = list.to_string();
+        Box::pin(self.write(move |tx, _| suppress::remove(tx, &address, &list)))
+    }
+
+    fn suppressions_list(&self, filter: SuppressionFilter) -> StoreFuture<'_, SuppressionPage> {
+        Box::pin(self.read(move |conn| suppress::list(conn, &filter)))
+    }
+
+    fn suppressed<'a>(
+        &'a self,
+        addresses: &'a [String],
+        list: &'a str,
+    ) -> StoreFuture<'a, Vec<Suppression>> {
+        let addresses = addresses.to_vec();
+        let list = list.to_string();
+        Box::pin(self.read(move |conn| suppress::matching(conn, &addresses, &list)))
     }
 
     fn enqueued(&self) -> Arc<Notify> {

@@ -172,6 +172,7 @@ impl<'a> BatchWriter<'a> {
             relay: spec.relay.clone(),
             tokens: Some(spec.tokens.clone()),
             idempotency_key: None,
+            list: spec.list.clone(),
         })
     }
 

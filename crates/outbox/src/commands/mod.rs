@@ -11,6 +11,7 @@ pub mod sendmail;
 pub mod serve;
 pub mod smtp;
 pub mod status;
+pub mod suppress;
 
 use crate::cli::{Cli, Command};
 
@@ -32,5 +33,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bulk(args) => bulk::run(&globals, args).await,
         Command::Smtp(args) => smtp::run(&globals, args).await,
         Command::Dkim(args) => dkim::run(&globals, args).await,
+        Command::Suppress(args) => suppress::run(&globals, args).await,
     }
 }

@@ -7,6 +7,8 @@
 //! a merge message is one transaction per recipient. One line per recipient:
 //! `ADDRESS sent` or `ADDRESS failed: CODE text`.
 
+use std::collections::HashMap;
+
 use outbox_mime::EmailSpec;
 use outbox_queue::{ImmediateResult, deliver_now};
 
@@ -26,6 +28,11 @@ pub struct SendArgs {
     /// recipient instead of an id.
     #[arg(long)]
     pub now: bool,
+
+    /// With --now: send to suppressed recipients too (by default they are refused, one
+    /// line each, and the exit status is 1). Queued messages always respect the list.
+    #[arg(long, requires = "now")]
+    pub ignore_suppression: bool,
 }
 
 /// Runs `outbox send`.
@@ -37,7 +44,7 @@ pub async fn run(globals: &Globals, args: SendArgs) -> anyhow::Result<()> {
     let now_limit = crate::message_args::unqueued_limit(queue_limit);
     let spec = args.message.into_spec(now_limit)?;
     if args.now || spec.immediate {
-        send_now(&config, &spec, now_limit).await
+        send_now(&config, &spec, now_limit, args.ignore_suppression).await
     } else {
         send_queued(&config, &spec, queue_limit).await
     }
@@ -71,26 +78,92 @@ fn one_line(text: &str) -> String {
 }
 
 /// Composes and delivers at once; exit status 0 only when every recipient was accepted.
-async fn send_now(config: &Config, spec: &EmailSpec, limit: u64) -> anyhow::Result<()> {
-    let message = outbox_queue::prepare_with(spec, &compose_options(limit))?;
-    let transport = app::transport(config)?;
-    let dkim = crate::config::dkim::signers(&config.dkim)?;
-    let results = deliver_now(
-        &*transport,
-        &message,
-        config.delivery.relay.is_some(),
-        &dkim,
-    )
-    .await;
+/// Recipients on the suppression list (for every list or the message's list) are refused
+/// first, one line each, unless `ignore_suppression`.
+async fn send_now(
+    config: &Config,
+    spec: &EmailSpec,
+    limit: u64,
+    ignore_suppression: bool,
+) -> anyhow::Result<()> {
+    let mut message = outbox_queue::prepare_with(spec, &compose_options(limit))?;
+    let total = message.recipients.len();
+    let mut refused = 0;
+    if !ignore_suppression {
+        let suppressed = suppressed_recipients(config, &message).await?;
+        message.recipients.retain(|recipient| {
+            let key = outbox_queue::normalise_address(&recipient.address).unwrap_or_default();
+            match suppressed.get(&key) {
+                Some(reply) => {
+                    println!("{} {}", recipient.address, reply);
+                    refused += 1;
+                    false
+                }
+                None => true,
+            }
+        });
+    }
+    let results = if message.recipients.is_empty() {
+        Vec::new()
+    } else {
+        let transport = app::transport(config)?;
+        let dkim = crate::config::dkim::signers(&config.dkim)?;
+        deliver_now(
+            &*transport,
+            &message,
+            config.delivery.relay.is_some(),
+            &dkim,
+        )
+        .await
+    };
     for result in &results {
         println!("{}", line(result));
     }
-    let failed = results.iter().filter(|r| !r.accepted).count();
+    let failed = refused + results.iter().filter(|r| !r.accepted).count();
     if failed > 0 {
-        let total = results.len();
-        return Err(Exit::new(1, format!("{failed} of {total} recipients failed")).into());
+        let how = if refused > 0 {
+            format!(" ({refused} suppressed; --ignore-suppression sends to them)")
+        } else {
+            String::new()
+        };
+        return Err(Exit::new(1, format!("{failed} of {total} recipients failed{how}")).into());
     }
     Ok(())
+}
+
+/// The message's recipients that are on the suppression list: normalised address -> the
+/// reply to print (`suppressed: REASON (list L) since DATE`).
+async fn suppressed_recipients(
+    config: &Config,
+    message: &outbox_queue::NewMessage,
+) -> anyhow::Result<HashMap<String, String>> {
+    let list = outbox_queue::message_list(message)?;
+    let addresses: Vec<String> = message
+        .recipients
+        .iter()
+        .map(|r| r.address.clone())
+        .collect();
+    // No SQLite file: no list to check, and --now does not create a queue.
+    if let Ok(outbox_queue::DatabaseUrl::Sqlite(path)) =
+        outbox_queue::DatabaseUrl::parse(&config.database)
+        && !path.exists()
+    {
+        return Ok(HashMap::new());
+    }
+    let store = app::store(config).await.map_err(|err| {
+        anyhow::anyhow!(
+            "cannot check the suppression list: {err:#} (--ignore-suppression sends without checking)"
+        )
+    })?;
+    let found = store.suppressed(&addresses, &list).await?;
+    let mut replies = HashMap::new();
+    for suppression in found {
+        // The every-list entry comes first (ordered by list) and wins.
+        replies
+            .entry(suppression.address.clone())
+            .or_insert_with(|| suppression.reply());
+    }
+    Ok(replies)
 }
 
 #[cfg(test)]

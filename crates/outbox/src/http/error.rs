@@ -131,6 +131,9 @@ impl From<StoreError> for ApiError {
             StoreError::LineTooLong(_) => ApiError::invalid("mime", err.to_string()),
             StoreError::InvalidRecipient { .. } => ApiError::invalid("to", err.to_string()),
             StoreError::InvalidSender { .. } => ApiError::invalid("from", err.to_string()),
+            StoreError::InvalidSuppression { field, .. } => {
+                ApiError::invalid(field.to_string(), err.to_string())
+            }
             StoreError::InvalidId { .. } | StoreError::NotFound { .. } => {
                 ApiError::new(StatusCode::NOT_FOUND, err.to_string())
             }

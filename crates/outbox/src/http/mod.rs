@@ -14,12 +14,15 @@ pub mod metrics;
 pub mod openapi;
 pub mod server;
 mod spec_checks;
+pub mod suppressions;
 pub mod throttle;
 
 #[cfg(test)]
 mod api_tests;
 #[cfg(test)]
 mod security_tests;
+#[cfg(test)]
+mod suppressions_tests;
 
 use std::sync::Arc;
 
@@ -94,6 +97,14 @@ pub fn app(state: AppState) -> Router {
             get(api::get_message).delete(api::delete_message),
         )
         .route("/api/v1/messages/{id}/retry", post(api::retry_message))
+        .route(
+            "/api/v1/suppressions",
+            get(suppressions::list_suppressions).post(suppressions::post_suppression),
+        )
+        .route(
+            "/api/v1/suppressions/{address}",
+            axum::routing::delete(suppressions::delete_suppression),
+        )
         .route("/api/v1/openapi.json", get(openapi::openapi_json))
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/{*rest}", any(unknown_route))

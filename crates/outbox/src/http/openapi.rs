@@ -12,7 +12,7 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{api, metrics};
+use super::{api, metrics, suppressions};
 
 /// The whole API description.
 #[derive(OpenApi)]
@@ -30,6 +30,9 @@ use super::{api, metrics};
         api::get_message,
         api::delete_message,
         api::retry_message,
+        suppressions::list_suppressions,
+        suppressions::post_suppression,
+        suppressions::delete_suppression,
         openapi_json,
         metrics::metrics,
         metrics::healthz,
@@ -38,6 +41,7 @@ use super::{api, metrics};
     modifiers(&BearerAuth, &Throttled, &Unavailable),
     tags(
         (name = "messages", description = "The queue"),
+        (name = "suppressions", description = "Addresses that must not be mailed"),
         (name = "operations", description = "Health, metrics, this document"),
     )
 )]
@@ -83,7 +87,7 @@ impl Modify for Unavailable {
             "503",
             "the queue database does not answer (busy, restarting): nothing was stored or \
              changed; `Retry-After` says when to try again",
-            |path| path.starts_with("/api/v1/messages"),
+            |path| path.starts_with("/api/v1/messages") || path.starts_with("/api/v1/suppressions"),
         );
     }
 }
@@ -185,6 +189,57 @@ pub mod schema {
         Deferred,
         Failed,
         Removed,
+        Suppressed,
+    }
+
+    /// Why an address is suppressed.
+    #[derive(ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum SuppressionReason {
+        Unsubscribed,
+        Bounced,
+        Complained,
+        Manual,
+    }
+
+    /// An address that is not mailed, for one list or (no `list`) every list.
+    #[derive(ToSchema)]
+    pub struct Suppression {
+        /// The address, normalised (trimmed, ASCII letters lowercased).
+        address: String,
+        /// The list it applies to; absent: every list.
+        list: Option<String>,
+        reason: SuppressionReason,
+        /// When it was first added (RFC 3339); adding it again keeps it.
+        #[schema(format = DateTime)]
+        created_at: String,
+        /// The message that caused it, when known.
+        message_id: Option<String>,
+    }
+
+    /// One page of `GET /api/v1/suppressions`.
+    #[derive(ToSchema)]
+    pub struct SuppressionPage {
+        /// By address, then list (every list first).
+        items: Vec<Suppression>,
+        /// Pass as `cursor` for the next page; null on the last page.
+        next_cursor: Option<String>,
+    }
+
+    /// The body of `POST /api/v1/suppressions`.
+    #[derive(ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct NewSuppression {
+        /// The address (`local@domain`, at most 256 octets).
+        #[schema(max_length = 256)]
+        address: String,
+        /// Only for this list (a message's `list`); absent or empty: every list.
+        #[serde(default)]
+        #[schema(max_length = 256)]
+        list: Option<String>,
+        /// Default `manual`.
+        #[serde(default)]
+        reason: Option<SuppressionReason>,
     }
 
     /// One recipient of a message.
@@ -409,6 +464,12 @@ pub mod schema {
         /// A server spec for this message instead of the configured route.
         #[serde(default)]
         relay: Option<String>,
+        /// The mailing list the message belongs to, for the suppression list (default:
+        /// the `from` address): a recipient suppressed for it, or for every list, is
+        /// stored `suppressed` and never sent.
+        #[serde(default)]
+        #[schema(max_length = 256)]
+        list: Option<String>,
         /// Headers only, no body.
         #[serde(default)]
         simple_form: bool,
@@ -475,6 +536,9 @@ mod tests {
             ("/api/v1/messages/{id}", "get"),
             ("/api/v1/messages/{id}", "delete"),
             ("/api/v1/messages/{id}/retry", "post"),
+            ("/api/v1/suppressions", "get"),
+            ("/api/v1/suppressions", "post"),
+            ("/api/v1/suppressions/{address}", "delete"),
             ("/api/v1/openapi.json", "get"),
             ("/metrics", "get"),
             ("/healthz", "get"),
@@ -598,6 +662,35 @@ mod tests {
         assert_eq!(
             properties(&doc, "Changed"),
             keys(&serde_json::to_value(&answer).unwrap())
+        );
+        let suppression = outbox_queue::Suppression {
+            address: "a@x.test".into(),
+            list: Some("news".into()),
+            reason: outbox_queue::SuppressionReason::Bounced,
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+            message_id: Some("01J".into()),
+        };
+        let page = outbox_queue::SuppressionPage {
+            items: vec![suppression.clone()],
+            next_cursor: None,
+        };
+        assert_eq!(
+            properties(&doc, "Suppression"),
+            keys(&serde_json::to_value(&suppression).unwrap())
+        );
+        assert_eq!(
+            properties(&doc, "SuppressionPage"),
+            keys(&serde_json::to_value(&page).unwrap())
+        );
+        let states: Vec<&str> = doc["components"]["schemas"]["RecipientState"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(
+            states.contains(&RecipientState::Suppressed.as_str()),
+            "{states:?}"
         );
     }
 }

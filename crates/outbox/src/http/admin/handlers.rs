@@ -410,7 +410,7 @@ async fn matching_ids(
     }
 }
 
-fn csrf_refused() -> Response {
+pub(super) fn csrf_refused() -> Response {
     error_page(
         StatusCode::FORBIDDEN,
         "Refused",

@@ -7,6 +7,7 @@
 //! | `GET /messages/{id}` | recipients and their states, the delivery log, an HTML preview in a sandboxed frame, the raw MIME |
 //! | `POST /messages/{id}/retry`, `POST /messages/{id}/remove` | one message |
 //! | `POST /bulk` | retry or remove every message a filter matches, at most [`BULK_LIMIT`] at once |
+//! | `GET /suppressions`, `POST /suppressions`, `POST /suppressions/remove` | the suppression list: filter, page, add, remove |
 //! | `GET /login`, `POST /login`, `POST /logout` | sessions |
 //!
 //! Access: a session cookie from the login form (any token of `[http] tokens`), or an
@@ -20,6 +21,7 @@ mod pages;
 mod params;
 mod preview;
 pub mod session;
+mod suppressions;
 
 #[cfg(test)]
 mod tests;
@@ -50,6 +52,11 @@ pub fn router_with(sessions: Arc<Sessions>) -> Router<AppState> {
         .route("/messages/{id}/retry", post(handlers::retry))
         .route("/messages/{id}/remove", post(handlers::remove))
         .route("/bulk", post(handlers::bulk))
+        .route(
+            "/suppressions",
+            get(suppressions::page).post(suppressions::add),
+        )
+        .route("/suppressions/remove", post(suppressions::remove))
         .route("/login", get(handlers::login_form).post(handlers::login))
         .route("/logout", post(handlers::logout))
         .layer(Extension(sessions))

@@ -541,3 +541,97 @@ async fn suspended_destinations_are_listed_escaped_and_counted_in_metrics() {
             .any(|l| l == "outbox_destinations_suspended 1")
     );
 }
+
+#[tokio::test]
+async fn the_suppressions_page_lists_adds_and_removes_with_csrf() {
+    let h = harness().await;
+    let reply = send(&h.app, get("/suppressions", None)).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "needs a session");
+    let (cookie, csrf) = login(&h.app).await;
+    let page = send(&h.app, get("/suppressions", Some(&cookie))).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("No suppressions."), "{}", page.body);
+
+    // Without the CSRF token nothing is added.
+    for form in [
+        "address=ann%40example.net",
+        "csrf=forged&address=ann%40example.net",
+    ] {
+        let reply = send(&h.app, post("/suppressions", Some(&cookie), form)).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{form}");
+    }
+    let listed = |store: Arc<dyn Store>| async move {
+        store
+            .suppressions_list(Default::default())
+            .await
+            .unwrap()
+            .items
+    };
+    assert!(listed(h.store.clone()).await.is_empty());
+
+    let form = format!("csrf={csrf}&address=Ann%40Example.net&list=weekly&reason=unsubscribed");
+    let reply = send(&h.app, post("/suppressions", Some(&cookie), &form)).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert_eq!(reply.location.as_deref(), Some("/suppressions?done=added"));
+    let form = format!("csrf={csrf}&address=%3Cb%3Ex%3C%2Fb%3E%40example.net&list=%3Cscript%3E");
+    let reply = send(&h.app, post("/suppressions", Some(&cookie), &form)).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::BAD_REQUEST,
+        "no angle brackets in an address"
+    );
+    assert!(reply.body.contains("address"), "{}", reply.body);
+    let form = format!("csrf={csrf}&address=bob%40example.net&list=%3Cscript%3E");
+    send(&h.app, post("/suppressions", Some(&cookie), &form)).await;
+    let items = listed(h.store.clone()).await;
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0].address, "ann@example.net");
+
+    let page = send(&h.app, get("/suppressions?done=added", Some(&cookie))).await;
+    assert!(page.body.contains("Suppressed."));
+    assert!(page.body.contains("ann@example.net"));
+    assert!(page.body.contains("unsubscribed"));
+    assert!(page.body.contains("&lt;script&gt;"), "escaped");
+    assert!(!page.body.contains("<script>"), "escaped");
+    let filtered = send(&h.app, get("/suppressions?list=weekly", Some(&cookie))).await;
+    assert!(filtered.body.contains("ann@example.net"));
+    assert!(!filtered.body.contains("bob@example.net"));
+
+    // Remove, with the token; a second time it is absent.
+    let form = format!("csrf={csrf}&address=ann%40example.net&list=weekly");
+    let reply = send(
+        &h.app,
+        post(
+            "/suppressions/remove",
+            Some(&cookie),
+            "address=ann%40example.net&list=weekly",
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    let reply = send(&h.app, post("/suppressions/remove", Some(&cookie), &form)).await;
+    assert_eq!(
+        reply.location.as_deref(),
+        Some("/suppressions?done=removed")
+    );
+    let reply = send(&h.app, post("/suppressions/remove", Some(&cookie), &form)).await;
+    assert_eq!(reply.location.as_deref(), Some("/suppressions?done=absent"));
+    assert_eq!(listed(h.store.clone()).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_suppressed_recipient_shows_its_state_on_the_message_page() {
+    let h = harness().await;
+    h.store
+        .suppress(outbox_queue::NewSuppression {
+            address: "gone@example.org".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let id = enqueue(&h.store, "Hello", "gone@example.org", "<p/>").await;
+    let (cookie, _) = login(&h.app).await;
+    let page = send(&h.app, get(&format!("/messages/{id}"), Some(&cookie))).await;
+    assert!(page.body.contains("s-suppressed"), "{}", page.body);
+    assert!(page.body.contains("suppressed: manual (every list) since"));
+}

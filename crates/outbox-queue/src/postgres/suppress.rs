@@ -1,0 +1,162 @@
+//! PostgreSQL statements of the suppression list (migration 5): add, remove, list, look
+//! up, and the probe that enqueue and claim run per recipient. Each is one statement.
+
+use deadpool_postgres::Client;
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+
+use crate::StoreError;
+use crate::schema::refresh_statuses_sql;
+use crate::suppression::{
+    NewSuppression, Suppression, SuppressionFilter, SuppressionPage, cursor_of, normalise_address,
+    normalise_list, parse_cursor, reply_sql,
+};
+use crate::timefmt::to_ms;
+
+const COLUMNS: &str = "address, list, reason, created_at, message_id";
+
+fn build(row: &Row) -> Result<Suppression, StoreError> {
+    Suppression::from_row(
+        row.get(0),
+        row.get(1),
+        row.get::<_, &str>(2),
+        row.get(3),
+        row.get(4),
+    )
+}
+
+/// The reply (`suppressed: ...`) for the recipient address `address` (an SQL expression)
+/// of a message of list `list` (an SQL expression), or NULL when it is not suppressed:
+/// two lookups by the primary key (`address` and `list` both in the index condition),
+/// every-list first. `lower` of a "C" collated text folds ASCII only, as the
+/// normalisation of stored addresses does.
+pub(crate) fn reply_of(address: &str, list: &str) -> String {
+    let reply = reply_sql(false, "s");
+    // Folded under "C" (ASCII only), then compared under the column's own collation: a
+    // "C" collated comparison could not use the primary key's index, and would walk it.
+    let folded = format!("(lower({address} COLLATE \"C\") COLLATE \"default\")");
+    format!(
+        "COALESCE((SELECT {reply} FROM suppressions s WHERE s.address = {folded} AND s.list = ''), \
+         (SELECT {reply} FROM suppressions s WHERE s.address = {folded} AND s.list = {list}))"
+    )
+}
+
+/// Upserts a suppression (see `Store::suppress`).
+pub(super) async fn add(
+    client: &Client,
+    new: &NewSuppression,
+    now: OffsetDateTime,
+) -> Result<Suppression, StoreError> {
+    let address = normalise_address(&new.address)?;
+    let list = normalise_list(new.list.as_deref().unwrap_or(""))?;
+    let row = client
+        .query_one(
+            &format!(
+                "INSERT INTO suppressions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (address, list) DO UPDATE SET reason = EXCLUDED.reason, \
+                 message_id = COALESCE(EXCLUDED.message_id, suppressions.message_id) \
+                 RETURNING {COLUMNS}"
+            ),
+            &[
+                &address,
+                &list,
+                &new.reason.as_str(),
+                &to_ms(now),
+                &new.message_id,
+            ],
+        )
+        .await?;
+    build(&row)
+}
+
+/// Deletes one suppression; true when there was one.
+pub(super) async fn remove(client: &Client, address: &str, list: &str) -> Result<bool, StoreError> {
+    let address = normalise_address(address)?;
+    let list = normalise_list(list)?;
+    let deleted = client
+        .execute(
+            "DELETE FROM suppressions WHERE address = $1 AND list = $2",
+            &[&address, &list],
+        )
+        .await?;
+    Ok(deleted > 0)
+}
+
+/// One page, by (address, list).
+pub(super) async fn list(
+    client: &Client,
+    filter: &SuppressionFilter,
+) -> Result<SuppressionPage, StoreError> {
+    let limit = i64::from(filter.limit.clamp(1, 1000));
+    let address = filter
+        .address
+        .as_deref()
+        .map(normalise_address)
+        .transpose()?;
+    let list = filter.list.as_deref().map(normalise_list).transpose()?;
+    let (after_address, after_list) = match filter.cursor.as_deref() {
+        Some(cursor) => {
+            let (a, l) = parse_cursor(cursor)?;
+            (Some(a), Some(l))
+        }
+        None => (None, None),
+    };
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM suppressions \
+                 WHERE ($1::text IS NULL OR address = $1) AND ($2::text IS NULL OR list = $2) \
+                 AND ($3::text IS NULL OR (address, list) > ($3, $4::text)) \
+                 ORDER BY address, list LIMIT $5"
+            ),
+            &[&address, &list, &after_address, &after_list, &(limit + 1)],
+        )
+        .await?;
+    let mut items = rows.iter().map(build).collect::<Result<Vec<_>, _>>()?;
+    let next_cursor = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items
+            .last()
+            .map(|s| cursor_of(&s.address, s.list.as_deref().unwrap_or("")))
+    } else {
+        None
+    };
+    Ok(SuppressionPage { items, next_cursor })
+}
+
+/// The suppressions that stop mail from `list` to any of `addresses`.
+pub(super) async fn matching(
+    client: &Client,
+    addresses: &[String],
+    list: &str,
+) -> Result<Vec<Suppression>, StoreError> {
+    let addresses: Vec<String> = addresses
+        .iter()
+        .filter_map(|a| normalise_address(a).ok())
+        .collect();
+    let list = normalise_list(list)?;
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM suppressions WHERE address = ANY($1) AND list IN ('', $2) \
+                 ORDER BY address, list"
+            ),
+            &[&addresses, &list],
+        )
+        .await?;
+    rows.iter().map(build).collect()
+}
+
+/// Recomputes the statuses of messages that got suppressed recipients.
+pub(super) async fn refresh<C: deadpool_postgres::GenericClient + Sync>(
+    client: &C,
+    message_ids: &[String],
+) -> Result<(), StoreError> {
+    if message_ids.is_empty() {
+        return Ok(());
+    }
+    client
+        .execute(&refresh_statuses_sql("id = ANY($1)"), &[&message_ids])
+        .await?;
+    Ok(())
+}
