@@ -29,6 +29,21 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// Largest page of `GET /api/v1/messages` (the store's own limit).
 const MAX_LIMIT: u32 = 1000;
 
+/// A list route's `limit` query parameter: absent or empty gives `default`; anything but a
+/// number from 1 to [`MAX_LIMIT`] is a 422 naming `limit`.
+pub(super) fn page_limit(text: Option<String>, default: u32) -> Result<u32, ApiError> {
+    match text.filter(|text| !text.is_empty()) {
+        None => Ok(default),
+        Some(text) => match text.parse::<u32>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(ApiError::invalid(
+                "limit",
+                format!("limit: expected a number from 1 to {MAX_LIMIT}, got {text:?}"),
+            )),
+        },
+    }
+}
+
 /// How messages posted over HTTP are composed: files named by `path` are read up to
 /// `[delivery] max_message_size` for the queue, and for an `immediate` send (which bypasses
 /// the queue) up to the larger of it and the composer's default, as `send --now` does.
@@ -362,18 +377,7 @@ impl ListQuery {
             .map(|s| s.parse::<Priority>())
             .transpose()
             .map_err(|err| ApiError::invalid("priority", err))?;
-        let limit = match non_empty(self.limit) {
-            None => ListFilter::default().limit,
-            Some(text) => match text.parse::<u32>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-                _ => {
-                    return Err(ApiError::invalid(
-                        "limit",
-                        format!("limit: expected a number from 1 to {MAX_LIMIT}, got {text:?}"),
-                    ));
-                }
-            },
-        };
+        let limit = page_limit(self.limit, ListFilter::default().limit)?;
         Ok(ListFilter {
             status,
             priority,

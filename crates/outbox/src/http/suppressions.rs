@@ -15,9 +15,6 @@ use super::body::JsonObject;
 use super::error::{ApiError, ApiQuery, ErrorBody};
 use super::openapi::schema;
 
-/// Largest page of `GET /api/v1/suppressions` (the store's own limit).
-const MAX_LIMIT: u32 = 1000;
-
 /// The query string of `GET /api/v1/suppressions`.
 #[derive(Debug, Default, Deserialize)]
 pub struct SuppressionQuery {
@@ -57,18 +54,7 @@ pub async fn list_suppressions(
     ApiQuery(query): ApiQuery<SuppressionQuery>,
 ) -> Result<Response, ApiError> {
     let non_empty = |value: Option<String>| value.filter(|v| !v.is_empty());
-    let limit = match non_empty(query.limit) {
-        None => SuppressionFilter::default().limit,
-        Some(text) => match text.parse::<u32>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(ApiError::invalid(
-                    "limit",
-                    format!("limit: expected a number from 1 to {MAX_LIMIT}, got {text:?}"),
-                ));
-            }
-        },
-    };
+    let limit = super::api::page_limit(query.limit, SuppressionFilter::default().limit)?;
     let filter = SuppressionFilter {
         address: non_empty(query.address),
         // `list=` (empty) selects the every-list entries; absent: every entry.
