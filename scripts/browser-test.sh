@@ -4,7 +4,10 @@
 # messages with `outbox send`, then tests/browser/admin.e2e.mjs (playwright-core driving
 # /usr/bin/chromium) logs in, retries one message, removes the other, checks the page and
 # saves test-artifacts/admin.png. The relay is a closed loopback port, so delivery is
-# deferred and both messages stay visible. Fails loudly if anything cannot start.
+# deferred and both messages stay visible. Then the one-click unsubscribe flow: a message
+# sent with --unsubscribe (send --now into an aiosmtpd sink) carries a List-Unsubscribe
+# link; Chromium opens it, presses confirm, and the admin page lists the address as
+# suppressed. Fails loudly if anything cannot start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -23,11 +26,15 @@ outbox="$target_dir/debug/outbox"
 
 work=$(mktemp -d)
 server_pid=""
+sink_pid=""
 cleanup() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
+  local pid
+  for pid in "$server_pid" "$sink_pid"; do
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -36,6 +43,7 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 closed_port=$(free_port)
 http_port=$(free_port)
+sink_port=$(free_port)
 token="browser-test-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 
 cat >"$work/outbox.toml" <<EOF
@@ -48,6 +56,9 @@ connect_timeout = "2s"
 [http]
 listen = "127.0.0.1:$http_port"
 tokens = ["$token"]
+[unsubscribe]
+base_url = "http://127.0.0.1:$http_port"
+secret = "$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
 EOF
 export OUTBOX_CONFIG="$work/outbox.toml"
 
@@ -57,12 +68,26 @@ retry_id=$("$outbox" send --from ops@example.com --to ann@example.org \
 remove_id=$("$outbox" send --from ops@example.com --to bob@example.net --priority high \
   --subject 'Weekly newsletter' --body 'Unsubscribe any time')
 
+# The newsletter, delivered at once into an aiosmtpd sink that prints what it receives.
+python3 -u -m aiosmtpd -n -l "127.0.0.1:$sink_port" >"$work/sink.log" 2>&1 &
+sink_pid=$!
+for _ in $(seq 1 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$sink_port") 2>/dev/null && break
+  sleep 0.1
+done
+"$outbox" send --now --relay "smtp://127.0.0.1:$sink_port" --unsubscribe --list weekly \
+  --from news@example.com --to carol@example.org --subject 'Weekly' --body 'News' >/dev/null
+unsubscribe_url=$(grep -o "List-Unsubscribe: <http://127.0.0.1:$http_port/u/[A-Za-z0-9_.-]*>" "$work/sink.log" |
+  head -n 1 | sed 's/^List-Unsubscribe: <//; s/>$//')
+[ -n "$unsubscribe_url" ] || { echo "browser-test: no List-Unsubscribe link in the delivered message" >&2; cat "$work/sink.log" >&2; exit 1; }
+
 "$outbox" serve >"$work/serve.log" 2>&1 &
 server_pid=$!
 
 status=0
 OUTBOX_URL="http://127.0.0.1:$http_port" OUTBOX_TOKEN="$token" CHROMIUM="$chromium" \
   RETRY_ID="$retry_id" REMOVE_ID="$remove_id" SCREENSHOT_DIR="$root/test-artifacts" \
+  UNSUBSCRIBE_URL="$unsubscribe_url" \
   SERVER_PID="$server_pid" node tests/browser/admin.e2e.mjs || status=$?
 if [ "$status" -ne 0 ]; then
   echo "browser-test: failed; outbox serve log:" >&2

@@ -17,6 +17,7 @@ const retryId = env('RETRY_ID');
 const removeId = env('REMOVE_ID');
 const serverPid = Number(env('SERVER_PID'));
 const shots = env('SCREENSHOT_DIR');
+const unsubscribeUrl = env('UNSUBSCRIBE_URL');
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -167,6 +168,38 @@ try {
   await page.goto(`${base}/`);
   await page.screenshot({ path: join(shots, 'admin.png'), fullPage: true });
   assert.deepEqual(scriptErrors, []);
+
+  // One-click unsubscribe, as the recipient sees it: the link's page asks first and
+  // changes nothing by itself (link scanners follow GETs)...
+  const visitor = await browser.newContext();
+  const reader = await visitor.newPage();
+  reader.on('pageerror', (error) => scriptErrors.push(String(error)));
+  const shown = await reader.goto(unsubscribeUrl);
+  assert.equal(shown.status(), 200);
+  assert.equal(await reader.locator('h1').innerText(), 'Unsubscribe?');
+  assert.match(await reader.locator('main p').innerText(), /weekly.*carol@example\.org/);
+  await page.goto(`${base}/suppressions`);
+  assert.equal(await page.locator('tr[data-address="carol@example.org"]').count(), 0);
+  // ...and the button unsubscribes.
+  const [confirmed] = await Promise.all([
+    reader.waitForNavigation(),
+    reader.click('button[type=submit]'),
+  ]);
+  assert.equal(confirmed.status(), 200);
+  assert.equal(await reader.locator('h1').innerText(), 'You are unsubscribed');
+  await reader.screenshot({ path: join(shots, 'unsubscribed.png') });
+  await reader.goto(unsubscribeUrl);
+  assert.equal(await reader.locator('h1').innerText(), 'You are unsubscribed');
+  // A changed link is refused and changes nothing.
+  const last = unsubscribeUrl.at(-1) === 'A' ? 'B' : 'A';
+  const tampered = await reader.goto(`${unsubscribeUrl.slice(0, -1)}${last}`);
+  assert.equal(tampered.status(), 400);
+  await visitor.close();
+  // The admin page lists the address as suppressed for the list, by the unsubscribe.
+  await page.goto(`${base}/suppressions`);
+  const entry = page.locator('tr[data-address="carol@example.org"] td');
+  assert.equal(await entry.nth(1).innerText(), 'weekly');
+  assert.equal(await entry.nth(2).innerText(), 'unsubscribed');
 
   // Logging out ends the session.
   await Promise.all([page.waitForNavigation(), page.click('header form button')]);

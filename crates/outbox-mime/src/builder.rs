@@ -182,6 +182,19 @@ impl EmailBuilder {
         self
     }
 
+    /// The mailing list the message belongs to (suppression list and unsubscribe links);
+    /// default: the `from` address.
+    pub fn list(mut self, list: impl Into<String>) -> Self {
+        self.spec.list = Some(list.into());
+        self
+    }
+
+    /// One-click unsubscribe headers per recipient (RFC 8058), written at delivery.
+    pub fn list_unsubscribe(mut self, on: bool) -> Self {
+        self.spec.list_unsubscribe = on;
+        self
+    }
+
     /// Headers only, no body.
     pub fn simple_form(mut self, yes: bool) -> Self {
         self.spec.simple_form = yes;

@@ -103,7 +103,7 @@ pub fn compose_with(spec: &EmailSpec, options: &ComposeOptions) -> Result<Messag
         .map(|s| one_address("sender", s))
         .transpose()?;
     validate_delivery_fields(spec)?;
-    let extra = extra_headers(&spec.headers)?;
+    let extra = extra_headers(&spec.headers, spec.list_unsubscribe)?;
     let body_options = body_options(spec, options)?;
     let mut boundaries = Boundaries::new(options.boundary_seed.unwrap_or_else(rand::random));
     let body = if spec.simple_form {
@@ -207,7 +207,7 @@ pub fn compose_part(spec: &EmailSpec) -> Result<Part, ComposeError> {
 
 /// [`compose_part`] with a fixed boundary seed or a file size limit.
 pub fn compose_part_with(spec: &EmailSpec, options: &ComposeOptions) -> Result<Part, ComposeError> {
-    let extra = extra_headers(&spec.headers)?;
+    let extra = extra_headers(&spec.headers, spec.list_unsubscribe)?;
     let body_options = body_options(spec, options)?;
     let mut boundaries = Boundaries::new(options.boundary_seed.unwrap_or_else(rand::random));
     let node = body::build(spec, &body_options, &mut boundaries)?.ok_or(ComposeError::NoBody)?;
@@ -316,8 +316,12 @@ const RESERVED: &[(&str, &str)] = &[
 
 /// Extra headers checked: names are printable ASCII without `:` (RFC 5322 §2.2), values
 /// hold no line break, and none replaces a header written from a spec field. `Date` and
-/// `Message-ID` may be given: they replace the generated ones.
-fn extra_headers(headers: &[(String, String)]) -> Result<Vec<(String, String)>, ComposeError> {
+/// `Message-ID` may be given: they replace the generated ones. With `list_unsubscribe`,
+/// the two unsubscribe headers are Outbox's too (written per recipient at delivery).
+fn extra_headers(
+    headers: &[(String, String)],
+    list_unsubscribe: bool,
+) -> Result<Vec<(String, String)>, ComposeError> {
     let mut out = Vec::with_capacity(headers.len());
     for (name, value) in headers {
         let name = name.trim();
@@ -335,6 +339,16 @@ fn extra_headers(headers: &[(String, String)]) -> Result<Vec<(String, String)>, 
         {
             return Err(ComposeError::InvalidHeaderName {
                 name: name.to_string(),
+            });
+        }
+        let unsubscribe = list_unsubscribe
+            && ["List-Unsubscribe", "List-Unsubscribe-Post"]
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(name));
+        if unsubscribe {
+            return Err(ComposeError::ReservedHeader {
+                name: name.to_string(),
+                field: "list_unsubscribe",
             });
         }
         if let Some((_, field)) = RESERVED.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {

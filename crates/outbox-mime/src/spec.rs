@@ -73,6 +73,10 @@ pub struct EmailSpec {
     /// suppressed for this list (or for every list) is not sent. Default: the `from`
     /// address.
     pub list: Option<String>,
+    /// One-click unsubscribe (RFC 8058): each recipient gets `List-Unsubscribe` (a signed
+    /// link naming it and `list`) and `List-Unsubscribe-Post` headers, written at delivery
+    /// from the `[unsubscribe]` configuration.
+    pub list_unsubscribe: bool,
     /// Headers only, no body.
     pub simple_form: bool,
     /// Deliver now, bypassing the queue.

@@ -48,6 +48,7 @@ mod sqlite;
 mod store;
 mod suppression;
 mod timefmt;
+mod unsubscribe;
 
 pub use error::{StoreError, human_size, sizes};
 pub use model::{
@@ -71,3 +72,4 @@ pub use suppression::{
     SuppressionReason, message_list, normalise_address, normalise_list,
 };
 pub use timefmt::rfc3339;
+pub use unsubscribe::{BadToken, Unsubscribe, UnsubscribeConfigError, UnsubscribeRequest};

@@ -253,6 +253,10 @@ pub struct NewMessage {
     /// for this list, or for every list, is not sent). `None`: the address of the header
     /// `From` (else the envelope sender). Normalised (trimmed, ASCII lowercase) when stored.
     pub list: Option<String>,
+    /// One-click unsubscribe (RFC 8058): each recipient gets `List-Unsubscribe` and
+    /// `List-Unsubscribe-Post` headers with a signed link naming it and the message's list
+    /// (the engine's [`Unsubscribe`](crate::Unsubscribe) writes them at delivery).
+    pub list_unsubscribe: bool,
 }
 
 /// The `Idempotency-Key` of a request that queues one or more messages
@@ -368,7 +372,8 @@ pub struct Claimed {
     pub priority: Priority,
     /// Size of the stored data in bytes.
     pub size: u64,
-    /// True when the message must be merged per recipient (it has tokens or merge values).
+    /// True when the message is written per recipient, one transaction each: it has tokens
+    /// or merge values, or it asked for per-recipient unsubscribe headers.
     pub needs_merge: bool,
     /// The claimed recipients, in id order.
     pub recipients: Vec<ClaimedRecipient>,
@@ -381,6 +386,9 @@ pub struct MessageBody {
     pub data: Vec<u8>,
     /// Default merge values.
     pub tokens: Option<MergeValues>,
+    /// The message's list when it asked for one-click unsubscribe headers
+    /// ([`NewMessage::list_unsubscribe`]); `None` otherwise.
+    pub unsubscribe_list: Option<String>,
 }
 
 /// The result of one delivery attempt for one recipient.

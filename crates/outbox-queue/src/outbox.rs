@@ -12,10 +12,12 @@ use outbox_mime::dkim::DkimSigners;
 use outbox_mime::{ComposeError, ComposeOptions, EmailSpec, Message, compose_with};
 use outbox_smtp::{ServerSpec, SpecError};
 
-use crate::engine::{Connection, Engine, EngineConfig, Route, Transport, TransportError};
+use crate::engine::{
+    Connection, Engine, EngineConfig, ErrorStage, Route, Transport, TransportError,
+};
 use crate::{
     Enqueued, MergeValues, MessageDetail, MessageStatus, NewMessage, NewRecipient, Priority, Store,
-    StoreError,
+    StoreError, Unsubscribe,
 };
 
 /// What can go wrong handing a message to Outbox.
@@ -30,6 +32,13 @@ pub enum OutboxError {
     /// The queue refused or failed (too large, database error, unknown id).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The message asks for one-click unsubscribe headers and this Outbox has no
+    /// unsubscribe links to write ([`EngineConfig::unsubscribe`] is `None`).
+    #[error(
+        "list_unsubscribe: no unsubscribe links are configured (a base URL and a secret), \
+         so the message could not carry them"
+    )]
+    NoUnsubscribeLinks,
 }
 
 /// A raw message for [`Outbox::queue`] (`email_queue`): MIME data already composed.
@@ -57,6 +66,8 @@ pub struct RawMessage {
     pub idempotency_key: Option<String>,
     /// The message's list for the suppression list; `None`: the header From's address.
     pub list: Option<String>,
+    /// One-click unsubscribe headers per recipient ([`NewMessage::list_unsubscribe`]).
+    pub list_unsubscribe: bool,
 }
 
 /// One recipient's result from [`Outbox::send_now`].
@@ -125,18 +136,31 @@ impl Outbox {
 
     /// Composes and queues a message (`email_send`); returns its id once committed.
     pub async fn send(&self, spec: &EmailSpec) -> Result<Enqueued, OutboxError> {
-        Ok(self.store.enqueue(prepare(spec)?).await?)
+        let message = self.checked(prepare(spec)?)?;
+        Ok(self.store.enqueue(message).await?)
     }
 
     /// Queues already-composed MIME data (`email_queue`).
     pub async fn queue(&self, raw: RawMessage) -> Result<Enqueued, OutboxError> {
-        Ok(self.store.enqueue(prepare_raw(raw)?).await?)
+        let message = self.checked(prepare_raw(raw)?)?;
+        Ok(self.store.enqueue(message).await?)
     }
 
     /// Composes and queues many messages in one transaction (`email_batch`): all or none.
     pub async fn batch(&self, specs: &[EmailSpec]) -> Result<Vec<Enqueued>, OutboxError> {
-        let messages = specs.iter().map(prepare).collect::<Result<Vec<_>, _>>()?;
+        let messages = specs
+            .iter()
+            .map(|spec| self.checked(prepare(spec)?))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(self.store.enqueue_batch(messages).await?)
+    }
+
+    /// `message`, unless it asks for what this Outbox cannot do.
+    fn checked(&self, message: NewMessage) -> Result<NewMessage, OutboxError> {
+        if message.list_unsubscribe && self.config.unsubscribe.is_none() {
+            return Err(OutboxError::NoUnsubscribeLinks);
+        }
+        Ok(message)
     }
 
     /// `queued`, `sent` or `error` (`email_status`).
@@ -151,7 +175,8 @@ impl Outbox {
 
     /// Composes and delivers at once, bypassing the queue and its size limit
     /// (`email_immediate`). Recipients sharing a route share a transaction; a merge
-    /// message is one transaction per recipient.
+    /// message is one transaction per recipient. Recipients on the suppression list are
+    /// not sent: their results say which entry stops them.
     pub async fn send_now(&self, spec: &EmailSpec) -> Result<Vec<ImmediateResult>, OutboxError> {
         self.send_now_with(spec, &ComposeOptions::default()).await
     }
@@ -162,14 +187,62 @@ impl Outbox {
         spec: &EmailSpec,
         options: &ComposeOptions,
     ) -> Result<Vec<ImmediateResult>, OutboxError> {
-        let prepared = prepare_with(spec, options)?;
-        Ok(deliver_now(
-            &*self.transport,
-            &prepared,
-            self.config.relay_configured,
-            &self.config.dkim,
-        )
-        .await)
+        let mut prepared = self.checked(prepare_with(spec, options)?)?;
+        let order: Vec<String> = prepared
+            .recipients
+            .iter()
+            .map(|r| r.address.clone())
+            .collect();
+        let mut results = self.refuse_suppressed(&mut prepared).await?;
+        if !prepared.recipients.is_empty() {
+            results.extend(
+                deliver_now(
+                    &*self.transport,
+                    &prepared,
+                    self.config.relay_configured,
+                    &self.config.dkim,
+                    self.config.unsubscribe.as_deref(),
+                )
+                .await,
+            );
+        }
+        results.sort_by_key(|r| order.iter().position(|a| *a == r.address));
+        Ok(results)
+    }
+
+    /// Takes the recipients on the suppression list (for every list or the message's) out
+    /// of `message`, each as a refused result saying which entry stops it.
+    async fn refuse_suppressed(
+        &self,
+        message: &mut NewMessage,
+    ) -> Result<Vec<ImmediateResult>, OutboxError> {
+        let list = crate::suppression::message_list(message)?;
+        let addresses: Vec<String> = message
+            .recipients
+            .iter()
+            .map(|r| r.address.clone())
+            .collect();
+        let found = self.store.suppressed(&addresses, &list).await?;
+        if found.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut refused = Vec::new();
+        message.recipients.retain(|recipient| {
+            let key = crate::suppression::normalise_address(&recipient.address).unwrap_or_default();
+            // The every-list entry comes first (ordered by list) and wins.
+            match found.iter().find(|s| s.address == key) {
+                Some(suppression) => {
+                    refused.push(ImmediateResult {
+                        address: recipient.address.clone(),
+                        accepted: false,
+                        reply: suppression.reply(),
+                    });
+                    false
+                }
+                None => true,
+            }
+        });
+        Ok(refused)
     }
 }
 
@@ -199,6 +272,7 @@ fn prepare_composed(spec: &EmailSpec, message: Message) -> Result<NewMessage, Ou
         subject: spec.subject.clone(),
         idempotency_key: None,
         list: spec.list.clone(),
+        list_unsubscribe: spec.list_unsubscribe,
     })
 }
 
@@ -235,6 +309,7 @@ pub fn prepare_raw(raw: RawMessage) -> Result<NewMessage, OutboxError> {
         tokens: is_merge.then_some(raw.tokens),
         idempotency_key: raw.idempotency_key,
         list: raw.list,
+        list_unsubscribe: raw.list_unsubscribe,
     })
 }
 
@@ -264,16 +339,36 @@ fn routes(message: &NewMessage, relay_configured: bool) -> Vec<(Route, Vec<&NewR
 
 /// Delivers a prepared message at once over `transport`, without a store
 /// (`email_immediate`): one connection per route, one transaction per route or, for a
-/// merge message, per recipient. Each transaction's data is DKIM-signed by `dkim` (merge
-/// messages after the merge, per recipient). Results come in the order the recipients were
-/// given.
+/// merge message or one with unsubscribe headers (written by `unsubscribe`), per
+/// recipient. Each transaction's data is DKIM-signed by `dkim` (per-recipient copies after
+/// the merge and the headers). Results come in the order the recipients were given.
 pub async fn deliver_now(
     transport: &dyn Transport,
     message: &NewMessage,
     relay_configured: bool,
     dkim: &DkimSigners,
+    unsubscribe: Option<&Unsubscribe>,
 ) -> Vec<ImmediateResult> {
-    let merging = message.tokens.is_some();
+    let list = if message.list_unsubscribe {
+        match crate::suppression::message_list(message) {
+            Ok(list) => Some(list),
+            Err(err) => {
+                let reply = format!("list: {err}");
+                return refuse_all(message, &reply);
+            }
+        }
+    } else {
+        None
+    };
+    if list.is_some() && unsubscribe.is_none() {
+        return refuse_all(message, crate::signing::NO_UNSUBSCRIBE_CONFIG);
+    }
+    let finish = Finish {
+        dkim,
+        unsubscribe,
+        list: list.as_deref(),
+    };
+    let merging = message.tokens.is_some() || message.list_unsubscribe;
     let mut results = Vec::new();
     for (route, recipients) in routes(message, relay_configured) {
         let mut connection = match transport.connect(&route).await {
@@ -294,7 +389,7 @@ pub async fn deliver_now(
                 results.extend(group.iter().map(|r| failed(&r.address, err)));
                 continue;
             }
-            match transaction(&mut *connection, message, &group, merging, dkim).await {
+            match transaction(&mut *connection, message, &group, merging, &finish).await {
                 Ok(group_results) => results.extend(group_results),
                 Err(err) => {
                     results.extend(group.iter().map(|r| failed(&r.address, &err)));
@@ -313,21 +408,57 @@ pub async fn deliver_now(
     results
 }
 
-/// One transaction for `group`; a merge message is merged for its (only) recipient: its
-/// merge values first, then the message's tokens.
+/// How [`deliver_now`] finishes each transaction's data.
+struct Finish<'a> {
+    dkim: &'a DkimSigners,
+    unsubscribe: Option<&'a Unsubscribe>,
+    /// The message's list when it asked for unsubscribe headers.
+    list: Option<&'a str>,
+}
+
+/// Every recipient refused with `reply`, nothing sent.
+fn refuse_all(message: &NewMessage, reply: &str) -> Vec<ImmediateResult> {
+    message
+        .recipients
+        .iter()
+        .map(|r| ImmediateResult {
+            address: r.address.clone(),
+            accepted: false,
+            reply: reply.to_string(),
+        })
+        .collect()
+}
+
+/// One transaction for `group`; a message written per recipient is made for its (only)
+/// recipient: merged (its merge values first, then the message's tokens) and given its
+/// unsubscribe headers.
 async fn transaction(
     connection: &mut dyn Connection,
     message: &NewMessage,
     group: &[&NewRecipient],
     merging: bool,
-    dkim: &DkimSigners,
+    finish: &Finish<'_>,
 ) -> Result<Vec<ImmediateResult>, TransportError> {
-    let data = if merging {
-        let values = group.first().and_then(|r| r.merge.as_ref());
-        let merged = outbox_mime::merge_message(&message.data, &(values, message.tokens.as_ref()));
-        crate::signing::sign(dkim, Cow::Owned(merged))
-    } else {
-        crate::signing::sign(dkim, Cow::Borrowed(&message.data))
+    let data = match group.first() {
+        Some(first) if merging => {
+            let personal = crate::signing::Personal {
+                address: &first.address,
+                merge: first.merge.as_ref(),
+                tokens: message.tokens.as_ref(),
+                unsubscribe_list: finish.list,
+                message_id: None,
+            };
+            // `deliver_now` refused the message already when the links are missing.
+            let data = crate::signing::personalise(
+                &message.data,
+                &personal,
+                finish.unsubscribe,
+                finish.dkim,
+            )
+            .map_err(|reason| TransportError::new(ErrorStage::Local, reason, true))?;
+            Cow::Owned(data)
+        }
+        _ => crate::signing::sign(finish.dkim, Cow::Borrowed(&message.data)),
     };
     let addresses: Vec<&str> = group.iter().map(|r| r.address.as_str()).collect();
     let report = connection

@@ -23,6 +23,8 @@ pub(crate) struct PreparedMessage {
     pub idempotency_key: Option<String>,
     /// The message's list, normalised (see [`NewMessage::list`]).
     pub list: String,
+    /// 1 when the message asked for one-click unsubscribe headers, else 0.
+    pub list_unsubscribe: i64,
     pub recipients: Vec<PreparedRecipient>,
 }
 
@@ -97,6 +99,7 @@ pub(crate) fn prepare_message(
         relay: message.relay,
         idempotency_key: message.idempotency_key,
         list,
+        list_unsubscribe: i64::from(message.list_unsubscribe),
         recipients,
     })
 }

@@ -30,7 +30,8 @@ pub(crate) struct MessageInfo {
     pub envelope_from: String,
     pub relay: Option<String>,
     pub size: i64,
-    pub has_tokens: bool,
+    /// Written per recipient: it has tokens, or asked for unsubscribe headers.
+    pub per_recipient: bool,
 }
 
 /// Groups claimed rows into work units by (message, route), in claim order (priority,
@@ -75,7 +76,7 @@ pub(crate) fn group(
                     relay: message.relay.clone(),
                     priority: Priority::from_rank(row.priority)?,
                     size: u64::try_from(message.size).unwrap_or(0),
-                    needs_merge: message.has_tokens || recipient.merge.is_some(),
+                    needs_merge: message.per_recipient || recipient.merge.is_some(),
                     recipients: vec![recipient],
                 });
             }

@@ -121,6 +121,12 @@ const SUPPRESSIONS_LIST: &str = "CREATE TABLE suppressions (
     ALTER TABLE messages ADD COLUMN list TEXT NOT NULL DEFAULT '';
     UPDATE messages SET list = lower(envelope_from);";
 
+/// Migration 6: `messages.list_unsubscribe` (0 or 1): the message asked for one-click
+/// unsubscribe (RFC 8058), so the engine writes it per recipient with `List-Unsubscribe`
+/// and `List-Unsubscribe-Post` headers naming that recipient and `messages.list`.
+const LIST_UNSUBSCRIBE: &str =
+    "ALTER TABLE messages ADD COLUMN list_unsubscribe BIGINT NOT NULL DEFAULT 0;";
+
 /// SQLite migrations: (version, SQL).
 pub(crate) const SQLITE: &[(i64, &str)] = &[
     (
@@ -181,6 +187,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (3, SQLITE_LEDGER),
     (4, SUSPENSIONS),
     (5, SUPPRESSIONS_LIST),
+    (6, LIST_UNSUBSCRIBE),
 ];
 
 /// Migration 3 with SQLite's types.
@@ -249,6 +256,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (3, POSTGRES_LEDGER),
     (4, SUSPENSIONS),
     (5, SUPPRESSIONS_LIST),
+    (6, LIST_UNSUBSCRIBE),
 ];
 
 /// The statement that recomputes the status of every message matching `condition`

@@ -92,6 +92,11 @@ pub struct MessageArgs {
     /// From address): a recipient suppressed for this list, or for every list, is not sent.
     #[arg(long, value_name = "NAME")]
     pub list: Option<String>,
+    /// One-click unsubscribe (RFC 8058): each recipient gets List-Unsubscribe and
+    /// List-Unsubscribe-Post headers with a signed link for its address and the list
+    /// (needs [unsubscribe] base_url and secret in the configuration).
+    #[arg(long)]
+    pub unsubscribe: bool,
     /// Headers only, no body.
     #[arg(long)]
     pub simple_form: bool,
@@ -207,6 +212,9 @@ impl MessageArgs {
         }
         if let Some(list) = self.list {
             spec.list = Some(list);
+        }
+        if self.unsubscribe {
+            spec.list_unsubscribe = true;
         }
         if let Some(reply_to) = self.reply_to {
             spec.reply_to = Some(reply_to);

@@ -282,6 +282,81 @@ fn merge_messages_are_signed_per_recipient_after_the_merge() {
     assert_eq!(hashes.len(), 3, "each recipient's body hashed: {hashes:?}");
 }
 
+/// A bulk newsletter with one-click unsubscribe: each copy's List-Unsubscribe names its
+/// own recipient, the signature covers both unsubscribe headers (and over-signs them, so
+/// that none can be added), and both verifiers accept every copy.
+#[test]
+fn unsubscribe_headers_are_per_recipient_and_signed() {
+    let keys = [("s1", testdata("rsa2048.pem"))];
+    let keys: Vec<(&str, &str)> = keys.iter().map(|(s, f)| (*s, f.as_str())).collect();
+    let dns = dns(&keys);
+    let work = workdir(&keys);
+    let mut config = std::fs::read_to_string(work.path().join("outbox.toml")).unwrap();
+    config.push_str(
+        "[unsubscribe]\nbase_url = \"https://mail.example.test\"\n\
+         secret = \"dkim-test-unsubscribe-secret\"\nmailto = \"unsubscribe@example.test\"\n",
+    );
+    work.write("outbox.toml", config);
+    work.write("people.csv", "email\nann@y.test\nbob@z.test\n");
+    let out = work.run(&[
+        "bulk",
+        "--recipients",
+        "people.csv",
+        "--from",
+        "News <news@example.test>",
+        "--subject",
+        "Weekly",
+        "--body",
+        "This week.",
+        "--unsubscribe",
+        "--list",
+        "weekly",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed = work.queue_list();
+    let id = listed[0]["id"].as_str().unwrap().to_string();
+    let show = work.run(&["--json", "queue", "show", &id]);
+    let show: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(
+        show["unsubscribe"],
+        serde_json::json!({"list": "weekly", "configured": true})
+    );
+    let show = stdout(&work.run(&["queue", "show", &id]));
+    assert!(
+        show.contains("unsubscribe: one-click links for list weekly\n"),
+        "{show}"
+    );
+    let got = work.deliver_all();
+    assert_eq!(got.len(), 2, "one transaction per recipient");
+    let links = outbox_queue::Unsubscribe::new(
+        "https://mail.example.test",
+        b"dkim-test-unsubscribe-secret",
+        None,
+    )
+    .unwrap();
+    for message in &got {
+        let text = String::from_utf8_lossy(&message.data);
+        let token = text
+            .split("List-Unsubscribe: <https://mail.example.test/u/")
+            .nth(1)
+            .and_then(|rest| rest.split('>').next())
+            .unwrap_or_else(|| panic!("no link: {text}"));
+        let named = links.verify(token).unwrap();
+        assert_eq!(named.address, message.envelope.rcpt_to[0]);
+        assert_eq!(named.list, "weekly");
+        assert!(text.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"));
+        let h = text.split(" h=").nth(1).unwrap().split(';').next().unwrap();
+        let h: String = h
+            .split_whitespace()
+            .collect::<String>()
+            .to_ascii_lowercase();
+        let count = |name: &str| h.split(':').filter(|n| *n == name).count();
+        assert_eq!(count("list-unsubscribe"), 2, "signed and over-signed: {h}");
+        assert_eq!(count("list-unsubscribe-post"), 2, "{h}");
+        both_verify(&message.data, &dns);
+    }
+}
+
 #[test]
 fn send_now_signs_and_an_added_subject_breaks_the_signature() {
     let keys = [("s1", testdata("rsa2048.pem"))];

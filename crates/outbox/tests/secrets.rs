@@ -34,6 +34,7 @@ const POSTGRES_PASSWORD: &str = "pg-pw-Z1y2X3w4v5";
 /// A message's own relay (`send --relay`), a second account on the same relay.
 const MESSAGE_RELAY_USER: &str = "mailer2";
 const MESSAGE_RELAY_PASSWORD: &str = "msg-relay-pw-R4t5Y6u7";
+const UNSUBSCRIBE_SECRET: &str = "unsub-secret-P0o9I8u7Y6t5";
 
 /// Every secret and what it is, for the failure message.
 const SECRETS: &[(&str, &str)] = &[
@@ -44,6 +45,7 @@ const SECRETS: &[(&str, &str)] = &[
     ("wrong listener password", WRONG_PASSWORD),
     ("PostgreSQL password", POSTGRES_PASSWORD),
     ("a message's relay password", MESSAGE_RELAY_PASSWORD),
+    ("unsubscribe secret", UNSUBSCRIBE_SECRET),
 ];
 
 /// Every output of the run, by where it came from.
@@ -119,6 +121,9 @@ tokens = ["{TOKEN_A}", "{TOKEN_B}"]
 [smtp_listener]
 listen = "127.0.0.1:0"
 users = {{ {LISTENER_USER} = "{LISTENER_PASSWORD}" }}
+[unsubscribe]
+base_url = "https://mail.example.com"
+secret = "{UNSUBSCRIBE_SECRET}"
 "#
     )
 }
@@ -278,6 +283,16 @@ fn no_secret_in_any_output_at_trace_level() {
     );
     let relay_id = stdout(&queued_relay).trim().to_string();
     outputs.add_output("send --relay", &queued_relay);
+    // A message with unsubscribe links, signed with the unsubscribe secret.
+    let mut with_links = SEND.to_vec();
+    with_links.push("--unsubscribe");
+    let queued_links = run(&work, &with_links);
+    assert!(
+        queued_links.status.success(),
+        "send --unsubscribe: {}",
+        stderr(&queued_links)
+    );
+    outputs.add_output("send --unsubscribe", &queued_links);
     let delivered = run(&work, &["deliver", "--until-empty"]);
     assert!(
         delivered.status.success(),
@@ -288,9 +303,12 @@ fn no_secret_in_any_output_at_trace_level() {
     let received = relay.memory_sink().unwrap().messages();
     assert_eq!(
         received.len(),
-        3,
-        "every message reached the relay after AUTH"
+        4,
+        "every message (queued, --now, own relay, with links) reached the relay after AUTH"
     );
+    for message in &received {
+        outputs.add("a delivered message", &message.data);
+    }
     // Proof that the trace reached the SMTP conversation, where a password could show.
     assert!(
         outputs.text("deliver: stderr").contains("AUTH"),
@@ -318,6 +336,11 @@ fn no_secret_in_any_output_at_trace_level() {
     let checks: Vec<(&str, Vec<String>, &str)> = vec![
         ("GET /metrics", vec!["-H".into(), bearer.clone(), format!("{base}/metrics")], "200"),
         ("GET /metrics without a token", vec![format!("{base}/metrics")], "401"),
+        (
+            "POST /u/ with a forged token",
+            vec!["-d".into(), "List-Unsubscribe=One-Click".into(), format!("{base}/u/YW5uQHgueQp3ZWVrbHkK.AAAA")],
+            "400",
+        ),
         (
             "GET /api/v1/messages with a wrong token",
             vec!["-H".into(), "Authorization: Bearer not-the-token-at-all".into(), format!("{base}/api/v1/messages")],

@@ -458,6 +458,7 @@ async fn take_more(shared: &Shared, route: &Route) -> Option<Claimed> {
 }
 
 /// What one transaction left to do.
+#[derive(Default)]
 struct Sent {
     /// The connection is gone.
     lost: bool,
@@ -481,14 +482,24 @@ async fn send_group(
 ) -> Sent {
     let started = Instant::now();
     let at = OffsetDateTime::now_utc();
-    let (merged, signed);
+    let (personal, signed);
     let data: &[u8] = if unit.needs_merge {
-        let recipient_values = group.first().and_then(|r| r.merge.as_ref());
-        merged = shared.sign_merged(outbox_mime::merge_message(
-            &body.data,
-            &(recipient_values, body.tokens.as_ref()),
-        ));
-        &merged
+        // One recipient per transaction (the groups of a per-recipient message).
+        let Some(first) = group.first() else {
+            return Sent::default();
+        };
+        personal = match shared.personalise(&unit.message_id, body, first) {
+            Ok(data) => data,
+            Err(reason) => {
+                tracing::warn!(message = %unit.message_id, "{reason}");
+                for recipient in group {
+                    let delivery = settle(shared, recipient, Verdict::Transient, reason);
+                    record(shared, unit, recipient, delivery, None, at, started);
+                }
+                return Sent::default();
+            }
+        };
+        &personal
     } else {
         signed = shared.signed_body(&unit.message_id, body);
         &signed.data

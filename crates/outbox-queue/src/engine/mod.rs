@@ -51,7 +51,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::{
-    ClaimedRecipient, ListFilter, MessageBody, MessageStatus, Store, StoreError, WorkerInfo,
+    ClaimedRecipient, ListFilter, MessageBody, MessageStatus, Store, StoreError, Unsubscribe,
+    WorkerInfo,
 };
 
 use completer::Completer;
@@ -102,6 +103,9 @@ pub struct EngineConfig {
     pub allow_program_relay: bool,
     /// `[[dkim]]`: the signers of outgoing messages; empty: nothing is signed.
     pub dkim: Arc<DkimSigners>,
+    /// `[unsubscribe]`: the links written into messages that ask for one-click
+    /// unsubscribe. `None`: such messages are deferred, not sent without them.
+    pub unsubscribe: Option<Arc<Unsubscribe>>,
 }
 
 impl EngineConfig {
@@ -138,6 +142,7 @@ impl Default for EngineConfig {
             poll_interval: Duration::from_secs(1),
             allow_program_relay: false,
             dkim: Arc::default(),
+            unsubscribe: None,
         }
     }
 }
@@ -208,15 +213,37 @@ impl Shared {
         }
         let signed = match crate::signing::sign(&self.config.dkim, Cow::Borrowed(&body.data)) {
             Cow::Borrowed(_) => body.clone(),
-            Cow::Owned(data) => Arc::new(MessageBody { data, tokens: None }),
+            Cow::Owned(data) => Arc::new(MessageBody {
+                data,
+                tokens: None,
+                unsubscribe_list: None,
+            }),
         };
         self.signed.insert(message_id, signed.clone());
         signed
     }
 
-    /// A merged message, DKIM-signed for its recipient.
-    pub fn sign_merged(&self, merged: Vec<u8>) -> Vec<u8> {
-        crate::signing::sign(&self.config.dkim, Cow::Owned(merged)).into_owned()
+    /// One recipient's copy of a message written per recipient (merged, with its
+    /// unsubscribe headers), DKIM-signed.
+    pub fn personalise(
+        &self,
+        message_id: &str,
+        body: &MessageBody,
+        recipient: &ClaimedRecipient,
+    ) -> Result<Vec<u8>, &'static str> {
+        let personal = crate::signing::Personal {
+            address: &recipient.address,
+            merge: recipient.merge.as_ref(),
+            tokens: body.tokens.as_ref(),
+            unsubscribe_list: body.unsubscribe_list.as_deref(),
+            message_id: Some(message_id),
+        };
+        crate::signing::personalise(
+            &body.data,
+            &personal,
+            self.config.unsubscribe.as_deref(),
+            &self.config.dkim,
+        )
     }
 
     /// Counts and logs a failed store step that will be retried.

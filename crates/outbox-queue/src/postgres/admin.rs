@@ -28,7 +28,8 @@ pub(super) async fn message_body(
     // connection, so each read is one round trip.
     let statement = client
         .prepare_cached(
-            "SELECT b.data, m.tokens FROM messages m JOIN bodies b ON b.message_id = m.id WHERE m.id = $1",
+            "SELECT b.data, m.tokens, CASE WHEN m.list_unsubscribe <> 0 THEN m.list END FROM messages m JOIN bodies b ON b.message_id = m.id \
+             WHERE m.id = $1",
         )
         .await?;
     let row = client
@@ -38,6 +39,7 @@ pub(super) async fn message_body(
     Ok(MessageBody {
         data: row.get(0),
         tokens: parse_merge(row.get(1))?,
+        unsubscribe_list: row.get(2),
     })
 }
 

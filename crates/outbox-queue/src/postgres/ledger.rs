@@ -57,7 +57,7 @@ pub(crate) fn claim_sql(route: Option<&RouteFilter>) -> String {
          WHERE r.id = due.id \
          RETURNING r.id, r.message_id, r.address, r.domain, r.route, r.attempts, r.merge, \
                    r.priority, r.next_attempt_at, r.lease_epoch, \
-                   m.envelope_from, m.relay, m.size, m.tokens IS NOT NULL, sup.reply IS NOT NULL",
+                   m.envelope_from, m.relay, m.size, (m.tokens IS NOT NULL OR m.list_unsubscribe <> 0), sup.reply IS NOT NULL",
         arms.join(" UNION ALL "),
         super::suppress::reply_of("due.address", "m.list")
     )
@@ -113,7 +113,7 @@ pub(super) async fn claim(
                     envelope_from: row.get(10),
                     relay: row.get(11),
                     size: row.get(12),
-                    has_tokens: row.get(13),
+                    per_recipient: row.get(13),
                 });
             RawClaim {
                 id: row.get(0),
@@ -331,7 +331,8 @@ pub(super) async fn message_bodies(
 ) -> Result<Vec<(String, MessageBody)>, StoreError> {
     let rows = client
         .query(
-            "SELECT m.id, b.data, m.tokens FROM messages m JOIN bodies b ON b.message_id = m.id \
+            "SELECT m.id, b.data, m.tokens, CASE WHEN m.list_unsubscribe <> 0 THEN m.list END \
+             FROM messages m JOIN bodies b ON b.message_id = m.id \
              WHERE m.id = ANY($1)",
             &[&ids],
         )
@@ -343,6 +344,7 @@ pub(super) async fn message_bodies(
                 MessageBody {
                     data: row.get(1),
                     tokens: parse_merge(row.get(2))?,
+                    unsubscribe_list: row.get(3),
                 },
             ))
         })

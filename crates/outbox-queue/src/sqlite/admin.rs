@@ -19,14 +19,15 @@ fn not_found(id: &str) -> StoreError {
 }
 
 pub(super) fn message_body(conn: &Connection, id: &str) -> Result<MessageBody, StoreError> {
-    let (data, tokens): (Vec<u8>, Option<String>) = conn
-        .prepare_cached("SELECT b.data, m.tokens FROM messages m JOIN bodies b ON b.message_id = m.id WHERE m.id = ?1")?
-        .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+    let (data, tokens, unsubscribe_list): (Vec<u8>, Option<String>, Option<String>) = conn
+        .prepare_cached("SELECT b.data, m.tokens, CASE WHEN m.list_unsubscribe <> 0 THEN m.list END FROM messages m JOIN bodies b ON b.message_id = m.id WHERE m.id = ?1")?
+        .query_row([id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
         .optional()?
         .ok_or_else(|| not_found(id))?;
     Ok(MessageBody {
         data,
         tokens: parse_merge(tokens)?,
+        unsubscribe_list,
     })
 }
 

@@ -109,7 +109,8 @@ pub(super) fn claim(
     }
     let message_ids: BTreeSet<&str> = rows.iter().map(|r| r.message_id.as_str()).collect();
     let mut select = tx.prepare_cached(
-        "SELECT id, envelope_from, relay, size, tokens IS NOT NULL FROM messages \
+        "SELECT id, envelope_from, relay, size, tokens IS NOT NULL OR list_unsubscribe <> 0 \
+         FROM messages \
          WHERE id IN (SELECT value FROM json_each(?1))",
     )?;
     let mut infos: HashMap<String, MessageInfo> = select
@@ -120,7 +121,7 @@ pub(super) fn claim(
                     envelope_from: row.get(1)?,
                     relay: row.get(2)?,
                     size: row.get(3)?,
-                    has_tokens: row.get(4)?,
+                    per_recipient: row.get(4)?,
                 },
             ))
         })?
@@ -275,7 +276,8 @@ pub(super) fn message_bodies(
     ids: &[String],
 ) -> Result<Vec<(String, MessageBody)>, StoreError> {
     let mut select = conn.prepare_cached(
-        "SELECT m.id, b.data, m.tokens FROM messages m JOIN bodies b ON b.message_id = m.id \
+        "SELECT m.id, b.data, m.tokens, CASE WHEN m.list_unsubscribe <> 0 THEN m.list END \
+         FROM messages m JOIN bodies b ON b.message_id = m.id \
          WHERE m.id IN (SELECT value FROM json_each(?1))",
     )?;
     let rows = select.query_map([json(&ids)?], |row| {
@@ -283,16 +285,18 @@ pub(super) fn message_bodies(
             row.get::<_, String>(0)?,
             row.get::<_, Vec<u8>>(1)?,
             row.get::<_, Option<String>>(2)?,
+            row.get::<_, Option<String>>(3)?,
         ))
     })?;
     let mut bodies = Vec::new();
     for row in rows {
-        let (id, data, tokens) = row?;
+        let (id, data, tokens, unsubscribe_list) = row?;
         bodies.push((
             id,
             MessageBody {
                 data,
                 tokens: parse_merge(tokens)?,
+                unsubscribe_list,
             },
         ));
     }

@@ -54,6 +54,9 @@ pub async fn run(globals: &Globals, args: BulkArgs) -> anyhow::Result<()> {
     let limit = config.delivery.max_message_size.0;
     let spec = args.message.into_spec(limit)?;
     crate::message_args::check_queued_relay(&spec, config.delivery.allow_program_relay)?;
+    if spec.list_unsubscribe {
+        config.unsubscribe.required()?;
+    }
     let path = &args.recipients;
     let file = File::open(path)
         .with_context(|| format!("--recipients: cannot open {}", path.display()))?;
@@ -173,6 +176,7 @@ impl<'a> BatchWriter<'a> {
             tokens: Some(spec.tokens.clone()),
             idempotency_key: None,
             list: spec.list.clone(),
+            list_unsubscribe: spec.list_unsubscribe,
         })
     }
 

@@ -326,6 +326,17 @@ fn dkim_plan(config: &Config, data: &[u8]) -> Result<Vec<String>, String> {
     }
 }
 
+/// `{"list": L, "configured": bool}` for a message with unsubscribe links, else null.
+fn unsubscribe_json(config: &Config, list: Option<&str>) -> serde_json::Value {
+    match list {
+        Some(list) => json!({
+            "list": list,
+            "configured": matches!(config.unsubscribe.links(), Ok(Some(_))),
+        }),
+        None => serde_json::Value::Null,
+    }
+}
+
 fn dkim_json(plan: &Result<Vec<String>, String>) -> serde_json::Value {
     match plan {
         Ok(signatures) => json!({ "signed": true, "signatures": signatures }),
@@ -342,6 +353,7 @@ async fn run_show(store: &dyn Store, config: &Config, json: bool, id: &str) -> a
     if json {
         let mut object = serde_json::to_value(&summary)?;
         object["dkim"] = dkim_json(&dkim);
+        object["unsubscribe"] = unsubscribe_json(config, body.unsubscribe_list.as_deref());
         object["recipients"] = serde_json::to_value(&detail.recipients)?;
         object["recipient_count"] = json!(summary.recipients);
         object["attempts"] = serde_json::to_value(&attempts)?;
@@ -366,6 +378,15 @@ async fn run_show(store: &dyn Store, config: &Config, json: bool, id: &str) -> a
         Err(reason) => {
             let _ = writeln!(out, "dkim:      unsigned ({reason})");
         }
+    }
+    if let Some(list) = &body.unsubscribe_list {
+        let _ = match config.unsubscribe.links() {
+            Ok(Some(_)) => writeln!(out, "unsubscribe: one-click links for list {list}"),
+            _ => writeln!(
+                out,
+                "unsubscribe: one-click links for list {list} (not configured: [unsubscribe] base_url and secret; held back)"
+            ),
+        };
     }
     let _ = writeln!(out, "\nrecipients:");
     let header = ["ADDRESS", "STATE", "TRIES", "LAST REPLY"].map(String::from);

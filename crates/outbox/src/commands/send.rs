@@ -53,6 +53,9 @@ pub async fn run(globals: &Globals, args: SendArgs) -> anyhow::Result<()> {
 /// Queues the message; prints its id once it is durably stored.
 async fn send_queued(config: &Config, spec: &EmailSpec, limit: u64) -> anyhow::Result<()> {
     crate::message_args::check_queued_relay(spec, config.delivery.allow_program_relay)?;
+    if spec.list_unsubscribe {
+        config.unsubscribe.required()?;
+    }
     let outbox = app::outbox(config).await?;
     let message = outbox_queue::prepare_with(spec, &compose_options(limit))?;
     let enqueued = outbox.store().enqueue(message).await?;
@@ -87,6 +90,10 @@ async fn send_now(
     ignore_suppression: bool,
 ) -> anyhow::Result<()> {
     let mut message = outbox_queue::prepare_with(spec, &compose_options(limit))?;
+    let links = match spec.list_unsubscribe {
+        true => Some(config.unsubscribe.required()?),
+        false => None,
+    };
     let total = message.recipients.len();
     let mut refused = 0;
     if !ignore_suppression {
@@ -113,6 +120,7 @@ async fn send_now(
             &message,
             config.delivery.relay.is_some(),
             &dkim,
+            links.as_deref(),
         )
         .await
     };

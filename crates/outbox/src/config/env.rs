@@ -74,6 +74,9 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ),
     ("smtp_listener", "auth_failure_window", Kind::Text),
     ("sendmail", "domain", Kind::Text),
+    ("unsubscribe", "base_url", Kind::Text),
+    ("unsubscribe", "secret", Kind::Text),
+    ("unsubscribe", "mailto", Kind::Text),
 ];
 
 /// Variables that start with `OUTBOX_` but are not configuration keys.

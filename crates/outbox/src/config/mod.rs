@@ -13,6 +13,7 @@ pub mod units;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -41,6 +42,7 @@ pub struct Config {
     pub mta_sts: MtaStsConfig,
     /// `[[dkim]]`: signing domains, selectors and keys.
     pub dkim: Vec<dkim::DkimEntry>,
+    pub unsubscribe: UnsubscribeConfig,
 }
 
 impl Default for Config {
@@ -56,6 +58,7 @@ impl Default for Config {
             shaping: Vec::new(),
             mta_sts: MtaStsConfig::default(),
             dkim: Vec::new(),
+            unsubscribe: UnsubscribeConfig::default(),
         }
     }
 }
@@ -190,6 +193,49 @@ pub struct DnsConfig {
 pub struct TlsConfig {
     /// A PEM file of extra trust anchors, beside the built-in web PKI roots.
     pub ca_file: Option<PathBuf>,
+}
+
+/// `[unsubscribe]`: one-click unsubscribe links (RFC 8058) for messages that ask for them.
+/// `base_url` and `secret` go together; without them a message with `list_unsubscribe` is
+/// refused when it is queued.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UnsubscribeConfig {
+    /// Where `serve` is reached from the internet: links are `BASE_URL/u/TOKEN`.
+    pub base_url: Option<String>,
+    /// The key of the links' signatures (16 octets or more; keep it: changing it breaks
+    /// every link already mailed).
+    pub secret: Option<String>,
+    /// A second `List-Unsubscribe` URI, `mailto:ADDRESS?subject=unsubscribe%20TOKEN`.
+    pub mailto: Option<String>,
+}
+
+impl UnsubscribeConfig {
+    /// The links, when configured; an error names the key at fault (never the secret).
+    pub fn links(&self) -> anyhow::Result<Option<Arc<outbox_queue::Unsubscribe>>> {
+        match (&self.base_url, &self.secret) {
+            (None, None) if self.mailto.is_none() => Ok(None),
+            (Some(base_url), Some(secret)) => {
+                outbox_queue::Unsubscribe::new(base_url, secret.as_bytes(), self.mailto.as_deref())
+                    .map(|links| Some(Arc::new(links)))
+                    .map_err(|err| anyhow::anyhow!("configuration: unsubscribe.{err}"))
+            }
+            _ => bail!(
+                "configuration: unsubscribe.base_url and unsubscribe.secret go together (and \
+                 unsubscribe.mailto needs both)"
+            ),
+        }
+    }
+
+    /// The links a message with `list_unsubscribe` needs, or the error that refuses it.
+    pub fn required(&self) -> anyhow::Result<Arc<outbox_queue::Unsubscribe>> {
+        self.links()?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "list_unsubscribe: set [unsubscribe] base_url and secret in the configuration \
+                 to send one-click unsubscribe links"
+            )
+        })
+    }
 }
 
 /// `[mta_sts]`: recipient domains' MTA-STS policies (RFC 8461) for direct MX delivery.
@@ -458,6 +504,7 @@ impl Config {
         }
         shaping::rules(&self.shaping)?;
         dkim::check(&self.dkim)?;
+        self.unsubscribe.links()?;
         if d.max_attempts == 0 {
             bail!("configuration: delivery.max_attempts must be at least 1");
         }
@@ -650,6 +697,57 @@ pub(crate) mod tests {
             let err = format!("{:#}", parse(text).unwrap_err());
             assert!(err.contains(wanted), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn unsubscribe_settings_go_together_and_never_show_the_secret() {
+        assert!(parse("").unwrap().unsubscribe.links().unwrap().is_none());
+        let good = parse(
+            "[unsubscribe]\nbase_url = \"https://mail.example.com/\"\n\
+             secret = \"0123456789abcdef-secret\"\nmailto = \"unsubscribe@example.com\"\n",
+        )
+        .unwrap();
+        let links = good.unsubscribe.required().unwrap();
+        assert!(
+            links
+                .link("a@b.test", "l", None)
+                .starts_with("https://mail.example.com/u/")
+        );
+        for (text, wanted) in [
+            (
+                "[unsubscribe]\nbase_url = \"https://x.test\"\n",
+                "unsubscribe.base_url and unsubscribe.secret go together",
+            ),
+            (
+                "[unsubscribe]\nmailto = \"u@x.test\"\n",
+                "unsubscribe.base_url and unsubscribe.secret go together",
+            ),
+            (
+                "[unsubscribe]\nbase_url = \"x.test\"\nsecret = \"shh-0123456789abcdef\"\n",
+                "unsubscribe.base_url \"x.test\": must be an absolute https://",
+            ),
+            (
+                "[unsubscribe]\nbase_url = \"https://x.test\"\nsecret = \"shh-short\"\n",
+                "unsubscribe.secret: must be at least 16 octets (it is 9)",
+            ),
+            (
+                "[unsubscribe]\nsecret = 12345678901234567\n",
+                "unsubscribe.secret must be a string (value not shown",
+            ),
+        ] {
+            let err = format!("{:#}", parse(text).unwrap_err());
+            assert!(err.contains(wanted), "{text}: {err}");
+            assert!(
+                !err.contains("shh-") && !err.contains("1234567890"),
+                "{err}"
+            );
+        }
+        let none = parse("").unwrap();
+        let err = none.unsubscribe.required().unwrap_err().to_string();
+        assert!(
+            err.starts_with("list_unsubscribe: set [unsubscribe] base_url and secret"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ const SECRET_KEYS: &[(&str, &str)] = &[
     ("smtp_listener", "users"),
     ("delivery", "relay"),
     ("", "database"),
+    ("unsubscribe", "secret"),
 ];
 
 fn lookup<'a>(table: &'a Table, section: &str, key: &str) -> Option<&'a Value> {
@@ -51,6 +52,11 @@ pub fn check_shapes(table: &Table) -> anyhow::Result<()> {
                 }
             }
         }
+    }
+    if lookup(table, "unsubscribe", "secret").is_some_and(|value| !value.is_str()) {
+        bail!(
+            "configuration: unsubscribe.secret must be a string (value not shown: it is a secret)"
+        );
     }
     for (section, key) in [("delivery", "relay"), ("", "database")] {
         if lookup(table, section, key).is_some_and(|value| !value.is_str()) {

@@ -139,7 +139,7 @@ pub async fn post_message(
     SpecBody { mut spec, hash }: SpecBody,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    check_spec(&spec, &state.config.http)?;
+    check_spec(&spec, &state.config)?;
     confine_paths(&mut spec, &state.config).await?;
     if spec.immediate {
         return send_immediately(&state, &spec).await;
@@ -252,7 +252,7 @@ pub async fn post_batch(
                 "immediate: not allowed in a batch (POST the message alone)",
             )));
         }
-        check_spec(spec, &state.config.http).map_err(at)?;
+        check_spec(spec, &state.config).map_err(at)?;
         let options = http_compose_options(&state.config, false);
         messages.push(prepare_with(spec, &options).map_err(|err| at(err.into()))?);
     }

@@ -162,6 +162,9 @@ impl From<OutboxError> for ApiError {
             }
             OutboxError::Relay(err) => ApiError::invalid("relay", format!("relay: {err}")),
             OutboxError::Store(err) => ApiError::from(err),
+            err @ OutboxError::NoUnsubscribeLinks => {
+                ApiError::invalid("list_unsubscribe", err.to_string())
+            }
         }
     }
 }

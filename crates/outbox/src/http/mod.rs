@@ -16,6 +16,7 @@ pub mod server;
 mod spec_checks;
 pub mod suppressions;
 pub mod throttle;
+pub mod unsubscribe;
 
 #[cfg(test)]
 mod api_tests;
@@ -23,6 +24,8 @@ mod api_tests;
 mod security_tests;
 #[cfg(test)]
 mod suppressions_tests;
+#[cfg(test)]
+mod unsubscribe_tests;
 
 use std::sync::Arc;
 
@@ -110,8 +113,16 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/{*rest}", any(unknown_route))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(DefaultBodyLimit::max(limit));
+    // One-click unsubscribe: the signed link is the credential, no token.
+    let unsubscribe = Router::new().route(
+        "/u/{token}",
+        get(unsubscribe::confirm_page)
+            .post(unsubscribe::unsubscribe)
+            .layer(DefaultBodyLimit::max(unsubscribe::MAX_BODY)),
+    );
     Router::new()
         .route("/healthz", get(metrics::healthz))
+        .merge(unsubscribe)
         .merge(protected)
         .merge(admin::router())
         .method_not_allowed_fallback(method_not_allowed)

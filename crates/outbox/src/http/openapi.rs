@@ -470,6 +470,11 @@ pub mod schema {
         #[serde(default)]
         #[schema(max_length = 256)]
         list: Option<String>,
+        /// One-click unsubscribe (RFC 8058): each recipient gets `List-Unsubscribe` (a
+        /// signed link to `/u/TOKEN` naming it and `list`) and `List-Unsubscribe-Post`.
+        /// Refused with 422 when the server has no `[unsubscribe]` configured.
+        #[serde(default)]
+        list_unsubscribe: bool,
         /// Headers only, no body.
         #[serde(default)]
         simple_form: bool,

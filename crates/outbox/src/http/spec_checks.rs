@@ -7,6 +7,8 @@
 //!   servers a message passes through, and a forged one misleads whoever reads them.
 //! - `send_at`: at most `[http] schedule_horizon` ahead, so the queue cannot be filled
 //!   with rows that stay for years. A time in the past means "now".
+//! - `list_unsubscribe`: only when `[unsubscribe]` is configured, so that a message never
+//!   sits in the queue waiting for links that cannot be written.
 
 use std::time::Duration;
 
@@ -15,14 +17,22 @@ use outbox_smtp::ServerSpec;
 use time::OffsetDateTime;
 
 use super::error::ApiError;
-use crate::config::HttpConfig;
+use crate::config::Config;
 
 /// Header fields a network client may not set: trace fields (RFC 5322 §3.6.7).
 const TRACE_FIELDS: &[&str] = &["Received", "Return-Path"];
 
 /// Checks what a message posted over HTTP asks for; nothing is stored when it fails.
-pub fn check_spec(spec: &EmailSpec, http: &HttpConfig) -> Result<(), ApiError> {
+pub fn check_spec(spec: &EmailSpec, config: &Config) -> Result<(), ApiError> {
+    let http = &config.http;
     check_relay(spec.relay.as_deref(), http.allow_relay)?;
+    if spec.list_unsubscribe && !matches!(config.unsubscribe.links(), Ok(Some(_))) {
+        return Err(ApiError::invalid(
+            "list_unsubscribe",
+            "list_unsubscribe: this server has no [unsubscribe] base_url and secret configured, \
+             so it cannot write unsubscribe links",
+        ));
+    }
     check_headers(&spec.headers)?;
     check_send_at(
         spec.send_at,

@@ -275,3 +275,25 @@ async fn a_message_posted_after_shows_the_recipient_suppressed() {
         "the two above only"
     );
 }
+
+#[tokio::test]
+async fn an_immediate_send_refuses_suppressed_recipients() {
+    let h = harness().await;
+    let reply = call(
+        &h.app,
+        Method::POST,
+        "/api/v1/suppressions",
+        Some(json!({"address": "ann@example.org", "reason": "bounced"})),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    let mut spec = super::api_tests::spec("now", "ann@example.org");
+    spec["immediate"] = json!(true);
+    let reply = super::api_tests::post(&h.app, spec).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let body = reply.json();
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["recipients"][0]["accepted"], false);
+    let text = body["recipients"][0]["reply"].as_str().unwrap();
+    assert!(text.starts_with("suppressed: bounced"), "{text}");
+}

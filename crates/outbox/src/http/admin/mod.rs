@@ -10,6 +10,8 @@
 //! | `GET /suppressions`, `POST /suppressions`, `POST /suppressions/remove` | the suppression list: filter, page, add, remove |
 //! | `GET /login`, `POST /login`, `POST /logout` | sessions |
 //!
+//! (`/u/{token}`, the one-click unsubscribe page, is public: see [`crate::http::unsubscribe`].)
+//!
 //! Access: a session cookie from the login form (any token of `[http] tokens`), or an
 //! `Authorization: Bearer TOKEN` header for scripts. Without either, every page
 //! redirects to `/login`. Every POST from a session carries the session's CSRF token
@@ -17,7 +19,7 @@
 
 mod handlers;
 mod message_page;
-mod pages;
+pub(in crate::http) mod pages;
 mod params;
 mod preview;
 pub mod session;
