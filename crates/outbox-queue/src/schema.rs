@@ -121,6 +121,39 @@ const SUPPRESSIONS_LIST: &str = "CREATE TABLE suppressions (
     ALTER TABLE messages ADD COLUMN list TEXT NOT NULL DEFAULT '';
     UPDATE messages SET list = lower(envelope_from);";
 
+/// Migration 7 (issue 12, bounces and complaints): one row per feedback report received
+/// at the bounce domain, matched or not (`crate::feedback`). `kind` is bounce, delay or
+/// complaint; `format` dsn, arf or text; `recipient_id` and `message_id` the recipient the
+/// VERP token named (no foreign key: a purge of the message keeps the report); `applied`
+/// the state the report put it in, if any; `raw` the report text, kept only when it named
+/// no recipient. (Number 6 belongs to the events table of the webhooks work.)
+macro_rules! feedback {
+    ($id:literal, $blob:literal) => {
+        concat!(
+            "CREATE TABLE feedback (
+        id ",
+            $id,
+            " PRIMARY KEY,
+        received_at BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        format TEXT NOT NULL,
+        recipient_id BIGINT,
+        message_id TEXT,
+        address TEXT,
+        status TEXT,
+        diagnostic TEXT,
+        applied TEXT,
+        sender TEXT NOT NULL,
+        raw ",
+            $blob,
+            "
+    );
+    CREATE INDEX feedback_message ON feedback (message_id, id) WHERE message_id IS NOT NULL;
+    CREATE INDEX feedback_unmatched ON feedback (id) WHERE recipient_id IS NULL;"
+        )
+    };
+}
+
 /// SQLite migrations: (version, SQL).
 pub(crate) const SQLITE: &[(i64, &str)] = &[
     (
@@ -181,6 +214,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (3, SQLITE_LEDGER),
     (4, SUSPENSIONS),
     (5, SUPPRESSIONS_LIST),
+    (7, feedback!("INTEGER", "BLOB")),
 ];
 
 /// Migration 3 with SQLite's types.
@@ -249,6 +283,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (3, POSTGRES_LEDGER),
     (4, SUSPENSIONS),
     (5, SUPPRESSIONS_LIST),
+    (7, feedback!("BIGINT GENERATED ALWAYS AS IDENTITY", "BYTEA")),
 ];
 
 /// The statement that recomputes the status of every message matching `condition`

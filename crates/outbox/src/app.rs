@@ -87,6 +87,7 @@ pub fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
         relay_configured: delivery.relay.is_some(),
         allow_program_relay: delivery.allow_program_relay,
         dkim: Arc::new(crate::config::dkim::signers(&config.dkim)?),
+        verp: config.bounces.verp(),
         ..EngineConfig::default()
     })
 }

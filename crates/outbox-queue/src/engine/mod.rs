@@ -102,6 +102,9 @@ pub struct EngineConfig {
     pub allow_program_relay: bool,
     /// `[[dkim]]`: the signers of outgoing messages; empty: nothing is signed.
     pub dkim: Arc<DkimSigners>,
+    /// `[bounces] domain`: when set, each delivery's envelope sender is the recipient's
+    /// VERP return path (`bounces+TOKEN@DOMAIN`), one recipient per transaction.
+    pub verp: Option<crate::Verp>,
 }
 
 impl EngineConfig {
@@ -138,6 +141,7 @@ impl Default for EngineConfig {
             poll_interval: Duration::from_secs(1),
             allow_program_relay: false,
             dkim: Arc::default(),
+            verp: None,
         }
     }
 }

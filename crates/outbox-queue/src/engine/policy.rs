@@ -122,6 +122,27 @@ pub fn transaction_outcomes(
     }
 }
 
+/// Which recipients of a transaction the recipient's server refused permanently itself: a
+/// 5xx to its RCPT TO, or (accepted) a 5xx to the end of data. These are hard bounces for
+/// the suppression list. A 4xx never is, nor a failure that is not a reply about the
+/// recipient (a refused MAIL FROM, a null MX, a lost connection).
+pub fn recipient_rejections(
+    count: usize,
+    result: &Result<TransactionReport, TransportError>,
+) -> Vec<bool> {
+    let Ok(report) = result else {
+        return vec![false; count];
+    };
+    let permanent = |code: u16| (500..600).contains(&code);
+    (0..count)
+        .map(|index| match (report.recipients.get(index), &report.data) {
+            (Some(rcpt), _) if permanent(rcpt.code) => true,
+            (Some(rcpt), Some(data)) if (200..300).contains(&rcpt.code) => permanent(data.code),
+            _ => false,
+        })
+        .collect()
+}
+
 /// Which recipients of a transaction go in the next one instead of being settled: those
 /// refused with `452` (RFC 5321 §4.5.3.1.10: "too many recipients") when the server took
 /// the message for others of the transaction. A 452 to every recipient, or a message the

@@ -41,6 +41,8 @@ pub struct Config {
     pub mta_sts: MtaStsConfig,
     /// `[[dkim]]`: signing domains, selectors and keys.
     pub dkim: Vec<dkim::DkimEntry>,
+    pub bounces: BouncesConfig,
+    pub complaints: ComplaintsConfig,
 }
 
 impl Default for Config {
@@ -56,8 +58,45 @@ impl Default for Config {
             shaping: Vec::new(),
             mta_sts: MtaStsConfig::default(),
             dkim: Vec::new(),
+            bounces: BouncesConfig::default(),
+            complaints: ComplaintsConfig::default(),
         }
     }
+}
+
+/// `[bounces]`: VERP return paths and the reports that come back to them (issue 12).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BouncesConfig {
+    /// The bounce domain: envelope senders become `bounces+TOKEN@DOMAIN`, and the SMTP
+    /// listener accepts mail for this domain from anyone, without AUTH. Its MX must point
+    /// at the listener.
+    pub domain: Option<String>,
+    /// The HMAC key of the VERP tokens (at least 16 characters); required with `domain`.
+    /// Changing it makes the tokens of mail already sent unreadable: their bounces are
+    /// kept as unmatched.
+    pub secret: Option<String>,
+    /// Largest report the listener takes for the bounce domain, in bytes (default 1 MB):
+    /// a bounce carries at most the returned headers, or the message.
+    pub max_report_size: Option<u64>,
+}
+
+impl BouncesConfig {
+    /// The VERP signer, when a bounce domain is configured.
+    pub fn verp(&self) -> Option<outbox_queue::Verp> {
+        let domain = self.domain.as_deref()?;
+        let secret = self.secret.as_deref()?;
+        Some(outbox_queue::Verp::new(domain, secret.as_bytes()))
+    }
+}
+
+/// `[complaints]`: where feedback loops send their reports, when not to the bounce domain.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComplaintsConfig {
+    /// An address the SMTP listener accepts complaint reports (RFC 5965) for, from
+    /// anyone, without AUTH, like the bounce domain.
+    pub address: Option<String>,
 }
 
 /// `[delivery]`: how the background sender delivers.
@@ -386,6 +425,40 @@ impl Default for SendmailConfig {
     }
 }
 
+impl Config {
+    /// `[bounces]` and `[complaints]`: a bounce domain needs a secret, and names a domain.
+    fn check_feedback(&self) -> anyhow::Result<()> {
+        let bounces = &self.bounces;
+        if let Some(domain) = &bounces.domain {
+            if !is_domain(domain) {
+                bail!(
+                    "configuration: bounces.domain must be a domain name, such as bounces.example.com"
+                );
+            }
+            match &bounces.secret {
+                None => bail!(
+                    "configuration: bounces.secret is required with bounces.domain (the key of the VERP tokens, at least 16 characters)"
+                ),
+                Some(secret) if secret.len() < 16 => {
+                    bail!("configuration: bounces.secret must be at least 16 characters")
+                }
+                Some(_) => {}
+            }
+        } else if bounces.secret.is_some() {
+            bail!("configuration: bounces.secret is set without bounces.domain");
+        }
+        if bounces.max_report_size == Some(0) {
+            bail!("configuration: bounces.max_report_size must be more than 0");
+        }
+        if let Some(address) = &self.complaints.address
+            && (outbox_mime::parse_address(address).is_err() || !address.contains('@'))
+        {
+            bail!("configuration: complaints.address must be an address, such as fbl@example.com");
+        }
+        Ok(())
+    }
+}
+
 /// A domain an address can end with (the same rules as any address's domain).
 fn is_domain(domain: &str) -> bool {
     !domain.contains('@') && outbox_mime::parse_address(&format!("postmaster@{domain}")).is_ok()
@@ -458,6 +531,7 @@ impl Config {
         }
         shaping::rules(&self.shaping)?;
         dkim::check(&self.dkim)?;
+        self.check_feedback()?;
         if d.max_attempts == 0 {
             bail!("configuration: delivery.max_attempts must be at least 1");
         }

@@ -15,6 +15,7 @@ const SECRET_KEYS: &[(&str, &str)] = &[
     ("smtp_listener", "users"),
     ("delivery", "relay"),
     ("", "database"),
+    ("bounces", "secret"),
 ];
 
 fn lookup<'a>(table: &'a Table, section: &str, key: &str) -> Option<&'a Value> {
@@ -52,7 +53,11 @@ pub fn check_shapes(table: &Table) -> anyhow::Result<()> {
             }
         }
     }
-    for (section, key) in [("delivery", "relay"), ("", "database")] {
+    for (section, key) in [
+        ("delivery", "relay"),
+        ("", "database"),
+        ("bounces", "secret"),
+    ] {
         if lookup(table, section, key).is_some_and(|value| !value.is_str()) {
             let name = if section.is_empty() {
                 key.to_string()

@@ -190,6 +190,8 @@ pub mod schema {
         Failed,
         Removed,
         Suppressed,
+        Bounced,
+        Complained,
     }
 
     /// Why an address is suppressed.
