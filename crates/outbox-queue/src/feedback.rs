@@ -85,6 +85,10 @@ pub struct NewFeedback {
     pub format: String,
     /// The recipient row its VERP token names (already verified), if any.
     pub recipient_id: Option<i64>,
+    /// The `Message-ID` of the returned (or reported) message, with or without angle
+    /// brackets: without a token, the recipient is found by it and `address` (or, when the
+    /// message had a single recipient, by it alone).
+    pub original_message_id: Option<String>,
     /// The address the report is about (Final-Recipient, Original-Recipient, or the
     /// complaint's original recipient), as reported.
     pub address: Option<String>,
@@ -231,4 +235,107 @@ pub(crate) fn clean(text: &Option<String>) -> Option<String> {
 /// The report text kept for a report that names no recipient.
 pub(crate) fn kept(feedback: &NewFeedback, matched: bool) -> Option<Vec<u8>> {
     (!matched).then(|| feedback.raw[..feedback.raw.len().min(MAX_KEPT_REPORT)].to_vec())
+}
+
+/// Without a token: the Message-ID and address to look the recipient up by (the address
+/// may be empty: a complaint whose reporter redacted it), when the report gives a
+/// Message-ID.
+pub(crate) fn by_message_id(feedback: &NewFeedback) -> Option<(String, String)> {
+    let id = normalise_message_id(feedback.original_message_id.as_deref()?)?;
+    let address = feedback
+        .address
+        .as_deref()
+        .map(|a| {
+            a.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    Some((id, address))
+}
+
+/// The recipient condition of the Message-ID lookup (`?2`: the address, lowercase, or
+/// empty): that address, or any recipient when the address is empty; the caller takes
+/// the match only when it is the one row (a redacted complaint about a message with
+/// several recipients names none of them).
+pub(crate) const BY_ADDRESS: &str = "(lower(r.address) = ?2 OR ?2 = '')";
+
+/// `Some` of the only item, `None` for none or several.
+pub(crate) trait ExactlyOne<T> {
+    fn exactly_one(self) -> Option<T>;
+}
+
+impl<T, I: Iterator<Item = T>> ExactlyOne<T> for I {
+    fn exactly_one(mut self) -> Option<T> {
+        let first = self.next()?;
+        self.next().is_none().then_some(first)
+    }
+}
+
+/// Longest Message-ID stored or looked up, in bytes.
+pub const MAX_MESSAGE_ID: usize = 998;
+
+/// A Message-ID as stored and compared: trimmed, without angle brackets; `None` when empty
+/// or longer than [`MAX_MESSAGE_ID`].
+pub fn normalise_message_id(id: &str) -> Option<String> {
+    let id = id
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim();
+    (!id.is_empty() && id.len() <= MAX_MESSAGE_ID && !id.contains(char::is_control))
+        .then(|| id.to_string())
+}
+
+/// The `Message-ID` of a message's header section (unfolded), reading at most its first
+/// 64 KiB: stored at enqueue, so that a bounce or complaint without a token can be matched.
+pub(crate) fn header_message_id(data: &[u8]) -> Option<String> {
+    let head = &data[..data.len().min(64 * 1024)];
+    let text = String::from_utf8_lossy(head);
+    let mut value: Option<String> = None;
+    for line in text.split("\r\n").flat_map(|l| l.split('\n')) {
+        if line.is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some(v) = value.as_mut() {
+                v.push_str(line);
+            }
+            continue;
+        }
+        if value.is_some() {
+            break;
+        }
+        if let Some((name, rest)) = line.split_once(':')
+            && name.trim().eq_ignore_ascii_case("message-id")
+        {
+            value = Some(rest.to_string());
+        }
+    }
+    normalise_message_id(&value?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_ids_are_read_from_the_header_only() {
+        assert_eq!(
+            header_message_id(b"From: a@x\r\nMessage-ID:\r\n <01ABC@x.test>\r\nSubject: s\r\n\r\nMessage-ID: <body@x>\r\n")
+                .as_deref(),
+            Some("01ABC@x.test")
+        );
+        assert_eq!(
+            header_message_id(b"message-id: <a@b>\n\n").as_deref(),
+            Some("a@b")
+        );
+        assert_eq!(
+            header_message_id(b"Subject: s\r\n\r\nMessage-ID: <body@x>\r\n"),
+            None
+        );
+        assert_eq!(header_message_id(b"Message-ID: <>\r\n\r\n"), None);
+        assert_eq!(normalise_message_id(&"x".repeat(2000)), None);
+    }
 }

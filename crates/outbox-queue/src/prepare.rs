@@ -23,6 +23,8 @@ pub(crate) struct PreparedMessage {
     pub idempotency_key: Option<String>,
     /// The message's list, normalised (see [`NewMessage::list`]).
     pub list: String,
+    /// The `Message-ID` of its header, without angle brackets (migration 7).
+    pub header_message_id: Option<String>,
     pub recipients: Vec<PreparedRecipient>,
 }
 
@@ -85,6 +87,7 @@ pub(crate) fn prepare_message(
     }
     let recipients = prepare_recipients(message.relay.as_deref(), message.recipients)?;
     let created_at = to_ms(now);
+    let header_message_id = crate::feedback::header_message_id(&data);
     Ok(PreparedMessage {
         id: ids.next(now),
         created_at,
@@ -97,6 +100,7 @@ pub(crate) fn prepare_message(
         relay: message.relay,
         idempotency_key: message.idempotency_key,
         list,
+        header_message_id,
         recipients,
     })
 }

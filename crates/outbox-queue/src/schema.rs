@@ -126,7 +126,10 @@ const SUPPRESSIONS_LIST: &str = "CREATE TABLE suppressions (
 /// complaint; `format` dsn, arf or text; `recipient_id` and `message_id` the recipient the
 /// VERP token named (no foreign key: a purge of the message keeps the report); `applied`
 /// the state the report put it in, if any; `raw` the report text, kept only when it named
-/// no recipient. (Number 6 belongs to the events table of the webhooks work.)
+/// no recipient. `messages.header_message_id` is the message's `Message-ID` (without angle
+/// brackets), stored at enqueue so that a report without a token can be matched by it;
+/// messages queued before have none. (Number 6 belongs to the events table of the webhooks
+/// work.)
 macro_rules! feedback {
     ($id:literal, $blob:literal) => {
         concat!(
@@ -149,7 +152,10 @@ macro_rules! feedback {
             "
     );
     CREATE INDEX feedback_message ON feedback (message_id, id) WHERE message_id IS NOT NULL;
-    CREATE INDEX feedback_unmatched ON feedback (id) WHERE recipient_id IS NULL;"
+    CREATE INDEX feedback_unmatched ON feedback (id) WHERE recipient_id IS NULL;
+    ALTER TABLE messages ADD COLUMN header_message_id TEXT;
+    CREATE INDEX messages_header_message_id ON messages (header_message_id)
+        WHERE header_message_id IS NOT NULL;"
         )
     };
 }

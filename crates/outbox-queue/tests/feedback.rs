@@ -21,6 +21,7 @@ conformance!(
     unmatched_reports_are_kept_with_their_text,
     removed_recipients_stay_removed,
     a_synchronous_5xx_suppresses_and_a_4xx_never,
+    without_a_token_the_message_id_and_address_match,
 );
 
 /// Queues a message to `recipients`, claims it and records every recipient sent.
@@ -59,6 +60,7 @@ fn report(kind: FeedbackKind, recipient_id: Option<i64>, status: Option<&str>) -
         kind,
         format: "dsn".into(),
         recipient_id,
+        original_message_id: None,
         address: Some("someone@example.net".into()),
         status: status.map(str::to_string),
         diagnostic: Some("smtp; 550 5.1.1 user unknown\r\nX-Injected: yes".into()),
@@ -375,4 +377,90 @@ async fn a_synchronous_5xx_suppresses_and_a_4xx_never(t: TestStore) {
     let attempts = t.store.attempts(&id).await.unwrap();
     assert_eq!(attempts[0].code, Some(550));
     assert_eq!(attempts[0].outcome, outbox_queue::AttemptOutcome::Failed);
+}
+
+async fn without_a_token_the_message_id_and_address_match(t: TestStore) {
+    let with_id = |id: &str, recipients: &[&str]| {
+        let mut m = message("mid", recipients);
+        m.data = format!("Message-ID: <{id}>\r\n")
+            .into_bytes()
+            .into_iter()
+            .chain(m.data)
+            .collect();
+        m
+    };
+    let two = t
+        .store
+        .enqueue(with_id("m-2@example.com", &["a@x.test", "B@x.test"]))
+        .await
+        .unwrap()
+        .id;
+    let one = t
+        .store
+        .enqueue(with_id("m-1@example.com", &["solo@x.test"]))
+        .await
+        .unwrap()
+        .id;
+    let claimed = t.store.claim("w", soon(), 100).await.unwrap();
+    let rows: Vec<ClaimedRecipient> = claimed.into_iter().flat_map(|c| c.recipients).collect();
+    let outcomes = rows
+        .iter()
+        .map(|r| {
+            outcome(
+                r,
+                Delivery::Sent {
+                    reply: "250 ok".into(),
+                },
+            )
+        })
+        .collect();
+    t.store.complete("w", outcomes).await.unwrap();
+    let by_id = |message_id: &str, address: Option<&str>, kind| NewFeedback {
+        original_message_id: Some(message_id.to_string()),
+        address: address.map(str::to_string),
+        ..report(kind, None, Some("5.1.1"))
+    };
+    // The address of the report, in another case, picks the recipient.
+    let applied = t
+        .store
+        .record_feedback(by_id(
+            "<m-2@example.com>",
+            Some("b@X.test"),
+            FeedbackKind::Bounce,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(applied.state, Some(RecipientState::Bounced));
+    assert_eq!(
+        state_of(&t, &two, "B@x.test").await.0,
+        RecipientState::Bounced
+    );
+    assert_eq!(state_of(&t, &two, "a@x.test").await.0, RecipientState::Sent);
+    // A redacted complaint names no one among two recipients, but the only one of one.
+    let redacted = t
+        .store
+        .record_feedback(by_id("m-2@example.com", None, FeedbackKind::Complaint))
+        .await
+        .unwrap();
+    assert_eq!((redacted.state, redacted.message_id), (None, None));
+    let solo = t
+        .store
+        .record_feedback(by_id("m-1@example.com", None, FeedbackKind::Complaint))
+        .await
+        .unwrap();
+    assert_eq!(solo.state, Some(RecipientState::Complained));
+    assert_eq!(solo.message_id.as_deref(), Some(one.as_str()));
+    // An unknown Message-ID, or the right one with another address, matches nothing.
+    for (id, address) in [
+        ("nope@example.com", Some("a@x.test")),
+        ("m-2@example.com", Some("c@x.test")),
+    ] {
+        let none = t
+            .store
+            .record_feedback(by_id(id, address, FeedbackKind::Bounce))
+            .await
+            .unwrap();
+        assert_eq!(none.message_id, None, "{id} {address:?}");
+    }
+    assert_eq!(state_of(&t, &two, "a@x.test").await.0, RecipientState::Sent);
 }

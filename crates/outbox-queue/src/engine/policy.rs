@@ -356,6 +356,37 @@ mod tests {
         Err(TransportError::new(stage, "connection reset", permanent))
     }
 
+    /// Hard bounces for the suppression list: a 5xx about the recipient itself only.
+    #[test]
+    fn only_a_5xx_to_rcpt_or_to_end_of_data_is_a_hard_bounce() {
+        let cases = [
+            (
+                report(&[550, 250, 451], Some(250)),
+                vec![true, false, false],
+            ),
+            (report(&[250, 250], Some(554)), vec![true, true]),
+            (report(&[250, 550], Some(452)), vec![false, true]),
+            (report(&[550, 550], None), vec![true, true]),
+            (report(&[250], None), vec![false]),
+            // A refused MAIL FROM, a null MX, a lost connection: not about the recipient.
+            (failure(ErrorStage::Transaction, true), vec![false, false]),
+            (failure(ErrorStage::Destination, true), vec![false, false]),
+            (failure(ErrorStage::AfterData, false), vec![false, false]),
+        ];
+        for (result, expected) in cases {
+            assert_eq!(
+                recipient_rejections(expected.len(), &result),
+                expected,
+                "{result:?}"
+            );
+        }
+        // Fewer replies than recipients: the missing ones are not rejections.
+        assert_eq!(
+            recipient_rejections(2, &report(&[550], None)),
+            [true, false]
+        );
+    }
+
     /// Every way a transaction can end, and what each recipient gets: the one table of
     /// DESIGN §4 (sent only after the 250 to end-of-data).
     #[test]

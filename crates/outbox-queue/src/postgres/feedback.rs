@@ -6,8 +6,8 @@ use time::OffsetDateTime;
 use tokio_postgres::Row;
 
 use crate::feedback::{
-    FeedbackApplied, FeedbackFilter, FeedbackKind, FeedbackRecord, NewFeedback, clean, from_states,
-    kept, reply_text, verdict,
+    BY_ADDRESS, ExactlyOne, FeedbackApplied, FeedbackFilter, FeedbackKind, FeedbackRecord,
+    NewFeedback, by_message_id, clean, from_states, kept, reply_text, verdict,
 };
 use crate::schema::refresh_status_sql;
 use crate::suppression::normalise_address;
@@ -23,20 +23,36 @@ pub(super) async fn record(
     now: OffsetDateTime,
 ) -> Result<FeedbackApplied, StoreError> {
     let tx = client.transaction().await?;
-    let target: Option<(String, String)> = match feedback.recipient_id {
+    let target: Option<(i64, String, String)> = match feedback.recipient_id {
         Some(id) => tx
             .query_opt(
-                "SELECT message_id, address FROM recipients WHERE id = $1",
+                "SELECT id, message_id, address FROM recipients WHERE id = $1",
                 &[&id],
             )
             .await?
-            .map(|row| (row.get(0), row.get(1))),
-        None => None,
+            .map(|row| (row.get(0), row.get(1), row.get(2))),
+        None => match by_message_id(feedback) {
+            Some((message_id, address)) => tx
+                .query(
+                    &format!(
+                        "SELECT r.id, r.message_id, r.address FROM messages m \
+                         JOIN recipients r ON r.message_id = m.id \
+                         WHERE m.header_message_id = $1 AND {} LIMIT 2",
+                        BY_ADDRESS.replace("?2", "$2::text")
+                    ),
+                    &[&message_id, &address],
+                )
+                .await?
+                .iter()
+                .map(|row| (row.get(0), row.get(1), row.get(2)))
+                .exactly_one(),
+            None => None,
+        },
     };
     let (state, reason) = verdict(feedback);
     let mut applied = None;
     let mut suppressed = false;
-    if let (Some((message_id, address)), Some(state)) = (&target, state) {
+    if let (Some((recipient_id, message_id, address)), Some(state)) = (&target, state) {
         // The message row before the recipient's, in the order a completion locks them,
         // so the two never deadlock.
         tx.execute(
@@ -51,11 +67,7 @@ pub(super) async fn record(
                      WHERE id = $1 AND state IN {}",
                     from_states(state)
                 ),
-                &[
-                    &feedback.recipient_id,
-                    &state.as_str(),
-                    &reply_text(state, feedback),
-                ],
+                &[recipient_id, &state.as_str(), &reply_text(state, feedback)],
             )
             .await?;
         if changed > 0 {
@@ -80,8 +92,8 @@ pub(super) async fn record(
         }
     }
     let matched = target.is_some();
-    let recipient_id = target.as_ref().and(feedback.recipient_id);
-    let message_id = target.as_ref().map(|(m, _)| m.clone());
+    let recipient_id = target.as_ref().map(|(r, _, _)| *r);
+    let message_id = target.as_ref().map(|(_, m, _)| m.clone());
     let row = tx
         .query_one(
             "INSERT INTO feedback (received_at, kind, format, recipient_id, message_id, address, \
@@ -107,7 +119,7 @@ pub(super) async fn record(
     Ok(FeedbackApplied {
         id,
         message_id,
-        recipient: target.map(|(_, a)| a),
+        recipient: target.map(|(_, _, a)| a),
         state: applied,
         suppressed,
     })

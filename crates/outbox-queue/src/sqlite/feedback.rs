@@ -5,8 +5,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
 use crate::feedback::{
-    FeedbackApplied, FeedbackFilter, FeedbackKind, FeedbackRecord, NewFeedback, clean, from_states,
-    kept, reply_text, verdict,
+    BY_ADDRESS, ExactlyOne, FeedbackApplied, FeedbackFilter, FeedbackKind, FeedbackRecord,
+    NewFeedback, by_message_id, clean, from_states, kept, reply_text, verdict,
 };
 use crate::schema::refresh_status_sql;
 use crate::suppression::{NewSuppression, SuppressionReason};
@@ -21,17 +21,31 @@ pub(super) fn record(
     feedback: &NewFeedback,
     now: OffsetDateTime,
 ) -> Result<FeedbackApplied, StoreError> {
-    let target: Option<(String, String)> = match feedback.recipient_id {
+    let target: Option<(i64, String, String)> = match feedback.recipient_id {
         Some(id) => tx
-            .prepare_cached("SELECT message_id, address FROM recipients WHERE id = ?1")?
-            .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+            .prepare_cached("SELECT id, message_id, address FROM recipients WHERE id = ?1")?
+            .query_row([id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
             .optional()?,
-        None => None,
+        None => match by_message_id(feedback) {
+            Some((message_id, address)) => tx
+                .prepare_cached(&format!(
+                    "SELECT r.id, r.message_id, r.address FROM messages m \
+                     JOIN recipients r ON r.message_id = m.id \
+                     WHERE m.header_message_id = ?1 AND {BY_ADDRESS} LIMIT 2"
+                ))?
+                .query_map(params![message_id, address], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .exactly_one(),
+            None => None,
+        },
     };
     let (state, reason) = verdict(feedback);
     let mut applied = None;
     let mut suppressed = false;
-    if let (Some((message_id, address)), Some(state)) = (&target, state) {
+    if let (Some((recipient_id, message_id, address)), Some(state)) = (&target, state) {
         let changed = tx
             .prepare_cached(&format!(
                 "UPDATE recipients SET state = ?2, last_reply = ?3, lease_owner = NULL \
@@ -39,7 +53,7 @@ pub(super) fn record(
                 from_states(state)
             ))?
             .execute(params![
-                feedback.recipient_id,
+                recipient_id,
                 state.as_str(),
                 reply_text(state, feedback)
             ])?;
@@ -75,8 +89,8 @@ pub(super) fn record(
                 to_ms(now),
                 feedback.kind.as_str(),
                 feedback.format,
-                target.as_ref().and(feedback.recipient_id),
-                target.as_ref().map(|(m, _)| m),
+                target.as_ref().map(|(r, _, _)| r),
+                target.as_ref().map(|(_, m, _)| m),
                 clean(&feedback.address),
                 clean(&feedback.status),
                 clean(&feedback.diagnostic),
@@ -88,8 +102,8 @@ pub(super) fn record(
         )?;
     Ok(FeedbackApplied {
         id,
-        message_id: target.as_ref().map(|(m, _)| m.clone()),
-        recipient: target.map(|(_, a)| a),
+        message_id: target.as_ref().map(|(_, m, _)| m.clone()),
+        recipient: target.map(|(_, _, a)| a),
         state: applied,
         suppressed,
     })

@@ -74,6 +74,10 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ),
     ("smtp_listener", "auth_failure_window", Kind::Text),
     ("sendmail", "domain", Kind::Text),
+    ("bounces", "domain", Kind::Text),
+    ("bounces", "secret", Kind::Text),
+    ("bounces", "max_report_size", Kind::Text),
+    ("complaints", "address", Kind::Text),
 ];
 
 /// Variables that start with `OUTBOX_` but are not configuration keys.

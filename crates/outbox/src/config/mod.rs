@@ -76,9 +76,10 @@ pub struct BouncesConfig {
     /// Changing it makes the tokens of mail already sent unreadable: their bounces are
     /// kept as unmatched.
     pub secret: Option<String>,
-    /// Largest report the listener takes for the bounce domain, in bytes (default 1 MB):
-    /// a bounce carries at most the returned headers, or the message.
-    pub max_report_size: Option<u64>,
+    /// Largest report the listener takes for the bounce domain (default "1MB"; at most
+    /// `delivery.max_message_size`, which the listener enforces first): a bounce carries
+    /// the returned headers, or the message.
+    pub max_report_size: Option<ByteSize>,
 }
 
 impl BouncesConfig {
@@ -447,7 +448,7 @@ impl Config {
         } else if bounces.secret.is_some() {
             bail!("configuration: bounces.secret is set without bounces.domain");
         }
-        if bounces.max_report_size == Some(0) {
+        if bounces.max_report_size == Some(ByteSize(0)) {
             bail!("configuration: bounces.max_report_size must be more than 0");
         }
         if let Some(address) = &self.complaints.address
@@ -924,6 +925,41 @@ trusted_networks = ["127.0.0.1/32"]
     }
 
     #[test]
+    fn bounce_domain_needs_a_secret_and_a_domain() {
+        let config = parse(
+            "[bounces]\ndomain = \"Bounces.Example.com\"\nsecret = \"0123456789abcdef\"\nmax_report_size = \"64KB\"\n[complaints]\naddress = \"fbl@example.com\"\n",
+        )
+        .unwrap();
+        let verp = config.bounces.verp().unwrap();
+        assert_eq!(verp.domain(), "bounces.example.com");
+        assert_eq!(verp.recipient(&verp.return_path(9)), Some(9));
+        assert_eq!(config.bounces.max_report_size, Some(ByteSize(64_000)));
+        assert!(parse("").unwrap().bounces.verp().is_none());
+        for (text, expected) in [
+            (
+                "[bounces]\ndomain = \"b.example.com\"\n",
+                "bounces.secret is required",
+            ),
+            (
+                "[bounces]\nsecret = \"0123456789abcdef\"\n",
+                "without bounces.domain",
+            ),
+            (
+                "[bounces]\ndomain = \"not a domain\"\nsecret = \"0123456789abcdef\"\n",
+                "bounces.domain must be a domain name",
+            ),
+            (
+                "[complaints]\naddress = \"fbl\"\n",
+                "complaints.address must be an address",
+            ),
+            ("[bounces]\ndomian = \"x\"\n", "unknown field"),
+        ] {
+            let err = format!("{:#}", parse(text).unwrap_err());
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
+
+    #[test]
     fn errors_never_show_secrets() {
         for (text, secret) in [
             (
@@ -953,6 +989,14 @@ trusted_networks = ["127.0.0.1/32"]
             (
                 "[smtp_listener]\nusers = \"app=listener-Secret\"\n",
                 "listener-Secret",
+            ),
+            (
+                "[bounces]\ndomain = \"b.example.com\"\nsecret = 12345678901234567\n",
+                "12345678901234567",
+            ),
+            (
+                "[bounces]\ndomain = \"b.example.com\"\nsecret = \"short-Secret\"\n",
+                "short-Secret",
             ),
             // A secret can also turn up in an unrelated error through a typo in another key.
             (

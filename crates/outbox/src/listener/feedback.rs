@@ -35,7 +35,7 @@ impl FeedbackAddresses {
             max_size: config
                 .bounces
                 .max_report_size
-                .unwrap_or(DEFAULT_MAX_REPORT_SIZE),
+                .map_or(DEFAULT_MAX_REPORT_SIZE, |size| size.0),
         })
     }
 
@@ -116,6 +116,7 @@ pub fn feedback_of(
         kind: FeedbackKind::Bounce,
         format: report.format.as_str().to_string(),
         recipient_id,
+        original_message_id: report.original_message_id.clone(),
         address: None,
         status: None,
         diagnostic: None,

@@ -8,6 +8,7 @@
 //! | `POST /messages/{id}/retry`, `POST /messages/{id}/remove` | one message |
 //! | `POST /bulk` | retry or remove every message a filter matches, at most [`BULK_LIMIT`] at once |
 //! | `GET /suppressions`, `POST /suppressions`, `POST /suppressions/remove` | the suppression list: filter, page, add, remove |
+//! | `GET /bounces`, `GET /bounces/{id}` | bounces and complaints received; the text of an unmatched one |
 //! | `GET /login`, `POST /login`, `POST /logout` | sessions |
 //!
 //! Access: a session cookie from the login form (any token of `[http] tokens`), or an
@@ -15,6 +16,7 @@
 //! redirects to `/login`. Every POST from a session carries the session's CSRF token
 //! (see [`session`]); a missing or wrong one gets 403.
 
+mod bounces;
 mod handlers;
 mod message_page;
 mod pages;
@@ -57,6 +59,8 @@ pub fn router_with(sessions: Arc<Sessions>) -> Router<AppState> {
             get(suppressions::page).post(suppressions::add),
         )
         .route("/suppressions/remove", post(suppressions::remove))
+        .route("/bounces", get(bounces::page))
+        .route("/bounces/{id}", get(bounces::raw))
         .route("/login", get(handlers::login_form).post(handlers::login))
         .route("/logout", post(handlers::logout))
         .layer(Extension(sessions))
