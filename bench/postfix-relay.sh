@@ -6,6 +6,8 @@
 #   bench/postfix-relay.sh stop DIR
 #
 # Clients on 127.0.0.0/8 may relay (mynetworks), as smtp-source cannot AUTH.
+# POSTFIX_RELAY_POSTCONF: more main.cf settings, one `name = value` a line, applied last
+# (the bounce tests route the bounce domain back to Outbox's listener with transport_maps).
 set -euo pipefail
 
 command=${1:?usage: postfix-relay.sh start|stop DIR [SMTPD_PORT RELAY_PORT]}
@@ -38,6 +40,11 @@ start)
     "alias_maps =" "alias_database =" \
     "multi_instance_enable = no" \
     "myhostname = postfix-bench.localdomain"
+  if [[ -n "${POSTFIX_RELAY_POSTCONF:-}" ]]; then
+    while IFS= read -r setting; do
+      [[ -n "$setting" ]] && postconf -c "$dir/etc" -e "$setting"
+    done <<<"$POSTFIX_RELAY_POSTCONF"
+  fi
   # smtpd on our port instead of 25, nothing chrooted (the chroot would lack our paths).
   postconf -c "$dir/etc" -M# smtp/inet >/dev/null
   postconf -c "$dir/etc" -M "127.0.0.1:$smtpd_port/inet=127.0.0.1:$smtpd_port inet n - n - - smtpd"

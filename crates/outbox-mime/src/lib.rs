@@ -42,6 +42,7 @@ mod compose;
 pub mod dkim;
 mod encoding;
 mod error;
+pub mod feedback;
 mod file;
 mod header;
 mod long_lines;

@@ -4,7 +4,9 @@
 //!
 //! A message is queued once — its MIME data stored once, even for a merge to 100 000
 //! recipients — and each envelope recipient is a row with its own state:
-//! `queued -> sending (leased) -> sent | deferred | failed`, or `removed` by an operator.
+//! `queued -> sending (leased) -> sent | deferred | failed`, or `removed` by an operator,
+//! `suppressed` by the suppression list, `bounced` or `complained` by feedback
+//! ([`feedback`], [`verp`]).
 //! A message's status (`queued`, `sent`, `error`) is derived from its recipients.
 //!
 //! ```no_run
@@ -34,6 +36,7 @@
 
 pub mod engine;
 mod error;
+pub mod feedback;
 mod group_commit;
 mod idempotency;
 mod listing;
@@ -49,8 +52,10 @@ mod store;
 mod suppression;
 mod timefmt;
 mod unsubscribe;
+pub mod verp;
 
 pub use error::{StoreError, human_size, sizes};
+pub use feedback::{FeedbackApplied, FeedbackFilter, FeedbackKind, FeedbackRecord, NewFeedback};
 pub use model::{
     AttemptOutcome, AttemptRecord, Claimed, ClaimedRecipient, Delivery, Enqueued, ListFilter,
     ListPage, MergeValues, MessageBody, MessageDetail, MessageStatus, MessageSummary, NewMessage,
@@ -73,3 +78,4 @@ pub use suppression::{
 };
 pub use timefmt::rfc3339;
 pub use unsubscribe::{BadToken, Unsubscribe, UnsubscribeConfigError, UnsubscribeRequest};
+pub use verp::Verp;

@@ -98,6 +98,12 @@ pub enum RecipientState {
     /// Not sent because the address is on the suppression list (for every list or for
     /// the message's list), found at enqueue or at a claim; `last_reply` says which entry.
     Suppressed,
+    /// Accepted, then reported undeliverable by a bounce (an RFC 3464 `failed` report or a
+    /// plain-text non-delivery notice to its VERP return path); `last_reply` holds the
+    /// reported status and diagnostic.
+    Bounced,
+    /// The recipient reported the message as spam (an RFC 5965 feedback report).
+    Complained,
 }
 
 impl RecipientState {
@@ -111,11 +117,14 @@ impl RecipientState {
             RecipientState::Failed => "failed",
             RecipientState::Removed => "removed",
             RecipientState::Suppressed => "suppressed",
+            RecipientState::Bounced => "bounced",
+            RecipientState::Complained => "complained",
         }
     }
 
-    /// True for sent, failed, removed and suppressed: nothing more will happen to the
-    /// recipient.
+    /// True for sent, failed, removed, suppressed, bounced and complained: no delivery
+    /// will be attempted again (a sent recipient may still become bounced or complained
+    /// when feedback arrives).
     pub fn is_final(self) -> bool {
         matches!(
             self,
@@ -123,6 +132,8 @@ impl RecipientState {
                 | RecipientState::Failed
                 | RecipientState::Removed
                 | RecipientState::Suppressed
+                | RecipientState::Bounced
+                | RecipientState::Complained
         )
     }
 
@@ -135,6 +146,8 @@ impl RecipientState {
             "failed" => RecipientState::Failed,
             "removed" => RecipientState::Removed,
             "suppressed" => RecipientState::Suppressed,
+            "bounced" => RecipientState::Bounced,
+            "complained" => RecipientState::Complained,
             other => {
                 return Err(StoreError::Corrupt {
                     what: "recipient state",
@@ -411,6 +424,14 @@ pub enum Delivery {
         /// The reply or reason.
         reply: String,
     },
+    /// A permanent failure the recipient's server gave to this recipient itself (a 5xx
+    /// to its RCPT TO, or to the end of data): stored as `failed` like
+    /// [`Delivery::Failed`], and also a hard bounce, so the address is added to the
+    /// suppression list for every list with reason `bounced` (issue 12). A 4xx never is.
+    HardBounce {
+        /// The server's reply.
+        reply: String,
+    },
     /// The connection was lost after the final dot, before any reply: the message may or
     /// may not have been accepted. Stored as `deferred` (retried: at-least-once), counted
     /// as an attempt, logged with the outcome `unknown`.
@@ -440,7 +461,7 @@ impl Delivery {
             Delivery::Deferred { .. }
             | Delivery::Unknown { .. }
             | Delivery::NotAttempted { .. } => RecipientState::Deferred,
-            Delivery::Failed { .. } => RecipientState::Failed,
+            Delivery::Failed { .. } | Delivery::HardBounce { .. } => RecipientState::Failed,
         }
     }
 
@@ -449,9 +470,14 @@ impl Delivery {
         match self {
             Delivery::Sent { .. } => AttemptOutcome::Sent,
             Delivery::Deferred { .. } | Delivery::NotAttempted { .. } => AttemptOutcome::Deferred,
-            Delivery::Failed { .. } => AttemptOutcome::Failed,
+            Delivery::Failed { .. } | Delivery::HardBounce { .. } => AttemptOutcome::Failed,
             Delivery::Unknown { .. } => AttemptOutcome::Unknown,
         }
+    }
+
+    /// True for [`Delivery::HardBounce`]: the address goes on the suppression list.
+    pub fn is_hard_bounce(&self) -> bool {
+        matches!(self, Delivery::HardBounce { .. })
     }
 
     /// False only for [`Delivery::NotAttempted`]: every other outcome adds one to the
@@ -463,7 +489,9 @@ impl Delivery {
     /// The reply text stored as `last_reply` and in the attempts log.
     pub fn reply(&self) -> &str {
         match self {
-            Delivery::Sent { reply } | Delivery::Failed { reply } => reply,
+            Delivery::Sent { reply }
+            | Delivery::Failed { reply }
+            | Delivery::HardBounce { reply } => reply,
             Delivery::Deferred { reply, .. }
             | Delivery::Unknown { reply, .. }
             | Delivery::NotAttempted { reply, .. } => reply,
@@ -482,7 +510,7 @@ impl Delivery {
             | Delivery::NotAttempted {
                 next_attempt_at, ..
             } => Some(*next_attempt_at),
-            Delivery::Sent { .. } | Delivery::Failed { .. } => None,
+            Delivery::Sent { .. } | Delivery::Failed { .. } | Delivery::HardBounce { .. } => None,
         }
     }
 }

@@ -25,6 +25,8 @@ pub(crate) struct PreparedMessage {
     pub list: String,
     /// 1 when the message asked for one-click unsubscribe headers, else 0.
     pub list_unsubscribe: i64,
+    /// The `Message-ID` of its header, without angle brackets (migration 7).
+    pub header_message_id: Option<String>,
     pub recipients: Vec<PreparedRecipient>,
 }
 
@@ -87,6 +89,7 @@ pub(crate) fn prepare_message(
     }
     let recipients = prepare_recipients(message.relay.as_deref(), message.recipients)?;
     let created_at = to_ms(now);
+    let header_message_id = crate::feedback::header_message_id(&data);
     Ok(PreparedMessage {
         id: ids.next(now),
         created_at,
@@ -100,6 +103,7 @@ pub(crate) fn prepare_message(
         idempotency_key: message.idempotency_key,
         list,
         list_unsubscribe: i64::from(message.list_unsubscribe),
+        header_message_id,
         recipients,
     })
 }

@@ -126,6 +126,43 @@ const SUPPRESSIONS_LIST: &str = "CREATE TABLE suppressions (
 /// and `List-Unsubscribe-Post` headers naming that recipient and `messages.list`.
 const LIST_UNSUBSCRIBE: &str =
     "ALTER TABLE messages ADD COLUMN list_unsubscribe BIGINT NOT NULL DEFAULT 0;";
+/// Migration 7 (issue 12, bounces and complaints): one row per feedback report received
+/// at the bounce domain, matched or not (`crate::feedback`). `kind` is bounce, delay or
+/// complaint; `format` dsn, arf or text; `recipient_id` and `message_id` the recipient the
+/// VERP token named (no foreign key: a purge of the message keeps the report); `applied`
+/// the state the report put it in, if any; `raw` the report text, kept only when it named
+/// no recipient. `messages.header_message_id` is the message's `Message-ID` (without angle
+/// brackets), stored at enqueue so that a report without a token can be matched by it;
+/// messages queued before have none.
+macro_rules! feedback {
+    ($id:literal, $blob:literal) => {
+        concat!(
+            "CREATE TABLE feedback (
+        id ",
+            $id,
+            " PRIMARY KEY,
+        received_at BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        format TEXT NOT NULL,
+        recipient_id BIGINT,
+        message_id TEXT,
+        address TEXT,
+        status TEXT,
+        diagnostic TEXT,
+        applied TEXT,
+        sender TEXT NOT NULL,
+        raw ",
+            $blob,
+            "
+    );
+    CREATE INDEX feedback_message ON feedback (message_id, id) WHERE message_id IS NOT NULL;
+    CREATE INDEX feedback_unmatched ON feedback (id) WHERE recipient_id IS NULL;
+    ALTER TABLE messages ADD COLUMN header_message_id TEXT;
+    CREATE INDEX messages_header_message_id ON messages (header_message_id)
+        WHERE header_message_id IS NOT NULL;"
+        )
+    };
+}
 
 /// SQLite migrations: (version, SQL).
 pub(crate) const SQLITE: &[(i64, &str)] = &[
@@ -188,6 +225,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (4, SUSPENSIONS),
     (5, SUPPRESSIONS_LIST),
     (6, LIST_UNSUBSCRIBE),
+    (7, feedback!("INTEGER", "BLOB")),
 ];
 
 /// Migration 3 with SQLite's types.
@@ -257,6 +295,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (4, SUSPENSIONS),
     (5, SUPPRESSIONS_LIST),
     (6, LIST_UNSUBSCRIBE),
+    (7, feedback!("BIGINT GENERATED ALWAYS AS IDENTITY", "BYTEA")),
 ];
 
 /// The statement that recomputes the status of every message matching `condition`

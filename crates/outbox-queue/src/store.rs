@@ -11,6 +11,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
+use crate::feedback::{FeedbackApplied, FeedbackFilter, FeedbackRecord, NewFeedback};
 use crate::model::{
     AttemptRecord, Claimed, Enqueued, ListFilter, ListPage, MessageBody, MessageDetail,
     MessageStatus, MessageSummary, NewMessage, NewRecipient, Outcome, RequestKey, RouteFilter,
@@ -235,6 +236,23 @@ pub trait Store: Send + Sync {
         addresses: &'a [String],
         list: &'a str,
     ) -> StoreFuture<'a, Vec<Suppression>>;
+
+    /// Records one feedback report (a bounce, a delay notice, a complaint) and applies it,
+    /// in one transaction: this is the one place where feedback changes a recipient
+    /// ([`crate::feedback`]). When `recipient_id` names an existing recipient: a bounce
+    /// makes it `bounced` (from sent, failed, deferred, queued or bounced) and, with a
+    /// 5.x.x status, suppresses its address for every list (reason `bounced`); a
+    /// complaint makes it `complained` (from those or bounced) and suppresses the address
+    /// (reason `complained`); a delay changes nothing. Its message's status is refreshed.
+    /// Every report gets a `feedback` row; one that names no recipient keeps its text.
+    fn record_feedback(&self, feedback: NewFeedback) -> StoreFuture<'_, FeedbackApplied>;
+
+    /// Stored reports matching a filter, newest first.
+    fn feedback_list(&self, filter: FeedbackFilter) -> StoreFuture<'_, Vec<FeedbackRecord>>;
+
+    /// The text kept of an unmatched report; `None` when there is no such report or it
+    /// matched a recipient (then only its fields are kept).
+    fn feedback_raw(&self, id: i64) -> StoreFuture<'_, Option<Vec<u8>>>;
 
     /// Signalled after each enqueue: in this process always, and on PostgreSQL also for
     /// other processes' enqueues (LISTEN `outbox_enqueued`). The signal is a

@@ -227,6 +227,21 @@ impl Store for FaultyStore {
     ) -> StoreFuture<'a, Vec<Suppression>> {
         guarded!(self, self.inner.suppressed(addresses, list))
     }
+    fn record_feedback(
+        &self,
+        feedback: outbox_queue::NewFeedback,
+    ) -> StoreFuture<'_, outbox_queue::FeedbackApplied> {
+        guarded!(self, self.inner.record_feedback(feedback))
+    }
+    fn feedback_list(
+        &self,
+        filter: outbox_queue::FeedbackFilter,
+    ) -> StoreFuture<'_, Vec<outbox_queue::FeedbackRecord>> {
+        guarded!(self, self.inner.feedback_list(filter))
+    }
+    fn feedback_raw(&self, id: i64) -> StoreFuture<'_, Option<Vec<u8>>> {
+        guarded!(self, self.inner.feedback_raw(id))
+    }
     fn enqueued(&self) -> Arc<Notify> {
         self.inner.enqueued()
     }

@@ -450,3 +450,80 @@ async fn a_sink_error_is_the_reply() {
     assert_eq!(c.reply().await, "451 4.3.0 store unavailable");
     assert_eq!(server.stats().messages_delivered(), 0);
 }
+
+/// A sink that takes mail for `bounces.test` from anyone (a bounce domain).
+struct BounceDomainSink {
+    inner: Arc<outbox_smtp::server::MemorySink>,
+}
+
+impl outbox_smtp::server::MessageSink for BounceDomainSink {
+    fn deliver(
+        &self,
+        envelope: outbox_smtp::server::Envelope,
+        data: Vec<u8>,
+    ) -> outbox_smtp::server::DeliverFuture<'_> {
+        self.inner.deliver(envelope, data)
+    }
+
+    fn has_open_recipients(&self) -> bool {
+        true
+    }
+
+    fn open_recipient(&self, address: &str) -> bool {
+        address.to_ascii_lowercase().ends_with("@bounces.test")
+    }
+}
+
+/// With a sink that has open recipients, a client without AUTH may start a transaction,
+/// but only those recipients are taken: every other one is `530`, the transaction goes
+/// on, and an authenticated client is not restricted.
+#[tokio::test]
+async fn without_auth_only_open_recipients_are_taken() {
+    let inner = Arc::new(outbox_smtp::server::MemorySink::new());
+    let server = Server::builder()
+        .authenticator(Arc::new(StaticUsers::new([("app", "s3cret")])))
+        .require_auth(Vec::new())
+        .sink(Arc::new(BounceDomainSink {
+            inner: inner.clone(),
+        }))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut c = connect(&server).await;
+    c.cmd("EHLO mx.reporter.test").await;
+    assert_eq!(code(&c.cmd("MAIL FROM:<>").await), "250");
+    assert!(
+        c.cmd("RCPT TO:<victim@else.test>")
+            .await
+            .starts_with("530 5.7.0")
+    );
+    assert!(
+        c.cmd("RCPT TO:<x@bounces.test.else.test>")
+            .await
+            .starts_with("530 5.7.0")
+    );
+    assert_eq!(
+        code(&c.cmd("RCPT TO:<bounces+abc@BOUNCES.test>").await),
+        "250"
+    );
+    assert_eq!(code(&c.cmd("DATA").await), "354");
+    c.send("a bounce\r\n.\r\n").await;
+    assert_eq!(code(&c.reply().await), "250");
+    let got = timeout(PATIENCE, inner.wait_for(1)).await.unwrap();
+    assert_eq!(got[0].envelope.rcpt_to, ["bounces+abc@BOUNCES.test"]);
+    assert_eq!(got[0].envelope.authenticated, None);
+    // Only refused recipients: DATA has nothing to deliver to.
+    assert_eq!(code(&c.cmd("MAIL FROM:<a@x.test>").await), "250");
+    assert_eq!(code(&c.cmd("RCPT TO:<b@y.test>").await), "530");
+    assert_eq!(code(&c.cmd("DATA").await), "554");
+    c.cmd("RSET").await;
+    // Authenticated: any recipient.
+    assert!(
+        c.cmd(&format!("AUTH PLAIN {}", plain("app", "s3cret")))
+            .await
+            .starts_with("235")
+    );
+    assert_eq!(code(&c.cmd("MAIL FROM:<a@x.test>").await), "250");
+    assert_eq!(code(&c.cmd("RCPT TO:<b@y.test>").await), "250");
+    server.shutdown().await;
+}

@@ -88,6 +88,7 @@ pub fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
         allow_program_relay: delivery.allow_program_relay,
         dkim: Arc::new(crate::config::dkim::signers(&config.dkim)?),
         unsubscribe: config.unsubscribe.links()?,
+        verp: config.bounces.verp(),
         ..EngineConfig::default()
     })
 }

@@ -72,6 +72,8 @@ pub enum Command {
     Dkim(commands::dkim::DkimArgs),
     /// The suppression list: add, rm, list addresses that must not be mailed.
     Suppress(commands::suppress::SuppressArgs),
+    /// Bounces and complaints received at the bounce domain: list, show an unmatched one.
+    Bounces(commands::bounces::BouncesArgs),
 }
 
 impl Command {

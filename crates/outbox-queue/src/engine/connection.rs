@@ -10,6 +10,7 @@
 //! one of the destination's slots; it keeps to the destination's rate, transaction and
 //! recipient limits, and suspends the destination when a reply says to slow down.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -182,7 +183,11 @@ pub(crate) async fn run(shared: Arc<Shared>, ticket: Arc<Ticket>) {
                 continue;
             }
         };
-        let mut groups: VecDeque<Vec<ClaimedRecipient>> = if unit.needs_merge {
+        // A merged message differs per recipient; a VERP return path names one recipient,
+        // so each needs its own MAIL FROM: one recipient per transaction (the connection
+        // is still reused).
+        let one_each = unit.needs_merge || verp_sender(&shared, &unit).is_some();
+        let mut groups: VecDeque<Vec<ClaimedRecipient>> = if one_each {
             unit.recipients.iter().map(|r| vec![r.clone()]).collect()
         } else {
             unit.recipients
@@ -506,7 +511,12 @@ async fn send_group(
     };
     let addresses: Vec<&str> = group.iter().map(|r| r.address.as_str()).collect();
     let host = connection.host();
-    let result = connection.send(&unit.envelope_from, &addresses, data).await;
+    let from = match (verp_sender(shared, unit), group) {
+        (Some(verp), [only]) => Cow::Owned(verp.return_path(only.id)),
+        _ => Cow::Borrowed(unit.envelope_from.as_str()),
+    };
+    let result = connection.send(&from, &addresses, data).await;
+    let rejected = policy::recipient_rejections(group.len(), &result);
     let outcomes = policy::transaction_outcomes(group.len(), &result);
     let carried = match &result {
         Ok(report) => policy::carry_over(report),
@@ -520,12 +530,17 @@ async fn send_group(
         carry: Vec::new(),
         slow_down: slow_down_reply(&result),
     };
-    for ((recipient, (verdict, reply)), carry) in group.iter().zip(outcomes).zip(carried) {
+    for (((recipient, (verdict, reply)), carry), rejected) in
+        group.iter().zip(outcomes).zip(carried).zip(rejected)
+    {
         if carry {
             sent.carry.push(recipient.clone());
             continue;
         }
-        let delivery = settle(shared, recipient, verdict, &reply);
+        let delivery = match settle(shared, recipient, verdict, &reply) {
+            Delivery::Failed { reply } if rejected => Delivery::HardBounce { reply },
+            delivery => delivery,
+        };
         record(
             shared,
             unit,
@@ -537,6 +552,16 @@ async fn send_group(
         );
     }
     sent
+}
+
+/// The VERP signer when this unit's deliveries get VERP return paths: `[bounces] domain`
+/// is set and the message has a sender (a null sender, a bounce itself, stays null).
+fn verp_sender<'a>(shared: &'a Shared, unit: &Claimed) -> Option<&'a crate::Verp> {
+    shared
+        .config
+        .verp
+        .as_ref()
+        .filter(|_| !unit.envelope_from.is_empty())
 }
 
 /// The first 4xx reply of a transaction (or its error), for the slow-down check.

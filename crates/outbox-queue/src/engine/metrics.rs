@@ -78,7 +78,7 @@ impl EngineMetrics {
             Delivery::Deferred { .. } => {
                 self.deferred.fetch_add(1, Ordering::Relaxed);
             }
-            Delivery::Failed { .. } => {
+            Delivery::Failed { .. } | Delivery::HardBounce { .. } => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
             }
             Delivery::Unknown { .. } => {

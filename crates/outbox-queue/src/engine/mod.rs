@@ -106,6 +106,9 @@ pub struct EngineConfig {
     /// `[unsubscribe]`: the links written into messages that ask for one-click
     /// unsubscribe. `None`: such messages are deferred, not sent without them.
     pub unsubscribe: Option<Arc<Unsubscribe>>,
+    /// `[bounces] domain`: when set, each delivery's envelope sender is the recipient's
+    /// VERP return path (`bounces+TOKEN@DOMAIN`), one recipient per transaction.
+    pub verp: Option<crate::Verp>,
 }
 
 impl EngineConfig {
@@ -143,6 +146,7 @@ impl Default for EngineConfig {
             allow_program_relay: false,
             dkim: Arc::default(),
             unsubscribe: None,
+            verp: None,
         }
     }
 }

@@ -122,6 +122,27 @@ pub fn transaction_outcomes(
     }
 }
 
+/// Which recipients of a transaction the recipient's server refused permanently itself: a
+/// 5xx to its RCPT TO, or (accepted) a 5xx to the end of data. These are hard bounces for
+/// the suppression list. A 4xx never is, nor a failure that is not a reply about the
+/// recipient (a refused MAIL FROM, a null MX, a lost connection).
+pub fn recipient_rejections(
+    count: usize,
+    result: &Result<TransactionReport, TransportError>,
+) -> Vec<bool> {
+    let Ok(report) = result else {
+        return vec![false; count];
+    };
+    let permanent = |code: u16| (500..600).contains(&code);
+    (0..count)
+        .map(|index| match (report.recipients.get(index), &report.data) {
+            (Some(rcpt), _) if permanent(rcpt.code) => true,
+            (Some(rcpt), Some(data)) if (200..300).contains(&rcpt.code) => permanent(data.code),
+            _ => false,
+        })
+        .collect()
+}
+
 /// Which recipients of a transaction go in the next one instead of being settled: those
 /// refused with `452` (RFC 5321 §4.5.3.1.10: "too many recipients") when the server took
 /// the message for others of the transaction. A 452 to every recipient, or a message the
@@ -333,6 +354,37 @@ mod tests {
 
     fn failure(stage: ErrorStage, permanent: bool) -> Result<TransactionReport, TransportError> {
         Err(TransportError::new(stage, "connection reset", permanent))
+    }
+
+    /// Hard bounces for the suppression list: a 5xx about the recipient itself only.
+    #[test]
+    fn only_a_5xx_to_rcpt_or_to_end_of_data_is_a_hard_bounce() {
+        let cases = [
+            (
+                report(&[550, 250, 451], Some(250)),
+                vec![true, false, false],
+            ),
+            (report(&[250, 250], Some(554)), vec![true, true]),
+            (report(&[250, 550], Some(452)), vec![false, true]),
+            (report(&[550, 550], None), vec![true, true]),
+            (report(&[250], None), vec![false]),
+            // A refused MAIL FROM, a null MX, a lost connection: not about the recipient.
+            (failure(ErrorStage::Transaction, true), vec![false, false]),
+            (failure(ErrorStage::Destination, true), vec![false, false]),
+            (failure(ErrorStage::AfterData, false), vec![false, false]),
+        ];
+        for (result, expected) in cases {
+            assert_eq!(
+                recipient_rejections(expected.len(), &result),
+                expected,
+                "{result:?}"
+            );
+        }
+        // Fewer replies than recipients: the missing ones are not rejections.
+        assert_eq!(
+            recipient_rejections(2, &report(&[550], None)),
+            [true, false]
+        );
     }
 
     /// Every way a transaction can end, and what each recipient gets: the one table of

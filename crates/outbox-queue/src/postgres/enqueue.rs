@@ -113,16 +113,16 @@ fn insert_messages_sql() -> String {
     "WITH input AS ( \
        SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], \
          $6::text[], $7::bigint[], $8::bytea[], $9::text[], $10::text[], $11::text[], $12::bigint[], \
-         $13::text[], $14::text[], $15::bigint[], $21::text[], $22::bigint[]) \
+         $13::text[], $14::text[], $15::bigint[], $21::text[], $22::bigint[], $23::text[]) \
          AS u (id, created_at, send_at, priority, envelope_from, subject, size, data, tokens, \
            relay, idempotency_key, recipient_count, idempotency_scope, request_hash, idempotency_index, \
-           list, list_unsubscribe)), \
+           list, list_unsubscribe, header_message_id)), \
      m AS (INSERT INTO messages (id, created_at, send_at, priority, envelope_from, subject, \
          size, tokens, relay, idempotency_key, status, recipient_count, idempotency_scope, \
-         request_hash, idempotency_index, list, list_unsubscribe) \
+         request_hash, idempotency_index, list, list_unsubscribe, header_message_id) \
        SELECT id, created_at, send_at, priority, envelope_from, subject, size, tokens, relay, \
          idempotency_key, 'queued', recipient_count, idempotency_scope, request_hash, idempotency_index, \
-         list, list_unsubscribe \
+         list, list_unsubscribe, header_message_id \
        FROM input \
        ON CONFLICT (idempotency_scope, idempotency_key, idempotency_index) \
        WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id, priority, send_at, list), \
@@ -158,6 +158,7 @@ struct Columns<'a> {
     index: Vec<i64>,
     list: Vec<&'a str>,
     list_unsubscribe: Vec<i64>,
+    header_message_id: Vec<Option<&'a str>>,
     r_message: Vec<&'a str>,
     r_address: Vec<&'a str>,
     r_domain: Vec<&'a str>,
@@ -187,6 +188,7 @@ impl<'a> Columns<'a> {
             index: Vec::with_capacity(n),
             list: Vec::with_capacity(n),
             list_unsubscribe: Vec::with_capacity(n),
+            header_message_id: Vec::with_capacity(n),
             r_message: Vec::with_capacity(recipients),
             r_address: Vec::with_capacity(recipients),
             r_domain: Vec::with_capacity(recipients),
@@ -212,6 +214,7 @@ impl<'a> Columns<'a> {
             c.index.push(key.index);
             c.list.push(&m.list);
             c.list_unsubscribe.push(m.list_unsubscribe);
+            c.header_message_id.push(m.header_message_id.as_deref());
             for r in &m.recipients {
                 c.r_message.push(&m.id);
                 c.r_address.push(&r.address);
@@ -223,7 +226,7 @@ impl<'a> Columns<'a> {
         c
     }
 
-    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 22] {
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 23] {
         [
             &self.ids,
             &self.created_at,
@@ -247,6 +250,7 @@ impl<'a> Columns<'a> {
             &self.r_merge,
             &self.list,
             &self.list_unsubscribe,
+            &self.header_message_id,
         ]
     }
 }

@@ -320,6 +320,25 @@ pub(super) async fn complete(
     )
     .await?;
     let applied: i64 = row.get(0);
+    let hard: Vec<i64> = outcomes
+        .iter()
+        .filter(|o| o.delivery.is_hard_bounce())
+        .map(|o| o.recipient_id)
+        .collect();
+    if !hard.is_empty() {
+        // A hard bounce puts its address on the suppression list for every list (reason
+        // `bounced`), unless it is there already: an operator's entry is kept as it is.
+        let suppress = tx
+            .prepare_cached(
+                "INSERT INTO suppressions (address, list, reason, created_at, message_id) \
+                 SELECT lower(trim(r.address) COLLATE \"C\"), '', 'bounced', $2, r.message_id \
+                 FROM recipients r WHERE r.id = ANY($1) \
+                 ON CONFLICT (address, list) DO NOTHING",
+            )
+            .await?;
+        tx.execute(&suppress, &[&hard, &to_ms(OffsetDateTime::now_utc())])
+            .await?;
+    }
     tx.commit().await?;
     Ok(u64::try_from(applied).unwrap_or(0))
 }

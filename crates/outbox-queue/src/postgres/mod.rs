@@ -10,6 +10,7 @@
 
 mod admin;
 mod enqueue;
+mod feedback;
 mod group;
 pub(crate) mod ledger;
 mod listen;
@@ -26,6 +27,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 
+use crate::feedback::{FeedbackApplied, FeedbackFilter, FeedbackRecord, NewFeedback};
 use crate::model::{
     AttemptRecord, Claimed, Enqueued, ListFilter, ListPage, MessageBody, MessageDetail,
     MessageStatus, MessageSummary, NewMessage, NewRecipient, Outcome, RequestKey, RouteFilter,
@@ -401,6 +403,21 @@ impl Store for PostgresStore {
             message_ids.iter().try_for_each(|id| check_id(id))?;
             suspensions::pending_domains(&self.pool.get().await?, message_ids).await
         })
+    }
+
+    fn record_feedback(&self, report: NewFeedback) -> StoreFuture<'_, FeedbackApplied> {
+        Box::pin(async move {
+            let mut client = self.pool.get().await?;
+            feedback::record(&mut client, &report, OffsetDateTime::now_utc()).await
+        })
+    }
+
+    fn feedback_list(&self, filter: FeedbackFilter) -> StoreFuture<'_, Vec<FeedbackRecord>> {
+        Box::pin(async move { feedback::list(&self.pool.get().await?, &filter).await })
+    }
+
+    fn feedback_raw(&self, id: i64) -> StoreFuture<'_, Option<Vec<u8>>> {
+        Box::pin(async move { feedback::raw(&self.pool.get().await?, id).await })
     }
 
     fn suppress(&self, suppression: NewSuppression) -> StoreFuture<'_, Suppression> {

@@ -12,7 +12,7 @@ use crate::schema::refresh_status_sql;
 
 /// Rows per multi-row `INSERT`: one statement execution stores this many rows, which
 /// saves most of SQLite's per-statement work (reset, bind, VDBE start) on a big batch.
-/// 32 messages x 15 columns stays far under SQLite's limit of bound variables.
+/// 32 messages x 16 columns stays far under SQLite's limit of bound variables.
 const CHUNK: usize = 32;
 
 /// Inserts prepared messages; a known idempotency key (in its scope, at its place in the
@@ -130,8 +130,8 @@ fn insert_message_rows(
     let messages = multi_row_insert(
         "INSERT INTO messages (id, created_at, send_at, priority, envelope_from, subject, size, \
          tokens, relay, idempotency_key, status, recipient_count, idempotency_scope, request_hash, \
-         idempotency_index, list, list_unsubscribe) VALUES ",
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+         idempotency_index, list, list_unsubscribe, header_message_id) VALUES ",
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
         chunk.len(),
     );
     let bodies = multi_row_insert(
@@ -144,7 +144,7 @@ fn insert_message_rows(
         .iter()
         .map(|(_, m, _)| m.recipients.len() as i64)
         .collect();
-    let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 16);
+    let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 17);
     for (i, (_, m, key)) in chunk.iter().enumerate() {
         values.extend_from_slice(&[
             &m.id as &dyn ToSql,
@@ -163,6 +163,7 @@ fn insert_message_rows(
             &key.index,
             &m.list,
             &m.list_unsubscribe,
+            &m.header_message_id,
         ]);
     }
     tx.prepare_cached(&messages)?

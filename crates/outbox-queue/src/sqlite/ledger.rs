@@ -206,7 +206,7 @@ pub(super) fn release(
 
 /// One outcome as a JSON array, in the column order the statements of `complete` read:
 /// 0 id, 1 epoch, 2 final (1 for Sent), 3 state, 4 reply, 5 next_attempt_at,
-/// 6 attempts added, 7 at, 8 host, 9 code, 10 logged outcome, 11 duration.
+/// 6 attempts added, 7 at, 8 host, 9 code, 10 logged outcome, 11 duration, 12 hard bounce.
 fn outcome_json(outcome: &Outcome) -> serde_json::Value {
     let reply = without_nul(outcome.delivery.reply());
     let code = reply_code(&reply);
@@ -223,11 +223,14 @@ fn outcome_json(outcome: &Outcome) -> serde_json::Value {
         code,
         outcome.delivery.logged_as().as_str(),
         duration_ms(outcome.duration),
+        i64::from(outcome.delivery.is_hard_bounce()),
     ])
 }
 
 /// Records outcomes (see `Store::complete`) in three statements: the attempts log, the
-/// recipients, the messages' statuses.
+/// recipients, the messages' statuses; and a fourth when a hard bounce is among them: its
+/// address goes on the suppression list for every list (reason `bounced`), unless it is
+/// there already (an operator's or an unsubscribe's entry is kept as it is).
 pub(super) fn complete(
     tx: &Transaction<'_>,
     owner: &str,
@@ -267,6 +270,16 @@ pub(super) fn complete(
         1,
     );
     tx.prepare_cached(&refresh)?.execute([&batch])?;
+    if outcomes.iter().any(|o| o.delivery.is_hard_bounce()) {
+        tx.prepare_cached(
+            "INSERT INTO suppressions (address, list, reason, created_at, message_id) \
+             SELECT lower(trim(r.address)), '', 'bounced', ?2, r.message_id \
+             FROM json_each(?1) o JOIN recipients r ON r.id = o.value ->> 0 \
+             WHERE o.value ->> 12 = 1 \
+             ON CONFLICT (address, list) DO NOTHING",
+        )?
+        .execute(params![batch, to_ms(OffsetDateTime::now_utc())])?;
+    }
     Ok(applied as u64)
 }
 

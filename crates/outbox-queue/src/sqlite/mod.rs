@@ -10,6 +10,7 @@
 
 mod admin;
 mod enqueue;
+mod feedback;
 mod group;
 pub(crate) mod ledger;
 mod suppress;
@@ -24,6 +25,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
+use crate::feedback::{FeedbackApplied, FeedbackFilter, FeedbackRecord, NewFeedback};
 use crate::model::{
     AttemptRecord, Claimed, Enqueued, ListFilter, ListPage, MessageBody, MessageDetail,
     MessageStatus, MessageSummary, NewMessage, NewRecipient, Outcome, RequestKey, RouteFilter,
@@ -451,6 +453,18 @@ impl Store for SqliteStore {
             self.read(move |conn| suspensions::pending_domains(conn, &ids))
                 .await
         })
+    }
+
+    fn record_feedback(&self, report: NewFeedback) -> StoreFuture<'_, FeedbackApplied> {
+        Box::pin(self.write(move |tx, _| feedback::record(tx, &report, OffsetDateTime::now_utc())))
+    }
+
+    fn feedback_list(&self, filter: FeedbackFilter) -> StoreFuture<'_, Vec<FeedbackRecord>> {
+        Box::pin(self.read(move |conn| feedback::list(conn, &filter)))
+    }
+
+    fn feedback_raw(&self, id: i64) -> StoreFuture<'_, Option<Vec<u8>>> {
+        Box::pin(self.read(move |conn| feedback::raw(conn, id)))
     }
 
     fn suppress(&self, suppression: NewSuppression) -> StoreFuture<'_, Suppression> {

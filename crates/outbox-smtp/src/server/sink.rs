@@ -58,6 +58,22 @@ pub trait MessageSink: Send + Sync {
         let _ = address;
         Ok(())
     }
+
+    /// True when this sink takes mail for some recipients from clients that have not
+    /// authenticated (a bounce domain): the server then lets such a client start a
+    /// transaction, and takes only the recipients [`open_recipient`](Self::open_recipient)
+    /// accepts. Default: false, every transaction needs AUTH when the server requires it.
+    fn has_open_recipients(&self) -> bool {
+        false
+    }
+
+    /// True when `address` may be given by a client that has not authenticated (when the
+    /// server requires AUTH): every other recipient of such a client is refused with
+    /// `530 5.7.0`, so the server stays a closed relay. Default: none.
+    fn open_recipient(&self, address: &str) -> bool {
+        let _ = address;
+        false
+    }
 }
 
 /// One message recorded by a [`MemorySink`].

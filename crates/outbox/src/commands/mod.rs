@@ -1,5 +1,6 @@
 //! One module per subcommand; `run` dispatches.
 
+pub mod bounces;
 pub mod bulk;
 pub mod compose;
 pub mod deliver;
@@ -34,5 +35,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Smtp(args) => smtp::run(&globals, args).await,
         Command::Dkim(args) => dkim::run(&globals, args).await,
         Command::Suppress(args) => suppress::run(&globals, args).await,
+        Command::Bounces(args) => bounces::run(&globals, args).await,
     }
 }

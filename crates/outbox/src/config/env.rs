@@ -77,6 +77,10 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("unsubscribe", "base_url", Kind::Text),
     ("unsubscribe", "secret", Kind::Text),
     ("unsubscribe", "mailto", Kind::Text),
+    ("bounces", "domain", Kind::Text),
+    ("bounces", "secret", Kind::Text),
+    ("bounces", "max_report_size", Kind::Text),
+    ("complaints", "address", Kind::Text),
 ];
 
 /// Variables that start with `OUTBOX_` but are not configuration keys.

@@ -43,6 +43,8 @@ pub struct Config {
     /// `[[dkim]]`: signing domains, selectors and keys.
     pub dkim: Vec<dkim::DkimEntry>,
     pub unsubscribe: UnsubscribeConfig,
+    pub bounces: BouncesConfig,
+    pub complaints: ComplaintsConfig,
 }
 
 impl Default for Config {
@@ -59,8 +61,46 @@ impl Default for Config {
             mta_sts: MtaStsConfig::default(),
             dkim: Vec::new(),
             unsubscribe: UnsubscribeConfig::default(),
+            bounces: BouncesConfig::default(),
+            complaints: ComplaintsConfig::default(),
         }
     }
+}
+
+/// `[bounces]`: VERP return paths and the reports that come back to them (issue 12).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BouncesConfig {
+    /// The bounce domain: envelope senders become `bounces+TOKEN@DOMAIN`, and the SMTP
+    /// listener accepts mail for this domain from anyone, without AUTH. Its MX must point
+    /// at the listener.
+    pub domain: Option<String>,
+    /// The HMAC key of the VERP tokens (at least 16 characters); required with `domain`.
+    /// Changing it makes the tokens of mail already sent unreadable: their bounces are
+    /// kept as unmatched.
+    pub secret: Option<String>,
+    /// Largest report the listener takes for the bounce domain (default "1MB"; at most
+    /// `delivery.max_message_size`, which the listener enforces first): a bounce carries
+    /// the returned headers, or the message.
+    pub max_report_size: Option<ByteSize>,
+}
+
+impl BouncesConfig {
+    /// The VERP signer, when a bounce domain is configured.
+    pub fn verp(&self) -> Option<outbox_queue::Verp> {
+        let domain = self.domain.as_deref()?;
+        let secret = self.secret.as_deref()?;
+        Some(outbox_queue::Verp::new(domain, secret.as_bytes()))
+    }
+}
+
+/// `[complaints]`: where feedback loops send their reports, when not to the bounce domain.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComplaintsConfig {
+    /// An address the SMTP listener accepts complaint reports (RFC 5965) for, from
+    /// anyone, without AUTH, like the bounce domain.
+    pub address: Option<String>,
 }
 
 /// `[delivery]`: how the background sender delivers.
@@ -432,6 +472,40 @@ impl Default for SendmailConfig {
     }
 }
 
+impl Config {
+    /// `[bounces]` and `[complaints]`: a bounce domain needs a secret, and names a domain.
+    fn check_feedback(&self) -> anyhow::Result<()> {
+        let bounces = &self.bounces;
+        if let Some(domain) = &bounces.domain {
+            if !is_domain(domain) {
+                bail!(
+                    "configuration: bounces.domain must be a domain name, such as bounces.example.com"
+                );
+            }
+            match &bounces.secret {
+                None => bail!(
+                    "configuration: bounces.secret is required with bounces.domain (the key of the VERP tokens, at least 16 characters)"
+                ),
+                Some(secret) if secret.len() < 16 => {
+                    bail!("configuration: bounces.secret must be at least 16 characters")
+                }
+                Some(_) => {}
+            }
+        } else if bounces.secret.is_some() {
+            bail!("configuration: bounces.secret is set without bounces.domain");
+        }
+        if bounces.max_report_size == Some(ByteSize(0)) {
+            bail!("configuration: bounces.max_report_size must be more than 0");
+        }
+        if let Some(address) = &self.complaints.address
+            && (outbox_mime::parse_address(address).is_err() || !address.contains('@'))
+        {
+            bail!("configuration: complaints.address must be an address, such as fbl@example.com");
+        }
+        Ok(())
+    }
+}
+
 /// A domain an address can end with (the same rules as any address's domain).
 fn is_domain(domain: &str) -> bool {
     !domain.contains('@') && outbox_mime::parse_address(&format!("postmaster@{domain}")).is_ok()
@@ -505,6 +579,7 @@ impl Config {
         shaping::rules(&self.shaping)?;
         dkim::check(&self.dkim)?;
         self.unsubscribe.links()?;
+        self.check_feedback()?;
         if d.max_attempts == 0 {
             bail!("configuration: delivery.max_attempts must be at least 1");
         }
@@ -948,6 +1023,41 @@ trusted_networks = ["127.0.0.1/32"]
     }
 
     #[test]
+    fn bounce_domain_needs_a_secret_and_a_domain() {
+        let config = parse(
+            "[bounces]\ndomain = \"Bounces.Example.com\"\nsecret = \"0123456789abcdef\"\nmax_report_size = \"64KB\"\n[complaints]\naddress = \"fbl@example.com\"\n",
+        )
+        .unwrap();
+        let verp = config.bounces.verp().unwrap();
+        assert_eq!(verp.domain(), "bounces.example.com");
+        assert_eq!(verp.recipient(&verp.return_path(9)), Some(9));
+        assert_eq!(config.bounces.max_report_size, Some(ByteSize(64_000)));
+        assert!(parse("").unwrap().bounces.verp().is_none());
+        for (text, expected) in [
+            (
+                "[bounces]\ndomain = \"b.example.com\"\n",
+                "bounces.secret is required",
+            ),
+            (
+                "[bounces]\nsecret = \"0123456789abcdef\"\n",
+                "without bounces.domain",
+            ),
+            (
+                "[bounces]\ndomain = \"not a domain\"\nsecret = \"0123456789abcdef\"\n",
+                "bounces.domain must be a domain name",
+            ),
+            (
+                "[complaints]\naddress = \"fbl\"\n",
+                "complaints.address must be an address",
+            ),
+            ("[bounces]\ndomian = \"x\"\n", "unknown field"),
+        ] {
+            let err = format!("{:#}", parse(text).unwrap_err());
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
+
+    #[test]
     fn errors_never_show_secrets() {
         for (text, secret) in [
             (
@@ -977,6 +1087,14 @@ trusted_networks = ["127.0.0.1/32"]
             (
                 "[smtp_listener]\nusers = \"app=listener-Secret\"\n",
                 "listener-Secret",
+            ),
+            (
+                "[bounces]\ndomain = \"b.example.com\"\nsecret = 12345678901234567\n",
+                "12345678901234567",
+            ),
+            (
+                "[bounces]\ndomain = \"b.example.com\"\nsecret = \"short-Secret\"\n",
+                "short-Secret",
             ),
             // A secret can also turn up in an unrelated error through a typo in another key.
             (

@@ -16,6 +16,7 @@ const SECRET_KEYS: &[(&str, &str)] = &[
     ("delivery", "relay"),
     ("", "database"),
     ("unsubscribe", "secret"),
+    ("bounces", "secret"),
 ];
 
 fn lookup<'a>(table: &'a Table, section: &str, key: &str) -> Option<&'a Value> {
@@ -53,12 +54,12 @@ pub fn check_shapes(table: &Table) -> anyhow::Result<()> {
             }
         }
     }
-    if lookup(table, "unsubscribe", "secret").is_some_and(|value| !value.is_str()) {
-        bail!(
-            "configuration: unsubscribe.secret must be a string (value not shown: it is a secret)"
-        );
-    }
-    for (section, key) in [("delivery", "relay"), ("", "database")] {
+    for (section, key) in [
+        ("delivery", "relay"),
+        ("", "database"),
+        ("bounces", "secret"),
+        ("unsubscribe", "secret"),
+    ] {
         if lookup(table, section, key).is_some_and(|value| !value.is_str()) {
             let name = if section.is_empty() {
                 key.to_string()

@@ -9,6 +9,7 @@ pub mod api;
 mod attachments;
 pub mod auth;
 mod body;
+pub mod bounces;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
@@ -108,6 +109,7 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/suppressions/{address}",
             axum::routing::delete(suppressions::delete_suppression),
         )
+        .route("/api/v1/bounces", get(bounces::list_bounces))
         .route("/api/v1/openapi.json", get(openapi::openapi_json))
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/{*rest}", any(unknown_route))

@@ -12,7 +12,7 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{api, metrics, suppressions};
+use super::{api, bounces, metrics, suppressions};
 
 /// The whole API description.
 #[derive(OpenApi)]
@@ -33,6 +33,7 @@ use super::{api, metrics, suppressions};
         suppressions::list_suppressions,
         suppressions::post_suppression,
         suppressions::delete_suppression,
+        bounces::list_bounces,
         openapi_json,
         metrics::metrics,
         metrics::healthz,
@@ -42,6 +43,7 @@ use super::{api, metrics, suppressions};
     tags(
         (name = "messages", description = "The queue"),
         (name = "suppressions", description = "Addresses that must not be mailed"),
+        (name = "bounces", description = "Bounces and complaints received at the bounce domain"),
         (name = "operations", description = "Health, metrics, this document"),
     )
 )]
@@ -87,7 +89,11 @@ impl Modify for Unavailable {
             "503",
             "the queue database does not answer (busy, restarting): nothing was stored or \
              changed; `Retry-After` says when to try again",
-            |path| path.starts_with("/api/v1/messages") || path.starts_with("/api/v1/suppressions"),
+            |path| {
+                path.starts_with("/api/v1/messages")
+                    || path.starts_with("/api/v1/suppressions")
+                    || path.starts_with("/api/v1/bounces")
+            },
         );
     }
 }
@@ -190,6 +196,8 @@ pub mod schema {
         Failed,
         Removed,
         Suppressed,
+        Bounced,
+        Complained,
     }
 
     /// Why an address is suppressed.
@@ -215,6 +223,44 @@ pub mod schema {
         created_at: String,
         /// The message that caused it, when known.
         message_id: Option<String>,
+    }
+
+    /// What a report said.
+    #[derive(ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum FeedbackKind {
+        Bounce,
+        Delay,
+        Complaint,
+    }
+
+    /// One report received at the bounce domain (`GET /api/v1/bounces`).
+    #[derive(ToSchema)]
+    pub struct FeedbackRecord {
+        /// The report's id, ascending with arrival.
+        id: i64,
+        /// When it was received (RFC 3339).
+        #[schema(format = DateTime)]
+        received_at: String,
+        kind: FeedbackKind,
+        /// `dsn` (RFC 3464), `arf` (RFC 5965) or `text`.
+        format: String,
+        /// The message of the recipient it matched; null when it matched none.
+        message_id: Option<String>,
+        /// The recipient row it matched.
+        recipient_id: Option<i64>,
+        /// The address it is about, as reported.
+        address: Option<String>,
+        /// The status code (`5.1.1`, or a reply code from a plain-text bounce).
+        status: Option<String>,
+        /// The remote server's diagnostic, or a complaint's feedback type.
+        diagnostic: Option<String>,
+        /// The state it put the recipient in (`bounced`, `complained`); null when nothing changed.
+        applied: Option<String>,
+        /// The report's envelope sender (empty: the null sender).
+        sender: String,
+        /// Bytes of report text kept (only for a report that matched no recipient).
+        kept_bytes: u64,
     }
 
     /// One page of `GET /api/v1/suppressions`.
@@ -544,6 +590,7 @@ mod tests {
             ("/api/v1/suppressions", "get"),
             ("/api/v1/suppressions", "post"),
             ("/api/v1/suppressions/{address}", "delete"),
+            ("/api/v1/bounces", "get"),
             ("/api/v1/openapi.json", "get"),
             ("/metrics", "get"),
             ("/healthz", "get"),
@@ -686,6 +733,24 @@ mod tests {
         assert_eq!(
             properties(&doc, "SuppressionPage"),
             keys(&serde_json::to_value(&page).unwrap())
+        );
+        let record = outbox_queue::FeedbackRecord {
+            id: 1,
+            received_at: time::OffsetDateTime::UNIX_EPOCH,
+            kind: outbox_queue::FeedbackKind::Bounce,
+            format: "dsn".into(),
+            message_id: None,
+            recipient_id: None,
+            address: None,
+            status: None,
+            diagnostic: None,
+            applied: None,
+            sender: String::new(),
+            kept_bytes: 0,
+        };
+        assert_eq!(
+            properties(&doc, "FeedbackRecord"),
+            keys(&serde_json::to_value(&record).unwrap())
         );
         let states: Vec<&str> = doc["components"]["schemas"]["RecipientState"]["enum"]
             .as_array()

@@ -297,3 +297,70 @@ async fn an_immediate_send_refuses_suppressed_recipients() {
     let text = body["recipients"][0]["reply"].as_str().unwrap();
     assert!(text.starts_with("suppressed: bounced"), "{text}");
 }
+
+/// `GET /api/v1/bounces`: the reports, newest first, filtered and paged; bad values are
+/// 422 naming the field; the token is required.
+#[tokio::test]
+async fn bounces_are_listed_with_filters() {
+    let h = harness().await;
+    let report = |raw: &str| outbox_queue::NewFeedback {
+        kind: outbox_queue::FeedbackKind::Bounce,
+        format: "text".into(),
+        recipient_id: None,
+        original_message_id: None,
+        address: Some("gone@example.net".into()),
+        status: Some("5.1.1".into()),
+        diagnostic: None,
+        sender: String::new(),
+        raw: raw.as_bytes().to_vec(),
+    };
+    let first = h.store.record_feedback(report("one")).await.unwrap();
+    let second = h.store.record_feedback(report("two")).await.unwrap();
+    let all = call(&h.app, Method::GET, "/api/v1/bounces", None).await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.text);
+    let items = all.json();
+    assert_eq!(items[0]["id"], second.id);
+    assert_eq!(items[1]["id"], first.id);
+    assert_eq!(items[0]["status"], "5.1.1");
+    assert_eq!(items[0]["kept_bytes"], 3);
+    assert_eq!(items[0]["message_id"], json!(null));
+    let page = call(
+        &h.app,
+        Method::GET,
+        &format!(
+            "/api/v1/bounces?unmatched=true&limit=1&before={}",
+            second.id
+        ),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(page.as_array().unwrap().len(), 1);
+    assert_eq!(page[0]["id"], first.id);
+    let none = call(
+        &h.app,
+        Method::GET,
+        "/api/v1/bounces?message=01ARZ3NDEKTSV4RRFFQ69G5FAV",
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(none, json!([]));
+    for (query, field) in [
+        ("unmatched=maybe", "unmatched"),
+        ("before=x", "before"),
+        ("limit=0", "limit"),
+    ] {
+        let reply = call(
+            &h.app,
+            Method::GET,
+            &format!("/api/v1/bounces?{query}"),
+            None,
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{query}");
+        assert_eq!(reply.json()["field"], field, "{query}");
+    }
+    let anonymous = send(&h.app, request(Method::GET, "/api/v1/bounces", None, None)).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+}

@@ -10,7 +10,13 @@
 //! `Date`, `Message-ID` and `Received` added and `Bcc` removed ([`submission`]). The limits
 //! of `[smtp_listener]` (connections in all and per client address, recipients, commands,
 //! errors, failed AUTH, idle time) are enforced by the server (docs/security.md).
+//!
+//! Feedback (issue 12): mail for `[bounces] domain` or `[complaints] address` is taken
+//! from anyone, without AUTH, and only that: every other recipient of a client that has
+//! not authenticated is refused (`530 5.7.0`), so the listener stays a closed relay. Such
+//! mail is never queued: it is read as a bounce or complaint and applied ([`feedback`]).
 
+pub mod feedback;
 mod submission;
 
 use std::sync::Arc;
@@ -41,7 +47,8 @@ pub async fn start(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Opt
                 .with_context(|| "configuration: smtp_listener.trusted_networks")
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    if settings.users.is_empty() && trusted.is_empty() {
+    let feedback = feedback::FeedbackAddresses::from_config(config);
+    if settings.users.is_empty() && trusted.is_empty() && feedback.is_none() {
         tracing::warn!(
             "smtp_listener has no users and no trusted_networks: every submission is refused"
         );
@@ -65,7 +72,9 @@ pub async fn start(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Opt
         // One stats entry per connection would grow for as long as serve runs.
         .per_connection_stats(false)
         .auth_requires_tls(settings.require_tls)
-        .sink(Arc::new(QueueSink::new(store, hostname)));
+        .sink(Arc::new(
+            QueueSink::new(store, hostname).with_feedback(feedback),
+        ));
     if !settings.users.is_empty() {
         builder = builder.authenticator(Arc::new(StaticUsers::new(settings.users.clone())));
     }
@@ -94,18 +103,44 @@ pub async fn start(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Opt
 pub struct QueueSink {
     store: Arc<dyn Store>,
     hostname: String,
+    feedback: Option<feedback::FeedbackAddresses>,
 }
 
 impl QueueSink {
     /// A sink queueing into `store`; `hostname` names this server in `Received:`.
     pub fn new(store: Arc<dyn Store>, hostname: String) -> QueueSink {
-        QueueSink { store, hostname }
+        QueueSink {
+            store,
+            hostname,
+            feedback: None,
+        }
+    }
+
+    /// The same sink, taking bounces and complaints for these addresses.
+    pub fn with_feedback(mut self, feedback: Option<feedback::FeedbackAddresses>) -> QueueSink {
+        self.feedback = feedback;
+        self
     }
 }
 
 impl MessageSink for QueueSink {
-    fn deliver(&self, envelope: Envelope, data: Vec<u8>) -> DeliverFuture<'_> {
+    fn deliver(&self, mut envelope: Envelope, data: Vec<u8>) -> DeliverFuture<'_> {
         Box::pin(async move {
+            if let Some(feedback) = &self.feedback {
+                let (reports, others): (Vec<String>, Vec<String>) = envelope
+                    .rcpt_to
+                    .drain(..)
+                    .partition(|rcpt| feedback.is_feedback(rcpt));
+                envelope.rcpt_to = others;
+                if !reports.is_empty() {
+                    feedback
+                        .receive(&*self.store, &envelope.mail_from, &reports, &data)
+                        .await?;
+                }
+                if envelope.rcpt_to.is_empty() {
+                    return Ok(None);
+                }
+            }
             let stored =
                 submission::prepare(&data, &envelope, &self.hostname, OffsetDateTime::now_utc());
             // Only these fields come from the client: the relay, priority, send time, merge
@@ -132,6 +167,16 @@ impl MessageSink for QueueSink {
 
     fn check_recipient(&self, address: &str) -> Result<(), Reply> {
         submission::check_address(address, Role::Recipient)
+    }
+
+    fn has_open_recipients(&self) -> bool {
+        self.feedback.is_some()
+    }
+
+    fn open_recipient(&self, address: &str) -> bool {
+        self.feedback
+            .as_ref()
+            .is_some_and(|feedback| feedback.is_feedback(address))
     }
 }
 

@@ -48,6 +48,9 @@ enum FaultOutcome {
 struct Transaction {
     from: String,
     recipients: Vec<String>,
+    /// Started without the AUTH the server requires: only the sink's open recipients
+    /// ([`MessageSink::open_recipient`](super::sink::MessageSink::open_recipient)) are taken.
+    open_only: bool,
 }
 
 struct Session<'a> {
@@ -446,18 +449,18 @@ impl Session<'_> {
         from: String,
         params: Vec<Param>,
     ) -> std::io::Result<Flow> {
-        let refusal = if self.helo.is_none() {
-            Some(reply(503, "5.5.1 Send EHLO or HELO first"))
-        } else if self.transaction.is_some() {
-            Some(reply(503, "5.5.1 Nested MAIL command"))
-        } else if self.shared.require_auth
+        let needs_auth = self.shared.require_auth
             && self.authenticated.is_none()
             && !self
                 .shared
                 .trusted_networks
                 .iter()
-                .any(|n| n.contains(self.peer.ip()))
-        {
+                .any(|n| n.contains(self.peer.ip()));
+        let refusal = if self.helo.is_none() {
+            Some(reply(503, "5.5.1 Send EHLO or HELO first"))
+        } else if self.transaction.is_some() {
+            Some(reply(503, "5.5.1 Nested MAIL command"))
+        } else if needs_auth && !self.shared.sink.has_open_recipients() {
             Some(reply(530, "5.7.0 Authentication required"))
         } else {
             self.check_mail_params(&params)
@@ -473,6 +476,7 @@ impl Session<'_> {
         self.transaction = Some(Transaction {
             from,
             recipients: Vec::new(),
+            open_only: needs_auth,
         });
         self.send(io, &reply(250, "2.1.0 Ok")).await?;
         Ok(Flow::Continue)
@@ -522,6 +526,10 @@ impl Session<'_> {
             )),
             Some(t) if t.recipients.len() >= self.shared.max_recipients => {
                 Some(reply(452, "4.5.3 Too many recipients"))
+            }
+            // Closed relay: without AUTH, only the sink's open recipients.
+            Some(t) if t.open_only && !self.shared.sink.open_recipient(&to) => {
+                Some(reply(530, "5.7.0 Authentication required"))
             }
             Some(_) => self.shared.sink.check_recipient(&to).err(),
         };

@@ -8,6 +8,7 @@
 //! | `POST /messages/{id}/retry`, `POST /messages/{id}/remove` | one message |
 //! | `POST /bulk` | retry or remove every message a filter matches, at most [`BULK_LIMIT`] at once |
 //! | `GET /suppressions`, `POST /suppressions`, `POST /suppressions/remove` | the suppression list: filter, page, add, remove |
+//! | `GET /bounces`, `GET /bounces/{id}` | bounces and complaints received; the text of an unmatched one |
 //! | `GET /login`, `POST /login`, `POST /logout` | sessions |
 //!
 //! (`/u/{token}`, the one-click unsubscribe page, is public: see [`crate::http::unsubscribe`].)
@@ -17,6 +18,7 @@
 //! redirects to `/login`. Every POST from a session carries the session's CSRF token
 //! (see [`session`]); a missing or wrong one gets 403.
 
+mod bounces;
 mod handlers;
 mod message_page;
 pub(in crate::http) mod pages;
@@ -59,6 +61,8 @@ pub fn router_with(sessions: Arc<Sessions>) -> Router<AppState> {
             get(suppressions::page).post(suppressions::add),
         )
         .route("/suppressions/remove", post(suppressions::remove))
+        .route("/bounces", get(bounces::page))
+        .route("/bounces/{id}", get(bounces::raw))
         .route("/login", get(handlers::login_form).post(handlers::login))
         .route("/logout", post(handlers::logout))
         .layer(Extension(sessions))

@@ -59,7 +59,7 @@ div.actions { margin-top:12px; }
 .badge { display:inline-block; padding:1px 8px; border-radius:999px; font-size:12px; font-weight:600; }
 .s-queued { background:#dbeafe; color:#1e40af; } .s-sending { background:#e0e7ff; color:#3730a3; }
 .s-sent { background:#dcfce7; color:#166534; } .s-deferred { background:#fef3c7; color:#92400e; }
-.s-error, .s-failed { background:#fee2e2; color:#991b1b; } .s-removed, .s-suppressed { background:#e5e7eb; color:#374151; }
+.s-error, .s-failed, .s-bounced, .s-complained { background:#fee2e2; color:#991b1b; } .s-removed, .s-suppressed { background:#e5e7eb; color:#374151; }
 .p-high { color:#b91c1c; font-weight:600; } .p-medium { color:var(--fg); } .p-low { color:var(--muted); }
 .pager { display:flex; gap:8px; margin:12px 0; }
 .notice { background:#ecfdf5; border:1px solid #a7f3d0; color:#065f46; padding:8px 12px; border-radius:8px; margin-bottom:12px; }
@@ -105,6 +105,7 @@ pub fn layout(title: &str, viewer: Option<&Viewer>, body: Markup) -> Markup {
                     a href="/" { "Outbox" }
                     span.muted { "queue admin" }
                     a href="/suppressions" { "Suppressions" }
+                    a href="/bounces" { "Bounces" }
                     span.spacer {}
                     @if let Some(viewer @ Viewer::Session { .. }) = viewer {
                         form method="post" action="/logout" {

@@ -635,3 +635,88 @@ async fn a_suppressed_recipient_shows_its_state_on_the_message_page() {
     assert!(page.body.contains("s-suppressed"), "{}", page.body);
     assert!(page.body.contains("suppressed: manual (every list) since"));
 }
+
+#[tokio::test]
+async fn the_bounces_page_lists_reports_and_shows_unmatched_text_as_plain_text() {
+    let h = harness().await;
+    let id = enqueue(&h.store, "Hello", "gone@example.org", "<p/>").await;
+    let claimed = h
+        .store
+        .claim("w", OffsetDateTime::now_utc() + Duration::from_secs(1), 10)
+        .await
+        .unwrap();
+    let recipient = &claimed[0].recipients[0];
+    h.store
+        .complete(
+            "w",
+            vec![Outcome {
+                recipient_id: recipient.id,
+                epoch: recipient.epoch,
+                delivery: Delivery::Sent {
+                    reply: "250 ok".into(),
+                },
+                at: OffsetDateTime::now_utc(),
+                host: None,
+                duration: Duration::ZERO,
+            }],
+        )
+        .await
+        .unwrap();
+    let report = |recipient_id, raw: &str| outbox_queue::NewFeedback {
+        kind: outbox_queue::FeedbackKind::Bounce,
+        format: "dsn".into(),
+        recipient_id,
+        original_message_id: None,
+        address: Some("gone@example.org".into()),
+        status: Some("5.1.1".into()),
+        diagnostic: Some("<b>user unknown</b>".into()),
+        sender: String::new(),
+        raw: raw.as_bytes().to_vec(),
+    };
+    h.store
+        .record_feedback(report(Some(recipient.id), ""))
+        .await
+        .unwrap();
+    let unmatched = h
+        .store
+        .record_feedback(report(None, "<script>alert(1)</script>"))
+        .await
+        .unwrap();
+    let (cookie, _) = login(&h.app).await;
+    assert_eq!(
+        send(&h.app, get("/bounces", None)).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let page = send(&h.app, get("/bounces", Some(&cookie))).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains(&format!("/messages/{id}")),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("&lt;b&gt;user unknown&lt;/b&gt;"),
+        "escaped: {}",
+        page.body
+    );
+    assert!(page.body.contains(&format!("/bounces/{}", unmatched.id)));
+    let only = send(&h.app, get("/bounces?unmatched=1", Some(&cookie))).await;
+    assert!(
+        !only.body.contains(&format!("/messages/{id}")),
+        "{}",
+        only.body
+    );
+    let raw = send(
+        &h.app,
+        get(&format!("/bounces/{}", unmatched.id), Some(&cookie)),
+    )
+    .await;
+    assert_eq!(raw.status, StatusCode::OK);
+    assert_eq!(raw.body, "<script>alert(1)</script>");
+    let bad = send(&h.app, get("/bounces?before=x", Some(&cookie))).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let none = send(&h.app, get("/bounces/999", Some(&cookie))).await;
+    assert_eq!(none.status, StatusCode::NOT_FOUND);
+    let message = send(&h.app, get(&format!("/messages/{id}"), Some(&cookie))).await;
+    assert!(message.body.contains("s-bounced"), "{}", message.body);
+}
