@@ -34,6 +34,7 @@
 
 pub mod engine;
 mod error;
+mod events;
 mod group_commit;
 mod idempotency;
 mod listing;
@@ -48,8 +49,13 @@ mod sqlite;
 mod store;
 mod suppression;
 mod timefmt;
+pub mod webhooks;
 
 pub use error::{StoreError, human_size, sizes};
+pub use events::{
+    Event, EventDelivery, EventFilter, EventPage, EventType, WebhookBacklog, WebhookBatch,
+    WebhookResult, WebhookRoute,
+};
 pub use model::{
     AttemptOutcome, AttemptRecord, Claimed, ClaimedRecipient, Delivery, Enqueued, ListFilter,
     ListPage, MergeValues, MessageBody, MessageDetail, MessageStatus, MessageSummary, NewMessage,

@@ -102,6 +102,9 @@ pub struct EngineConfig {
     pub allow_program_relay: bool,
     /// `[[dkim]]`: the signers of outgoing messages; empty: nothing is signed.
     pub dkim: Arc<DkimSigners>,
+    /// `[[webhooks]]` and `[events]`: when set, the webhook sender (and the event log's
+    /// dispatch and pruning) runs for as long as the engine does.
+    pub webhooks: Option<crate::webhooks::WebhookSettings>,
 }
 
 impl EngineConfig {
@@ -138,6 +141,7 @@ impl Default for EngineConfig {
             poll_interval: Duration::from_secs(1),
             allow_program_relay: false,
             dkim: Arc::default(),
+            webhooks: None,
         }
     }
 }
@@ -400,8 +404,20 @@ impl Engine {
             signed: BodyCache::new(BODY_CACHE_BYTES),
             stop: stop_rx,
         });
+        let webhooks = self.config.webhooks.clone().map(|settings| {
+            tokio::spawn(crate::webhooks::run(
+                self.store.clone(),
+                settings,
+                self.config.owner.clone(),
+                self.metrics.webhooks().clone(),
+                shared.stop.clone(),
+            ))
+        });
         dispatch(&shared, mode, shutdown, &stop_tx).await;
         let _ = stop_tx.send(true);
+        if let Some(webhooks) = webhooks {
+            let _ = webhooks.await;
+        }
 
         // Unsent claims go back; every outcome is stored before the heartbeat stops.
         let unsent: Vec<ClaimedRecipient> = shared
