@@ -260,8 +260,10 @@ pub trait Store: Send + Sync {
     ) -> StoreFuture<'a, u64>;
 
     /// Takes or renews the right to send to `webhook` until `until`: true when `owner`
-    /// holds it now (nobody held it, the holder's time ran out, or `owner` held it).
-    /// One sender per webhook keeps events in order across processes.
+    /// holds it now (nobody held it, `owner` held it, the holder's time ran out, or the
+    /// holder is no live worker: it has no `workers` row, as after a crash once
+    /// [`recover`](Store::recover) ran). One sender per webhook keeps events in order
+    /// across processes; `owner` is the engine's worker name.
     fn lock_webhook<'a>(
         &'a self,
         webhook: &'a str,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use outbox_queue::{
     Delivery, Event, EventFilter, EventType, NewRecipient, NewSuppression, Outcome, StoreError,
-    SuppressionReason, WebhookResult, WebhookRoute,
+    SuppressionReason, WebhookResult, WebhookRoute, WorkerInfo,
 };
 use support::{TestStore, message, soon};
 use time::OffsetDateTime;
@@ -489,6 +489,17 @@ async fn batches_keep_event_order_and_wait_for_backoff(t: TestStore) {
 async fn one_sender_per_webhook(t: TestStore) {
     let now = OffsetDateTime::now_utc();
     let until = now + Duration::from_secs(60);
+    for owner in ["w1", "w2"] {
+        t.store
+            .heartbeat(
+                &WorkerInfo::this_process(owner.into()),
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+    }
+    // A holder that is no live worker (a crashed one, once recovered) loses it at once.
+    assert!(t.store.lock_webhook("h", "gone", now, until).await.unwrap());
     assert!(t.store.lock_webhook("h", "w1", now, until).await.unwrap());
     assert!(!t.store.lock_webhook("h", "w2", now, until).await.unwrap());
     assert!(

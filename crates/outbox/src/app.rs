@@ -87,8 +87,23 @@ pub fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
         relay_configured: delivery.relay.is_some(),
         allow_program_relay: delivery.allow_program_relay,
         dkim: Arc::new(crate::config::dkim::signers(&config.dkim)?),
+        webhooks: Some(webhook_settings(config)?),
         ..EngineConfig::default()
     })
+}
+
+/// The webhook sender's settings: `[[webhooks]]`, `[events]`, and the trust anchors of
+/// `[tls] ca_file` (plus the web PKI roots) for `https` endpoints.
+pub fn webhook_settings(
+    config: &Config,
+) -> anyhow::Result<outbox_queue::webhooks::WebhookSettings> {
+    let tls = match &config.tls.ca_file {
+        Some(ca_file) => TlsConfig::with_ca_file(ca_file),
+        None => TlsConfig::default(),
+    }
+    .client_config()
+    .context("configuration: tls.ca_file")?;
+    crate::config::webhooks::settings(&config.webhooks, &config.events, tls)
 }
 
 /// Store, transport and engine settings together.

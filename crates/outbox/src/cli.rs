@@ -72,6 +72,8 @@ pub enum Command {
     Dkim(commands::dkim::DkimArgs),
     /// The suppression list: add, rm, list addresses that must not be mailed.
     Suppress(commands::suppress::SuppressArgs),
+    /// The event log (what webhooks are sent): list events, of one message or all.
+    Events(commands::events::EventsArgs),
 }
 
 impl Command {

@@ -192,6 +192,7 @@ pub(super) async fn lock(
             "INSERT INTO webhook_locks (webhook, owner, until) VALUES ($1, $2, $4) \
              ON CONFLICT (webhook) DO UPDATE SET owner = EXCLUDED.owner, until = EXCLUDED.until \
              WHERE webhook_locks.owner = EXCLUDED.owner OR webhook_locks.until < $3 \
+             OR webhook_locks.owner NOT IN (SELECT owner FROM workers) \
              RETURNING owner",
             &[&webhook, &owner, &to_ms(now), &to_ms(until)],
         )

@@ -238,6 +238,7 @@ pub(super) fn lock(
             "INSERT INTO webhook_locks (webhook, owner, until) VALUES (?1, ?2, ?4) \
              ON CONFLICT (webhook) DO UPDATE SET owner = excluded.owner, until = excluded.until \
              WHERE webhook_locks.owner = excluded.owner OR webhook_locks.until < ?3 \
+             OR webhook_locks.owner NOT IN (SELECT owner FROM workers) \
              RETURNING owner",
         )?
         .query_row(params![webhook, owner, to_ms(now), to_ms(until)], |row| {

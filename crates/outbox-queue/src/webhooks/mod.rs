@@ -288,6 +288,9 @@ async fn prune(store: &dyn Store, retention: Duration) {
 /// How long a sender's lock on its webhook lasts; renewed before every request.
 const LOCK_FOR: Duration = Duration::from_secs(60);
 
+/// How often a sender whose webhook another worker holds tries again.
+const LOCKED_RETRY: Duration = Duration::from_secs(1);
+
 async fn send_loop(
     store: Arc<dyn Store>,
     settings: Arc<WebhookSettings>,
@@ -328,8 +331,10 @@ async fn send_once(
         .lock_webhook(name, owner, now, now + LOCK_FOR + settings.timeout)
         .await?
     {
-        // Another process sends to it.
-        return Ok(Some(LOCK_FOR / 4));
+        // Another process sends to it: look again soon, as it may have just died (its
+        // lock is free once its worker row is gone, which the first heartbeat tick of
+        // any engine on its machine sees at once).
+        return Ok(Some(LOCKED_RETRY));
     }
     let batch = store.webhook_batch(name, now, settings.batch_size).await?;
     if batch.events.is_empty() {

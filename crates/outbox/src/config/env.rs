@@ -74,6 +74,10 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ),
     ("smtp_listener", "auth_failure_window", Kind::Text),
     ("sendmail", "domain", Kind::Text),
+    ("events", "retention", Kind::Text),
+    ("events", "webhook_timeout", Kind::Text),
+    ("events", "webhook_retry_backoff", Kind::List),
+    ("events", "webhook_batch_size", Kind::Integer),
 ];
 
 /// Variables that start with `OUTBOX_` but are not configuration keys.

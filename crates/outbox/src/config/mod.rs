@@ -9,6 +9,7 @@ mod env;
 mod secrets;
 pub mod shaping;
 pub mod units;
+pub mod webhooks;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -41,6 +42,10 @@ pub struct Config {
     pub mta_sts: MtaStsConfig,
     /// `[[dkim]]`: signing domains, selectors and keys.
     pub dkim: Vec<dkim::DkimEntry>,
+    /// `[[webhooks]]`: where events are sent.
+    pub webhooks: Vec<webhooks::WebhookEntry>,
+    /// `[events]`: the event log's retention and the webhook sender's settings.
+    pub events: webhooks::EventsConfig,
 }
 
 impl Default for Config {
@@ -56,6 +61,8 @@ impl Default for Config {
             shaping: Vec::new(),
             mta_sts: MtaStsConfig::default(),
             dkim: Vec::new(),
+            webhooks: Vec::new(),
+            events: webhooks::EventsConfig::default(),
         }
     }
 }
@@ -458,6 +465,8 @@ impl Config {
         }
         shaping::rules(&self.shaping)?;
         dkim::check(&self.dkim)?;
+        webhooks::webhooks(&self.webhooks)?;
+        self.events.check()?;
         if d.max_attempts == 0 {
             bail!("configuration: delivery.max_attempts must be at least 1");
         }

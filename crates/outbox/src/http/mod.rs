@@ -10,6 +10,7 @@ mod attachments;
 pub mod auth;
 mod body;
 pub mod error;
+pub mod events;
 pub mod metrics;
 pub mod openapi;
 pub mod server;
@@ -105,6 +106,7 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/suppressions/{address}",
             axum::routing::delete(suppressions::delete_suppression),
         )
+        .route("/api/v1/events", get(events::list_events))
         .route("/api/v1/openapi.json", get(openapi::openapi_json))
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/{*rest}", any(unknown_route))
