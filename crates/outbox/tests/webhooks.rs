@@ -185,7 +185,7 @@ fn outbox(subcommand: &str, db: &str, config: &Path, relay: &str) -> Command {
             format!("smtp://{relay}?starttls=off"),
         )
         .env("OUTBOX_DELIVERY_RETRY_BACKOFF", "100ms")
-        .env("OUTBOX_WEBHOOK_POLL_MS", "50")
+        .env("OUTBOX_EVENTS_POLL_INTERVAL", "50ms")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     command

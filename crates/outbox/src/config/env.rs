@@ -78,6 +78,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("events", "webhook_timeout", Kind::Text),
     ("events", "webhook_retry_backoff", Kind::List),
     ("events", "webhook_batch_size", Kind::Integer),
+    ("events", "poll_interval", Kind::Text),
 ];
 
 /// Variables that start with `OUTBOX_` but are not configuration keys.

@@ -38,6 +38,8 @@ pub struct EventsConfig {
     pub webhook_retry_backoff: Vec<HumanDuration>,
     /// Events per webhook request at most.
     pub webhook_batch_size: usize,
+    /// How often new events are looked for (and fanned out to the webhooks).
+    pub poll_interval: HumanDuration,
 }
 
 impl Default for EventsConfig {
@@ -52,6 +54,7 @@ impl Default for EventsConfig {
                 .map(duration)
                 .collect(),
             webhook_batch_size: 100,
+            poll_interval: HumanDuration(Duration::from_millis(200)),
         }
     }
 }
@@ -64,6 +67,9 @@ impl EventsConfig {
         }
         if self.webhook_retry_backoff.is_empty() {
             bail!("configuration: events.webhook_retry_backoff needs at least one duration");
+        }
+        if self.poll_interval.0 < Duration::from_millis(10) {
+            bail!("configuration: events.poll_interval must be at least 10ms");
         }
         if self.webhook_batch_size == 0 || self.webhook_batch_size > 1000 {
             bail!("configuration: events.webhook_batch_size must be between 1 and 1000");
@@ -130,12 +136,7 @@ pub fn settings(
     settings.retry_backoff = events.webhook_retry_backoff.iter().map(|d| d.0).collect();
     settings.batch_size = events.webhook_batch_size;
     settings.retention = (!events.retention.0.is_zero()).then_some(events.retention.0);
-    if let Some(poll) = std::env::var("OUTBOX_WEBHOOK_POLL_MS")
-        .ok()
-        .and_then(|ms| ms.parse::<u64>().ok())
-    {
-        settings.poll_interval = Duration::from_millis(poll.max(1));
-    }
+    settings.poll_interval = events.poll_interval.0;
     Ok(settings)
 }
 
