@@ -63,6 +63,13 @@ if ! perl -MMail::DKIM::Verifier -e 1 >/dev/null 2>&1; then
   apt-get install -y -qq --no-install-recommends libmail-dkim-perl >/dev/null
 fi
 
+# standardwebhooks: the independent signature verifier of the webhook receiver in the
+# tests (crates/outbox/tests/webhooks.rs).
+if ! python3 -c 'import standardwebhooks' >/dev/null 2>&1; then
+  echo "install-peers: pip install standardwebhooks" >&2
+  python3 -m pip install -q standardwebhooks >/dev/null
+fi
+
 # schemathesis for scripts/schemathesis.sh (the HTTP API against its OpenAPI document).
 if ! command -v schemathesis >/dev/null 2>&1; then
   echo "install-peers: pip install schemathesis" >&2

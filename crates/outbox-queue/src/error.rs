@@ -45,6 +45,12 @@ pub enum StoreError {
         /// What is wrong with it (the value shown shortened).
         reason: String,
     },
+    /// A page cursor that no listing handed out (the event log's are event ids).
+    #[error("invalid cursor {cursor:?}: expected the next_cursor of a previous page")]
+    InvalidCursor {
+        /// The cursor as given, shortened.
+        cursor: String,
+    },
     /// The envelope sender contains characters that cannot appear in MAIL FROM.
     #[error("invalid envelope sender {address:?}")]
     InvalidSender {
@@ -137,6 +143,7 @@ impl StoreError {
                 | StoreError::InvalidRecipient { .. }
                 | StoreError::InvalidSender { .. }
                 | StoreError::InvalidSuppression { .. }
+                | StoreError::InvalidCursor { .. }
                 | StoreError::InvalidId { .. }
                 | StoreError::NotFound { .. }
         )

@@ -36,6 +36,7 @@
 
 pub mod engine;
 mod error;
+mod events;
 pub mod feedback;
 mod group_commit;
 mod idempotency;
@@ -53,8 +54,13 @@ mod suppression;
 mod timefmt;
 mod unsubscribe;
 pub mod verp;
+pub mod webhooks;
 
 pub use error::{StoreError, human_size, sizes};
+pub use events::{
+    Event, EventDelivery, EventFilter, EventPage, EventType, WebhookBacklog, WebhookBatch,
+    WebhookResult, WebhookRoute,
+};
 pub use feedback::{FeedbackApplied, FeedbackFilter, FeedbackKind, FeedbackRecord, NewFeedback};
 pub use model::{
     AttemptOutcome, AttemptRecord, Claimed, ClaimedRecipient, Delivery, Enqueued, ListFilter,

@@ -164,6 +164,62 @@ macro_rules! feedback {
     };
 }
 
+/// Migration 8: the event log and its webhook deliveries.
+/// - `events`: one row per recipient state change worth telling (queued, sent, deferred,
+///   failed, suppressed, unsubscribed, and the feedback states), written in the
+///   transaction of the change itself. `message_id`/`recipient_id` may be NULL (an
+///   unsubscribe without a message); no foreign keys, so a purge of the message keeps its
+///   events until they are pruned. `dispatched` is 0 until the webhook sender has created
+///   the event's deliveries: the partial index `events_undispatched` is what it reads,
+///   whatever the order in which concurrent transactions committed their ids.
+/// - `webhook_deliveries`: one row per (webhook, event) the webhook wants; delivered when
+///   `delivered_at` is set. Sent in event order per webhook (`webhook_deliveries_pending`).
+/// - `webhook_locks`: which worker sends to a webhook, until when: one sender at a time
+///   per endpoint, so that order holds across processes sharing the database.
+macro_rules! events {
+    ($id:literal, $c:literal) => {
+        concat!(
+            "CREATE TABLE events (
+        id ",
+            $id,
+            ",
+        message_id TEXT ",
+            $c,
+            ",
+        recipient_id BIGINT,
+        address TEXT NOT NULL,
+        type TEXT NOT NULL,
+        state TEXT,
+        reply TEXT,
+        created_at BIGINT NOT NULL,
+        dispatched BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE INDEX events_message ON events (message_id, id);
+    CREATE INDEX events_undispatched ON events (id) WHERE dispatched = 0;
+    CREATE TABLE webhook_deliveries (
+        webhook TEXT ",
+            $c,
+            " NOT NULL,
+        event_id BIGINT NOT NULL,
+        attempts BIGINT NOT NULL DEFAULT 0,
+        next_attempt_at BIGINT NOT NULL,
+        last_status BIGINT,
+        last_error TEXT,
+        delivered_at BIGINT,
+        PRIMARY KEY (webhook, event_id)
+    );
+    CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (webhook, event_id)
+        WHERE delivered_at IS NULL;
+    CREATE INDEX webhook_deliveries_event ON webhook_deliveries (event_id);
+    CREATE TABLE webhook_locks (
+        webhook TEXT PRIMARY KEY NOT NULL,
+        owner TEXT NOT NULL,
+        until BIGINT NOT NULL
+    );"
+        )
+    };
+}
+
 /// SQLite migrations: (version, SQL).
 pub(crate) const SQLITE: &[(i64, &str)] = &[
     (
@@ -226,6 +282,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (5, SUPPRESSIONS_LIST),
     (6, LIST_UNSUBSCRIBE),
     (7, feedback!("INTEGER", "BLOB")),
+    (8, SQLITE_EVENTS),
 ];
 
 /// Migration 3 with SQLite's types.
@@ -233,6 +290,15 @@ const SQLITE_LEDGER: &str = ledger!("TEXT", "BLOB");
 
 /// Migration 3 with PostgreSQL's types.
 const POSTGRES_LEDGER: &str = ledger!("TEXT COLLATE \"C\"", "BYTEA");
+
+/// Migration 8 with SQLite's types (the rowid alias keeps ids increasing).
+const SQLITE_EVENTS: &str = events!("INTEGER PRIMARY KEY", "");
+
+/// Migration 8 with PostgreSQL's types.
+const POSTGRES_EVENTS: &str = events!(
+    "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    "COLLATE \"C\""
+);
 
 /// PostgreSQL migrations: (version, SQL).
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -296,6 +362,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (5, SUPPRESSIONS_LIST),
     (6, LIST_UNSUBSCRIBE),
     (7, feedback!("BIGINT GENERATED ALWAYS AS IDENTITY", "BYTEA")),
+    (8, POSTGRES_EVENTS),
 ];
 
 /// The statement that recomputes the status of every message matching `condition`

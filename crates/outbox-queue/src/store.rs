@@ -11,6 +11,10 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
+use crate::events::{
+    EventDelivery, EventFilter, EventPage, WebhookBacklog, WebhookBatch, WebhookResult,
+    WebhookRoute,
+};
 use crate::feedback::{FeedbackApplied, FeedbackFilter, FeedbackRecord, NewFeedback};
 use crate::model::{
     AttemptRecord, Claimed, Enqueued, ListFilter, ListPage, MessageBody, MessageDetail,
@@ -253,6 +257,65 @@ pub trait Store: Send + Sync {
     /// The text kept of an unmatched report; `None` when there is no such report or it
     /// matched a recipient (then only its fields are kept).
     fn feedback_raw(&self, id: i64) -> StoreFuture<'_, Option<Vec<u8>>>;
+
+    /// Events, oldest first, one page at a time (`outbox events list`,
+    /// `GET /api/v1/events`).
+    fn events(&self, filter: EventFilter) -> StoreFuture<'_, EventPage>;
+
+    /// The deliveries of the given events to every webhook, by event then webhook.
+    fn event_deliveries<'a>(&'a self, event_ids: &'a [i64]) -> StoreFuture<'a, Vec<EventDelivery>>;
+
+    /// Fans out up to `limit` events not dispatched yet, oldest first, in one
+    /// transaction: one delivery row (due at `now`) per webhook of `webhooks` that wants
+    /// the event's type, and the events marked dispatched (also with no webhook at all:
+    /// a webhook configured later receives the events recorded from then on). Returns how
+    /// many events were dispatched.
+    fn dispatch_events<'a>(
+        &'a self,
+        webhooks: &'a [WebhookRoute],
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> StoreFuture<'a, u64>;
+
+    /// Takes or renews the right to send to `webhook` until `until`: true when `owner`
+    /// holds it now (nobody held it, `owner` held it, the holder's time ran out, or the
+    /// holder is no live worker: it has no `workers` row, as after a crash once
+    /// [`recover`](Store::recover) ran). One sender per webhook keeps events in order
+    /// across processes; `owner` is the engine's worker name.
+    fn lock_webhook<'a>(
+        &'a self,
+        webhook: &'a str,
+        owner: &'a str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> StoreFuture<'a, bool>;
+
+    /// The next events to send to `webhook`: its undelivered deliveries in event order,
+    /// at most `limit`, stopping before the first one not due at `now` (a batch never
+    /// overtakes an event in backoff, so events stay in order).
+    fn webhook_batch<'a>(
+        &'a self,
+        webhook: &'a str,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> StoreFuture<'a, WebhookBatch>;
+
+    /// Records the result of one request carrying `event_ids` to `webhook`: delivered, or
+    /// one more attempt and the next due time.
+    fn webhook_result<'a>(
+        &'a self,
+        webhook: &'a str,
+        event_ids: &'a [i64],
+        result: WebhookResult,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Per webhook with undelivered events: how many, and how many failed before.
+    fn webhook_backlog(&self) -> StoreFuture<'_, Vec<WebhookBacklog>>;
+
+    /// Deletes events recorded before `before` that no webhook waits for any more (and
+    /// their deliveries), at most `limit` of them; returns how many.
+    fn prune_events(&self, before: OffsetDateTime, limit: usize) -> StoreFuture<'_, u64>;
 
     /// Signalled after each enqueue: in this process always, and on PostgreSQL also for
     /// other processes' enqueues (LISTEN `outbox_enqueued`). The signal is a

@@ -72,6 +72,16 @@ impl FromStr for SuppressionReason {
     }
 }
 
+/// The reply an `unsubscribed` event carries: `unsubscribed from list L`, or
+/// `unsubscribed from every list` (list empty).
+pub(crate) fn unsubscribed_reply(list: &str) -> String {
+    if list.is_empty() {
+        "unsubscribed from every list".to_string()
+    } else {
+        format!("unsubscribed from list {list}")
+    }
+}
+
 /// A suppression to store ([`Store::suppress`](crate::Store::suppress)).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NewSuppression {

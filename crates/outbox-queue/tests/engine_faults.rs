@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use outbox_queue::engine::{Engine, EngineConfig, RunMode};
 use outbox_queue::{
-    AttemptRecord, Backend, Claimed, Enqueued, ListFilter, ListPage, MessageBody, MessageDetail,
-    MessageStatus, MessageSummary, NewMessage, NewRecipient, NewSuppression, Outcome,
-    RecipientState, RequestKey, RouteFilter, StatusCounts, Store, StoreError, StoreFuture,
-    StoredSuspension, Suppression, SuppressionFilter, SuppressionPage, WorkerInfo,
+    AttemptRecord, Backend, Claimed, Enqueued, EventDelivery, EventFilter, EventPage, ListFilter,
+    ListPage, MessageBody, MessageDetail, MessageStatus, MessageSummary, NewMessage, NewRecipient,
+    NewSuppression, Outcome, RecipientState, RequestKey, RouteFilter, StatusCounts, Store,
+    StoreError, StoreFuture, StoredSuspension, Suppression, SuppressionFilter, SuppressionPage,
+    WebhookBacklog, WebhookBatch, WebhookResult, WebhookRoute, WorkerInfo,
 };
 use outbox_smtp::server::{Fault, MemorySink, Server, Stage, StaticUsers};
 use support::peer::{Peer, relay_transport};
@@ -241,6 +242,52 @@ impl Store for FaultyStore {
     }
     fn feedback_raw(&self, id: i64) -> StoreFuture<'_, Option<Vec<u8>>> {
         guarded!(self, self.inner.feedback_raw(id))
+    }
+    fn events(&self, filter: EventFilter) -> StoreFuture<'_, EventPage> {
+        guarded!(self, self.inner.events(filter))
+    }
+    fn event_deliveries<'a>(&'a self, ids: &'a [i64]) -> StoreFuture<'a, Vec<EventDelivery>> {
+        guarded!(self, self.inner.event_deliveries(ids))
+    }
+    fn dispatch_events<'a>(
+        &'a self,
+        webhooks: &'a [WebhookRoute],
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> StoreFuture<'a, u64> {
+        guarded!(self, self.inner.dispatch_events(webhooks, now, limit))
+    }
+    fn lock_webhook<'a>(
+        &'a self,
+        webhook: &'a str,
+        owner: &'a str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> StoreFuture<'a, bool> {
+        guarded!(self, self.inner.lock_webhook(webhook, owner, now, until))
+    }
+    fn webhook_batch<'a>(
+        &'a self,
+        webhook: &'a str,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> StoreFuture<'a, WebhookBatch> {
+        guarded!(self, self.inner.webhook_batch(webhook, now, limit))
+    }
+    fn webhook_result<'a>(
+        &'a self,
+        webhook: &'a str,
+        ids: &'a [i64],
+        result: WebhookResult,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, ()> {
+        guarded!(self, self.inner.webhook_result(webhook, ids, result, now))
+    }
+    fn webhook_backlog(&self) -> StoreFuture<'_, Vec<WebhookBacklog>> {
+        guarded!(self, self.inner.webhook_backlog())
+    }
+    fn prune_events(&self, before: OffsetDateTime, limit: usize) -> StoreFuture<'_, u64> {
+        guarded!(self, self.inner.prune_events(before, limit))
     }
     fn enqueued(&self) -> Arc<Notify> {
         self.inner.enqueued()

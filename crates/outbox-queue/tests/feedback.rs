@@ -240,6 +240,20 @@ async fn a_complaint_overrides_a_bounce_and_suppresses(t: TestStore) {
         state_of(&t, &id, "angry@example.net").await.0,
         RecipientState::Complained
     );
+    // Each applied report is one event, in its transaction; the one that changed nothing
+    // is none.
+    let events = t
+        .store
+        .events(outbox_queue::EventFilter {
+            message_id: Some(id.clone()),
+            limit: 100,
+            cursor: None,
+        })
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = events.items.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["queued", "sent", "bounced", "complained"]);
+    assert_eq!(events.items[3].reply.as_deref(), Some("complained: abuse"));
 }
 
 async fn unmatched_reports_are_kept_with_their_text(t: TestStore) {

@@ -89,8 +89,23 @@ pub fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
         dkim: Arc::new(crate::config::dkim::signers(&config.dkim)?),
         unsubscribe: config.unsubscribe.links()?,
         verp: config.bounces.verp(),
+        webhooks: Some(webhook_settings(config)?),
         ..EngineConfig::default()
     })
+}
+
+/// The webhook sender's settings: `[[webhooks]]`, `[events]`, and the trust anchors of
+/// `[tls] ca_file` (plus the web PKI roots) for `https` endpoints.
+pub fn webhook_settings(
+    config: &Config,
+) -> anyhow::Result<outbox_queue::webhooks::WebhookSettings> {
+    let tls = match &config.tls.ca_file {
+        Some(ca_file) => TlsConfig::with_ca_file(ca_file),
+        None => TlsConfig::default(),
+    }
+    .client_config()
+    .context("configuration: tls.ca_file")?;
+    crate::config::webhooks::settings(&config.webhooks, &config.events, tls)
 }
 
 /// Store, transport and engine settings together.

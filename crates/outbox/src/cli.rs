@@ -74,6 +74,8 @@ pub enum Command {
     Suppress(commands::suppress::SuppressArgs),
     /// Bounces and complaints received at the bounce domain: list, show an unmatched one.
     Bounces(commands::bounces::BouncesArgs),
+    /// The event log (what webhooks are sent): list events, of one message or all.
+    Events(commands::events::EventsArgs),
 }
 
 impl Command {

@@ -28,6 +28,7 @@ pub struct EngineMetrics {
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
+    webhooks: std::sync::Arc<crate::webhooks::WebhookMetrics>,
 }
 
 /// A copy of the counters at one moment.
@@ -128,6 +129,12 @@ impl EngineMetrics {
     }
 
     /// The counters now.
+    /// The webhook sender's counters (it runs beside the engine).
+    pub fn webhooks(&self) -> &std::sync::Arc<crate::webhooks::WebhookMetrics> {
+        &self.webhooks
+    }
+
+    /// A copy of the engine's counters.
     pub fn snapshot(&self) -> MetricsSnapshot {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         MetricsSnapshot {

@@ -109,6 +109,9 @@ pub struct EngineConfig {
     /// `[bounces] domain`: when set, each delivery's envelope sender is the recipient's
     /// VERP return path (`bounces+TOKEN@DOMAIN`), one recipient per transaction.
     pub verp: Option<crate::Verp>,
+    /// `[[webhooks]]` and `[events]`: when set, the webhook sender (and the event log's
+    /// dispatch and pruning) runs for as long as the engine does.
+    pub webhooks: Option<crate::webhooks::WebhookSettings>,
 }
 
 impl EngineConfig {
@@ -147,6 +150,7 @@ impl Default for EngineConfig {
             dkim: Arc::default(),
             unsubscribe: None,
             verp: None,
+            webhooks: None,
         }
     }
 }
@@ -431,8 +435,20 @@ impl Engine {
             signed: BodyCache::new(BODY_CACHE_BYTES),
             stop: stop_rx,
         });
+        let webhooks = self.config.webhooks.clone().map(|settings| {
+            tokio::spawn(crate::webhooks::run(
+                self.store.clone(),
+                settings,
+                self.config.owner.clone(),
+                self.metrics.webhooks().clone(),
+                shared.stop.clone(),
+            ))
+        });
         dispatch(&shared, mode, shutdown, &stop_tx).await;
         let _ = stop_tx.send(true);
+        if let Some(webhooks) = webhooks {
+            let _ = webhooks.await;
+        }
 
         // Unsent claims go back; every outcome is stored before the heartbeat stops.
         let unsent: Vec<ClaimedRecipient> = shared

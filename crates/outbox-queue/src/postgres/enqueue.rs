@@ -108,7 +108,8 @@ async fn resolve_known_keys(
 
 /// One statement for a whole batch: the messages that are new (`ON CONFLICT DO NOTHING`
 /// skips a known key), their bodies, and their recipients, which are kept in the order
-/// given (their ids follow it). Returns the ids inserted.
+/// given (their ids follow it), and one event per recipient (`queued` or `suppressed`).
+/// Returns the ids inserted.
 fn insert_messages_sql() -> String {
     "WITH input AS ( \
        SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], \
@@ -134,9 +135,11 @@ fn insert_messages_sql() -> String {
          AS u (message_id, a, d, r, merge, place) \
        JOIN m ON m.id = u.message_id \
        LEFT JOIN LATERAL (SELECT {REPLY} AS reply) sup ON true \
-       ORDER BY u.place RETURNING message_id, state) \
+       ORDER BY u.place RETURNING id, message_id, address, state, last_reply), \
+     e AS ({EVENTS}) \
      SELECT id, id IN (SELECT message_id FROM r WHERE state = 'suppressed') FROM m"
         .replace("{REPLY}", &super::suppress::reply_of("u.a", "m.list"))
+        .replace("{EVENTS}", &super::events::events_from("r"))
 }
 
 /// The batch as column arrays, the parameters of [`insert_messages_sql`].
@@ -269,11 +272,13 @@ async fn insert_recipients(
     let merges: Vec<Option<&str>> = recipients.iter().map(|r| r.merge.as_deref()).collect();
     let insert = tx
         .prepare_cached(&format!(
-            "INSERT INTO recipients (message_id, address, domain, route, priority, state, next_attempt_at, merge, last_reply) \
+            "WITH added AS (INSERT INTO recipients (message_id, address, domain, route, priority, state, next_attempt_at, merge, last_reply) \
              SELECT $1, a, d, r, $2, CASE WHEN sup.reply IS NULL THEN 'queued' ELSE 'suppressed' END, $3, m, sup.reply \
              FROM UNNEST($4::text[], $5::text[], $6::text[], $7::text[]) AS u (a, d, r, m) \
-             LEFT JOIN LATERAL (SELECT {} AS reply) sup ON true",
-            super::suppress::reply_of("u.a", "$8::text")
+             LEFT JOIN LATERAL (SELECT {} AS reply) sup ON true \
+             RETURNING id, message_id, address, state, last_reply) {}",
+            super::suppress::reply_of("u.a", "$8::text"),
+            super::events::events_from("added")
         ))
         .await?;
     tx.execute(

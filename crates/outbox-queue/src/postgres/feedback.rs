@@ -73,6 +73,8 @@ pub(super) async fn record(
         if changed > 0 {
             applied = Some(state);
             tx.execute(&refresh_status_sql("$1"), &[message_id]).await?;
+            // The `bounced` or `complained` event, in this transaction.
+            super::events::insert_events(&tx, &[*recipient_id], None, now).await?;
         }
         if let Some(reason) = reason {
             tx.execute(

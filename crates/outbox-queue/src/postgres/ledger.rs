@@ -100,6 +100,14 @@ pub(super) async fn claim(
         .map(|row| row.get::<_, String>(1))
         .collect();
     super::suppress::refresh(&tx, &suppressed).await?;
+    if !suppressed.is_empty() {
+        let ids: Vec<i64> = rows
+            .iter()
+            .filter(|row| row.get::<_, bool>(14))
+            .map(|row| row.get::<_, i64>(0))
+            .collect();
+        super::events::insert_events(&tx, &ids, None, OffsetDateTime::now_utc()).await?;
+    }
     tx.commit().await?;
     let mut infos = std::collections::HashMap::new();
     let raw: Vec<RawClaim> = rows
@@ -292,8 +300,11 @@ pub(super) async fn complete(
                  FROM o WHERE r.id = o.id \
                  AND ((o.final AND r.state <> 'sent') \
                    OR (r.lease_owner = $13 AND r.lease_epoch = o.epoch AND r.state = 'sending')) \
-                 RETURNING r.id) \
-             SELECT (SELECT count(*) FROM applied)",
+                 RETURNING r.id, r.message_id, r.address, r.state, r.last_reply), \
+             ev AS ({EVENTS}) \
+             SELECT (SELECT count(*) FROM applied)"
+                .replace("{EVENTS}", &super::events::events_from("applied"))
+                .as_str(),
         )
         .await?;
     let lock = tx

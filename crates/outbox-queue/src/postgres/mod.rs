@@ -10,6 +10,7 @@
 
 mod admin;
 mod enqueue;
+pub(crate) mod events;
 mod feedback;
 mod group;
 pub(crate) mod ledger;
@@ -27,6 +28,10 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 
+use crate::events::{
+    EventDelivery, EventFilter, EventPage, WebhookBacklog, WebhookBatch, WebhookResult,
+    WebhookRoute,
+};
 use crate::feedback::{FeedbackApplied, FeedbackFilter, FeedbackRecord, NewFeedback};
 use crate::model::{
     AttemptRecord, Claimed, Enqueued, ListFilter, ListPage, MessageBody, MessageDetail,
@@ -441,6 +446,67 @@ impl Store for PostgresStore {
         list: &'a str,
     ) -> StoreFuture<'a, Vec<Suppression>> {
         Box::pin(async move { suppress::matching(&self.pool.get().await?, addresses, list).await })
+    }
+
+    fn events(&self, filter: EventFilter) -> StoreFuture<'_, EventPage> {
+        Box::pin(async move { events::list(&self.pool.get().await?, &filter).await })
+    }
+
+    fn event_deliveries<'a>(&'a self, event_ids: &'a [i64]) -> StoreFuture<'a, Vec<EventDelivery>> {
+        Box::pin(async move { events::deliveries(&self.pool.get().await?, event_ids).await })
+    }
+
+    fn dispatch_events<'a>(
+        &'a self,
+        webhooks: &'a [WebhookRoute],
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let mut client = self.pool.get().await?;
+            events::dispatch(&mut client, webhooks, now, limit).await
+        })
+    }
+
+    fn lock_webhook<'a>(
+        &'a self,
+        webhook: &'a str,
+        owner: &'a str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(
+            async move { events::lock(&self.pool.get().await?, webhook, owner, now, until).await },
+        )
+    }
+
+    fn webhook_batch<'a>(
+        &'a self,
+        webhook: &'a str,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> StoreFuture<'a, WebhookBatch> {
+        Box::pin(async move { events::batch(&self.pool.get().await?, webhook, now, limit).await })
+    }
+
+    fn webhook_result<'a>(
+        &'a self,
+        webhook: &'a str,
+        event_ids: &'a [i64],
+        result: WebhookResult,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            events::result(&self.pool.get().await?, webhook, event_ids, &result, now).await
+        })
+    }
+
+    fn webhook_backlog(&self) -> StoreFuture<'_, Vec<WebhookBacklog>> {
+        Box::pin(async move { events::backlog(&self.pool.get().await?).await })
+    }
+
+    fn prune_events(&self, before: OffsetDateTime, limit: usize) -> StoreFuture<'_, u64> {
+        Box::pin(async move { events::prune(&self.pool.get().await?, before, limit).await })
     }
 
     fn enqueued(&self) -> Arc<Notify> {

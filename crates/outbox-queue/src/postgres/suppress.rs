@@ -49,13 +49,21 @@ pub(super) async fn add(
 ) -> Result<Suppression, StoreError> {
     let address = normalise_address(&new.address)?;
     let list = normalise_list(new.list.as_deref().unwrap_or(""))?;
+    // An unsubscribe is an event once (in the same statement): a repeated one changes
+    // nothing.
     let row = client
         .query_one(
             &format!(
-                "INSERT INTO suppressions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5) \
+                "WITH before AS (SELECT reason FROM suppressions WHERE address = $1 AND list = $2), \
+                 up AS (INSERT INTO suppressions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (address, list) DO UPDATE SET reason = EXCLUDED.reason, \
                  message_id = COALESCE(EXCLUDED.message_id, suppressions.message_id) \
-                 RETURNING {COLUMNS}"
+                 RETURNING {COLUMNS}), \
+                 ev AS (INSERT INTO events (message_id, recipient_id, address, type, state, reply, created_at) \
+                 SELECT $5, (SELECT id FROM recipients WHERE message_id = $5 AND lower(address) = $1 \
+                 ORDER BY id LIMIT 1), $1, 'unsubscribed', NULL, $6, $4 \
+                 WHERE $3 = 'unsubscribed' AND NOT EXISTS (SELECT 1 FROM before WHERE reason = 'unsubscribed')) \
+                 SELECT {COLUMNS} FROM up"
             ),
             &[
                 &address,
@@ -63,6 +71,7 @@ pub(super) async fn add(
                 &new.reason.as_str(),
                 &to_ms(now),
                 &new.message_id,
+                &crate::suppression::unsubscribed_reply(&list),
             ],
         )
         .await?;

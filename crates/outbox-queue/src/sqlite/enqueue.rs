@@ -89,6 +89,7 @@ pub(super) fn insert_messages(
     if !new.is_empty() {
         let ids: Vec<&str> = new.iter().map(|(_, m, _)| m.id.as_str()).collect();
         super::suppress::mark_new(tx, &ids, last_id)?;
+        super::events::insert_enqueued(tx, &ids, last_id, time::OffsetDateTime::now_utc())?;
     }
     Ok(enqueued)
 }
@@ -236,6 +237,7 @@ pub(super) fn add_recipients(
         insert_recipient_rows(tx, chunk)?;
     }
     super::suppress::mark_new(tx, &[message_id], last_id)?;
+    super::events::insert_enqueued(tx, &[message_id], last_id, time::OffsetDateTime::now_utc())?;
     tx.execute(
         "UPDATE messages SET recipient_count = recipient_count + ?2 WHERE id = ?1",
         params![message_id, prepared.len() as i64],

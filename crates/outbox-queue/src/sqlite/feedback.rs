@@ -61,6 +61,8 @@ pub(super) fn record(
             applied = Some(state);
             tx.prepare_cached(&refresh_status_sql("?1"))?
                 .execute([message_id])?;
+            // The `bounced` or `complained` event, in this transaction.
+            super::events::insert_events(tx, &[*recipient_id], None, now)?;
         }
         if let Some(reason) = reason {
             let reason: SuppressionReason = reason.parse()?;

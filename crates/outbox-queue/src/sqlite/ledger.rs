@@ -102,6 +102,7 @@ pub(super) fn claim(
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let suppressed = super::suppress::mark_claimed(tx, &ids)?;
     if !suppressed.is_empty() {
+        super::events::insert_events(tx, &suppressed, None, now)?;
         rows.retain(|r| !suppressed.contains(&r.id));
         if rows.is_empty() {
             return Ok(Vec::new());
@@ -247,7 +248,7 @@ pub(super) fn complete(
          FROM json_each(?1) o JOIN recipients r ON r.id = o.value ->> 0 ORDER BY o.key",
     )?
     .execute([&batch])?;
-    let applied = tx
+    let mut applied: Vec<i64> = tx
         .prepare_cached(
             "UPDATE recipients SET state = o.value ->> 3, attempts = attempts + (o.value ->> 6), \
              last_reply = o.value ->> 4, next_attempt_at = COALESCE(o.value ->> 5, next_attempt_at), \
@@ -256,9 +257,14 @@ pub(super) fn complete(
              WHERE recipients.id = o.value ->> 0 \
                AND ((o.value ->> 2 = 1 AND recipients.state <> 'sent') \
                  OR (recipients.lease_owner = ?2 AND recipients.lease_epoch = o.value ->> 1 \
-                     AND recipients.state = 'sending'))",
+                     AND recipients.state = 'sending')) \
+             RETURNING recipients.id",
         )?
-        .execute(params![batch, owner])?;
+        .query_map(params![batch, owner], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    // One event per applied outcome (a stale one changed nothing), in one statement.
+    applied.sort_unstable();
+    super::events::insert_events(tx, &applied, None, OffsetDateTime::now_utc())?;
     // By the primary key's index, whatever the statistics say (the autoindex of
     // `messages.id TEXT PRIMARY KEY`, migration 1).
     let refresh = refresh_statuses_sql(
@@ -280,7 +286,7 @@ pub(super) fn complete(
         )?
         .execute(params![batch, to_ms(OffsetDateTime::now_utc())])?;
     }
-    Ok(applied as u64)
+    Ok(applied.len() as u64)
 }
 
 /// Several messages' bodies in one statement.

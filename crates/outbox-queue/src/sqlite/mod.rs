@@ -10,6 +10,7 @@
 
 mod admin;
 mod enqueue;
+pub(crate) mod events;
 mod feedback;
 mod group;
 pub(crate) mod ledger;
@@ -25,6 +26,10 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
+use crate::events::{
+    EventDelivery, EventFilter, EventPage, WebhookBacklog, WebhookBatch, WebhookResult,
+    WebhookRoute,
+};
 use crate::feedback::{FeedbackApplied, FeedbackFilter, FeedbackRecord, NewFeedback};
 use crate::model::{
     AttemptRecord, Claimed, Enqueued, ListFilter, ListPage, MessageBody, MessageDetail,
@@ -491,6 +496,67 @@ impl Store for SqliteStore {
         let addresses = addresses.to_vec();
         let list = list.to_string();
         Box::pin(self.read(move |conn| suppress::matching(conn, &addresses, &list)))
+    }
+
+    fn events(&self, filter: EventFilter) -> StoreFuture<'_, EventPage> {
+        Box::pin(self.read(move |conn| events::list(conn, &filter)))
+    }
+
+    fn event_deliveries<'a>(&'a self, event_ids: &'a [i64]) -> StoreFuture<'a, Vec<EventDelivery>> {
+        let ids = event_ids.to_vec();
+        Box::pin(self.read(move |conn| events::deliveries(conn, &ids)))
+    }
+
+    fn dispatch_events<'a>(
+        &'a self,
+        webhooks: &'a [WebhookRoute],
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> StoreFuture<'a, u64> {
+        let webhooks = webhooks.to_vec();
+        Box::pin(self.write(move |tx, _| events::dispatch(tx, &webhooks, now, limit)))
+    }
+
+    fn lock_webhook<'a>(
+        &'a self,
+        webhook: &'a str,
+        owner: &'a str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> StoreFuture<'a, bool> {
+        let webhook = webhook.to_string();
+        let owner = owner.to_string();
+        Box::pin(self.write(move |tx, _| events::lock(tx, &webhook, &owner, now, until)))
+    }
+
+    fn webhook_batch<'a>(
+        &'a self,
+        webhook: &'a str,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> StoreFuture<'a, WebhookBatch> {
+        let webhook = webhook.to_string();
+        Box::pin(self.read(move |conn| events::batch(conn, &webhook, now, limit)))
+    }
+
+    fn webhook_result<'a>(
+        &'a self,
+        webhook: &'a str,
+        event_ids: &'a [i64],
+        result: WebhookResult,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, ()> {
+        let webhook = webhook.to_string();
+        let ids = event_ids.to_vec();
+        Box::pin(self.write(move |tx, _| events::result(tx, &webhook, &ids, &result, now)))
+    }
+
+    fn webhook_backlog(&self) -> StoreFuture<'_, Vec<WebhookBacklog>> {
+        Box::pin(self.read(events::backlog))
+    }
+
+    fn prune_events(&self, before: OffsetDateTime, limit: usize) -> StoreFuture<'_, u64> {
+        Box::pin(self.write(move |tx, _| events::prune(tx, before, limit)))
     }
 
     fn enqueued(&self) -> Arc<Notify> {

@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 use crate::StoreError;
 use crate::schema::refresh_statuses_sql;
 use crate::suppression::{
-    NewSuppression, Suppression, SuppressionFilter, SuppressionPage, cursor_of, normalise_address,
-    normalise_list, parse_cursor, reply_sql,
+    NewSuppression, Suppression, SuppressionFilter, SuppressionPage, SuppressionReason, cursor_of,
+    normalise_address, normalise_list, parse_cursor, reply_sql,
 };
 use crate::timefmt::to_ms;
 
@@ -42,6 +42,10 @@ pub(super) fn add(
 ) -> Result<Suppression, StoreError> {
     let address = normalise_address(&new.address)?;
     let list = normalise_list(new.list.as_deref().unwrap_or(""))?;
+    let before: Option<String> = tx
+        .prepare_cached("SELECT reason FROM suppressions WHERE address = ?1 AND list = ?2")?
+        .query_row(params![address, list], |row| row.get(0))
+        .optional()?;
     let row = tx
         .prepare_cached(&format!(
             "INSERT INTO suppressions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5) \
@@ -59,7 +63,20 @@ pub(super) fn add(
             ],
             from_row,
         )?;
-    build(row)
+    let stored = build(row)?;
+    // An unsubscribe is an event once: a repeated one changes nothing.
+    if new.reason == SuppressionReason::Unsubscribed
+        && before.as_deref() != Some(SuppressionReason::Unsubscribed.as_str())
+    {
+        super::events::insert_unsubscribed(
+            tx,
+            &address,
+            new.message_id.as_deref(),
+            &crate::suppression::unsubscribed_reply(&list),
+            now,
+        )?;
+    }
+    Ok(stored)
 }
 
 /// Deletes one suppression; true when there was one.

@@ -5,6 +5,7 @@ pub mod bulk;
 pub mod compose;
 pub mod deliver;
 pub mod dkim;
+pub mod events;
 pub mod mx;
 pub mod queue;
 pub mod send;
@@ -36,5 +37,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dkim(args) => dkim::run(&globals, args).await,
         Command::Suppress(args) => suppress::run(&globals, args).await,
         Command::Bounces(args) => bounces::run(&globals, args).await,
+        Command::Events(args) => events::run(&globals, args).await,
     }
 }

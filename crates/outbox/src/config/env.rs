@@ -81,6 +81,11 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("bounces", "secret", Kind::Text),
     ("bounces", "max_report_size", Kind::Text),
     ("complaints", "address", Kind::Text),
+    ("events", "retention", Kind::Text),
+    ("events", "webhook_timeout", Kind::Text),
+    ("events", "webhook_retry_backoff", Kind::List),
+    ("events", "webhook_batch_size", Kind::Integer),
+    ("events", "poll_interval", Kind::Text),
 ];
 
 /// Variables that start with `OUTBOX_` but are not configuration keys.

@@ -9,6 +9,7 @@ mod env;
 mod secrets;
 pub mod shaping;
 pub mod units;
+pub mod webhooks;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -45,6 +46,10 @@ pub struct Config {
     pub unsubscribe: UnsubscribeConfig,
     pub bounces: BouncesConfig,
     pub complaints: ComplaintsConfig,
+    /// `[[webhooks]]`: where events are sent.
+    pub webhooks: Vec<webhooks::WebhookEntry>,
+    /// `[events]`: the event log's retention and the webhook sender's settings.
+    pub events: webhooks::EventsConfig,
 }
 
 impl Default for Config {
@@ -63,6 +68,8 @@ impl Default for Config {
             unsubscribe: UnsubscribeConfig::default(),
             bounces: BouncesConfig::default(),
             complaints: ComplaintsConfig::default(),
+            webhooks: Vec::new(),
+            events: webhooks::EventsConfig::default(),
         }
     }
 }
@@ -580,6 +587,8 @@ impl Config {
         dkim::check(&self.dkim)?;
         self.unsubscribe.links()?;
         self.check_feedback()?;
+        webhooks::webhooks(&self.webhooks)?;
+        self.events.check()?;
         if d.max_attempts == 0 {
             bail!("configuration: delivery.max_attempts must be at least 1");
         }

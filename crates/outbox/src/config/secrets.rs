@@ -95,6 +95,14 @@ pub fn collect(table: &Table) -> Vec<String> {
             other => secrets.push(scalar(other)),
         }
     }
+    // `[[webhooks]] secret`: each entry's signing secret.
+    if let Some(Value::Array(entries)) = table.get("webhooks") {
+        for entry in entries {
+            if let Some(secret) = entry.get("secret") {
+                secrets.push(scalar(secret));
+            }
+        }
+    }
     secrets.retain(|secret| !secret.is_empty());
     // Longest first, so a secret that contains another is replaced whole.
     secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));

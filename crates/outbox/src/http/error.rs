@@ -134,6 +134,7 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidSuppression { field, .. } => {
                 ApiError::invalid(field.to_string(), err.to_string())
             }
+            StoreError::InvalidCursor { .. } => ApiError::invalid("cursor", err.to_string()),
             StoreError::InvalidId { .. } | StoreError::NotFound { .. } => {
                 ApiError::new(StatusCode::NOT_FOUND, err.to_string())
             }

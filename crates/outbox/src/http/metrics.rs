@@ -70,10 +70,28 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     let queue = counts
         .as_ref()
         .map(|counts| QueueGauges { counts, suspended });
-    let text = render(
+    let mut text = render(
         queue.as_ref(),
         &state.metrics.snapshot(),
         state.api_metrics.enqueued(),
+    );
+    // The backlog is stored (every worker's), the request counters are this process's.
+    let backlog = match state.outbox.store().webhook_backlog().await {
+        Ok(backlog) => Some(backlog),
+        Err(err) => {
+            tracing::warn!(error = %err, "metrics: reading the webhook backlog failed");
+            None
+        }
+    };
+    let webhooks = state.metrics.webhooks();
+    render_webhooks(
+        &mut text,
+        WebhookCounters {
+            delivered: webhooks.delivered(),
+            failed: webhooks.failed(),
+            events_delivered: webhooks.events_delivered(),
+        },
+        backlog.as_deref(),
     );
     Ok((
         [(
@@ -251,6 +269,92 @@ pub fn render(queue: Option<&QueueGauges<'_>>, engine: &MetricsSnapshot, enqueue
     out
 }
 
+/// The webhook sender's counters at a scrape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WebhookCounters {
+    /// Requests answered with a 2xx.
+    pub delivered: u64,
+    /// Requests that failed (non-2xx, no answer, timeout).
+    pub failed: u64,
+    /// Events those 2xx requests carried.
+    pub events_delivered: u64,
+}
+
+/// Appends the webhook families: requests by result, events delivered, and per webhook
+/// (its URL without the query, which may hold a token) the events waiting and those
+/// that failed at least once (`backlog` is `None` when the read failed: left out).
+pub fn render_webhooks(
+    out: &mut String,
+    counters: WebhookCounters,
+    backlog: Option<&[outbox_queue::WebhookBacklog]>,
+) {
+    family(
+        out,
+        "outbox_webhook_deliveries_total",
+        "counter",
+        "Webhook requests since start, by result (delivered: a 2xx answer; failed: any other answer, no answer or a timeout).",
+    );
+    for (result, n) in [
+        ("delivered", counters.delivered),
+        ("failed", counters.failed),
+    ] {
+        let _ = writeln!(
+            out,
+            "outbox_webhook_deliveries_total{{result=\"{result}\"}} {n}"
+        );
+    }
+    family(
+        out,
+        "outbox_webhook_events_delivered_total",
+        "counter",
+        "Events delivered to webhooks since start (a batch counts each of its events).",
+    );
+    let _ = writeln!(
+        out,
+        "outbox_webhook_events_delivered_total {}",
+        counters.events_delivered
+    );
+    let Some(backlog) = backlog else {
+        return;
+    };
+    family(
+        out,
+        "outbox_webhook_pending",
+        "gauge",
+        "Events waiting to be delivered, per webhook.",
+    );
+    for b in backlog {
+        let _ = writeln!(
+            out,
+            "outbox_webhook_pending{{webhook=\"{}\"}} {}",
+            label(&b.webhook),
+            b.pending
+        );
+    }
+    family(
+        out,
+        "outbox_webhook_failing",
+        "gauge",
+        "Events waiting whose delivery failed at least once, per webhook.",
+    );
+    for b in backlog {
+        let _ = writeln!(
+            out,
+            "outbox_webhook_failing{{webhook=\"{}\"}} {}",
+            label(&b.webhook),
+            b.failing
+        );
+    }
+}
+
+/// A webhook URL as a label value: without its query, escaped.
+fn label(url: &str) -> String {
+    let url = url.split('?').next().unwrap_or(url);
+    url.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
@@ -284,6 +388,30 @@ mod tests {
             suspended: Some(2),
         };
         let text = render(Some(&queue), &engine, 7);
+        let mut hooks = String::new();
+        render_webhooks(
+            &mut hooks,
+            WebhookCounters {
+                delivered: 4,
+                failed: 2,
+                events_delivered: 9,
+            },
+            Some(&[outbox_queue::WebhookBacklog {
+                webhook: "https://app.test/hook?token=s3cret".into(),
+                pending: 5,
+                failing: 3,
+            }]),
+        );
+        for line in [
+            "outbox_webhook_deliveries_total{result=\"delivered\"} 4",
+            "outbox_webhook_deliveries_total{result=\"failed\"} 2",
+            "outbox_webhook_events_delivered_total 9",
+            "outbox_webhook_pending{webhook=\"https://app.test/hook\"} 5",
+            "outbox_webhook_failing{webhook=\"https://app.test/hook\"} 3",
+        ] {
+            assert!(hooks.lines().any(|l| l == line), "{line} in {hooks}");
+        }
+        assert!(!hooks.contains("s3cret"), "{hooks}");
         let down = render(None, &engine, 7);
         assert!(down.contains("outbox_queue_database_up 0"), "{down}");
         assert!(!down.contains("outbox_queue_messages"), "{down}");

@@ -11,6 +11,7 @@ pub mod auth;
 mod body;
 pub mod bounces;
 pub mod error;
+pub mod events;
 pub mod metrics;
 pub mod openapi;
 pub mod server;
@@ -110,6 +111,7 @@ pub fn app(state: AppState) -> Router {
             axum::routing::delete(suppressions::delete_suppression),
         )
         .route("/api/v1/bounces", get(bounces::list_bounces))
+        .route("/api/v1/events", get(events::list_events))
         .route("/api/v1/openapi.json", get(openapi::openapi_json))
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/{*rest}", any(unknown_route))

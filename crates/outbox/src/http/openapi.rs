@@ -12,7 +12,7 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{api, bounces, metrics, suppressions};
+use super::{api, bounces, events, metrics, suppressions};
 
 /// The whole API description.
 #[derive(OpenApi)]
@@ -34,6 +34,7 @@ use super::{api, bounces, metrics, suppressions};
         suppressions::post_suppression,
         suppressions::delete_suppression,
         bounces::list_bounces,
+        events::list_events,
         openapi_json,
         metrics::metrics,
         metrics::healthz,
@@ -44,6 +45,7 @@ use super::{api, bounces, metrics, suppressions};
         (name = "messages", description = "The queue"),
         (name = "suppressions", description = "Addresses that must not be mailed"),
         (name = "bounces", description = "Bounces and complaints received at the bounce domain"),
+        (name = "events", description = "What happened to each recipient (what webhooks are sent)"),
         (name = "operations", description = "Health, metrics, this document"),
     )
 )]
@@ -93,6 +95,7 @@ impl Modify for Unavailable {
                 path.starts_with("/api/v1/messages")
                     || path.starts_with("/api/v1/suppressions")
                     || path.starts_with("/api/v1/bounces")
+                    || path.starts_with("/api/v1/events")
             },
         );
     }
@@ -268,6 +271,49 @@ pub mod schema {
     pub struct SuppressionPage {
         /// By address, then list (every list first).
         items: Vec<Suppression>,
+        /// Pass as `cursor` for the next page; null on the last page.
+        next_cursor: Option<String>,
+    }
+
+    /// What happened to a recipient.
+    #[derive(ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum EventType {
+        Queued,
+        Sent,
+        Deferred,
+        Failed,
+        Bounced,
+        Complained,
+        Unsubscribed,
+        Suppressed,
+    }
+
+    /// One event of the log.
+    #[derive(ToSchema)]
+    pub struct Event {
+        /// Its place in the log: increasing in the order events were recorded.
+        id: i64,
+        #[serde(rename = "type")]
+        r#type: EventType,
+        /// The message, when the event is about one (an unsubscribe may not be).
+        message_id: Option<String>,
+        /// The recipient's address.
+        recipient: String,
+        /// The recipient's state after the change.
+        state: Option<String>,
+        /// The server's reply or the reason, when there is one.
+        reply: Option<String>,
+        /// When it was recorded (RFC 3339).
+        #[schema(format = DateTime)]
+        created_at: String,
+    }
+
+    /// One page of `GET /api/v1/events`.
+    #[derive(ToSchema)]
+    pub struct EventPage {
+        /// Oldest first.
+        items: Vec<Event>,
         /// Pass as `cursor` for the next page; null on the last page.
         next_cursor: Option<String>,
     }
@@ -591,6 +637,7 @@ mod tests {
             ("/api/v1/suppressions", "post"),
             ("/api/v1/suppressions/{address}", "delete"),
             ("/api/v1/bounces", "get"),
+            ("/api/v1/events", "get"),
             ("/api/v1/openapi.json", "get"),
             ("/metrics", "get"),
             ("/healthz", "get"),
@@ -751,6 +798,37 @@ mod tests {
         assert_eq!(
             properties(&doc, "FeedbackRecord"),
             keys(&serde_json::to_value(&record).unwrap())
+        );
+        let event = outbox_queue::Event {
+            id: 1,
+            kind: outbox_queue::EventType::Sent,
+            message_id: Some("01J".into()),
+            recipient: "a@x.test".into(),
+            state: Some("sent".into()),
+            reply: Some("250 ok".into()),
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+        };
+        let events = outbox_queue::EventPage {
+            items: vec![event.clone()],
+            next_cursor: None,
+        };
+        assert_eq!(
+            properties(&doc, "Event"),
+            keys(&serde_json::to_value(&event).unwrap())
+        );
+        assert_eq!(
+            properties(&doc, "EventPage"),
+            keys(&serde_json::to_value(&events).unwrap())
+        );
+        let types: Vec<&str> = doc["components"]["schemas"]["EventType"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            types,
+            outbox_queue::EventType::ALL.map(outbox_queue::EventType::as_str)
         );
         let states: Vec<&str> = doc["components"]["schemas"]["RecipientState"]["enum"]
             .as_array()

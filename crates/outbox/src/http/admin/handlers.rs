@@ -190,7 +190,11 @@ pub async fn queue(
     respond(StatusCode::OK, queue_page(&view))
 }
 
-/// `GET /messages/{id}`: recipients, delivery log, preview, raw MIME.
+/// The most events the message page shows (the oldest first).
+const MESSAGE_EVENTS: u32 = 1000;
+
+/// `GET /messages/{id}`: recipients, delivery log, events and their webhook deliveries,
+/// preview, raw MIME.
 pub async fn message(
     viewer: Viewer,
     State(state): State<AppState>,
@@ -203,9 +207,19 @@ pub async fn message(
         store.detail(&id),
         store.attempts(&id),
         store.message_body(&id),
+        store.events(outbox_queue::EventFilter {
+            message_id: Some(id.clone()),
+            limit: MESSAGE_EVENTS,
+            cursor: None,
+        }),
     );
-    let (summary, detail, attempts, body) = match loaded {
+    let (summary, detail, attempts, body, events) = match loaded {
         Ok(loaded) => loaded,
+        Err(error) => return store_error(error),
+    };
+    let event_ids: Vec<i64> = events.items.iter().map(|e| e.id).collect();
+    let deliveries = match store.event_deliveries(&event_ids).await {
+        Ok(deliveries) => deliveries,
         Err(error) => return store_error(error),
     };
     let html = first_html_part(&body.data);
@@ -215,6 +229,9 @@ pub async fn message(
         summary: &summary,
         detail: &detail,
         attempts: &attempts,
+        events: &events.items,
+        more_events: events.next_cursor.is_some(),
+        deliveries: &deliveries,
         html: html.as_deref(),
         raw: &raw,
         notice: notice.text(),

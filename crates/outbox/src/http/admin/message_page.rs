@@ -2,7 +2,7 @@
 //! raw MIME.
 
 use maud::{Markup, html};
-use outbox_queue::{AttemptRecord, MessageDetail, MessageSummary};
+use outbox_queue::{AttemptRecord, Event, EventDelivery, MessageDetail, MessageSummary};
 
 use super::pages::{action_button, layout, priority_label, state_badge, status_badge, when};
 use super::preview::{RAW_LIMIT, RawView};
@@ -18,6 +18,12 @@ pub struct MessageView<'a> {
     pub detail: &'a MessageDetail,
     /// The delivery log, oldest first.
     pub attempts: &'a [AttemptRecord],
+    /// The message's events, oldest first.
+    pub events: &'a [Event],
+    /// True when the message has more events than shown.
+    pub more_events: bool,
+    /// The deliveries of those events to the webhooks.
+    pub deliveries: &'a [EventDelivery],
     /// The decoded first `text/html` part, if any.
     pub html: Option<&'a str>,
     /// The raw MIME, maybe cut.
@@ -91,6 +97,32 @@ pub fn message_page(view: &MessageView<'_>) -> Markup {
                 }
             }
         }
+        h2 { "Events" }
+        @if view.events.is_empty() {
+            p.empty { "No event recorded." }
+        } @else {
+            table #events {
+                thead { tr {
+                    th { "Time (UTC)" } th { "Event" } th { "Recipient" } th { "Reply" }
+                    th { "Webhooks" }
+                } }
+                tbody {
+                    @for event in view.events {
+                        tr {
+                            td.when { (when(event.created_at)) }
+                            td { span class={ "badge s-" (event.kind.as_str()) } { (event.kind.as_str()) } }
+                            td { (event.recipient) }
+                            td.reply { (event.reply.as_deref().unwrap_or("—")) }
+                            td.webhooks { (webhook_cell(view.deliveries, event.id)) }
+                        }
+                    }
+                }
+            }
+            @if view.more_events {
+                p.muted { "Only the first " (view.events.len()) " events are shown: see "
+                    code { "outbox events list --message " (summary.id) } "." }
+            }
+        }
         @if let Some(html_part) = view.html {
             h2 { "HTML preview" }
             p.muted { "Rendered without scripts, forms or remote content." }
@@ -109,4 +141,34 @@ pub fn message_page(view: &MessageView<'_>) -> Markup {
         pre.raw #raw { (view.raw.text) }
     };
     layout(&summary.subject, Some(view.viewer), body)
+}
+
+/// One event's deliveries: per webhook (its URL without the query, which may hold a
+/// token), delivered or pending with its attempts and last error.
+fn webhook_cell(deliveries: &[EventDelivery], event_id: i64) -> Markup {
+    let mine: Vec<&EventDelivery> = deliveries
+        .iter()
+        .filter(|d| d.event_id == event_id)
+        .collect();
+    html! {
+        @if mine.is_empty() {
+            span.muted { "—" }
+        }
+        @for d in mine {
+            div.delivery {
+                span.mono { (d.webhook.split('?').next().unwrap_or(&d.webhook)) } " "
+                @if let Some(at) = d.delivered_at {
+                    span class="badge s-sent" { "delivered" }
+                    " " (when(at))
+                    @if let Some(status) = d.last_status { " (HTTP " (status) ")" }
+                } @else if d.attempts == 0 {
+                    span class="badge s-queued" { "pending" }
+                } @else {
+                    span class="badge s-deferred" { "failing" }
+                    " " (d.attempts) " attempts, next " (when(d.next_attempt_at))
+                    @if let Some(error) = &d.last_error { ": " (error) }
+                }
+            }
+        }
+    }
 }
