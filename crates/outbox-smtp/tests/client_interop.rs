@@ -2,11 +2,9 @@
 //! Postfix's smtp-sink (plain, pipelined, HELO-only, rejecting) and aiosmtpd (AUTH, STARTTLS,
 //! implicit TLS, a throwaway CA).
 
-mod support;
-
 use outbox_smtp::{ClientConfig, ClientError, ServerSpec, SmtpClient, SmtpSpec, TlsConfig};
-use support::ca::TestCa;
-use support::peers::{AiosmtpdOptions, aiosmtpd, dump_dir, dumped_messages, smtp_sink};
+use outbox_testkit::ca::TestCa;
+use outbox_testkit::peers::{AiosmtpdOptions, aiosmtpd, dump_dir, dumped_messages, smtp_sink};
 
 fn spec(text: &str) -> SmtpSpec {
     match ServerSpec::parse(text).unwrap() {
@@ -101,7 +99,7 @@ async fn smtp_sink_rejecting_every_rcpt_gets_no_data() {
 
 #[tokio::test]
 async fn refused_connection_is_a_clear_transient_error() {
-    let port = support::free_tcp_port();
+    let port = outbox_testkit::free_tcp_port();
     let err = SmtpClient::connect(&spec(&format!("127.0.0.1:{port}")), &config())
         .await
         .unwrap_err();

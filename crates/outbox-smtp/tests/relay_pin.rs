@@ -3,14 +3,12 @@
 //! fingerprints in the error, and a pin makes STARTTLS required. The fingerprint is
 //! computed by openssl, as an operator would.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
 use outbox_smtp::server::{Server, server_tls_config_from_files};
 use outbox_smtp::{ClientConfig, ClientError, Fingerprint, Protection, ServerSpec, SmtpClient};
-use support::ca::SelfSigned;
+use outbox_testkit::ca::SelfSigned;
 
 /// `openssl x509 -noout -fingerprint -sha256`: `sha256 Fingerprint=AB:CD:...`.
 fn openssl_fingerprint(cert: &Path) -> String {

@@ -1,8 +1,6 @@
 //! The server driven over real TCP by a raw line client: the protocol, pipelining,
 //! dot-unstuffing, the size limit, AUTH, STARTTLS, line limits, counters and shutdown.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -293,7 +291,7 @@ async fn trusted_networks_skip_auth() {
 }
 
 /// A rustls client trusting the test CA.
-fn tls_connector(ca: &support::ca::TestCa) -> tokio_rustls::TlsConnector {
+fn tls_connector(ca: &outbox_testkit::ca::TestCa) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     let pem = std::fs::read(&ca.ca_cert).unwrap();
     for cert in rustls_pemfile::certs(&mut &pem[..]) {
@@ -310,7 +308,7 @@ fn tls_connector(ca: &support::ca::TestCa) -> tokio_rustls::TlsConnector {
 
 #[tokio::test]
 async fn starttls_then_auth_only_inside_tls() {
-    let ca = support::ca::TestCa::generate();
+    let ca = outbox_testkit::ca::TestCa::generate();
     let tls = server_tls_config_from_files(&ca.server_cert, &ca.server_key).unwrap();
     let server = Server::builder()
         .tls(tls)
@@ -359,7 +357,7 @@ async fn starttls_then_auth_only_inside_tls() {
 
 #[tokio::test]
 async fn commands_pipelined_after_starttls_are_discarded() {
-    let ca = support::ca::TestCa::generate();
+    let ca = outbox_testkit::ca::TestCa::generate();
     let tls = server_tls_config_from_files(&ca.server_cert, &ca.server_key).unwrap();
     let server = Server::builder()
         .tls(tls)

@@ -2,8 +2,6 @@
 //! per-recipient outcomes under injected faults, STARTTLS + AUTH with the test CA, and the
 //! counters a delivery engine's tests rely on.
 
-mod support;
-
 use std::sync::Arc;
 
 use outbox_smtp::server::{Fault, Server, Stage, StaticUsers, server_tls_config_from_files};
@@ -100,7 +98,7 @@ async fn a_mail_refusal_and_a_dropped_connection_are_errors() {
 
 #[tokio::test]
 async fn starttls_and_auth_with_the_test_ca() {
-    let ca = support::ca::TestCa::generate();
+    let ca = outbox_testkit::ca::TestCa::generate();
     let tls = server_tls_config_from_files(&ca.server_cert, &ca.server_key).unwrap();
     let server = Server::builder()
         .tls(tls)
@@ -152,7 +150,7 @@ async fn starttls_and_auth_with_the_test_ca() {
 /// as "CaUsedAsEndEntity". Another self-signed certificate in the file is not enough.
 #[tokio::test]
 async fn a_self_signed_relay_is_trusted_through_its_own_certificate_in_ca_file() {
-    let relay = support::ca::SelfSigned::generate("relay");
+    let relay = outbox_testkit::ca::SelfSigned::generate("relay");
     let tls = server_tls_config_from_files(&relay.cert, &relay.key).unwrap();
     let server = Server::builder()
         .tls(tls)
@@ -177,7 +175,7 @@ async fn a_self_signed_relay_is_trusted_through_its_own_certificate_in_ca_file()
     for config in [
         ClientConfig::new("client.test"),
         ClientConfig::new("client.test").with_tls(TlsConfig::with_ca_file(
-            &support::ca::SelfSigned::generate("other").cert,
+            &outbox_testkit::ca::SelfSigned::generate("other").cert,
         )),
     ] {
         let refused = SmtpClient::connect(&required, &config).await;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use outbox_smtp::server::{MemorySink, ReceivedMessage, Server};
 
-use crate::mail_support::{ChildGuard, Workdir};
+use crate::mail_support::{ProcessGuard, Workdir};
 
 /// The relay `serve` delivers to: an outbox-smtp server with an in-memory sink.
 pub struct Relay {
@@ -91,7 +91,7 @@ pub fn configure(work: &Workdir, relay: &Relay, listener: &str) {
 
 /// A running `outbox serve` whose every log line is kept.
 pub struct Serve {
-    pub guard: ChildGuard,
+    pub guard: ProcessGuard,
     pub address: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -106,8 +106,8 @@ impl Serve {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start outbox serve");
-        let mut guard = ChildGuard { child };
-        let stderr = guard.child.stderr.take().expect("stderr");
+        let mut guard = ProcessGuard::new(child, "outbox");
+        let stderr = guard.child_mut().stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(Vec::new()));
         let (sender, receiver) = std::sync::mpsc::channel();
         let lines = log.clone();
@@ -144,7 +144,7 @@ impl Serve {
     }
 
     pub fn pid(&self) -> u32 {
-        self.guard.child.id()
+        self.guard.pid()
     }
 
     /// Every log line so far.
@@ -165,10 +165,7 @@ impl Serve {
 
     /// Stops serve with SIGTERM and waits, so its last log lines are read.
     pub fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status();
-        let _ = self.guard.child.wait();
+        self.guard.terminate();
         // The reader thread ends at EOF; give it a moment to store the last lines.
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -6,10 +6,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use outbox_smtp::server::{ReceivedMessage, Server};
+pub use outbox_testkit::ProcessGuard;
 
 /// The path of the binary under test.
 pub fn binary() -> PathBuf {
@@ -110,29 +111,17 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// A child process killed (by its pid) when the guard is dropped, also when a test fails.
-pub struct ChildGuard {
-    pub child: Child,
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `outbox serve` with the config file `outbox.toml` in the dir; returns the guard and the
 /// SMTP listener's address, read from its log line.
-pub fn serve(work: &Workdir) -> (ChildGuard, String) {
+pub fn serve(work: &Workdir) -> (ProcessGuard, String) {
     let child = work
         .outbox(&["serve"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start outbox serve");
-    let mut guard = ChildGuard { child };
-    let stderr = guard.child.stderr.take().expect("stderr");
+    let mut guard = ProcessGuard::new(child, "outbox");
+    let stderr = guard.child_mut().stderr.take().expect("stderr");
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut sent = false;
