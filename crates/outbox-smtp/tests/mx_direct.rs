@@ -1,7 +1,6 @@
 //! Direct delivery across two MX hosts (dnsmasq on loopback for DNS, in-process servers
 //! on 127.0.0.2 and 127.0.0.3 on the same port): fallback on refusal, 421 greeting, 421.
 
-
 use outbox_smtp::ClientConfig;
 use outbox_smtp::direct::{DirectDelivery, DirectError};
 use outbox_smtp::server::{Fault, Server, Stage};
@@ -46,7 +45,7 @@ async fn deliver_to_a_test(
 ) -> (
     Option<Server>,
     Server,
-    Result<outbox_smtp::Delivery, DirectError>,
+    Result<outbox_smtp::SendReport, DirectError>,
 ) {
     let dns = a_test_dns();
     let resolver = dns.resolver();

@@ -108,7 +108,7 @@ async fn world(policy: &str, cert: Mx2Cert) -> World {
 }
 
 /// One message to r@a.test by direct delivery.
-async fn deliver(world: &World) -> Result<outbox_smtp::Delivery, DirectError> {
+async fn deliver(world: &World) -> Result<outbox_smtp::SendReport, DirectError> {
     world
         .direct
         .deliver(

@@ -45,7 +45,7 @@ async fn deliver(direct: &DirectDelivery, dns: &Dnsmasq) -> MxSession {
         .expect("an MX session");
     let delivery = session
         .client
-        .send("s@x.test", &["r@a.test"], b"Subject: t\r\n\r\nhi\r\n")
+        .send_to("s@x.test", &["r@a.test"], b"Subject: t\r\n\r\nhi\r\n")
         .await
         .unwrap();
     assert!(delivery.all_sent(), "{delivery:?}");
@@ -183,7 +183,7 @@ async fn a_self_signed_relay_is_still_refused() {
     let addr = server.local_addr();
     let spec = SmtpSpec::new(addr.ip().to_string(), addr.port());
     assert_eq!(spec.security, Security::OpportunisticStartTls);
-    let refused = SmtpClient::connect(&spec, &ClientConfig::new("outbox.test")).await;
+    let refused = SmtpClient::connect_with(&spec, &ClientConfig::new("outbox.test")).await;
     assert!(
         matches!(&refused, Err(ClientError::Tls { .. })),
         "{:?}",

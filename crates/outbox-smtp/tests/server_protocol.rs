@@ -426,10 +426,10 @@ async fn shutdown_closes_idle_connections_with_421() {
 #[tokio::test]
 async fn a_sink_error_is_the_reply() {
     use outbox_smtp::Reply;
-    use outbox_smtp::server::{DeliverFuture, Envelope, MessageSink};
+    use outbox_smtp::server::{DeliverFuture, MessageSink, ReceivedEnvelope};
     struct Busy;
     impl MessageSink for Busy {
-        fn deliver(&self, _: Envelope, _: Vec<u8>) -> DeliverFuture<'_> {
+        fn deliver(&self, _: ReceivedEnvelope, _: Vec<u8>) -> DeliverFuture<'_> {
             Box::pin(async { Err(Reply::new(451, ["4.3.0 store unavailable"])) })
         }
     }
