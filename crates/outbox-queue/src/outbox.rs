@@ -20,6 +20,7 @@ use crate::{
 
 /// What can go wrong handing a message to Outbox.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum OutboxError {
     /// The message could not be composed (a missing field, a bad address, an unreadable file).
     #[error(transparent)]
@@ -30,6 +31,10 @@ pub enum OutboxError {
     /// The queue refused or failed (too large, database error, unknown id).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The SMTP transport could not be set up ([`Outbox::builder`]): the DNS resolver or the
+    /// TLS trust anchors.
+    #[error(transparent)]
+    Transport(#[from] crate::engine::TransportSetupError),
 }
 
 /// A raw message for [`Outbox::queue`] (`email_queue`): MIME data already composed.

@@ -162,6 +162,8 @@ impl From<OutboxError> for ApiError {
             }
             OutboxError::Relay(err) => ApiError::invalid("relay", format!("relay: {err}")),
             OutboxError::Store(err) => ApiError::from(err),
+            // Only opening an Outbox sets up a transport; a request never does.
+            err => ApiError::internal(&err),
         }
     }
 }
