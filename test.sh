@@ -14,6 +14,10 @@ trap outbox_pg_stop EXIT
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# Every public item documented, every intra-doc link resolving.
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --all-features
+# Every crate has what `cargo package` needs (description, license, readme, ...).
+cargo package --workspace --no-verify --allow-dirty --list >/dev/null
 cargo nextest run --workspace --locked --no-fail-fast "$@"
 scripts/client-interop.sh
 cargo test --workspace --locked --doc

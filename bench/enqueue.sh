@@ -3,7 +3,7 @@
 #
 # 1. The store through the library (crates/outbox-queue/examples/enqueue_rate.rs), on
 #    SQLite in a temp dir AND on PostgreSQL (a fresh database created and dropped through
-#    psql on PG_URL's server): N messages of 1 KB batched (BATCH per transaction), SINGLES
+#    psql on $OUTBOX_BENCH_PG, or PG_URL's server): N messages of 1 KB batched (BATCH per transaction), SINGLES
 #    durable single enqueues one after the other (one commit each: the commit latency),
 #    the same SINGLES from CONC concurrent tasks (which share commits), and one bulk
 #    message with N recipients. The batched rates are printed against the targets
@@ -16,40 +16,20 @@
 #
 #   bench/enqueue.sh                          # N=100000 BATCH=1000 SINGLES=2000 INJECT=300 ROUNDS=3
 #   N=20000 INJECT=100 ROUNDS=2 bench/enqueue.sh
-#   PG_URL=postgres://postgres@127.0.0.1:5432/test bench/enqueue.sh  # the server for part 1 (default)
+#   OUTBOX_BENCH_PG=postgres://postgres@127.0.0.1:5432 bench/enqueue.sh  # the server for part 1 (default)
 #   SKIP_POSTGRES=1 bench/enqueue.sh                                    # part 1 on SQLite only
 #   SKIP_LIBRARY=1 OUTBOX=path/to/outbox bench/enqueue.sh               # part 2 only, given binary
 #   SKIP_INJECT=1 bench/enqueue.sh                                      # part 1 only
 set -euo pipefail
 
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 N=${N:-100000}
 BATCH=${BATCH:-1000}
 SINGLES=${SINGLES:-2000}
 CONC=${CONC:-32}
-PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 INJECT=${INJECT:-300}
 ROUNDS=${ROUNDS:-3}
-root=$(cd "$(dirname "$0")/.." && pwd)
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target-bench}
-export PATH=$PATH:/usr/sbin
-
-tmp=$(mktemp -d)
-chmod 755 "$tmp"  # Postfix daemons (user postfix) must reach the queue inside
-pids=()
-postfix_dir=""
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [ -n "$postfix_dir" ]; then "$root/bench/postfix-relay.sh" stop "$postfix_dir" || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-now() { date +%s.%N; }
-rate() { python3 -c "print(f'{$1 / ($3 - $2):.0f}')"; }
 
 # The batched rate ("batched: ... 12345 msg/s") of an enqueue_rate output.
 batched_rate() { awk '/^batched:/ {print $(NF-1)}' "$1"; }
@@ -62,44 +42,25 @@ if [ -z "${SKIP_LIBRARY:-}" ]; then
   sqlite_rate=$(batched_rate "$tmp/sqlite.out")
   if [ -z "${SKIP_POSTGRES:-}" ]; then
     command -v psql >/dev/null || { echo "enqueue.sh: psql is missing (or set SKIP_POSTGRES=1)" >&2; exit 1; }
-    bench_db=outbox_bench_$$
-    echo "== 1b. store through the library: PostgreSQL, fresh database $bench_db on ${PG_URL%/*}"
-    psql -q -d "$PG_URL" -c "CREATE DATABASE $bench_db" >/dev/null
-    pg_drop() { psql -q -d "$PG_URL" -c "DROP DATABASE IF EXISTS $bench_db WITH (FORCE)" >/dev/null || true; }
-    status=0
-    "$rate_bin" "${PG_URL%/*}/$bench_db" "$N" "$BATCH" "$SINGLES" "$CONC" | tee "$tmp/postgres.out" || status=$?
-    pg_drop
-    [ "$status" -eq 0 ] || exit "$status"
+    pg_create_db
+    echo "== 1b. store through the library: PostgreSQL, fresh database ${pg_url##*/} on $OUTBOX_BENCH_PG"
+    "$rate_bin" "$pg_url" "$N" "$BATCH" "$SINGLES" "$CONC" | tee "$tmp/postgres.out"
     pg_rate=$(batched_rate "$tmp/postgres.out")
   fi
-  python3 - "$sqlite_rate" "${pg_rate:-}" <<'PY'
-import sys
-sqlite = float(sys.argv[1])
-print(f"batched SQLite {sqlite:.0f} msg/s = {sqlite / 50000:.2f}x the 50 000 target")
-if sys.argv[2]:
-    pg = float(sys.argv[2])
-    print(f"batched PostgreSQL {pg:.0f} msg/s = {pg / 20000:.2f}x the 20 000 target, "
-          f"{pg / sqlite:.2f}x SQLite")
-PY
+  echo "RESULT batched SQLite $(calc "$sqlite_rate") msg/s = $(ratio "$sqlite_rate" 50000)x the 50 000 target"
+  if [ -n "${pg_rate:-}" ]; then
+    echo "RESULT batched PostgreSQL $(calc "$pg_rate") msg/s = $(ratio "$pg_rate" 20000)x the 20 000 target, $(ratio "$pg_rate" "$sqlite_rate")x SQLite"
+  fi
 fi
 [ -n "${SKIP_INJECT:-}" ] && exit 0
 
 echo "== 2. one process per message: outbox send vs Postfix sendmail ($INJECT per round, $ROUNDS rounds)"
-for tool in smtp-sink postfix sendmail python3; do
-  command -v "$tool" >/dev/null || {
-    echo "enqueue.sh: $tool is missing (scripts/install-peers.sh installs it)" >&2; exit 1; }
-done
-if [ -z "${OUTBOX:-}" ]; then
-  cargo build --quiet --release -p outbox --manifest-path "$root/Cargo.toml"
-  OUTBOX=$CARGO_TARGET_DIR/release/outbox
-fi
-outbox=$OUTBOX
+need_tools smtp-sink postfix sendmail
+build_outbox
 
-sink_port=$(free_port)
-smtp-sink -u nobody "127.0.0.1:$sink_port" 1024 >"$tmp/sink.out" 2>&1 &
-pids+=("$!")
+sink_start
 postfix_dir=$tmp/postfix
-"$root/bench/postfix-relay.sh" start "$postfix_dir" "$(free_port)" "$sink_port" >/dev/null
+postfix_start "$postfix_dir" "$(free_port)" "$sink_port" >/dev/null
 
 # One 1 KB message, headers included.
 {
@@ -119,7 +80,7 @@ for round in $(seq 1 "$ROUNDS"); do
   done
   end=$(now)
   outbox_rate=$(rate "$INJECT" "$start" "$end")
-  outbox_total=$(python3 -c "print($outbox_total + $end - $start)")
+  outbox_total=$(calc "$outbox_total + $end - $start" %.6f)
 
   start=$(now)
   for _ in $(seq 1 "$INJECT"); do
@@ -127,12 +88,11 @@ for round in $(seq 1 "$ROUNDS"); do
   done
   end=$(now)
   postfix_rate=$(rate "$INJECT" "$start" "$end")
-  postfix_total=$(python3 -c "print($postfix_total + $end - $start)")
+  postfix_total=$(calc "$postfix_total + $end - $start" %.6f)
   echo "round $round: outbox send $outbox_rate msg/s, postfix sendmail $postfix_rate msg/s"
 done
-python3 - "$INJECT" "$ROUNDS" "$outbox_total" "$postfix_total" <<'PY'
-import sys
-n, rounds, a, b = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-ra, rb = n * rounds / a, n * rounds / b
-print(f"total: outbox send {ra:.0f} msg/s, postfix sendmail {rb:.0f} msg/s, ratio outbox/postfix {ra / rb:.2f}")
-PY
+total=$((INJECT * ROUNDS))
+outbox_rate=$(rate "$total" 0 "$outbox_total")
+postfix_rate=$(rate "$total" 0 "$postfix_total")
+echo "total: outbox send $outbox_rate msg/s, postfix sendmail $postfix_rate msg/s"
+echo "RESULT outbox send / postfix sendmail: $(ratio "$outbox_rate" "$postfix_rate")x"

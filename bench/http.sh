@@ -10,43 +10,17 @@
 #   bench/http.sh                       # C=32 N=20000, 1 round
 #   C=32 N=20000 ROUNDS=2 bench/http.sh
 #   OUTBOX=path/to/outbox bench/http.sh
-#   OUTBOX_BENCH_DB=postgres bench/http.sh   # the queue in a fresh database on PG_URL's server
+#   OUTBOX_BENCH_DB=postgres bench/http.sh   # the queue in a fresh database on OUTBOX_BENCH_PG
 #                                       # (created and dropped through psql)
 set -euo pipefail
-
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 N=${N:-20000}
 C=${C:-32}
 ROUNDS=${ROUNDS:-1}
 OUTBOX_BENCH_DB=${OUTBOX_BENCH_DB:-${BACKEND:-sqlite}}
-PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
-root=$(cd "$(dirname "$0")/.." && pwd)
-if [ -z "${OUTBOX:-}" ]; then
-  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target-bench}
-  cargo build --quiet --release -p outbox --manifest-path "$root/Cargo.toml"
-  OUTBOX=$CARGO_TARGET_DIR/release/outbox
-fi
-export PATH=$PATH:/usr/sbin
-for tool in ab smtp-sink python3; do
-  command -v "$tool" >/dev/null || {
-    echo "http.sh: $tool is missing (scripts/install-peers.sh installs it)" >&2; exit 1; }
-done
-
-tmp=$(mktemp -d)
-pids=()
-pg_dbs=()
-cleanup() {
-  for db in "${pg_dbs[@]}"; do
-    psql -q -d "$PG_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-  done
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+bench_db_and_tools ab smtp-sink curl
+build_outbox
 
 token=bench-token-0123456789abcdef
 # One message of about 1 KB of text.
@@ -68,19 +42,14 @@ ab_rate() {
 }
 
 run() {
-  local round=$1 dir=$tmp/round-$1 http_port sink_port serve_pid sink_pid
+  local round=$1 dir=$tmp/round-$1 http_port database
   mkdir -p "$dir"
-  sink_port=$(free_port)
-  smtp-sink -u nobody "127.0.0.1:$sink_port" 1024 >"$dir/sink.out" 2>&1 &
-  sink_pid=$!
-  pids+=("$sink_pid")
+  sink_start
   http_port=$(free_port)
-  local database="sqlite://$dir/outbox.db"
+  database="sqlite://$dir/outbox.db"
   if [ "$OUTBOX_BENCH_DB" = postgres ]; then
-    local db=outbox_http_bench_$$_$round
-    psql -q -d "$PG_URL" -c "CREATE DATABASE $db" >/dev/null
-    pg_dbs+=("$db")
-    database="${PG_URL%/*}/$db"
+    pg_create_db
+    database=$pg_url
   fi
   cat >"$dir/outbox.toml" <<TOML
 database = "$database"
@@ -91,15 +60,7 @@ helo_name = "outbox-bench.localdomain"
 listen = "127.0.0.1:$http_port"
 tokens = ["$token"]
 TOML
-  (cd "$dir" && exec env -u RUST_LOG NO_COLOR=1 "$OUTBOX" --config "$dir/outbox.toml" serve) \
-    >"$dir/serve.log" 2>&1 &
-  serve_pid=$!
-  pids+=("$serve_pid")
-  for _ in $(seq 1 200); do
-    grep -q "HTTP API and admin page listening" "$dir/serve.log" 2>/dev/null && break
-    kill -0 "$serve_pid" 2>/dev/null || { cat "$dir/serve.log" >&2; exit 1; }
-    sleep 0.05
-  done
+  serve_start "$dir/outbox.toml" "$dir/serve.log" "$http_port"
   local url=http://127.0.0.1:$http_port
   ab -q -k -c "$C" -n "$N" "$url/healthz" >"$dir/healthz.out" 2>&1
   health=$(ab_rate "$dir/healthz.out")
@@ -108,17 +69,17 @@ TOML
   post=$(ab_rate "$dir/post.out")
   queued=$(curl -sS -H "Authorization: Bearer $token" "$url/metrics" |
     awk '/^outbox_messages_enqueued_total/ {print $2}')
-  echo "round $round: POST $post msg/s, /healthz $health req/s, ratio $(python3 -c "print(f'{$post / $health:.2f}')") (api enqueued: ${queued:-?})"
-  echo "$post $health" >>"$tmp/rates"
-  kill "$serve_pid" "$sink_pid"; wait "$serve_pid" "$sink_pid" 2>/dev/null || true
+  echo "round $round: POST $(calc "$post") msg/s, /healthz $(calc "$health") req/s, ratio $(ratio "$post" "$health") (api enqueued: ${queued:-?})"
+  posts+=("$post")
+  healths+=("$health")
+  bg_stop "$serve_pid"
+  sink_stop
 }
 
+posts=()
+healths=()
 echo "http: $N POSTs of ~1 KB, $C concurrent clients (ab -k), serve on $OUTBOX_BENCH_DB, delivering into smtp-sink"
 for round in $(seq 1 "$ROUNDS"); do run "$round"; done
-python3 - "$tmp/rates" <<'PY'
-import statistics, sys
-rows = [tuple(map(float, l.split())) for l in open(sys.argv[1])]
-post = statistics.median(r[0] for r in rows)
-health = statistics.median(r[1] for r in rows)
-print(f"median: POST {post:.0f} msg/s, /healthz {health:.0f} req/s, ratio {post / health:.2f}")
-PY
+post=$(median "${posts[@]}")
+health=$(median "${healths[@]}")
+echo "RESULT http $OUTBOX_BENCH_DB: POST $(calc "$post") msg/s, /healthz $(calc "$health") req/s, ratio $(ratio "$post" "$health") (median of $ROUNDS)"

@@ -1,5 +1,5 @@
 # shellcheck shell=bash disable=SC2034 # its variables are for the scripts that source it
-# Shared helpers for bench/deliver.sh, bench/recovery.sh and bench/priority.sh.
+# Shared helpers for every bench script (bench/*.sh but postfix-relay.sh, which they call).
 # Source it after `set -euo pipefail`; it sets:
 #   root     the workspace
 #   tmp      a private temp directory (mode 755: Postfix's daemons must reach a queue in it)
@@ -12,10 +12,12 @@
 #   FILL=path            use this `fill` example binary (queues N x SIZE in batches)
 #   OUTBOX_BENCH_PG=URL  PostgreSQL server for fresh databases
 #                        [postgres://postgres@127.0.0.1:5432]
+#   PG_URL=URL           the older spelling: a database URL whose server is used
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PATH=$PATH:/usr/sbin
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target-bench}
+if [ -z "${OUTBOX_BENCH_PG:-}" ] && [ -n "${PG_URL:-}" ]; then OUTBOX_BENCH_PG=${PG_URL%/*}; fi
 OUTBOX_BENCH_PG=${OUTBOX_BENCH_PG:-postgres://postgres@127.0.0.1:5432}
 
 tmp=$(mktemp -d)
@@ -105,6 +107,10 @@ rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.0f", n / (b - a) }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { r = a / b; printf (r < 1 ? "%.2f" : "%.1f"), r }'; }
 percent() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", 100 * a / b }'; }
 best() { printf '%s\n' "$@" | sort -n | tail -n 1; }
+# median X... -> the median (the mean of the middle two for an even count)
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+# calc EXPR [FORMAT] -> EXPR evaluated by awk, printed with FORMAT (default %.0f)
+calc() { awk "BEGIN { printf \"${2:-%.0f}\", $1 }"; }
 
 wait_port() {
   local port=$1
@@ -142,6 +148,23 @@ sink_wait() {
   done
 }
 sink_stop() { bg_stop "$sink_pid"; }
+
+# serve_start CONFIG LOG PORT: `outbox serve` with CONFIG (run in CONFIG's directory, no
+# RUST_LOG, no colours), stderr and stdout to LOG; returns once PORT listens. Sets serve_pid.
+serve_start() {
+  local config=$1 log=$2 port=$3
+  bg_start bash -c 'cd "$(dirname "$1")" && exec env -u RUST_LOG NO_COLOR=1 "$2" --config "$1" serve' \
+    serve "$config" "$outbox" >"$log" 2>&1
+  serve_pid=$bg_pid
+  for _ in $(seq 1 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    kill -0 "$serve_pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
+    sleep 0.05
+  done
+  echo "$(basename "$0"): outbox serve does not listen on 127.0.0.1:$port" >&2
+  tail -n 20 "$log" >&2
+  exit 1
+}
 
 # --- A throwaway Postfix relay ------------------------------------------------------------
 # postfix_start DIR SMTPD_PORT RELAY_PORT; stopped by postfix_stop DIR or the cleanup.

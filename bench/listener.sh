@@ -22,87 +22,34 @@
 #   OUTBOX=path/to/outbox RATE=path/to/enqueue_rate bench/listener.sh
 set -euo pipefail
 
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 N=${N:-20000}
 S=${S:-5}
 SIZE=${SIZE:-1024}
 ROUNDS=${ROUNDS:-1}
-root=$(cd "$(dirname "$0")/.." && pwd)
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target-bench}
-if [ -z "${OUTBOX:-}" ]; then
-  cargo build --quiet --release -p outbox --manifest-path "$root/Cargo.toml"
-  OUTBOX=$CARGO_TARGET_DIR/release/outbox
-fi
+need_tools smtp-sink smtp-source postfix
+build_outbox
 if [ -z "${RATE:-}" ]; then
   cargo build --quiet --release -p outbox-queue --example enqueue_rate --manifest-path "$root/Cargo.toml"
   RATE=$CARGO_TARGET_DIR/release/examples/enqueue_rate
 fi
-for tool in smtp-sink smtp-source postfix python3; do
-  command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || {
-    echo "listener.sh: $tool is missing (scripts/install-peers.sh installs it)" >&2; exit 1; }
-done
-export PATH=$PATH:/usr/sbin
 
-tmp=$(mktemp -d)
-chmod 755 "$tmp"   # Postfix daemons (user postfix) must reach their queue inside it
-pids=()
-postfix_dir=""
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [ -n "$postfix_dir" ]; then "$root/bench/postfix-relay.sh" stop "$postfix_dir"; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-now() { date +%s.%N; }
-
-# Starts smtp-sink on a fresh port; sets sink_port, sink_pid, sink_out.
-start_sink() {
-  sink_port=$(free_port)
-  sink_out=$tmp/sink-$sink_port.out
-  smtp-sink -c -u nobody "127.0.0.1:$sink_port" 1024 >"$sink_out" 2>&1 &
-  sink_pid=$!
-  pids+=("$sink_pid")
-  for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$sink_port") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "listener.sh: smtp-sink did not start" >&2; exit 1
-}
-
-# Messages smtp-sink has received so far.
-sink_count() {
-  tail -c 300 "$sink_out" | tr '\r' '\n' | grep -o 'mesg=[0-9]*' | tail -1 | cut -d= -f2 || true
-}
-
-# Sends N messages to 127.0.0.1:$1 and waits until the sink has them all; writes the rate
-# (msg/s) to $tmp/rate. (Not run in a $(...) subshell, so that cleanup sees every pid.)
+# Sends N messages to 127.0.0.1:$1 and waits until the sink has them all; sets run_rate
+# (end to end) and accept_rate (every message answered 250 to smtp-source: queued, not
+# yet delivered), in msg/s.
 measure() {
-  local port=$1 start end count=0 deadline
+  local port=$1 start accepted
   start=$(now)
   smtp-source -s "$S" -m "$N" -l "$SIZE" -f bench@x.test -t sink@y.test "127.0.0.1:$port" >/dev/null
   accepted=$(now)
-  deadline=$(( $(date +%s) + 600 ))
-  while :; do
-    count=$(sink_count); count=${count:-0}
-    [ "$count" -ge "$N" ] && break
-    if [ "$(date +%s)" -gt "$deadline" ]; then
-      echo "listener.sh: only $count of $N reached smtp-sink in 10 minutes" >&2; exit 1
-    fi
-    sleep 0.05
-  done
-  end=$(now)
-  python3 -c "print(f'{$N / ($end - $start):.0f}')" >"$tmp/rate"
-  # Accepted: every message answered 250 to smtp-source (queued, not yet delivered).
-  python3 -c "print(f'{$N / ($accepted - $start):.0f}')" >"$tmp/accept-rate"
+  sink_wait "$N" 600
+  run_rate=$(rate "$N" "$start" "$(now)")
+  accept_rate=$(rate "$N" "$start" "$accepted")
 }
 
 run_outbox() {
-  start_sink
+  sink_start
   local dir=$tmp/outbox-$1 port
   mkdir -p "$dir"
   port=$(free_port)
@@ -118,51 +65,42 @@ listen = "127.0.0.1:$port"
 trusted_networks = ["127.0.0.1/32"]
 max_connections_per_client = $((S + 10))
 TOML
-  (cd "$dir" && exec env -u RUST_LOG NO_COLOR=1 "$OUTBOX" --config "$dir/outbox.toml" serve) \
-    >"$dir/serve.log" 2>&1 &
-  local serve_pid=$!
-  pids+=("$serve_pid")
-  for _ in $(seq 1 200); do
-    grep -q "SMTP submission listener listening" "$dir/serve.log" 2>/dev/null && break
-    kill -0 "$serve_pid" 2>/dev/null || { cat "$dir/serve.log" >&2; exit 1; }
-    sleep 0.05
-  done
+  serve_start "$dir/outbox.toml" "$dir/serve.log" "$port"
   measure "$port"
-  kill "$serve_pid" "$sink_pid"; wait "$serve_pid" "$sink_pid" 2>/dev/null || true
+  bg_stop "$serve_pid"
+  sink_stop
 }
 
 run_postfix() {
-  start_sink
-  postfix_dir=$tmp/postfix-$1
-  local port
+  sink_start
+  local dir=$tmp/postfix-$1 port
   port=$(free_port)
-  "$root/bench/postfix-relay.sh" start "$postfix_dir" "$port" "$sink_port"
+  postfix_start "$dir" "$port" "$sink_port"
   measure "$port"
-  "$root/bench/postfix-relay.sh" stop "$postfix_dir"
-  postfix_dir=""
-  kill "$sink_pid"; wait "$sink_pid" 2>/dev/null || true
+  postfix_stop "$dir"
+  sink_stop
 }
 
 # Sequential durable single enqueues in this temp dir: 1 / rate is the commit latency.
 commit_latency() {
-  local out
-  out=$("$RATE" "sqlite://$tmp/latency-$1.db" 100 100 300 1 | awk '/^single:/ {print $(NF-1)}')
-  echo "$out" >>"$tmp/singles"
+  singles+=("$("$RATE" "sqlite://$tmp/latency-${#singles[@]}.db" 100 100 300 1 | awk '/^single:/ {print $(NF-1)}')")
 }
 
 echo "smtp-source: $N messages x $SIZE bytes, $S sessions, end to end into smtp-sink"
 outbox_rates=()
 postfix_rates=()
+singles=()
 for round in $(seq 1 "$ROUNDS"); do
-  commit_latency "$round"
-  run_outbox "$round"; rate=$(cat "$tmp/rate"); outbox_rates+=("$rate")
-  echo "round $round: outbox  $rate msg/s end to end (accepted at $(cat "$tmp/accept-rate") msg/s)"
-  run_postfix "$round"; rate=$(cat "$tmp/rate"); postfix_rates+=("$rate")
-  echo "round $round: postfix $rate msg/s end to end (accepted at $(cat "$tmp/accept-rate") msg/s)"
+  commit_latency
+  run_outbox "$round"; outbox_rates+=("$run_rate")
+  echo "round $round: outbox  $run_rate msg/s end to end (accepted at $accept_rate msg/s)"
+  run_postfix "$round"; postfix_rates+=("$run_rate")
+  echo "round $round: postfix $run_rate msg/s end to end (accepted at $accept_rate msg/s)"
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 o=$(median "${outbox_rates[@]}")
 p=$(median "${postfix_rates[@]}")
-singles=$(median $(cat "$tmp/singles"))
-python3 -c "print(f'outbox {$o:.0f} msg/s, postfix {$p:.0f} msg/s, ratio {$o/$p:.2f}x (target 10x)')"
-python3 -c "print(f'commit latency {1000 / $singles:.2f} ms ({$singles:.0f} sequential commits/s): fsync-bound limit for $S sessions {$S * $singles:.0f} msg/s, outbox at {$o / ($S * $singles):.2f}x of it')"
+single=$(median "${singles[@]}")
+echo "outbox $(calc "$o") msg/s, postfix $(calc "$p") msg/s"
+echo "commit latency $(calc "1000 / $single" %.2f) ms ($(calc "$single") sequential commits/s): fsync-bound limit for $S sessions $(calc "$S * $single") msg/s"
+limit=$(calc "$S * $single")
+echo "RESULT listener, $S sessions: outbox/postfix $(ratio "$o" "$p")x (target 10x), outbox at $(ratio "$o" "$limit")x the fsync-bound limit"

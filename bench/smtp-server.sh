@@ -9,60 +9,38 @@
 #   bench/smtp-server.sh                  # 20 000 x 1 KB, 5 sessions, 3 rounds
 #   N=5000 SIZE=102400 ROUNDS=5 bench/smtp-server.sh
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 N=${N:-20000}
 S=${S:-5}
 SIZE=${SIZE:-1024}
 ROUNDS=${ROUNDS:-3}
-root=$(cd "$(dirname "$0")/.." && pwd)
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target-bench}
+need_tools smtp-sink smtp-source
 cargo build --quiet --release -p outbox-smtp --example sink --manifest-path "$root/Cargo.toml"
-SINK_BIN=$CARGO_TARGET_DIR/release/examples/sink
-for tool in smtp-sink smtp-source python3; do
-  command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || {
-    echo "smtp-server.sh: $tool is missing (scripts/install-peers.sh installs it)" >&2; exit 1; }
-done
-PATH=$PATH:/usr/sbin
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done; }
-trap cleanup EXIT
 
 # A: our server; it prints its address once it listens.
-exec 3< <("$SINK_BIN" 127.0.0.1:0 2>/dev/null)
-pids+=($!)
-read -r ours <&3
-# B: smtp-sink (backlog 1024), given a moment to bind.
-theirs_port=$(free_port)
-smtp-sink -u nobody "127.0.0.1:$theirs_port" 1024 &
-pids+=($!)
-theirs=127.0.0.1:$theirs_port
-for _ in $(seq 50); do
-  python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$theirs_port),1)" 2>/dev/null && break
-  sleep 0.1
-done
+bg_start "$CARGO_TARGET_DIR/release/examples/sink" 127.0.0.1:0 >"$tmp/ours" 2>/dev/null
+for _ in $(seq 1 200); do [ -s "$tmp/ours" ] && break; sleep 0.05; done
+read -r ours <"$tmp/ours"
+# B: smtp-sink (backlog 1024).
+sink_start
+theirs=127.0.0.1:$sink_port
 
-run() { # $1 = address; prints messages per second
-  local start end
-  start=$(date +%s.%N)
+run() { # $1 = address; sets run_rate (messages per second)
+  local start
+  start=$(now)
   smtp-source -s "$S" -d -m "$N" -l "$SIZE" -f a@x.test -t b@y.test "$1"
-  end=$(date +%s.%N)
-  python3 -c "print(round($N / ($end - $start)))"
+  run_rate=$(rate "$N" "$start" "$(now)")
 }
 
 a_rates=(); b_rates=()
 for round in $(seq "$ROUNDS"); do
-  a=$(run "$ours"); b=$(run "$theirs")
+  run "$ours"; a=$run_rate
+  run "$theirs"; b=$run_rate
   a_rates+=("$a"); b_rates+=("$b")
   echo "round $round: outbox-smtp server $a msg/s, smtp-sink $b msg/s"
 done
-python3 - "${a_rates[*]}" "${b_rates[*]}" "$N" "$SIZE" "$S" <<'PY'
-import statistics, sys
-a = [float(x) for x in sys.argv[1].split()]
-b = [float(x) for x in sys.argv[2].split()]
-ma, mb = statistics.median(a), statistics.median(b)
-print(f"median over {len(a)} rounds of {sys.argv[3]} x {sys.argv[4]} B, {sys.argv[5]} sessions: "
-      f"outbox-smtp server {ma:.0f} msg/s, smtp-sink {mb:.0f} msg/s, ratio {ma/mb:.2f}x")
-PY
+ma=$(median "${a_rates[@]}")
+mb=$(median "${b_rates[@]}")
+echo "RESULT smtp server, $N x $SIZE B, $S sessions: outbox-smtp server $(calc "$ma") msg/s, smtp-sink $(calc "$mb") msg/s, ratio $(ratio "$ma" "$mb")x (median of $ROUNDS)"

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use outbox_smtp::reply::parse_reply;
+use outbox_smtp::parse_reply;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(Some((reply, used))) = parse_reply(data) {

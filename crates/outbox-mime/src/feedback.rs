@@ -208,7 +208,7 @@ fn blocks(text: &str) -> impl Iterator<Item = &str> {
 }
 
 /// The `Name: value` fields of a header-like block, continuation lines unfolded (RFC 5322
-/// §2.2.3), at most [`MAX_FIELDS`] fields of [`MAX_FIELD_LEN`] bytes each. Lines that are
+/// §2.2.3), at most 2 000 fields of [`MAX_FIELD_LEN`] bytes each. Lines that are
 /// not fields are skipped.
 pub fn report_fields(block: &str) -> Vec<(String, String)> {
     let mut fields: Vec<(String, String)> = Vec::new();

@@ -33,6 +33,13 @@
 //!
 //! Lines end in CRLF and none exceeds 998 octets; `Date`, `Message-ID` and `MIME-Version` are
 //! always written; a CR or LF inside any header value is an error (no header injection).
+//!
+//! DKIM signing (RSA-SHA256 and Ed25519-SHA256, RFC 6376 / RFC 8463) is in [`dkim`].
+//!
+//! # Feature flags
+//!
+//! None.
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod address;

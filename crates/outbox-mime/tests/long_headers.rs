@@ -2,10 +2,8 @@
 //! extra headers, content types and parameters, Content-IDs. No line over 78 where a break
 //! is possible, none over 998 ever; the values survive mail-parser and Python's `email`.
 
-mod support;
-
 use outbox_mime::{ComposeError, ComposeOptions, EmailSpec, PartSource, compose_with};
-use support::{assert_wire_clean, with_mail_parser, with_python};
+use outbox_testkit::parsed::{assert_wire_clean, with_mail_parser, with_python};
 
 fn options() -> ComposeOptions {
     ComposeOptions {

@@ -2,12 +2,10 @@
 //! decoded content exact (checked with Python's `email` and mail-parser), and messages
 //! without long lines returned unchanged.
 
-mod support;
-
 use std::borrow::Cow;
 
 use outbox_mime::{LineLengthError, fit_line_length, has_long_line, merge_message};
-use support::{assert_wire_clean, lf, with_mail_parser, with_python};
+use outbox_testkit::parsed::{assert_wire_clean, lf, with_mail_parser, with_python};
 
 fn fitted(data: &[u8]) -> Vec<u8> {
     let out = fit_line_length(data).unwrap().into_owned();

@@ -1,14 +1,12 @@
 //! Merge per recipient: markers in headers and text parts, each value encoded for where it
 //! lands; everything else untouched.
 
-mod support;
-
 use std::collections::BTreeMap;
 
 use outbox_mime::{
     Charset, EmailSpec, TransferEncoding, compose, email_token, merge, merge_message,
 };
-use support::{assert_wire_clean, with_mail_parser, with_python};
+use outbox_testkit::parsed::{assert_wire_clean, with_mail_parser, with_python};
 
 fn tokens(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -42,7 +40,11 @@ fn recipient_values_override_tokens_everywhere() {
     for parsed in [with_mail_parser(&merged), with_python(&merged)] {
         assert_eq!(parsed.subject, "Hello Ann — news");
         assert_eq!(
-            parsed.leaves[0].text.as_deref().map(support::lf).as_deref(),
+            parsed.leaves[0]
+                .text
+                .as_deref()
+                .map(outbox_testkit::parsed::lf)
+                .as_deref(),
             Some("Dear Ann Lee,\nyour code is 0000. #Unknown# stays.\n")
         );
         assert_eq!(parsed.leaves[1].text.as_deref(), Some("<p>Dear Ann</p>"));

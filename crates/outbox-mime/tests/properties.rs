@@ -1,11 +1,9 @@
 //! Properties: any text, subject, display name or file name survives composition and
 //! parsing exactly, and no composed line exceeds 998 octets.
 
-mod support;
-
 use outbox_mime::{EmailSpec, PartSource, compose};
+use outbox_testkit::parsed::{assert_wire_clean, lf, with_mail_parser, with_python};
 use proptest::prelude::*;
-use support::{assert_wire_clean, lf, with_mail_parser, with_python};
 
 /// Line ends of a text as a parser hands them back: every CRLF, CR or LF is one line end.
 fn line_ends_lf(text: &str) -> String {
@@ -39,7 +37,7 @@ fn spec(subject: &str, name: &str, text: &str, file_name: &str, content: &[u8]) 
 }
 
 fn check(
-    parsed: &support::Parsed,
+    parsed: &outbox_testkit::parsed::Parsed,
     subject: &str,
     name: &str,
     text: &str,

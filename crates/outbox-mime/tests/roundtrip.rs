@@ -1,12 +1,10 @@
 //! Every structure of DESIGN §3, composed and parsed back by mail-parser 0.11 and by Python's
 //! `email` package: decoded bodies, attachment bytes, file names, content types, Content-IDs.
 
-mod support;
-
 use std::path::PathBuf;
 
 use outbox_mime::{EmailSpec, PartSource, compose};
-use support::{Leaf, Parsed, assert_wire_clean, lf, with_mail_parser, with_python};
+use outbox_testkit::parsed::{Leaf, Parsed, assert_wire_clean, lf, with_mail_parser, with_python};
 
 struct Files {
     _dir: tempfile::TempDir,

@@ -160,7 +160,7 @@ impl StoreError {
     /// An [`StoreError::InvalidUrl`] that shows the URL with its password as `***`.
     pub fn invalid_url(url: &str, reason: impl Into<String>) -> Self {
         StoreError::InvalidUrl {
-            url: outbox_smtp::spec::redact(url),
+            url: outbox_smtp::redact(url),
             reason: reason.into(),
         }
     }

@@ -1,13 +1,56 @@
-//! Outbox's durable queue: the [`Store`] (SQLite by default, PostgreSQL for a shared
-//! database), its schema migrations, and the leases that let several workers deliver
-//! from one queue without sending anything twice.
+//! Outbox's durable email queue as a library: messages stored once in SQLite (the
+//! default) or PostgreSQL (a database several workers share), one row per envelope
+//! recipient, leases that let several workers deliver from one queue without sending
+//! anything twice, and the delivery engine — retries with backoff, traffic shaping per
+//! destination, suppressions, DKIM signing — through a relay or straight to each domain's
+//! MX hosts.
+//!
+//! # From a message to a delivered message
+//!
+//! [`Outbox`] is the one entry point: open it on a database URL, queue messages
+//! ([`Outbox::send`], [`Outbox::queue`] for MIME you composed, [`Outbox::batch`] for many in
+//! one transaction), read their [`Outbox::status`] and [`Outbox::detail`], and run the engine
+//! ([`Outbox::deliver_until_empty`], or [`Outbox::run`] in a long-running program):
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let relay = outbox_smtp::server::Server::builder().bind("127.0.0.1:0").await?;
+//! # let relay_url = format!("smtp://{}?starttls=off", relay.local_addr());
+//! # let dir = tempfile::tempdir()?;
+//! # let database = format!("sqlite://{}", dir.path().join("outbox.db").display());
+//! use outbox_queue::{EmailSpec, Outbox};
+//!
+//! let outbox = Outbox::builder(&database).relay(&relay_url).open().await?;
+//! let message = EmailSpec::builder()
+//!     .from("app@example.com")
+//!     .to("ann@example.net")
+//!     .subject("Welcome")
+//!     .text("Hello Ann\n")
+//!     .into_spec();
+//! let id = outbox.send(&message).await?.id;
+//! outbox.deliver_until_empty().await?;
+//! assert_eq!(outbox.status(&id).await?.as_str(), "sent");
+//! # assert_eq!(relay.memory_sink().unwrap().messages().len(), 1);
+//! # Ok(()) }
+//! ```
+//!
+//! `database` is `sqlite://path/outbox.db` or `postgres://user@host/db`; `relay_url` is
+//! `smtp://user:pw@relay.example.com:587?starttls=required` (the forms of
+//! [`outbox_smtp::ServerSpec::parse`]). Without [`OutboxBuilder::relay`] each recipient's
+//! domain is delivered to through its MX hosts. The examples (`cargo run -p outbox-queue
+//! --example NAME`): `sqlite_queue_and_deliver`, `postgres`, `axum_embed` (the engine inside
+//! a web application).
+//!
+//! # The queue underneath
 //!
 //! A message is queued once — its MIME data stored once, even for a merge to 100 000
 //! recipients — and each envelope recipient is a row with its own state:
 //! `queued -> sending (leased) -> sent | deferred | failed`, or `removed` by an operator,
 //! `suppressed` by the suppression list, `bounced` or `complained` by feedback
 //! ([`feedback`], [`verp`]).
-//! A message's status (`queued`, `sent`, `error`) is derived from its recipients.
+//! A message's status (`queued`, `sent`, `error`) is derived from its recipients. The
+//! [`Store`] trait is that queue ([`open_store`] opens one from a URL):
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), outbox_queue::StoreError> {
@@ -28,11 +71,16 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The delivery engine claims work with [`Store::claim`] / [`Store::claim_route`],
-//! keeps its claims alive with [`Store::heartbeat`], and records each attempt with
-//! [`Store::complete`]. A worker that dies stops its heartbeat: [`Store::recover`] (run
-//! by any live or restarted worker) makes its recipients due again, at once when the dead
+//! The delivery engine ([`engine`]) claims work with [`Store::claim`] /
+//! [`Store::claim_route`], keeps its claims alive with [`Store::heartbeat`], and records each
+//! attempt with [`Store::complete`]. A worker that dies stops its heartbeat: [`Store::recover`]
+//! (run by any live or restarted worker) makes its recipients due again, at once when the dead
 //! worker ran on the same host, else once its lease has run out.
+//!
+//! # Feature flags
+//!
+//! None: SQLite (bundled) and PostgreSQL are both always built.
+#![warn(missing_docs)]
 
 pub mod engine;
 mod error;
@@ -42,6 +90,7 @@ mod group_commit;
 mod idempotency;
 mod listing;
 mod model;
+mod open;
 mod outbox;
 mod postgres;
 mod prepare;
@@ -68,10 +117,14 @@ pub use model::{
     NewRecipient, Outcome, Priority, RecipientState, RecipientStatus, RequestKey, RouteFilter,
     RouteKey, StatusCounts, StoreOptions, StoredSuspension, WorkerInfo,
 };
+pub use open::OutboxBuilder;
 pub use outbox::{
     ImmediateResult, Outbox, OutboxError, RawMessage, deliver_now, prepare, prepare_raw,
     prepare_with, priority,
 };
+/// The message spec [`Outbox::send`] takes, from `outbox-mime` (so that `outbox-queue` alone
+/// is enough to send).
+pub use outbox_mime::{EmailBuilder, EmailSpec};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use store::{

@@ -22,6 +22,7 @@ use crate::{
 
 /// What can go wrong handing a message to Outbox.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum OutboxError {
     /// The message could not be composed (a missing field, a bad address, an unreadable file).
     #[error(transparent)]
@@ -39,6 +40,10 @@ pub enum OutboxError {
          so the message could not carry them"
     )]
     NoUnsubscribeLinks,
+    /// The SMTP transport could not be set up ([`Outbox::builder`]): the DNS resolver or the
+    /// TLS trust anchors.
+    #[error(transparent)]
+    Transport(#[from] crate::engine::TransportSetupError),
 }
 
 /// A raw message for [`Outbox::queue`] (`email_queue`): MIME data already composed.

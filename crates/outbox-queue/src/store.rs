@@ -354,7 +354,7 @@ impl std::fmt::Debug for DatabaseUrl {
             DatabaseUrl::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
             DatabaseUrl::Postgres(url) => f
                 .debug_tuple("Postgres")
-                .field(&outbox_smtp::spec::redact(url))
+                .field(&outbox_smtp::redact(url))
                 .finish(),
         }
     }

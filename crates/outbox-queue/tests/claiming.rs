@@ -1,8 +1,7 @@
 //! Store conformance, part 2: claiming, outcomes, due times and wake-ups — the same
 //! tests on SQLite and PostgreSQL. (Worker liveness, fencing and recovery: tests/ledger.rs.)
 
-mod support;
-
+use outbox_testkit::conformance;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +10,7 @@ use outbox_queue::{
     AttemptOutcome, Delivery, MessageStatus, NewRecipient, Outcome, Priority, RecipientState,
     RouteFilter, RouteKey, Store, WorkerInfo,
 };
-use support::{TestStore, message, soon};
+use outbox_testkit::{TestStore, message, soon};
 use time::OffsetDateTime;
 
 const LEASE: Duration = Duration::from_secs(60);

@@ -2,8 +2,7 @@
 //! both backends: priority order, connection limits, per-recipient outcomes, retries,
 //! send_at, removal, merge.
 
-mod support;
-
+use outbox_testkit::conformance;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,9 +14,9 @@ use outbox_queue::engine::{
 use outbox_queue::{NewMessage, Outbox, Priority, RecipientState, Store};
 use outbox_smtp::server::{Fault, MemorySink, Server, Stage};
 use outbox_smtp::{ClientConfig, ServerSpec};
-use support::counting::Counting;
-use support::peer::Peer;
-use support::{TestStore, message};
+use outbox_testkit::counting::Counting;
+use outbox_testkit::relay::Peer;
+use outbox_testkit::{TestStore, message};
 
 fn config() -> EngineConfig {
     EngineConfig {

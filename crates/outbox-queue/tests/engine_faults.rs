@@ -3,8 +3,7 @@
 //! with a NUL byte, a connection dropped after the final dot, a shutdown during a long
 //! transaction, a relay that rejects our login, a worker that crashes mid-transaction.
 
-mod support;
-
+use outbox_testkit::conformance;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -19,8 +18,8 @@ use outbox_queue::{
     WebhookBacklog, WebhookBatch, WebhookResult, WebhookRoute, WorkerInfo,
 };
 use outbox_smtp::server::{Fault, MemorySink, Server, Stage, StaticUsers};
-use support::peer::{Peer, relay_transport};
-use support::{TestStore, message};
+use outbox_testkit::relay::{Peer, relay_transport};
+use outbox_testkit::{TestStore, message};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 

@@ -1,8 +1,7 @@
 //! Store conformance, part 1: enqueue, status, listing and administration — the same
 //! tests on SQLite and PostgreSQL.
 
-mod support;
-
+use outbox_testkit::conformance;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -10,7 +9,7 @@ use outbox_queue::{
     Delivery, Enqueued, ListFilter, MessageStatus, NewMessage, NewRecipient, Outcome, Priority,
     RecipientState, RequestKey, StoreError, StoreOptions, enqueue_in_batches,
 };
-use support::{TestStore, message, soon};
+use outbox_testkit::{TestStore, message, soon};
 use time::OffsetDateTime;
 
 conformance!(

@@ -2,15 +2,14 @@
 //! the change) and the bookkeeping of webhook deliveries (dispatch, batches in order,
 //! backoff, locks, pruning) — the same tests on SQLite and PostgreSQL.
 
-mod support;
-
 use std::time::Duration;
 
 use outbox_queue::{
     Delivery, Event, EventFilter, EventType, NewRecipient, NewSuppression, Outcome, StoreError,
     SuppressionReason, WebhookResult, WebhookRoute, WorkerInfo,
 };
-use support::{TestStore, message, soon};
+use outbox_testkit::conformance;
+use outbox_testkit::{TestStore, message, soon};
 use time::OffsetDateTime;
 
 conformance!(

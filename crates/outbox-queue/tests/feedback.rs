@@ -2,15 +2,14 @@
 //! bounces — what they do to recipients, message statuses and the suppression list — the
 //! same tests on SQLite and PostgreSQL.
 
-mod support;
-
 use std::time::Duration;
 
 use outbox_queue::{
     ClaimedRecipient, Delivery, FeedbackFilter, FeedbackKind, MessageStatus, NewFeedback, Outcome,
     RecipientState, SuppressionFilter, SuppressionReason,
 };
-use support::{TestStore, message, soon};
+use outbox_testkit::conformance;
+use outbox_testkit::{TestStore, message, soon};
 use time::OffsetDateTime;
 
 conformance!(

@@ -2,8 +2,7 @@
 //! one request's error fails that request alone, and concurrent requests share commits
 //! (group commit) on both backends.
 
-mod support;
-
+use outbox_testkit::conformance;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -11,7 +10,7 @@ use outbox_queue::{
     Enqueued, MessageStatus, NewRecipient, PostgresStore, RequestKey, SqliteStore, Store,
     StoreError,
 };
-use support::{TestStore, message};
+use outbox_testkit::{TestStore, message};
 
 conformance!(concurrent_producers_commit_and_fail_alone);
 

@@ -2,8 +2,7 @@
 //! epoch fencing, outcomes that are not plain attempts, set-based completion, and the
 //! claim's query plan. The same tests on SQLite and PostgreSQL.
 
-mod support;
-
+use outbox_testkit::conformance;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -12,7 +11,7 @@ use outbox_queue::{
     Priority, RecipientState, RouteFilter, RouteKey, StoreError, WorkerInfo, claim_statement,
     enqueue_in_batches,
 };
-use support::{TestStore, message, soon};
+use outbox_testkit::{TestStore, message, soon};
 use time::OffsetDateTime;
 
 const LONG_LEASE: Duration = Duration::from_secs(3600);
@@ -693,7 +692,7 @@ mod timing {
     #[ignore = "a measurement; prints ms"]
     async fn sqlite() {
         super::timing_claim_and_complete_1000(
-            crate::support::TestStore::sqlite(Default::default()).await,
+            outbox_testkit::TestStore::sqlite(Default::default()).await,
         )
         .await;
     }
@@ -702,7 +701,7 @@ mod timing {
     #[ignore = "a measurement; prints ms"]
     async fn postgres() {
         super::timing_claim_and_complete_1000(
-            crate::support::TestStore::postgres(Default::default()).await,
+            outbox_testkit::TestStore::postgres(Default::default()).await,
         )
         .await;
     }

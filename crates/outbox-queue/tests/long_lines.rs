@@ -2,13 +2,12 @@
 //! SMTP listener, HTTP), a line over 998 octets is re-encoded before it is stored, so a
 //! strict server never refuses it at delivery. Same tests on SQLite and PostgreSQL.
 
-mod support;
-
+use outbox_testkit::conformance;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 use outbox_queue::{NewMessage, NewRecipient, StoreError};
-use support::TestStore;
+use outbox_testkit::TestStore;
 
 conformance!(
     a_long_line_is_stored_re_encoded_with_its_text_exact,

@@ -3,8 +3,6 @@
 //! table: destinations are MX host sets, their limits hold, "slow down" replies suspend a
 //! whole destination, and stalled destinations cannot hold every connection slot.
 
-mod support;
-
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +15,9 @@ use outbox_queue::{NewMessage, Priority, RecipientState, Store};
 use outbox_smtp::ClientConfig;
 use outbox_smtp::mx::StaticMxResolver;
 use outbox_smtp::server::{Fault, Server, ServerBuilder, Stage};
-use support::counting::Counting;
-use support::peer::Peer;
-use support::{TestStore, message};
+use outbox_testkit::counting::Counting;
+use outbox_testkit::relay::Peer;
+use outbox_testkit::{TestStore, message};
 use time::OffsetDateTime;
 
 /// Servers on 127.0.0.2, 127.0.0.3, ... sharing one port, as MX hosts do.

@@ -1,13 +1,12 @@
 //! Store conformance: the suppression list (add, remove, list, look up) and what it does
 //! to recipients at enqueue and at a claim — the same tests on SQLite and PostgreSQL.
 
-mod support;
-
 use outbox_queue::{
     MessageStatus, NewMessage, NewRecipient, NewSuppression, RecipientState, StoreError,
     SuppressionFilter, SuppressionReason,
 };
-use support::{TestStore, message, soon};
+use outbox_testkit::conformance;
+use outbox_testkit::{TestStore, message, soon};
 
 conformance!(
     add_is_idempotent_and_keeps_the_first_time,

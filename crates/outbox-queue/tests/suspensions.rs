@@ -2,12 +2,11 @@
 //! them) and the pending domains `queue list` matches them against. The same tests on
 //! SQLite and PostgreSQL.
 
-mod support;
-
+use outbox_testkit::conformance;
 use std::time::Duration;
 
 use outbox_queue::{Delivery, Outcome, StoredSuspension, WorkerInfo};
-use support::{TestStore, message, soon};
+use outbox_testkit::{TestStore, message, soon};
 use time::OffsetDateTime;
 
 conformance!(

@@ -2,16 +2,15 @@
 //! backends: each copy names its own recipient, the list and the message in a signed link;
 //! a message that asks for them is never sent without them.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use outbox_mime::EmailSpec;
 use outbox_queue::engine::{Engine, EngineConfig, RunMode};
 use outbox_queue::{Outbox, OutboxError, RecipientState, Store, Unsubscribe, UnsubscribeRequest};
-use support::peer::Peer;
-use support::{TestStore, message};
+use outbox_testkit::conformance;
+use outbox_testkit::relay::Peer;
+use outbox_testkit::{TestStore, message};
 
 conformance!(
     each_recipient_gets_its_own_signed_link,

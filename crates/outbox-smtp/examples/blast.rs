@@ -39,9 +39,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let share = count / connections + usize::from(worker < count % connections);
         let (spec, config, body) = (spec.clone(), config.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
-            let mut client = SmtpClient::connect(&spec, &config).await?;
+            let mut client = SmtpClient::connect_with(&spec, &config).await?;
             for _ in 0..share {
-                let delivery = client.send("a@x.test", &["b@y.test"], &body).await?;
+                let delivery = client.send_to("a@x.test", &["b@y.test"], &body).await?;
                 if !delivery.all_sent() {
                     return Err(format!("not accepted: {:?}", delivery.data).into());
                 }

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use outbox_smtp::server::{DeliverFuture, Envelope, MessageSink, Server};
+use outbox_smtp::server::{DeliverFuture, MessageSink, ReceivedEnvelope, Server};
 
 /// Counts messages and drops them.
 #[derive(Default)]
@@ -18,7 +18,7 @@ struct CountingSink {
 }
 
 impl MessageSink for CountingSink {
-    fn deliver(&self, _envelope: Envelope, _data: Vec<u8>) -> DeliverFuture<'_> {
+    fn deliver(&self, _envelope: ReceivedEnvelope, _data: Vec<u8>) -> DeliverFuture<'_> {
         self.messages.fetch_add(1, Ordering::Relaxed);
         Box::pin(async { Ok(None) })
     }

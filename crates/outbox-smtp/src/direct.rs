@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::client::{BoxedStream, ClientConfig, Delivery, SmtpClient, tcp_connect};
+use crate::client::{BoxedStream, ClientConfig, SendReport, SmtpClient, tcp_connect};
 use crate::error::ClientError;
 use crate::mta_sts::{MtaSts, Policy};
 use crate::mx::{MxError, MxHost, MxResolver};
@@ -44,6 +44,7 @@ pub struct HostAttempt {
 
 /// Why one address of a mail host could not take the message.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum HostFailure {
     /// The host's addresses could not be found.
     #[error(transparent)]
@@ -73,6 +74,7 @@ pub enum HostFailure {
 
 /// Why direct delivery to a domain did not happen.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum DirectError {
     /// The domain's mail hosts could not be found (null MX, no such domain, DNS trouble).
     #[error(transparent)]
@@ -362,7 +364,7 @@ impl DirectDelivery {
         from: &str,
         recipients: &[R],
         message: &[u8],
-    ) -> Result<Delivery, DirectError> {
+    ) -> Result<SendReport, DirectError> {
         let hosts = resolver.mx_hosts(domain).await?;
         let policy = self.policy(domain).await;
         let mut failed = Vec::new();
@@ -383,7 +385,7 @@ impl DirectDelivery {
                 .iter()
                 .position(|h| *h == host)
                 .map_or(hosts.len(), |i| i + 1);
-            let failure = match client.send(from, recipients, message).await {
+            let failure = match client.send_to(from, recipients, message).await {
                 Ok(delivery) => match closing_reply(&delivery) {
                     None => {
                         let _ = client.quit().await;
@@ -412,7 +414,7 @@ impl DirectDelivery {
 }
 
 /// A 421 anywhere in the transaction means the host is shutting the session down.
-fn closing_reply(delivery: &Delivery) -> Option<crate::reply::Reply> {
+fn closing_reply(delivery: &SendReport) -> Option<crate::reply::Reply> {
     delivery
         .recipients
         .iter()

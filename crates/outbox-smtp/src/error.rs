@@ -10,7 +10,11 @@ use crate::tls::TlsConfigError;
 
 /// Everything that can go wrong in an SMTP client session.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
+    /// The server URL given to [`crate::SmtpClient::connect`] does not parse.
+    #[error("invalid SMTP server URL: {0}")]
+    Url(#[from] crate::spec::SpecError),
     /// The host name did not resolve.
     #[error("cannot resolve {host}: {source}")]
     Resolve {
@@ -185,7 +189,8 @@ impl ClientError {
             | ClientError::MessageTooBig { .. }
             | ClientError::Utf8NotSupported { .. }
             | ClientError::InvalidInput { .. }
-            | ClientError::NoRecipients => false,
+            | ClientError::NoRecipients
+            | ClientError::Url(_) => false,
         }
     }
 

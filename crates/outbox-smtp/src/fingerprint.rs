@@ -15,6 +15,7 @@ pub struct Fingerprint([u8; 32]);
 
 /// Why a fingerprint could not be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FingerprintError {
     /// The text does not start with `sha256:`.
     #[error("a fingerprint starts with sha256: (as in sha256:AB:CD:...)")]

@@ -21,6 +21,7 @@ const MAX_STDERR: usize = 4096;
 
 /// Why piping a message to a program failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProgramError {
     /// The program could not be started (not found, not executable).
     #[error("cannot run {program}: {source}")]

@@ -195,6 +195,7 @@ impl fmt::Display for Reply {
 
 /// Why bytes from the server are not a valid reply.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReplyError {
     /// A line does not start with a three-digit code followed by `-`, space or the line end.
     #[error("malformed SMTP reply line: {line:?}")]

@@ -125,6 +125,7 @@ pub struct ProgramSpec {
 
 /// Why a server spec was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SpecError {
     /// The spec is empty.
     #[error("server spec is empty")]
@@ -198,6 +199,11 @@ pub enum SpecError {
     /// URL. The text is not repeated, since it holds a password.
     #[error("a user name and password need the smtp:// or smtps:// form (smtp://user:pass@host)")]
     CredentialsWithoutScheme,
+    /// A `program:` spec where an SMTP server is needed ([`SmtpSpec::parse`]).
+    #[error(
+        "a program: spec names a program, not an SMTP server (expected smtp://, smtps:// or host:port)"
+    )]
+    NotSmtp,
 }
 
 fn expected_hint(name: &str) -> &'static str {
@@ -209,6 +215,25 @@ fn expected_hint(name: &str) -> &'static str {
              as openssl x509 -noout -fingerprint -sha256 prints it)"
         }
         _ => "",
+    }
+}
+
+impl SmtpSpec {
+    /// Parses an SMTP server spec (`smtp://`, `smtps://`, `host[:port]`); a `program:` spec
+    /// is [`SpecError::NotSmtp`]. See [`ServerSpec::parse`] for the forms.
+    pub fn parse(text: &str) -> Result<SmtpSpec, SpecError> {
+        match ServerSpec::parse(text)? {
+            ServerSpec::Smtp(spec) => Ok(spec),
+            ServerSpec::Program(_) => Err(SpecError::NotSmtp),
+        }
+    }
+}
+
+impl std::str::FromStr for SmtpSpec {
+    type Err = SpecError;
+
+    fn from_str(text: &str) -> Result<SmtpSpec, SpecError> {
+        SmtpSpec::parse(text)
     }
 }
 

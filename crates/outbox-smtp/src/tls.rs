@@ -107,6 +107,7 @@ pub struct TlsConfig {
 
 /// Why a TLS client configuration could not be built.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TlsConfigError {
     /// The CA file cannot be read.
     #[error("cannot read CA file {path}: {source}")]

@@ -2,11 +2,9 @@
 //! Postfix's smtp-sink (plain, pipelined, HELO-only, rejecting) and aiosmtpd (AUTH, STARTTLS,
 //! implicit TLS, a throwaway CA).
 
-mod support;
-
 use outbox_smtp::{ClientConfig, ClientError, ServerSpec, SmtpClient, SmtpSpec, TlsConfig};
-use support::ca::TestCa;
-use support::peers::{AiosmtpdOptions, aiosmtpd, dump_dir, dumped_messages, smtp_sink};
+use outbox_testkit::ca::TestCa;
+use outbox_testkit::peers::{AiosmtpdOptions, aiosmtpd, dump_dir, dumped_messages, smtp_sink};
 
 fn spec(text: &str) -> SmtpSpec {
     match ServerSpec::parse(text).unwrap() {
@@ -37,14 +35,15 @@ async fn smtp_sink_receives_exact_bytes_pipelined_and_reused() {
     let dumps = dump_dir(dir.path());
     let template = format!("{}/%M.", dumps.display());
     let sink = smtp_sink(&["-d", &template]);
-    let mut client = SmtpClient::connect(&spec(&format!("127.0.0.1:{}", sink.port)), &config())
-        .await
-        .unwrap();
+    let mut client =
+        SmtpClient::connect_with(&spec(&format!("127.0.0.1:{}", sink.port)), &config())
+            .await
+            .unwrap();
     assert!(client.capabilities().pipelining);
     assert!(!client.is_tls());
     for i in 0..5 {
         let rcpts = [format!("b{i}@y.test"), format!("c{i}@y.test")];
-        let delivery = client.send("a@x.test", &rcpts, MESSAGE).await.unwrap();
+        let delivery = client.send_to("a@x.test", &rcpts, MESSAGE).await.unwrap();
         assert!(delivery.all_sent(), "{delivery:?}");
     }
     assert_eq!(client.quit().await.unwrap().unwrap().code, 221);
@@ -66,12 +65,12 @@ async fn smtp_sink_receives_exact_bytes_pipelined_and_reused() {
 async fn smtp_sink_without_esmtp_gets_helo_and_lockstep() {
     let sink = smtp_sink(&["-e"]);
     let mut client =
-        SmtpClient::connect(&spec(&format!("smtp://127.0.0.1:{}", sink.port)), &config())
+        SmtpClient::connect_with(&spec(&format!("smtp://127.0.0.1:{}", sink.port)), &config())
             .await
             .unwrap();
     assert!(!client.capabilities().pipelining);
     let delivery = client
-        .send("a@x.test", &["b@y.test"], MESSAGE)
+        .send_to("a@x.test", &["b@y.test"], MESSAGE)
         .await
         .unwrap();
     assert!(delivery.all_sent());
@@ -81,11 +80,12 @@ async fn smtp_sink_without_esmtp_gets_helo_and_lockstep() {
 #[tokio::test]
 async fn smtp_sink_rejecting_every_rcpt_gets_no_data() {
     let sink = smtp_sink(&["-f", "RCPT"]);
-    let mut client = SmtpClient::connect(&spec(&format!("127.0.0.1:{}", sink.port)), &config())
-        .await
-        .unwrap();
+    let mut client =
+        SmtpClient::connect_with(&spec(&format!("127.0.0.1:{}", sink.port)), &config())
+            .await
+            .unwrap();
     let delivery = client
-        .send("a@x.test", &["b@y.test", "c@y.test"], MESSAGE)
+        .send_to("a@x.test", &["b@y.test", "c@y.test"], MESSAGE)
         .await
         .unwrap();
     assert_eq!(delivery.data, None);
@@ -101,8 +101,8 @@ async fn smtp_sink_rejecting_every_rcpt_gets_no_data() {
 
 #[tokio::test]
 async fn refused_connection_is_a_clear_transient_error() {
-    let port = support::free_tcp_port();
-    let err = SmtpClient::connect(&spec(&format!("127.0.0.1:{port}")), &config())
+    let port = outbox_testkit::free_tcp_port();
+    let err = SmtpClient::connect_with(&spec(&format!("127.0.0.1:{port}")), &config())
         .await
         .unwrap_err();
     assert!(matches!(err, ClientError::Connect { .. }), "{err}");
@@ -127,12 +127,12 @@ async fn aiosmtpd_starttls_required_then_auth() {
         "smtp://alice:s3cret%20pass@127.0.0.1:{}?starttls=required",
         server.port
     );
-    let mut client = SmtpClient::connect(&spec(&text), &trusting(&ca))
+    let mut client = SmtpClient::connect_with(&spec(&text), &trusting(&ca))
         .await
         .unwrap();
     assert!(client.is_tls());
     let delivery = client
-        .send("a@x.test", &["b@y.test"], MESSAGE)
+        .send_to("a@x.test", &["b@y.test"], MESSAGE)
         .await
         .unwrap();
     assert!(delivery.all_sent(), "{delivery:?}");
@@ -155,13 +155,13 @@ async fn aiosmtpd_opportunistic_starttls_is_taken_when_offered() {
         ..AiosmtpdOptions::default()
     });
     let mut client =
-        SmtpClient::connect(&spec(&format!("localhost:{}", server.port)), &trusting(&ca))
+        SmtpClient::connect_with(&spec(&format!("localhost:{}", server.port)), &trusting(&ca))
             .await
             .unwrap();
     assert!(client.is_tls());
     assert!(
         client
-            .send("a@x.test", &["b@y.test"], MESSAGE)
+            .send_to("a@x.test", &["b@y.test"], MESSAGE)
             .await
             .unwrap()
             .all_sent()
@@ -179,13 +179,13 @@ async fn aiosmtpd_implicit_tls_with_auth() {
         ..AiosmtpdOptions::default()
     });
     let text = format!("smtps://alice:pw@127.0.0.1:{}", server.port);
-    let mut client = SmtpClient::connect(&spec(&text), &trusting(&ca))
+    let mut client = SmtpClient::connect_with(&spec(&text), &trusting(&ca))
         .await
         .unwrap();
     assert!(client.is_tls());
     assert!(
         client
-            .send("a@x.test", &["b@y.test"], MESSAGE)
+            .send_to("a@x.test", &["b@y.test"], MESSAGE)
             .await
             .unwrap()
             .all_sent()
@@ -202,7 +202,7 @@ async fn untrusted_certificate_is_a_clear_error() {
         ..AiosmtpdOptions::default()
     });
     // Only the webpki roots: the test CA is unknown.
-    let err = SmtpClient::connect(
+    let err = SmtpClient::connect_with(
         &spec(&format!("smtps://127.0.0.1:{}", server.port)),
         &config(),
     )
@@ -224,7 +224,7 @@ async fn wrong_password_is_a_permanent_auth_error() {
         ..AiosmtpdOptions::default()
     });
     let text = format!("smtp://alice:wrong@127.0.0.1:{}", server.port);
-    let err = SmtpClient::connect(&spec(&text), &trusting(&ca))
+    let err = SmtpClient::connect_with(&spec(&text), &trusting(&ca))
         .await
         .unwrap_err();
     assert!(matches!(err, ClientError::AuthRejected { .. }), "{err}");
@@ -239,14 +239,14 @@ async fn credentials_stay_off_plaintext_unless_starttls_is_off() {
         ..AiosmtpdOptions::default()
     });
     let text = format!("smtp://alice:pw@127.0.0.1:{}", server.port);
-    let err = SmtpClient::connect(&spec(&text), &config())
+    let err = SmtpClient::connect_with(&spec(&text), &config())
         .await
         .unwrap_err();
     assert!(matches!(err, ClientError::AuthWithoutTls { .. }), "{err}");
     assert!(err.to_string().contains("starttls=off"), "{err}");
 
     let required = format!("smtp://127.0.0.1:{}?starttls=required", server.port);
-    let err = SmtpClient::connect(&spec(&required), &config())
+    let err = SmtpClient::connect_with(&spec(&required), &config())
         .await
         .unwrap_err();
     assert!(
@@ -255,12 +255,12 @@ async fn credentials_stay_off_plaintext_unless_starttls_is_off() {
     );
 
     let explicit = format!("smtp://alice:pw@127.0.0.1:{}?starttls=off", server.port);
-    let mut client = SmtpClient::connect(&spec(&explicit), &config())
+    let mut client = SmtpClient::connect_with(&spec(&explicit), &config())
         .await
         .unwrap();
     assert!(
         client
-            .send("a@x.test", &["b@y.test"], MESSAGE)
+            .send_to("a@x.test", &["b@y.test"], MESSAGE)
             .await
             .unwrap()
             .all_sent()

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use outbox_smtp::{
-    ClientConfig, ClientError, Credentials, Mechanism, Outcome, RcptOutcome, SmtpClient,
+    ClientConfig, ClientError, Credentials, Mechanism, RcptOutcome, RecipientOutcome, SmtpClient,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
 use tokio::task::JoinHandle;
@@ -105,7 +105,7 @@ async fn pipelined_transaction_with_one_rejected_recipient() {
     let mut client = opened(stream).await;
     assert!(client.capabilities().pipelining);
     let delivery = client
-        .send(
+        .send_to(
             "a@x.test",
             &["b@y.test", "bad@y.test", "c@y.test"],
             b"Subject: x",
@@ -115,11 +115,17 @@ async fn pipelined_transaction_with_one_rejected_recipient() {
     assert_eq!(delivery.accepted(), 2);
     assert!(matches!(&delivery.recipients[1].outcome, RcptOutcome::Rejected(r) if r.code == 550));
     let outcomes = delivery.outcomes();
-    assert!(matches!(outcomes[0], ("b@y.test", Outcome::Sent(_))));
+    assert!(matches!(
+        outcomes[0],
+        ("b@y.test", RecipientOutcome::Sent(_))
+    ));
     assert!(
-        matches!(&outcomes[1], ("bad@y.test", Outcome::Permanent(r)) if r.message() == "no such user")
+        matches!(&outcomes[1], ("bad@y.test", RecipientOutcome::Permanent(r)) if r.message() == "no such user")
     );
-    assert!(matches!(outcomes[2], ("c@y.test", Outcome::Sent(_))));
+    assert!(matches!(
+        outcomes[2],
+        ("c@y.test", RecipientOutcome::Sent(_))
+    ));
     assert_eq!(delivery.data.as_ref().unwrap().code, 250);
     assert_eq!(client.quit().await.unwrap().unwrap().code, 221);
     task.await.unwrap();
@@ -148,15 +154,15 @@ async fn all_recipients_rejected_means_rset_and_no_data() {
     ]);
     let mut client = opened(stream).await;
     let delivery = client
-        .send("a@x.test", &["b@y.test", "c@y.test"], b"hi\n")
+        .send_to("a@x.test", &["b@y.test", "c@y.test"], b"hi\n")
         .await
         .unwrap();
     assert_eq!(delivery.data, None);
     let outcomes = delivery.outcomes();
-    assert!(matches!(outcomes[0].1, Outcome::Permanent(_)));
-    assert!(matches!(outcomes[1].1, Outcome::Transient(_)));
+    assert!(matches!(outcomes[0].1, RecipientOutcome::Permanent(_)));
+    assert!(matches!(outcomes[1].1, RecipientOutcome::Transient(_)));
     let delivery = client
-        .send("a@x.test", &["d@y.test".to_string()], b"hi\n")
+        .send_to("a@x.test", &["d@y.test".to_string()], b"hi\n")
         .await
         .unwrap();
     assert!(delivery.all_sent());
@@ -186,7 +192,7 @@ async fn helo_fallback_and_unpipelined_lockstep() {
     let mut client = opened(stream).await;
     assert!(!client.capabilities().pipelining);
     let delivery = client
-        .send(
+        .send_to(
             "a@x.test",
             &["b@y.test", "c@y.test"],
             b".leading dot\r\nline\r\n",
@@ -213,8 +219,14 @@ async fn data_refused_is_reported_and_transaction_reset() {
         Send("250 ok\r\n"),
     ]);
     let mut client = opened(stream).await;
-    let delivery = client.send("a@x.test", &["b@y.test"], b"hi").await.unwrap();
-    assert!(matches!(delivery.outcomes()[0].1, Outcome::Transient(_)));
+    let delivery = client
+        .send_to("a@x.test", &["b@y.test"], b"hi")
+        .await
+        .unwrap();
+    assert!(matches!(
+        delivery.outcomes()[0].1,
+        RecipientOutcome::Transient(_)
+    ));
     drop(client);
     task.await.unwrap();
 }
@@ -231,7 +243,7 @@ async fn mail_from_rejection_is_an_error_classed_by_code() {
     ]);
     let mut client = opened(stream).await;
     let err = client
-        .send("a@x.test", &["b@y.test"], b"hi")
+        .send_to("a@x.test", &["b@y.test"], b"hi")
         .await
         .unwrap_err();
     assert!(matches!(&err, ClientError::Rejected { command, .. } if command == "MAIL FROM"));
@@ -257,7 +269,7 @@ async fn mail_parameters_follow_the_capabilities() {
     ]);
     let mut client = opened(stream).await;
     client
-        .send("é@x.test", &["b@y.test"], "é".as_bytes())
+        .send_to("é@x.test", &["b@y.test"], "é".as_bytes())
         .await
         .unwrap();
     drop(client);
@@ -273,7 +285,7 @@ async fn refused_before_any_command_when_it_cannot_work() {
     ]);
     let mut client = opened(stream).await;
     let err = client
-        .send("a@x.test", &["b@y.test"], &[b'x'; 11])
+        .send_to("a@x.test", &["b@y.test"], &[b'x'; 11])
         .await
         .unwrap_err();
     assert!(
@@ -288,18 +300,18 @@ async fn refused_before_any_command_when_it_cannot_work() {
     );
     assert!(err.is_permanent());
     let err = client
-        .send("é@x.test", &["b@y.test"], b"x")
+        .send_to("é@x.test", &["b@y.test"], b"x")
         .await
         .unwrap_err();
     assert!(matches!(err, ClientError::Utf8NotSupported { .. }), "{err}");
     let err = client
-        .send("a@x.test", &["b@y.test>\r\nRSET"], b"x")
+        .send_to("a@x.test", &["b@y.test>\r\nRSET"], b"x")
         .await
         .unwrap_err();
     assert!(matches!(err, ClientError::InvalidInput { .. }), "{err}");
     let none: &[&str] = &[];
     assert!(matches!(
-        client.send("a@x.test", none, b"x").await,
+        client.send_to("a@x.test", none, b"x").await,
         Err(ClientError::NoRecipients)
     ));
     assert!(client.command("NOOP\r\nRSET").await.is_err());
@@ -325,7 +337,7 @@ async fn smuggling_sequences_never_end_the_data() {
     ]);
     let mut client = opened(stream).await;
     client
-        .send(
+        .send_to(
             "a@x.test",
             &["b@y.test"],
             b"a\n.\nb\r.\rc\r\n.\nMAIL FROM:<x@evil>",
@@ -445,7 +457,7 @@ async fn end_of_data_timeout_uses_the_data_termination_limit() {
     ]);
     let mut client = opened(stream).await;
     let err = client
-        .send("a@x.test", &["b@y.test"], b"hi")
+        .send_to("a@x.test", &["b@y.test"], b"hi")
         .await
         .unwrap_err();
     assert!(
@@ -470,7 +482,7 @@ async fn server_closing_mid_data_is_a_clear_transient_error() {
     ]);
     let mut client = opened(stream).await;
     let err = client
-        .send("a@x.test", &["b@y.test"], b"hi")
+        .send_to("a@x.test", &["b@y.test"], b"hi")
         .await
         .unwrap_err();
     task.await.unwrap();

@@ -2,12 +2,6 @@
 //! and the `mta-sts.a.test` address (127.0.0.2), and a local HTTPS policy server with a
 //! certificate from a throwaway CA given as `[tls] ca_file`.
 
-mod support;
-// Not in support/mod.rs: the `outbox` crate's tests include that module too, and it has no
-// tokio-rustls of its own.
-#[path = "support/policy_server.rs"]
-mod policy_server;
-
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,9 +10,9 @@ use std::time::{Duration, Instant};
 use outbox_smtp::TlsConfig;
 use outbox_smtp::mta_sts::{MAX_POLICY_SIZE, Mode, MtaSts, MtaStsSettings, PolicyLookup};
 use outbox_smtp::mx::{DnsMxResolver, MxHost, MxResolver, ResolveFuture, ResolverSettings};
-use policy_server::{PolicyReply, PolicyServer};
-use support::ca::TestCa;
-use support::dnsmasq::Dnsmasq;
+use outbox_testkit::ca::TestCa;
+use outbox_testkit::dnsmasq::Dnsmasq;
+use outbox_testkit::policy_server::{PolicyReply, PolicyServer};
 
 const POLICY: &str = "version: STSv1\r\nmode: enforce\r\nmx: mx1.a.test\r\nmx: *.backup.a.test\r\nmax_age: 86400\r\n";
 

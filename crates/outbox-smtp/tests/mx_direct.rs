@@ -1,29 +1,10 @@
 //! Direct delivery across two MX hosts (dnsmasq on loopback for DNS, in-process servers
 //! on 127.0.0.2 and 127.0.0.3 on the same port): fallback on refusal, 421 greeting, 421.
 
-mod support;
-
-use std::time::Duration;
-
 use outbox_smtp::ClientConfig;
 use outbox_smtp::direct::{DirectDelivery, DirectError};
-use outbox_smtp::mx::{DnsMxResolver, ResolverSettings};
 use outbox_smtp::server::{Fault, Server, Stage};
-use support::dnsmasq::Dnsmasq;
-
-fn records(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
-
-fn resolver(dns: &Dnsmasq) -> DnsMxResolver {
-    DnsMxResolver::new(&ResolverSettings {
-        nameservers: vec![dns.addr],
-        // Short, so the tests that stop the server do not wait long for its silence.
-        timeout: Duration::from_secs(1),
-        ..ResolverSettings::default()
-    })
-    .expect("resolver")
-}
+use outbox_testkit::dnsmasq::Dnsmasq;
 
 /// Two servers on the same port at 127.0.0.2 and 127.0.0.3 (retrying on a port clash).
 async fn two_mx_servers(primary: Option<Fault>) -> (Option<Server>, Server) {
@@ -51,12 +32,12 @@ async fn two_mx_servers(primary: Option<Fault>) -> (Option<Server>, Server) {
 }
 
 fn a_test_dns() -> Dnsmasq {
-    Dnsmasq::start(&records(&[
+    Dnsmasq::start(&[
         "--mx-host=a.test,mx1.a.test,10",
         "--mx-host=a.test,mx2.a.test,20",
         "--host-record=mx1.a.test,127.0.0.2",
         "--host-record=mx2.a.test,127.0.0.3",
-    ]))
+    ])
 }
 
 async fn deliver_to_a_test(
@@ -64,10 +45,10 @@ async fn deliver_to_a_test(
 ) -> (
     Option<Server>,
     Server,
-    Result<outbox_smtp::Delivery, DirectError>,
+    Result<outbox_smtp::SendReport, DirectError>,
 ) {
     let dns = a_test_dns();
-    let resolver = resolver(&dns);
+    let resolver = dns.resolver();
     let (first, second) = two_mx_servers(primary).await;
     let direct = DirectDelivery::new(second.local_addr().port(), ClientConfig::new("outbox.test"));
     let result = direct
@@ -124,8 +105,8 @@ async fn a_5xx_rcpt_is_the_answer_not_a_fallback() {
 #[tokio::test]
 async fn every_host_down_is_transient() {
     let dns = a_test_dns();
-    let resolver = resolver(&dns);
-    let port = support::free_tcp_port();
+    let resolver = dns.resolver();
+    let port = outbox_testkit::free_tcp_port();
     let direct = DirectDelivery::new(port, ClientConfig::new("outbox.test"));
     let error = direct
         .deliver(&resolver, "a.test", "s@x.test", &["r@a.test"], b"x\r\n")

@@ -1,26 +1,9 @@
 //! MX lookup against a real DNS server (dnsmasq on loopback).
 
-mod support;
-
 use std::net::IpAddr;
-use std::time::Duration;
 
-use outbox_smtp::mx::{DnsMxResolver, MxError, MxHost, MxResolver, ResolverSettings};
-use support::dnsmasq::Dnsmasq;
-
-fn records(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
-
-fn resolver(dns: &Dnsmasq) -> DnsMxResolver {
-    DnsMxResolver::new(&ResolverSettings {
-        nameservers: vec![dns.addr],
-        // Short, so the tests that stop the server do not wait long for its silence.
-        timeout: Duration::from_secs(1),
-        ..ResolverSettings::default()
-    })
-    .expect("resolver")
-}
+use outbox_smtp::mx::{MxError, MxHost, MxResolver};
+use outbox_testkit::dnsmasq::Dnsmasq;
 
 fn host(preference: u16, host: &str) -> MxHost {
     MxHost {
@@ -31,13 +14,13 @@ fn host(preference: u16, host: &str) -> MxHost {
 
 #[tokio::test]
 async fn mx_records_in_preference_order() {
-    let dns = Dnsmasq::start(&records(&[
+    let dns = Dnsmasq::start(&[
         "--mx-host=a.test,mx2.a.test,20",
         "--mx-host=a.test,mx1.a.test,10",
         "--mx-host=a.test,mx3.a.test,30",
         "--host-record=mx1.a.test,127.0.0.2",
-    ]));
-    let resolver = resolver(&dns);
+    ]);
+    let resolver = dns.resolver();
     assert_eq!(
         resolver.lookup("a.test", false).await.unwrap(),
         vec![
@@ -59,11 +42,11 @@ async fn mx_records_in_preference_order() {
 
 #[tokio::test]
 async fn implicit_mx_null_mx_and_nxdomain() {
-    let dns = Dnsmasq::start(&records(&[
+    let dns = Dnsmasq::start(&[
         "--host-record=implicit.test,127.0.0.4",
         "--mx-host=null.test,.,0",
-    ]));
-    let resolver = resolver(&dns);
+    ]);
+    let resolver = dns.resolver();
     assert_eq!(
         resolver.mx_hosts("implicit.test").await.unwrap(),
         vec![host(0, "implicit.test")]
@@ -89,8 +72,9 @@ async fn implicit_mx_null_mx_and_nxdomain() {
 #[tokio::test]
 async fn refused_queries_are_transient() {
     // dnsmasq answers REFUSED for names outside its zone when it has no upstream.
-    let dns = Dnsmasq::start(&records(&[]));
-    let error = resolver(&dns)
+    let dns = Dnsmasq::start::<&str>(&[]);
+    let error = dns
+        .resolver()
         .mx_hosts("outside.example")
         .await
         .unwrap_err();
@@ -99,8 +83,8 @@ async fn refused_queries_are_transient() {
 
 #[tokio::test]
 async fn cache_answers_until_refresh() {
-    let first = Dnsmasq::start(&records(&["--mx-host=c.test,old.c.test,10"]));
-    let resolver = resolver(&first);
+    let first = Dnsmasq::start(&["--mx-host=c.test,old.c.test,10"]);
+    let resolver = first.resolver();
     assert_eq!(
         resolver.lookup("c.test", false).await.unwrap(),
         vec![host(10, "old.c.test")]
@@ -127,8 +111,8 @@ async fn cache_answers_until_refresh() {
 
 #[tokio::test]
 async fn negative_answers_are_cached_too() {
-    let dns = Dnsmasq::start(&records(&[]));
-    let resolver = resolver(&dns);
+    let dns = Dnsmasq::start::<&str>(&[]);
+    let resolver = dns.resolver();
     assert!(matches!(
         resolver.lookup("gone.test", false).await,
         Err(MxError::NoSuchDomain { .. })

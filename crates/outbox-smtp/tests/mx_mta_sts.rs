@@ -6,10 +6,6 @@
 //! `enforce` delivers only to hosts the policy names, over TLS verified for the host name,
 //! never in plaintext; `testing` delivers as without a policy.
 
-#[path = "support/policy_server.rs"]
-mod policy_server;
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,9 +14,9 @@ use outbox_smtp::mta_sts::{MtaSts, MtaStsSettings};
 use outbox_smtp::mx::{DnsMxResolver, ResolverSettings};
 use outbox_smtp::server::{Server, server_tls_config_from_files};
 use outbox_smtp::{ClientConfig, ClientError, Protection, TlsConfig};
-use policy_server::{PolicyReply, PolicyServer};
-use support::ca::{SelfSigned, TestCa};
-use support::dnsmasq::Dnsmasq;
+use outbox_testkit::ca::{SelfSigned, TestCa};
+use outbox_testkit::dnsmasq::Dnsmasq;
+use outbox_testkit::policy_server::{PolicyReply, PolicyServer};
 
 /// What mx2 presents.
 enum Mx2Cert {
@@ -112,7 +108,7 @@ async fn world(policy: &str, cert: Mx2Cert) -> World {
 }
 
 /// One message to r@a.test by direct delivery.
-async fn deliver(world: &World) -> Result<outbox_smtp::Delivery, DirectError> {
+async fn deliver(world: &World) -> Result<outbox_smtp::SendReport, DirectError> {
     world
         .direct
         .deliver(

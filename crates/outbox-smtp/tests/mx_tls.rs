@@ -4,34 +4,22 @@
 //! verify. dnsmasq on loopback answers the MX lookups; the MX host is our server on
 //! 127.0.0.2.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
 use outbox_smtp::direct::{DirectDelivery, MxSession};
-use outbox_smtp::mx::{DnsMxResolver, ResolverSettings};
 use outbox_smtp::server::{Fault, Server, Stage, server_tls_config_from_files};
 use outbox_smtp::{
     ClientConfig, ClientError, Protection, Security, SmtpClient, SmtpSpec, TlsConfig,
 };
-use support::ca::{SelfSigned, TestCa};
-use support::dnsmasq::Dnsmasq;
+use outbox_testkit::ca::{SelfSigned, TestCa};
+use outbox_testkit::dnsmasq::Dnsmasq;
 
 fn a_test_dns() -> Dnsmasq {
     Dnsmasq::start(&[
         "--mx-host=a.test,mx.a.test,10".to_string(),
         "--host-record=mx.a.test,127.0.0.2".to_string(),
     ])
-}
-
-fn resolver(dns: &Dnsmasq) -> DnsMxResolver {
-    DnsMxResolver::new(&ResolverSettings {
-        nameservers: vec![dns.addr],
-        timeout: Duration::from_secs(1),
-        ..ResolverSettings::default()
-    })
-    .expect("resolver")
 }
 
 /// The MX host: our server on 127.0.0.2 with STARTTLS from `cert`/`key`.
@@ -52,12 +40,12 @@ fn direct(server: &Server, client: ClientConfig) -> DirectDelivery {
 /// Opens a session to a.test's MX host and sends one message over it.
 async fn deliver(direct: &DirectDelivery, dns: &Dnsmasq) -> MxSession {
     let mut session = direct
-        .connect(&resolver(dns), "a.test")
+        .connect(&dns.resolver(), "a.test")
         .await
         .expect("an MX session");
     let delivery = session
         .client
-        .send("s@x.test", &["r@a.test"], b"Subject: t\r\n\r\nhi\r\n")
+        .send_to("s@x.test", &["r@a.test"], b"Subject: t\r\n\r\nhi\r\n")
         .await
         .unwrap();
     assert!(delivery.all_sent(), "{delivery:?}");
@@ -174,7 +162,7 @@ async fn a_failing_plaintext_retry_is_not_retried_again() {
     ];
     let server = mx_server(&cert.cert, &cert.key, &faults).await;
     let direct = direct(&server, ClientConfig::new("outbox.test"));
-    let error = match direct.connect(&resolver(&dns), "a.test").await {
+    let error = match direct.connect(&dns.resolver(), "a.test").await {
         Ok(_) => panic!("the retry's 554 greeting must fail the host"),
         Err(error) => error,
     };
@@ -195,7 +183,7 @@ async fn a_self_signed_relay_is_still_refused() {
     let addr = server.local_addr();
     let spec = SmtpSpec::new(addr.ip().to_string(), addr.port());
     assert_eq!(spec.security, Security::OpportunisticStartTls);
-    let refused = SmtpClient::connect(&spec, &ClientConfig::new("outbox.test")).await;
+    let refused = SmtpClient::connect_with(&spec, &ClientConfig::new("outbox.test")).await;
     assert!(
         matches!(&refused, Err(ClientError::Tls { .. })),
         "{:?}",

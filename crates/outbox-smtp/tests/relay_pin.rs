@@ -3,14 +3,12 @@
 //! fingerprints in the error, and a pin makes STARTTLS required. The fingerprint is
 //! computed by openssl, as an operator would.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
 use outbox_smtp::server::{Server, server_tls_config_from_files};
 use outbox_smtp::{ClientConfig, ClientError, Fingerprint, Protection, ServerSpec, SmtpClient};
-use support::ca::SelfSigned;
+use outbox_testkit::ca::SelfSigned;
 
 /// `openssl x509 -noout -fingerprint -sha256`: `sha256 Fingerprint=AB:CD:...`.
 fn openssl_fingerprint(cert: &Path) -> String {
@@ -51,12 +49,12 @@ async fn a_self_signed_relay_pinned_by_its_fingerprint_delivers() {
             "smtp://{}?tls_fingerprint=sha256:{written}",
             server.local_addr()
         ));
-        let mut client = SmtpClient::connect(&spec, &ClientConfig::new("outbox.test"))
+        let mut client = SmtpClient::connect_with(&spec, &ClientConfig::new("outbox.test"))
             .await
             .unwrap();
         assert_eq!(client.protection(), Protection::TlsPinned);
         let delivery = client
-            .send("s@x.test", &["r@y.test"], b"Subject: t\r\n\r\nhi\r\n")
+            .send_to("s@x.test", &["r@y.test"], b"Subject: t\r\n\r\nhi\r\n")
             .await
             .unwrap();
         assert!(delivery.all_sent(), "{delivery:?}");
@@ -77,7 +75,7 @@ async fn a_wrong_pin_is_refused_showing_the_servers_fingerprint() {
         "smtp://{}?tls_fingerprint=sha256:{wrong}",
         server.local_addr()
     ));
-    let error = SmtpClient::connect(&spec, &ClientConfig::new("outbox.test"))
+    let error = SmtpClient::connect_with(&spec, &ClientConfig::new("outbox.test"))
         .await
         .expect_err("a wrong pin must be refused");
     let actual = format!("sha256:{}", openssl_fingerprint(&cert.cert));
@@ -115,7 +113,7 @@ async fn a_pin_requires_starttls() {
         "smtp://{}?tls_fingerprint={pin}",
         server.local_addr()
     ));
-    let error = SmtpClient::connect(&spec, &ClientConfig::new("outbox.test"))
+    let error = SmtpClient::connect_with(&spec, &ClientConfig::new("outbox.test"))
         .await
         .expect_err("no STARTTLS, no delivery");
     assert!(

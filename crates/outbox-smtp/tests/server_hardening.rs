@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use outbox_smtp::Reply;
 use outbox_smtp::server::{
-    DeliverFuture, Envelope, MemorySink, MessageSink, Network, Server, StaticUsers,
+    DeliverFuture, MemorySink, MessageSink, Network, ReceivedEnvelope, Server, StaticUsers,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
@@ -371,7 +371,7 @@ async fn failed_auth_is_throttled_per_connection_and_per_address() {
 async fn address_checks_refuse_one_recipient_and_keep_the_transaction() {
     struct Checking(MemorySink);
     impl MessageSink for Checking {
-        fn deliver(&self, envelope: Envelope, data: Vec<u8>) -> DeliverFuture<'_> {
+        fn deliver(&self, envelope: ReceivedEnvelope, data: Vec<u8>) -> DeliverFuture<'_> {
             Box::pin(async move {
                 self.0.deliver(envelope, data).await?;
                 Ok(Some("01ID".to_string()))

@@ -2,14 +2,12 @@
 //! PIPELINING) and Python's smtplib (STARTTLS verified against the test CA, AUTH, a
 //! dot-leading line).
 
-mod support;
-
 use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
 use outbox_smtp::server::{Server, StaticUsers, server_tls_config_from_files};
-use support::ca::TestCa;
+use outbox_testkit::ca::TestCa;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 

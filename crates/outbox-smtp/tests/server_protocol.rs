@@ -1,8 +1,6 @@
 //! The server driven over real TCP by a raw line client: the protocol, pipelining,
 //! dot-unstuffing, the size limit, AUTH, STARTTLS, line limits, counters and shutdown.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -293,7 +291,7 @@ async fn trusted_networks_skip_auth() {
 }
 
 /// A rustls client trusting the test CA.
-fn tls_connector(ca: &support::ca::TestCa) -> tokio_rustls::TlsConnector {
+fn tls_connector(ca: &outbox_testkit::ca::TestCa) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     let pem = std::fs::read(&ca.ca_cert).unwrap();
     for cert in rustls_pemfile::certs(&mut &pem[..]) {
@@ -310,7 +308,7 @@ fn tls_connector(ca: &support::ca::TestCa) -> tokio_rustls::TlsConnector {
 
 #[tokio::test]
 async fn starttls_then_auth_only_inside_tls() {
-    let ca = support::ca::TestCa::generate();
+    let ca = outbox_testkit::ca::TestCa::generate();
     let tls = server_tls_config_from_files(&ca.server_cert, &ca.server_key).unwrap();
     let server = Server::builder()
         .tls(tls)
@@ -359,7 +357,7 @@ async fn starttls_then_auth_only_inside_tls() {
 
 #[tokio::test]
 async fn commands_pipelined_after_starttls_are_discarded() {
-    let ca = support::ca::TestCa::generate();
+    let ca = outbox_testkit::ca::TestCa::generate();
     let tls = server_tls_config_from_files(&ca.server_cert, &ca.server_key).unwrap();
     let server = Server::builder()
         .tls(tls)
@@ -428,10 +426,10 @@ async fn shutdown_closes_idle_connections_with_421() {
 #[tokio::test]
 async fn a_sink_error_is_the_reply() {
     use outbox_smtp::Reply;
-    use outbox_smtp::server::{DeliverFuture, Envelope, MessageSink};
+    use outbox_smtp::server::{DeliverFuture, MessageSink, ReceivedEnvelope};
     struct Busy;
     impl MessageSink for Busy {
-        fn deliver(&self, _: Envelope, _: Vec<u8>) -> DeliverFuture<'_> {
+        fn deliver(&self, _: ReceivedEnvelope, _: Vec<u8>) -> DeliverFuture<'_> {
             Box::pin(async { Err(Reply::new(451, ["4.3.0 store unavailable"])) })
         }
     }
@@ -459,7 +457,7 @@ struct BounceDomainSink {
 impl outbox_smtp::server::MessageSink for BounceDomainSink {
     fn deliver(
         &self,
-        envelope: outbox_smtp::server::Envelope,
+        envelope: outbox_smtp::server::ReceivedEnvelope,
         data: Vec<u8>,
     ) -> outbox_smtp::server::DeliverFuture<'_> {
         self.inner.deliver(envelope, data)

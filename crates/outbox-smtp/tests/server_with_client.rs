@@ -2,13 +2,12 @@
 //! per-recipient outcomes under injected faults, STARTTLS + AUTH with the test CA, and the
 //! counters a delivery engine's tests rely on.
 
-mod support;
-
 use std::sync::Arc;
 
 use outbox_smtp::server::{Fault, Server, Stage, StaticUsers, server_tls_config_from_files};
 use outbox_smtp::{
-    ClientConfig, ClientError, Credentials, Outcome, Security, SmtpClient, SmtpSpec, TlsConfig,
+    ClientConfig, ClientError, Credentials, Envelope, RecipientOutcome, Security, SmtpClient,
+    SmtpSpec, SpecError, TlsConfig,
 };
 
 fn spec(server: &Server) -> SmtpSpec {
@@ -19,14 +18,14 @@ fn spec(server: &Server) -> SmtpSpec {
 #[tokio::test]
 async fn many_transactions_on_one_connection() {
     let server = Server::builder().bind("127.0.0.1:0").await.unwrap();
-    let mut client = SmtpClient::connect(&spec(&server), &ClientConfig::new("client.test"))
+    let mut client = SmtpClient::connect_with(&spec(&server), &ClientConfig::new("client.test"))
         .await
         .unwrap();
     assert!(client.capabilities().pipelining);
     for i in 0..100 {
         let body = format!("Subject: {i}\r\n\r\n.line {i}\r\n");
         let delivery = client
-            .send("s@x.test", &["a@y.test", "b@y.test"], body.as_bytes())
+            .send_to("s@x.test", &["a@y.test", "b@y.test"], body.as_bytes())
             .await
             .unwrap();
         assert!(delivery.all_sent(), "{delivery:?}");
@@ -38,6 +37,67 @@ async fn many_transactions_on_one_connection() {
     let stats = server.stats();
     assert_eq!(stats.connections_accepted, 1);
     assert_eq!(stats.max_transactions_per_connection(), 100);
+}
+
+/// The three lines of the crate documentation: a URL with credentials, an envelope, a send.
+#[tokio::test]
+async fn connect_by_url_and_send_an_envelope() {
+    let server = Server::builder()
+        .authenticator(Arc::new(StaticUsers::new([("app", "p@ss word")])))
+        .require_auth(Vec::new())
+        .fault(Fault::reply(Stage::Rcpt, 550, "5.1.1 unknown").for_recipient("gone@y.test"))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let url = format!(
+        "smtp://app:p%40ss%20word@{}?starttls=off",
+        server.local_addr()
+    );
+    let mut client = SmtpClient::connect(&url).await.unwrap();
+    let envelope = Envelope::new("s@x.test", ["a@y.test", "gone@y.test"]);
+    let report = client
+        .send(&envelope, b"Subject: url\r\n\r\nbody\r\n")
+        .await
+        .unwrap();
+    let outcomes = report.outcomes();
+    assert!(
+        matches!(outcomes[0], ("a@y.test", RecipientOutcome::Sent(_))),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(&outcomes[1], ("gone@y.test", RecipientOutcome::Permanent(reply)) if reply.code == 550),
+        "{outcomes:?}"
+    );
+    client.quit().await.unwrap();
+    let got = server.memory_sink().unwrap().messages();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].envelope.mail_from, "s@x.test");
+    assert_eq!(got[0].envelope.rcpt_to, ["a@y.test"]);
+    assert_eq!(got[0].envelope.authenticated.as_deref(), Some("app"));
+}
+
+/// A URL that names no SMTP server is one clear error, before any connection.
+#[tokio::test]
+async fn connect_refuses_urls_that_are_not_smtp_servers() {
+    for (url, expected) in [
+        (
+            "program:/usr/sbin/sendmail -i",
+            "names a program, not an SMTP server",
+        ),
+        ("smtp://relay.test:notaport", "invalid port"),
+        ("http://relay.test", "unknown server spec scheme \"http\""),
+        ("", "empty"),
+    ] {
+        let error = SmtpClient::connect(url).await.unwrap_err();
+        assert!(matches!(error, ClientError::Url(_)), "{url}: {error:?}");
+        assert!(error.is_permanent(), "{url}");
+        let text = error.to_string();
+        assert!(text.contains(expected), "{url}: {text}");
+    }
+    assert!(matches!(
+        SmtpClient::connect("program:/bin/true").await.unwrap_err(),
+        ClientError::Url(SpecError::NotSmtp)
+    ));
 }
 
 #[tokio::test]
@@ -52,18 +112,18 @@ async fn per_recipient_outcomes_under_faults() {
         .bind("127.0.0.1:0")
         .await
         .unwrap();
-    let mut client = SmtpClient::connect(&spec(&server), &ClientConfig::new("client.test"))
+    let mut client = SmtpClient::connect_with(&spec(&server), &ClientConfig::new("client.test"))
         .await
         .unwrap();
     let rcpts = ["ok@y.test", "soft@y.test", "hard@y.test"];
-    let delivery = client.send("s@x.test", &rcpts, b"x\r\n").await.unwrap();
+    let delivery = client.send_to("s@x.test", &rcpts, b"x\r\n").await.unwrap();
     let outcomes = delivery.outcomes();
-    assert!(matches!(outcomes[0].1, Outcome::Sent(_)));
-    assert!(matches!(&outcomes[1].1, Outcome::Transient(r) if r.code == 451));
-    assert!(matches!(&outcomes[2].1, Outcome::Permanent(r) if r.code == 550));
+    assert!(matches!(outcomes[0].1, RecipientOutcome::Sent(_)));
+    assert!(matches!(&outcomes[1].1, RecipientOutcome::Transient(r) if r.code == 451));
+    assert!(matches!(&outcomes[2].1, RecipientOutcome::Permanent(r) if r.code == 550));
     // The 451 was used up: the retry goes through.
     let retry = client
-        .send("s@x.test", &["soft@y.test"], b"x\r\n")
+        .send_to("s@x.test", &["soft@y.test"], b"x\r\n")
         .await
         .unwrap();
     assert!(retry.all_sent());
@@ -78,16 +138,16 @@ async fn a_mail_refusal_and_a_dropped_connection_are_errors() {
         .bind("127.0.0.1:0")
         .await
         .unwrap();
-    let mut client = SmtpClient::connect(&spec(&server), &ClientConfig::new("client.test"))
+    let mut client = SmtpClient::connect_with(&spec(&server), &ClientConfig::new("client.test"))
         .await
         .unwrap();
     let refused = client
-        .send("bad@x.test", &["a@y.test"], b"x\r\n")
+        .send_to("bad@x.test", &["a@y.test"], b"x\r\n")
         .await
         .unwrap_err();
     assert!(refused.is_permanent(), "{refused}");
     let dropped = client
-        .send(
+        .send_to(
             "s@x.test",
             &["drop@y.test"],
             "long enough text\r\n".repeat(10).as_bytes(),
@@ -100,7 +160,7 @@ async fn a_mail_refusal_and_a_dropped_connection_are_errors() {
 
 #[tokio::test]
 async fn starttls_and_auth_with_the_test_ca() {
-    let ca = support::ca::TestCa::generate();
+    let ca = outbox_testkit::ca::TestCa::generate();
     let tls = server_tls_config_from_files(&ca.server_cert, &ca.server_key).unwrap();
     let server = Server::builder()
         .tls(tls)
@@ -114,11 +174,11 @@ async fn starttls_and_auth_with_the_test_ca() {
     let mut good = spec(&server);
     good.security = Security::RequiredStartTls;
     good.credentials = Some(Credentials::new("app", "pw"));
-    let mut client = SmtpClient::connect(&good, &config).await.unwrap();
+    let mut client = SmtpClient::connect_with(&good, &config).await.unwrap();
     assert!(client.is_tls());
     assert!(
         client
-            .send("s@x.test", &["a@y.test"], b"x\r\n")
+            .send_to("s@x.test", &["a@y.test"], b"x\r\n")
             .await
             .unwrap()
             .all_sent()
@@ -130,7 +190,7 @@ async fn starttls_and_auth_with_the_test_ca() {
 
     let mut wrong = good.clone();
     wrong.credentials = Some(Credentials::new("app", "nope"));
-    let error = SmtpClient::connect(&wrong, &config)
+    let error = SmtpClient::connect_with(&wrong, &config)
         .await
         .expect_err("login must fail");
     assert!(
@@ -139,7 +199,7 @@ async fn starttls_and_auth_with_the_test_ca() {
     );
 
     // Without the test CA the certificate is not trusted.
-    let untrusted = SmtpClient::connect(&good, &ClientConfig::new("client.test")).await;
+    let untrusted = SmtpClient::connect_with(&good, &ClientConfig::new("client.test")).await;
     assert!(
         matches!(untrusted, Err(ClientError::Tls { .. })),
         "{:?}",
@@ -152,7 +212,7 @@ async fn starttls_and_auth_with_the_test_ca() {
 /// as "CaUsedAsEndEntity". Another self-signed certificate in the file is not enough.
 #[tokio::test]
 async fn a_self_signed_relay_is_trusted_through_its_own_certificate_in_ca_file() {
-    let relay = support::ca::SelfSigned::generate("relay");
+    let relay = outbox_testkit::ca::SelfSigned::generate("relay");
     let tls = server_tls_config_from_files(&relay.cert, &relay.key).unwrap();
     let server = Server::builder()
         .tls(tls)
@@ -163,11 +223,13 @@ async fn a_self_signed_relay_is_trusted_through_its_own_certificate_in_ca_file()
     required.security = Security::RequiredStartTls;
 
     let trusting = ClientConfig::new("client.test").with_tls(TlsConfig::with_ca_file(&relay.cert));
-    let mut client = SmtpClient::connect(&required, &trusting).await.unwrap();
+    let mut client = SmtpClient::connect_with(&required, &trusting)
+        .await
+        .unwrap();
     assert!(client.is_tls());
     assert!(
         client
-            .send("s@x.test", &["a@y.test"], b"x\r\n")
+            .send_to("s@x.test", &["a@y.test"], b"x\r\n")
             .await
             .unwrap()
             .all_sent()
@@ -177,10 +239,10 @@ async fn a_self_signed_relay_is_trusted_through_its_own_certificate_in_ca_file()
     for config in [
         ClientConfig::new("client.test"),
         ClientConfig::new("client.test").with_tls(TlsConfig::with_ca_file(
-            &support::ca::SelfSigned::generate("other").cert,
+            &outbox_testkit::ca::SelfSigned::generate("other").cert,
         )),
     ] {
-        let refused = SmtpClient::connect(&required, &config).await;
+        let refused = SmtpClient::connect_with(&required, &config).await;
         assert!(
             matches!(&refused, Err(ClientError::Tls { .. })),
             "{:?}",

@@ -39,7 +39,7 @@ pub fn relay(config: &Config) -> anyhow::Result<Option<ServerSpec>> {
             ServerSpec::parse(text).with_context(|| {
                 format!(
                     "configuration: delivery.relay {:?}",
-                    outbox_smtp::spec::redact(text)
+                    outbox_smtp::redact(text)
                 )
             })
         })

@@ -5,22 +5,17 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, ChildStderr, Command, Output, Stdio};
+use std::process::{ChildStderr, Command, Output, Stdio};
 use std::time::Duration;
+
+use outbox_testkit::ProcessGuard;
 
 const TOKEN: &str = "admin-serve-token-0123456789";
 
 /// Kills `outbox serve` on drop, also when an assertion fails.
 struct Serve {
-    child: Child,
+    _child: ProcessGuard,
     address: SocketAddr,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn outbox(dir: &Path, args: &[&str]) -> Output {
@@ -66,12 +61,11 @@ fn start(dir: &Path) -> Serve {
         .spawn()
         .expect("outbox serve starts");
     let stderr = child.stderr.take().unwrap();
-    let mut serve = Serve {
-        child,
-        address: SocketAddr::from(([127, 0, 0, 1], 0)),
-    };
-    serve.address = listening_address(stderr);
-    serve
+    let child = ProcessGuard::new(child, "outbox serve");
+    Serve {
+        _child: child,
+        address: listening_address(stderr),
+    }
 }
 
 fn listening_address(stderr: ChildStderr) -> SocketAddr {

@@ -6,11 +6,8 @@
 //!   tampered token to the bounce domain, and is refused every other recipient.
 
 mod mail_support;
-#[path = "../../outbox-queue/tests/support/mod.rs"]
-mod queue_support;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -21,17 +18,9 @@ use outbox_queue::{
     FeedbackFilter, MessageStatus, RecipientState, Store, SuppressionFilter, SuppressionReason,
 };
 use outbox_smtp::server::{MemorySink, Server};
-use queue_support::{TestStore, message};
+use outbox_testkit::{TestStore, message};
 
 const DOMAIN: &str = "bounces.example.test";
-
-/// A port free now on 127.0.0.1, for a peer that must be told its port (Postfix).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// Writes `outbox.toml`: the store, the relay serve delivers to, a listener that requires
 /// AUTH, and the bounce domain.
@@ -101,7 +90,10 @@ impl Postfix {
         let status = Command::new("bash")
             .arg(&script)
             .args(["start", dir.to_str().unwrap()])
-            .args([smtpd_port.to_string(), free_port().to_string()])
+            .args([
+                smtpd_port.to_string(),
+                outbox_testkit::free_tcp_port().to_string(),
+            ])
             .env(
                 "POSTFIX_RELAY_POSTCONF",
                 format!(
@@ -133,7 +125,7 @@ fn set_mode(path: &Path, mode: u32) {
 }
 
 async fn postfix_bounce_marks_the_recipient_bounced(ts: TestStore) {
-    let smtpd_port = free_port();
+    let smtpd_port = outbox_testkit::free_tcp_port();
     let work = Workdir::new();
     configure(
         &work,

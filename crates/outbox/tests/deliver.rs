@@ -2,11 +2,6 @@
 //! on one PostgreSQL database deliver each message exactly once, direct MX delivery
 //! through dnsmasq reaches the right host, and `serve` rides out a PostgreSQL outage.
 
-#[path = "../../outbox-queue/tests/support/mod.rs"]
-mod queue_support;
-#[path = "../../outbox-smtp/tests/support/mod.rs"]
-mod smtp_support;
-
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -14,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use outbox_queue::{ListFilter, MessageStatus, NewMessage, RecipientState, Store};
 use outbox_smtp::server::{MemorySink, Server};
-use queue_support::{TestStore, message};
-use smtp_support::dnsmasq::Dnsmasq;
+use outbox_testkit::dnsmasq::Dnsmasq;
+use outbox_testkit::{TestStore, message};
 
 /// `outbox deliver` with a clean environment and the given settings.
 fn deliver(db: &str, env: &[(&str, String)], args: &[&str]) -> Command {
@@ -389,8 +384,7 @@ async fn healthy(url: &str, what: &str) {
 /// it again: a PostgreSQL outage as `serve` sees it.
 async fn database_outage(url: &str, down: bool) {
     let name = url.rsplit('/').next().unwrap().to_string();
-    let admin = std::env::var("OUTBOX_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| queue_support::DEFAULT_POSTGRES_URL.to_string());
+    let admin = outbox_testkit::postgres::admin_url();
     let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
         .await
         .expect("admin connection");

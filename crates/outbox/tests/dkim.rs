@@ -4,9 +4,6 @@
 //! says how a message is signed; `dkim keygen` then `dkim check` against the record it
 //! printed.
 
-#[path = "../../outbox-smtp/tests/support/mod.rs"]
-mod support;
-
 mod mail_support;
 
 use std::io::Write as _;
@@ -15,7 +12,7 @@ use std::time::Duration;
 
 use mail_support::{Workdir, stderr, stdout};
 use outbox_smtp::server::Server;
-use support::dnsmasq::Dnsmasq;
+use outbox_testkit::dnsmasq::Dnsmasq;
 
 const DOMAIN: &str = "example.test";
 

@@ -3,62 +3,36 @@
 //! clean exit.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outbox_smtp::server::{MemorySink, Server};
+use outbox_testkit::ProcessGuard;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "e2e-token-0123456789abcdef";
 
 /// Kills the server on drop, so a failing test leaves no process behind.
 struct ServeProcess {
-    child: Child,
+    child: ProcessGuard,
     address: SocketAddr,
-}
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl ServeProcess {
     fn terminate(&mut self) -> ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -TERM failed");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "outbox serve ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.child.terminate()
     }
 }
 
 /// A port that was free a moment ago (the config cannot say "port 0").
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts `outbox serve` and waits until /healthz answers; retries once with another
 /// port if the first one was taken in between.
 fn start_serve(dir: &Path, relay: SocketAddr) -> ServeProcess {
     for _ in 0..2 {
-        let port = free_port();
+        let port = outbox_testkit::free_tcp_port();
         let config = dir.join("outbox.toml");
         std::fs::write(
             &config,
@@ -85,12 +59,12 @@ fn start_serve(dir: &Path, relay: SocketAddr) -> ServeProcess {
             .spawn()
             .expect("outbox serve starts");
         let mut serve = ServeProcess {
-            child,
+            child: ProcessGuard::new(child, "outbox serve"),
             address: SocketAddr::from(([127, 0, 0, 1], port)),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(status) = serve.child.try_wait().unwrap() {
+            if let Some(status) = serve.child.try_wait() {
                 let stderr = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
                 if stderr.contains("cannot listen") {
                     break; // the port was taken: try another

@@ -4,54 +4,34 @@
 //! but never the value tried.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use outbox_testkit::ProcessGuard;
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "limits-token-0123456789abcdef";
 
 /// Kills the server on drop, so a failing test leaves no process behind.
 struct Serve {
-    child: Child,
+    child: ProcessGuard,
     address: SocketAddr,
     log: std::path::PathBuf,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Serve {
     /// Stops the server (SIGTERM) and returns everything it logged.
     fn stop(mut self) -> String {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "outbox serve ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.child.terminate();
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts `outbox serve` with `[http]` lines added; retries once if the port was taken.
 fn start(dir: &Path, http_extra: &str, tokens: &[&str]) -> Serve {
     for _ in 0..2 {
-        let port = free_port();
+        let port = outbox_testkit::free_tcp_port();
         let config = dir.join("outbox.toml");
         let tokens: Vec<String> = tokens.iter().map(|t| format!("\"{t}\"")).collect();
         std::fs::write(
@@ -78,15 +58,14 @@ fn start(dir: &Path, http_extra: &str, tokens: &[&str]) -> Serve {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("outbox serve starts");
-        let serve = Serve {
-            child,
+        let mut serve = Serve {
+            child: ProcessGuard::new(child, "outbox serve"),
             address: SocketAddr::from(([127, 0, 0, 1], port)),
             log,
         };
-        let mut serve = serve;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(status) = serve.child.try_wait().unwrap() {
+            if let Some(status) = serve.child.try_wait() {
                 let stderr = std::fs::read_to_string(&serve.log).unwrap_or_default();
                 if stderr.contains("cannot listen") {
                     break;

@@ -3,75 +3,14 @@
 //! networks, STARTTLS with a test CA, `require_tls`, the size limit, and the message in the
 //! queue (`outbox queue list`, `outbox status`) and at the relay.
 
-#[allow(dead_code)]
-#[path = "../../outbox-smtp/tests/support/ca.rs"]
-mod ca;
+mod listener_support;
 mod mail_support;
 
 use std::process::Command;
-use std::sync::Arc;
-use std::time::Duration;
 
-use ca::TestCa;
+use listener_support::{Relay, configure};
 use mail_support::{Workdir, python, serve, stderr, stdout};
-use outbox_smtp::server::{MemorySink, ReceivedMessage, Server};
-
-/// The relay `serve` delivers to: an outbox-smtp server with an in-memory sink.
-struct Relay {
-    runtime: tokio::runtime::Runtime,
-    server: Option<Server>,
-    sink: Arc<MemorySink>,
-}
-
-impl Relay {
-    fn start() -> Relay {
-        let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-        let sink = Arc::new(MemorySink::new());
-        let server = runtime
-            .block_on(Server::builder().sink(sink.clone()).bind("127.0.0.1:0"))
-            .expect("bind relay");
-        Relay {
-            runtime,
-            server: Some(server),
-            sink,
-        }
-    }
-
-    fn spec(&self) -> String {
-        let address = self.server.as_ref().expect("running").local_addr();
-        format!("smtp://{address}?starttls=off")
-    }
-
-    fn wait_for(&self, n: usize) -> Vec<ReceivedMessage> {
-        self.runtime
-            .block_on(async {
-                tokio::time::timeout(Duration::from_secs(60), self.sink.wait_for(n)).await
-            })
-            .expect("messages reach the relay")
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        if let Some(server) = self.server.take() {
-            self.runtime.block_on(server.shutdown());
-        }
-    }
-}
-
-/// Writes `outbox.toml` with the listener section given and serve relaying to `relay`.
-fn configure(work: &Workdir, relay: &Relay, listener: &str) {
-    work.write(
-        "outbox.toml",
-        format!(
-            "database = \"sqlite://outbox.db\"\n\
-             [delivery]\nrelay = \"{}\"\nhelo_name = \"outbox.test\"\nmax_message_size = \"20KB\"\n\
-             [http]\nlisten = \"127.0.0.1:0\"\n\
-             [smtp_listener]\nlisten = \"127.0.0.1:0\"\n{listener}",
-            relay.spec()
-        ),
-    );
-}
+use outbox_testkit::ca::TestCa;
 
 const SUBMIT_WITH_AUTH: &str = r#"
 import smtplib, sys

@@ -8,8 +8,8 @@ mod mail_support;
 
 use std::process::Command;
 
-use listener_support::{Relay, Serve, configure, queued_id, require};
-use mail_support::{Workdir, python, stderr, stdout};
+use listener_support::{Relay, configure, queued_id, require};
+use mail_support::{Serve, Workdir, python, stderr, stdout};
 
 const USERS: &str = "users = { app = \"secret\" }\n";
 

@@ -8,8 +8,8 @@ mod mail_support;
 
 use std::time::{Duration, Instant};
 
-use listener_support::{Raw, Relay, Serve, configure};
-use mail_support::Workdir;
+use listener_support::{Raw, Relay, configure};
+use mail_support::{Serve, Workdir};
 
 /// 300 idle connections from 127.0.0.2: only `max_connections_per_client` of them get a
 /// session, the others `421` and an immediate close; a client at 127.0.0.1 is served at

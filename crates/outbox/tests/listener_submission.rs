@@ -8,8 +8,8 @@ mod mail_support;
 
 use std::time::Duration;
 
-use listener_support::{Raw, Relay, Serve, configure};
-use mail_support::{Workdir, python, stderr, stdout};
+use listener_support::{Raw, Relay, configure};
+use mail_support::{Serve, Workdir, python, stderr, stdout};
 
 const USERS: &str = "users = { app = \"secret\" }\n";
 

@@ -1,16 +1,11 @@
 //! `outbox mx` against a dnsmasq on loopback (`OUTBOX_DNS_NAMESERVERS`), run as the real
 //! binary in a temp dir; `--tls` against in-process MX servers on 127.0.0.2-5.
 
-#[path = "../../outbox-smtp/tests/support/policy_server.rs"]
-mod policy_server;
-#[path = "../../outbox-smtp/tests/support/mod.rs"]
-mod support;
-
 use std::process::{Command, Output};
 
 use outbox_smtp::server::{Fault, Server, server_tls_config_from_files};
-use support::ca::{SelfSigned, TestCa};
-use support::dnsmasq::Dnsmasq;
+use outbox_testkit::ca::{SelfSigned, TestCa};
+use outbox_testkit::dnsmasq::Dnsmasq;
 
 fn dns() -> Dnsmasq {
     let records = [
@@ -141,7 +136,7 @@ async fn tls_hosts() -> TlsHosts {
         ]
     };
     let (servers, port) = 'retry: loop {
-        let port = support::free_tcp_port();
+        let port = outbox_testkit::free_tcp_port();
         let mut servers = Vec::new();
         for (ip, builder) in builders() {
             match builder.bind(&format!("{ip}:{port}")).await {
@@ -297,11 +292,11 @@ async fn tls_json_adds_a_probe_per_address() {
 #[tokio::test]
 async fn tls_shows_the_mta_sts_policy_and_the_hosts_it_leaves_out() {
     let ca = TestCa::for_names(&["mx1.sts.test", "mta-sts.sts.test"]);
-    let policy = policy_server::PolicyServer::start(
+    let policy = outbox_testkit::policy_server::PolicyServer::start(
         "127.0.0.4".parse().unwrap(),
         &ca.server_cert,
         &ca.server_key,
-        policy_server::PolicyReply::policy(
+        outbox_testkit::policy_server::PolicyReply::policy(
             "version: STSv1\nmode: enforce\nmx: mx1.sts.test\nmax_age: 86400\n",
         ),
     )

@@ -5,15 +5,12 @@
 //! relay is the operator's and runs either way; `outbox send` refuses to queue such a
 //! relay up front.
 
-#[path = "../../outbox-queue/tests/support/mod.rs"]
-mod queue_support;
-
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
 use outbox_queue::{ListFilter, NewMessage, RecipientState};
-use queue_support::{TestStore, message};
+use outbox_testkit::{TestStore, message};
 
 /// Bounds every run, so a bug fails the test instead of hanging it.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);

@@ -9,8 +9,6 @@
 //! the output it came from.
 
 mod mail_support;
-#[path = "../../outbox-queue/tests/support/mod.rs"]
-mod queue_support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
@@ -18,7 +16,7 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use mail_support::{ChildGuard, Workdir, stderr, stdout};
+use mail_support::{ProcessGuard, Workdir, stderr, stdout};
 use outbox_queue::StoreOptions;
 use outbox_smtp::server::{Server, StaticUsers};
 
@@ -161,14 +159,14 @@ fn curl(args: &[&str]) -> Output {
 
 /// `outbox serve` at trace level; returns the guard, the HTTP and SMTP addresses, and the
 /// channel of its stderr lines (every one of them is checked).
-fn serve(work: &Workdir) -> (ChildGuard, String, String, mpsc::Receiver<String>) {
+fn serve(work: &Workdir) -> (ProcessGuard, String, String, mpsc::Receiver<String>) {
     let child = traced(work, &["serve"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start outbox serve");
-    let mut guard = ChildGuard { child };
-    let pipe = guard.child.stderr.take().unwrap();
+    let mut guard = ProcessGuard::new(child, "outbox");
+    let pipe = guard.child_mut().stderr.take().unwrap();
     let (sender, lines) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(pipe).lines().map_while(Result::ok) {
@@ -435,13 +433,7 @@ fn no_secret_in_any_output_at_trace_level() {
     mail_support::wait_until("the listener's message is delivered", || {
         relay.memory_sink().unwrap().messages().len() >= 5
     });
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while server.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.terminate();
     let serve_log: Vec<String> = lines.try_iter().collect();
     outputs.add("serve: stderr", serve_log.join("\n"));
     assert!(
@@ -519,7 +511,7 @@ fn no_secret_in_any_output_at_trace_level() {
 
     // A real PostgreSQL database, reached with a password in the URL (trust auth ignores
     // it), at trace level: the driver's logs are checked too.
-    let postgres = runtime.block_on(queue_support::TestStore::postgres(StoreOptions::default()));
+    let postgres = runtime.block_on(outbox_testkit::TestStore::postgres(StoreOptions::default()));
     let url = postgres.url.replacen(
         "://postgres@",
         &format!("://postgres:{POSTGRES_PASSWORD}@"),

@@ -2,14 +2,11 @@
 //! relay (flag and configuration), with per-recipient refusals, with mail merge, to a
 //! program, and direct to MX hosts found through a dnsmasq on loopback.
 
-#[path = "../../outbox-smtp/tests/support/mod.rs"]
-mod support;
-
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 use outbox_smtp::server::{Fault, Server, Stage};
-use support::dnsmasq::Dnsmasq;
+use outbox_testkit::dnsmasq::Dnsmasq;
 use tempfile::TempDir;
 
 struct Run {
@@ -260,7 +257,7 @@ async fn to_a_program() {
 
 #[tokio::test]
 async fn unreachable_relay_fails_everyone_with_one_stderr_line() {
-    let port = support::free_tcp_port();
+    let port = outbox_testkit::free_tcp_port();
     let out = Run::new()
         .outbox(&[
             "send",

@@ -14,7 +14,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use mail_support::{ChildGuard, Workdir, stderr};
+use mail_support::{ProcessGuard, Workdir, stderr};
 
 /// A server that accepts connections and never says a word.
 fn silent_server() -> (TcpListener, String) {
@@ -83,7 +83,7 @@ fn queue_one(work: &Workdir) -> String {
 
 /// Starts `outbox ARGS` with the relay and long timeouts; returns the guard and a channel
 /// that receives every stderr line.
-fn start(work: &Workdir, relay: &str, args: &[&str]) -> (ChildGuard, mpsc::Receiver<String>) {
+fn start(work: &Workdir, relay: &str, args: &[&str]) -> (ProcessGuard, mpsc::Receiver<String>) {
     let child = work
         .outbox(args)
         .env(
@@ -98,8 +98,8 @@ fn start(work: &Workdir, relay: &str, args: &[&str]) -> (ChildGuard, mpsc::Recei
         .stderr(Stdio::piped())
         .spawn()
         .expect("start outbox");
-    let mut guard = ChildGuard { child };
-    let pipe = guard.child.stderr.take().unwrap();
+    let mut guard = ProcessGuard::new(child, "outbox");
+    let pipe = guard.child_mut().stderr.take().unwrap();
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(pipe).lines().map_while(Result::ok) {
@@ -128,19 +128,19 @@ fn wait_for_line(lines: &mpsc::Receiver<String>, text: &str) -> Vec<String> {
     }
 }
 
-fn signal(guard: &ChildGuard, name: &str) {
+fn signal(guard: &ProcessGuard, name: &str) {
     let status = std::process::Command::new("kill")
-        .args([&format!("-{name}"), &guard.child.id().to_string()])
+        .args([&format!("-{name}"), &guard.pid().to_string()])
         .status()
         .expect("run kill");
     assert!(status.success(), "kill -{name}");
 }
 
 /// Polls for the exit for up to 20 s.
-fn exits(guard: &mut ChildGuard, what: &str) -> ExitStatus {
+fn exits(guard: &mut ProcessGuard, what: &str) -> ExitStatus {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(status) = guard.child.try_wait().expect("try_wait") {
+        if let Some(status) = guard.try_wait() {
             return status;
         }
         assert!(
@@ -249,7 +249,7 @@ fn a_deliver_restarted_after_kill_9_resumes_at_once() {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let child = command.spawn().expect("start outbox deliver");
-        (ChildGuard { child }, ())
+        (ProcessGuard::new(child, "outbox"), ())
     };
     data_sent
         .recv_timeout(Duration::from_secs(60))

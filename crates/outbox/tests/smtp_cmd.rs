@@ -1,54 +1,10 @@
 //! `outbox smtp` against Postfix's smtp-sink, started by the test on a free loopback port.
 
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
-/// smtp-sink, killed by pid when dropped (also when the test fails).
-struct Sink {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts smtp-sink, retrying on a port clash; panics when it cannot start.
-fn sink() -> Sink {
-    for _ in 0..10 {
-        let port = free_port();
-        let child = Command::new("/usr/sbin/smtp-sink")
-            .args(["-u", "nobody", &format!("127.0.0.1:{port}"), "64"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("smtp-sink is not installed: run scripts/install-peers.sh");
-        let mut sink = Sink { child, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if matches!(sink.child.try_wait(), Ok(Some(_))) {
-                break;
-            }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return sink;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    panic!("smtp-sink did not start");
+fn sink() -> outbox_testkit::peers::SmtpSink {
+    outbox_testkit::peers::smtp_sink(&[])
 }
 
 /// Runs `outbox smtp ARGS` in a temp dir with `input` on stdin.
@@ -149,7 +105,7 @@ fn credentials_over_plaintext_are_refused_in_one_line() {
 
 #[test]
 fn connection_errors_are_one_clear_line() {
-    let port = free_port();
+    let port = outbox_testkit::free_tcp_port();
     let output = outbox_smtp(&[&format!("127.0.0.1:{port}")], "QUIT\n");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);

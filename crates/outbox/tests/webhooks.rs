@@ -5,9 +5,6 @@
 //! endpoint fails and is retried (visible in `/metrics`), and nothing lost when the
 //! worker is killed with -9 and started again.
 
-#[path = "../../outbox-queue/tests/support/mod.rs"]
-mod queue_support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -16,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use outbox_queue::{Event, EventFilter, EventType, NewMessage, Store};
 use outbox_smtp::server::{Fault, MemorySink, Server, Stage};
-use queue_support::{TestStore, message};
+use outbox_testkit::{TestStore, message};
 
 /// A Standard Webhooks secret (`whsec_` + base64 of the key).
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";

@@ -14,14 +14,14 @@
 //!
 //! The fault model, each part enforced in one place:
 //! - the store failing never stops the engine: the dispatcher retries with a growing pause
-//!   while connections go on; the completer ([`completer`]) holds every outcome until it
+//!   while connections go on; the completer (`completer`) holds every outcome until it
 //!   is stored;
-//! - a claim lasts as long as the worker's heartbeat ([`liveness`]), which runs until the
+//! - a claim lasts as long as the worker's heartbeat (`liveness`), which runs until the
 //!   last outcome is stored; dead workers' recipients are resumed by any live worker;
 //! - one pure function decides what an exchange means for each recipient
 //!   ([`policy::transaction_outcomes`], [`policy::connect_verdict`]): sent only on a 2xx to
 //!   end-of-data, `unknown` (retried) when the connection died after the final dot;
-//! - a route whose connection cannot be set up pauses ([`pause`]); on a relay route its
+//! - a route whose connection cannot be set up pauses (`pause`); on a relay route its
 //!   recipients wait without using up attempts;
 //! - connections, rates and transactions are shaped per destination — the set of MX hosts
 //!   a route reaches ([`shaping`]) — and shared fairly: a destination whose connections

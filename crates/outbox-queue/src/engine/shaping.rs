@@ -8,7 +8,7 @@
 //! transaction — taken from `[delivery]` and overridden by the first matching rule.
 //!
 //! Replies that mean "slow down" (a `421`, or a `4xx` matching a rule's `on_reply`
-//! pattern) suspend the whole destination ([`super::pause::Pauses`] keyed by
+//! pattern) suspend the whole destination (`pause::Pauses` keyed by
 //! [`DestinationKey`]), not only the recipients at hand; the suspension grows while the
 //! replies repeat and ends at the first accepted message. Each suspension is also stored
 //! ([`Store::suspend`](crate::Store::suspend), best effort, off the connection's path) with

@@ -103,7 +103,7 @@ impl SmtpTransport {
         match spec {
             ServerSpec::Smtp(smtp) => {
                 let host = format!("{}:{}", smtp.host, smtp.port);
-                let client = SmtpClient::connect(smtp, &self.client)
+                let client = SmtpClient::connect_with(smtp, &self.client)
                     .await
                     .map_err(|err| client_error(&err, true))?;
                 Ok(Box::new(SmtpConnection { client, host }))
@@ -263,7 +263,7 @@ impl Connection for SmtpConnection {
         Box::pin(async move {
             let delivery = self
                 .client
-                .send(from, recipients, data)
+                .send_to(from, recipients, data)
                 .await
                 .map_err(|err| client_error(&err, false))?;
             Ok(TransactionReport {

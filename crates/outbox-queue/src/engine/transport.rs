@@ -55,7 +55,7 @@ impl fmt::Display for Route {
 
 /// A URL or server spec with any password (in the user information or a `?password=`
 /// parameter) replaced by `***`, for logs: the one redaction of `outbox_smtp`.
-pub use outbox_smtp::spec::redact;
+pub use outbox_smtp::redact;
 
 /// A server's reply, reduced to what the queue stores: the code and the full text
 /// (starting with the code, lines joined by spaces).

@@ -126,7 +126,7 @@ async fn post_within(
         .map_err(|err| format!("cannot connect to {}:{}: {err}", url.host, url.port))?;
     let _ = tcp.set_nodelay(true);
     if url.tls {
-        let name = outbox_smtp::tls::server_name(&url.host).map_err(|err| err.to_string())?;
+        let name = outbox_smtp::server_name(&url.host).map_err(|err| err.to_string())?;
         let mut config = (**tls).clone();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let stream = TlsConnector::from(Arc::new(config))

@@ -2,7 +2,7 @@
 //! event log, durably.
 //!
 //! - Events are recorded by the store in the transaction of each state change
-//!   ([`crate::events`]); this sender never creates them, so a crash loses none.
+//!   ([`crate::Event`]); this sender never creates them, so a crash loses none.
 //! - A dispatcher fans new events out to the webhooks that want them (a delivery row per
 //!   webhook and event), one dispatch at a time, oldest first.
 //! - One task per webhook holds that webhook's lock in the database (so one process at a

@@ -21,13 +21,35 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> AsyncStream for T {}
 pub type BoxedStream = Box<dyn AsyncStream>;
 
 impl SmtpClient<BoxedStream> {
+    /// Connects to the server `url` names (`smtp://user:pw@relay.example.com:587?starttls=required`,
+    /// `smtps://relay:465`, `relay.example.com`; the forms of [`crate::ServerSpec::parse`]) and
+    /// opens the session, with the default [`ClientConfig`] (EHLO name `localhost`, the RFC 5321
+    /// §4.5.3.2 timeouts, the system's and webpki's trust anchors). [`SmtpClient::connect_with`]
+    /// takes a parsed spec and a config of your own.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), outbox_smtp::ClientError> {
+    /// use outbox_smtp::{Envelope, SmtpClient};
+    ///
+    /// let mut client = SmtpClient::connect("smtp://127.0.0.1:2525?starttls=off").await?;
+    /// let envelope = Envelope::new("me@example.org", ["you@example.net"]);
+    /// let report = client.send(&envelope, b"Subject: hi\r\n\r\nHello\r\n").await?;
+    /// assert!(report.all_sent());
+    /// client.quit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(url: &str) -> Result<Self, ClientError> {
+        let spec = SmtpSpec::parse(url)?;
+        SmtpClient::connect_with(&spec, &ClientConfig::default()).await
+    }
+
     /// Connects to the server a spec names and opens the session: TCP (each resolved address
     /// in turn, each within the connect timeout), implicit TLS for `smtps://`, the greeting,
     /// EHLO, STARTTLS as the spec's [`Security`] says, then AUTH when the spec has
     /// credentials. The spec's `timeout=` replaces every per-command timeout. The server's
     /// certificate is verified, or compared with the spec's `tls_fingerprint` (which makes
     /// STARTTLS required).
-    pub async fn connect(spec: &SmtpSpec, config: &ClientConfig) -> Result<Self, ClientError> {
+    pub async fn connect_with(spec: &SmtpSpec, config: &ClientConfig) -> Result<Self, ClientError> {
         let config = config_for(spec, config);
         let target = format!("{}:{}", display_host(&spec.host), spec.port);
         let limit = config.timeouts.connect;

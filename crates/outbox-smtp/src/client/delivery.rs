@@ -37,7 +37,7 @@ pub struct RecipientReport {
 
 /// The result of one mail transaction that got past MAIL FROM.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Delivery {
+pub struct SendReport {
     /// Every recipient in the order given, with its RCPT outcome.
     pub recipients: Vec<RecipientReport>,
     /// The reply that ended the transaction: the reply to the final `.` — or the reply to
@@ -49,7 +49,8 @@ pub struct Delivery {
 /// Where a reply leaves a recipient (RFC 5321 §4.2.1): 2xx sent, 4xx try again later, 5xx
 /// give up.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+#[non_exhaustive]
+pub enum RecipientOutcome {
     /// The server took responsibility for the message (2xx to end of data).
     Sent(Reply),
     /// 4xx (or an unexpected intermediate reply): defer and retry.
@@ -58,37 +59,41 @@ pub enum Outcome {
     Permanent(Reply),
 }
 
-impl Outcome {
+impl RecipientOutcome {
     /// Classifies a final reply: 2xx sent, 4xx transient, 5xx permanent. A 1xx or 3xx where a
     /// final reply belongs is a confused server: transient.
-    pub fn classify(reply: &Reply) -> Outcome {
+    pub fn classify(reply: &Reply) -> RecipientOutcome {
         match reply.code / 100 {
-            2 => Outcome::Sent(reply.clone()),
-            5 => Outcome::Permanent(reply.clone()),
-            _ => Outcome::Transient(reply.clone()),
+            2 => RecipientOutcome::Sent(reply.clone()),
+            5 => RecipientOutcome::Permanent(reply.clone()),
+            _ => RecipientOutcome::Transient(reply.clone()),
         }
     }
 
     /// The reply behind the outcome.
     pub fn reply(&self) -> &Reply {
         match self {
-            Outcome::Sent(reply) | Outcome::Transient(reply) | Outcome::Permanent(reply) => reply,
+            RecipientOutcome::Sent(reply)
+            | RecipientOutcome::Transient(reply)
+            | RecipientOutcome::Permanent(reply) => reply,
         }
     }
 }
 
-impl Delivery {
+impl SendReport {
     /// The outcome for each recipient, in order: a rejected RCPT decides on its own; an
     /// accepted one shares the transaction's final reply.
-    pub fn outcomes(&self) -> Vec<(&str, Outcome)> {
+    pub fn outcomes(&self) -> Vec<(&str, RecipientOutcome)> {
         self.recipients
             .iter()
             .map(|rcpt| {
                 let outcome = match (&rcpt.outcome, &self.data) {
-                    (RcptOutcome::Rejected(reply), _) => Outcome::classify(reply),
-                    (RcptOutcome::Accepted(_), Some(data)) => Outcome::classify(data),
+                    (RcptOutcome::Rejected(reply), _) => RecipientOutcome::classify(reply),
+                    (RcptOutcome::Accepted(_), Some(data)) => RecipientOutcome::classify(data),
                     // Accepted but no DATA cannot come out of `send`; never call it sent.
-                    (RcptOutcome::Accepted(reply), None) => Outcome::Transient(reply.clone()),
+                    (RcptOutcome::Accepted(reply), None) => {
+                        RecipientOutcome::Transient(reply.clone())
+                    }
                 };
                 (rcpt.address.as_str(), outcome)
             })
@@ -107,7 +112,7 @@ impl Delivery {
     pub fn all_sent(&self) -> bool {
         self.outcomes()
             .iter()
-            .all(|(_, outcome)| matches!(outcome, Outcome::Sent(_)))
+            .all(|(_, outcome)| matches!(outcome, RecipientOutcome::Sent(_)))
     }
 }
 
@@ -130,10 +135,10 @@ mod tests {
             (550, "permanent"),
             (554, "permanent"),
         ] {
-            let got = match Outcome::classify(&reply(code)) {
-                Outcome::Sent(_) => "sent",
-                Outcome::Transient(_) => "transient",
-                Outcome::Permanent(_) => "permanent",
+            let got = match RecipientOutcome::classify(&reply(code)) {
+                RecipientOutcome::Sent(_) => "sent",
+                RecipientOutcome::Transient(_) => "transient",
+                RecipientOutcome::Permanent(_) => "permanent",
             };
             assert_eq!(got, expected, "{code}");
         }
@@ -141,7 +146,7 @@ mod tests {
 
     #[test]
     fn rejected_recipient_keeps_its_own_reply() {
-        let delivery = Delivery {
+        let delivery = SendReport {
             recipients: vec![
                 RecipientReport {
                     address: "a@x".into(),
@@ -159,22 +164,31 @@ mod tests {
             data: Some(reply(250)),
         };
         let outcomes = delivery.outcomes();
-        assert!(matches!(outcomes[0], ("a@x", Outcome::Sent(_))));
-        assert!(matches!(outcomes[1], ("b@x", Outcome::Permanent(_))));
-        assert!(matches!(outcomes[2], ("c@x", Outcome::Transient(_))));
+        assert!(matches!(outcomes[0], ("a@x", RecipientOutcome::Sent(_))));
+        assert!(matches!(
+            outcomes[1],
+            ("b@x", RecipientOutcome::Permanent(_))
+        ));
+        assert!(matches!(
+            outcomes[2],
+            ("c@x", RecipientOutcome::Transient(_))
+        ));
         assert_eq!(delivery.accepted(), 1);
         assert!(!delivery.all_sent());
     }
 
     #[test]
     fn data_rejection_applies_to_accepted_recipients() {
-        let delivery = Delivery {
+        let delivery = SendReport {
             recipients: vec![RecipientReport {
                 address: "a@x".into(),
                 outcome: RcptOutcome::Accepted(reply(250)),
             }],
             data: Some(reply(554)),
         };
-        assert!(matches!(delivery.outcomes()[0].1, Outcome::Permanent(_)));
+        assert!(matches!(
+            delivery.outcomes()[0].1,
+            RecipientOutcome::Permanent(_)
+        ));
     }
 }

@@ -5,24 +5,21 @@
 //! The raw interface of Lasso's `email_smtp` is public: [`SmtpClient::command`] sends a line
 //! and returns the reply, [`SmtpClient::expect`] checks its code, [`SmtpClient::read_reply`]
 //! reads a (multi-line) reply, [`SmtpClient::send`] runs a whole mail transaction and reports
-//! each recipient's outcome, [`SmtpClient::quit`] closes.
+//! each recipient's outcome, [`SmtpClient::quit`] closes. ([`SmtpClient::connect`] takes a URL
+//! and the default config; [`SmtpClient::connect_with`] a parsed spec and a config.)
 //!
 //! ```no_run
-//! use outbox_smtp::{ClientConfig, ServerSpec, SmtpClient, Outcome};
+//! use outbox_smtp::{ClientConfig, Envelope, RecipientOutcome, SmtpClient, SmtpSpec};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let ServerSpec::Smtp(spec) = ServerSpec::parse("smtp://127.0.0.1:2525?starttls=off")? else {
-//!     unreachable!("an smtp:// spec");
-//! };
-//! let mut client = SmtpClient::connect(&spec, &ClientConfig::new("outbox.example")).await?;
-//! let delivery = client
-//!     .send("me@example.org", &["you@example.net"], b"Subject: hi\r\n\r\nHello\r\n")
-//!     .await?;
-//! for (address, outcome) in delivery.outcomes() {
-//!     match outcome {
-//!         Outcome::Sent(reply) => println!("{address} sent: {reply}"),
-//!         Outcome::Transient(reply) => println!("{address} deferred: {reply}"),
-//!         Outcome::Permanent(reply) => println!("{address} failed: {reply}"),
+//! let spec = SmtpSpec::parse("smtp://127.0.0.1:2525?starttls=off")?;
+//! let config = ClientConfig::new("outbox.example");
+//! let mut client = SmtpClient::connect_with(&spec, &config).await?;
+//! let envelope = Envelope::new("me@example.org", ["you@example.net"]);
+//! let report = client.send(&envelope, b"Subject: hi\r\n\r\nHello\r\n").await?;
+//! for (address, outcome) in report.outcomes() {
+//!     if let RecipientOutcome::Sent(reply) = outcome {
+//!         println!("{address} sent: {reply}");
 //!     }
 //! }
 //! client.quit().await?;
@@ -42,7 +39,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 pub(crate) use connect::tcp_connect;
 pub use connect::{AsyncStream, BoxedStream};
-pub use delivery::{Delivery, Outcome, RcptOutcome, RecipientReport};
+pub use delivery::{RcptOutcome, RecipientOutcome, RecipientReport, SendReport};
+pub use transaction::Envelope;
 
 use crate::ehlo::Capabilities;
 use crate::error::ClientError;

@@ -3,7 +3,7 @@
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::{Delivery, RcptOutcome, RecipientReport, SmtpClient};
+use super::{RcptOutcome, RecipientReport, SendReport, SmtpClient};
 use crate::dot;
 use crate::error::ClientError;
 use crate::reply::Reply;
@@ -12,7 +12,47 @@ use crate::reply::Reply;
 /// (RFC 5321 §4.5.3.2.5).
 const DATA_BLOCK: usize = 64 * 1024;
 
+/// Who a message is from and to, as SMTP sees it (RFC 5321 §2.3.1): the reverse-path for
+/// `MAIL FROM` and the forward-paths for `RCPT TO`, independent of the message's `From:` and
+/// `To:` headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    from: String,
+    to: Vec<String>,
+}
+
+impl Envelope {
+    /// An envelope from `from` (empty for the null sender of bounces) to `to`.
+    pub fn new<T: Into<String>>(from: impl Into<String>, to: impl IntoIterator<Item = T>) -> Self {
+        Envelope {
+            from: from.into(),
+            to: to.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// The reverse-path (`MAIL FROM`).
+    pub fn from(&self) -> &str {
+        &self.from
+    }
+
+    /// The forward-paths (`RCPT TO`), in order.
+    pub fn to(&self) -> &[String] {
+        &self.to
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
+    /// Sends `message` (the RFC 5322 bytes, headers and body) to the envelope's recipients and
+    /// reports each recipient's outcome; [`SmtpClient::send_to`] with the envelope's parts.
+    pub async fn send(
+        &mut self,
+        envelope: &Envelope,
+        message: impl AsRef<[u8]>,
+    ) -> Result<SendReport, ClientError> {
+        self.send_to(&envelope.from, &envelope.to, message.as_ref())
+            .await
+    }
+
     /// Sends one message to `recipients` and reports each recipient's outcome.
     ///
     /// - MAIL FROM carries `SIZE=` (RFC 1870) when offered, `BODY=8BITMIME` (RFC 6152) when
@@ -20,19 +60,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
     ///   needs it. A message over the server's SIZE limit is refused before MAIL.
     /// - With PIPELINING (RFC 2920) MAIL and every RCPT go out in one write; DATA waits for
     ///   their replies so that DATA is never sent when every recipient was rejected — then
-    ///   the transaction is reset with RSET and [`Delivery::data`] is `None`.
+    ///   the transaction is reset with RSET and [`SendReport::data`] is `None`.
     /// - A rejected RCPT rejects that recipient only.
     /// - The message is dot-stuffed with every line end made CRLF ([`dot::encode_data`]).
     ///
     /// A rejected MAIL FROM is an error ([`ClientError::Rejected`]); a refused DATA or a
-    /// non-2xx end-of-data reply is reported in [`Delivery::data`]. After `send` returns
+    /// non-2xx end-of-data reply is reported in [`SendReport::data`]. After `send` returns
     /// `Ok`, the session is ready for the next message.
-    pub async fn send<R: AsRef<str>>(
+    pub async fn send_to<R: AsRef<str>>(
         &mut self,
         from: &str,
         recipients: &[R],
         message: &[u8],
-    ) -> Result<Delivery, ClientError> {
+    ) -> Result<SendReport, ClientError> {
         if recipients.is_empty() {
             return Err(ClientError::NoRecipients);
         }
@@ -112,7 +152,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
 
         if !reports.iter().any(|r| r.outcome.is_accepted()) {
             self.reset().await?;
-            return Ok(Delivery {
+            return Ok(SendReport {
                 recipients: reports,
                 data: None,
             });
@@ -124,7 +164,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         if reply.code != 354 {
             // The recipients are still part of an open transaction: clear it.
             self.reset().await?;
-            return Ok(Delivery {
+            return Ok(SendReport {
                 recipients: reports,
                 data: Some(reply),
             });
@@ -133,7 +173,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         let reply = self
             .read_reply_for("end of DATA", timeouts.data_term)
             .await?;
-        Ok(Delivery {
+        Ok(SendReport {
             recipients: reports,
             data: Some(reply),
         })

@@ -1,9 +1,16 @@
 //! Deterministic fault injection: "reply X to command Y for matching recipients N times",
 //! dropped connections and stalls, so delivery tests can exercise every failure path.
+//!
+//! Only [`Stage`] is always compiled (the session names its stages with it); the rules are
+//! behind the `testing` cargo feature, so a production listener neither carries nor consults
+//! them.
 
+#[cfg(any(test, feature = "testing"))]
 use std::sync::Mutex;
+#[cfg(any(test, feature = "testing"))]
 use std::time::Duration;
 
+#[cfg(any(test, feature = "testing"))]
 use crate::reply::Reply;
 
 /// The point in a session where a fault can fire.
@@ -35,6 +42,7 @@ pub enum Stage {
 }
 
 /// What a fault does when it fires.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FaultAction {
     /// Send this reply instead of the normal one; a `421` reply also closes the connection
@@ -65,6 +73,7 @@ pub enum FaultAction {
 ///     .for_recipient("b@x.test")
 ///     .times(2);
 /// ```
+#[cfg(any(test, feature = "testing"))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fault {
     stage: Stage,
@@ -74,6 +83,7 @@ pub struct Fault {
     times: Option<u32>,
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl Fault {
     /// Reply `code text` at `stage` instead of the normal reply. `text` may start with an
     /// enhanced status code.
@@ -157,10 +167,12 @@ impl Fault {
 /// The rules of one server, shared by all its connections. Rules are tried in the order they
 /// were added; the first that matches fires and uses up one of its `times`.
 #[derive(Debug, Default)]
+#[cfg(any(test, feature = "testing"))]
 pub(crate) struct FaultPlan {
     rules: Mutex<Vec<Fault>>,
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl FaultPlan {
     pub(crate) fn new(rules: Vec<Fault>) -> FaultPlan {
         FaultPlan {
@@ -197,6 +209,7 @@ impl FaultPlan {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 #[cfg(test)]
 mod tests {
     use super::*;

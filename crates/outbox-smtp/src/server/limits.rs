@@ -17,11 +17,17 @@ use super::throttle::client_key;
 /// Public for [`Connections`], which outbox's HTTP server uses too (only the first two).
 #[derive(Clone, Debug, Default)]
 pub struct Limits {
+    /// The most connections open at once.
     pub max_connections: Option<usize>,
+    /// The most connections open at once from one client (IPv6 clients by their /64).
     pub max_connections_per_client: Option<usize>,
+    /// The most commands a connection may send without a message being accepted.
     pub max_commands: Option<u32>,
+    /// The most error replies (4xx and 5xx) a connection may get.
     pub max_errors: Option<u32>,
+    /// The most failed AUTH attempts on one connection.
     pub max_auth_failures: Option<u32>,
+    /// Failed AUTH attempts per client address within a window before it is blocked.
     pub auth_failures_per_client: Option<(u32, Duration)>,
 }
 

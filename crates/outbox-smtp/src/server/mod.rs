@@ -51,15 +51,18 @@ use tokio::task::{JoinHandle, JoinSet};
 
 pub use auth::{Authenticator, Network, NetworkError, SaslError, StaticUsers, constant_time_eq};
 pub use command::{Command, CommandError, Param, parse_command};
-pub use fault::{Fault, FaultAction, Stage};
+pub use fault::Stage;
+#[cfg(any(test, feature = "testing"))]
+pub use fault::{Fault, FaultAction};
 // The connection counter, in all and per client address, for outbox's HTTP server too.
 pub use limits::{Connections, Limits, Permit, Refusal};
 pub use lines::{MAX_AUTH_LINE, MAX_COMMAND_LINE, MAX_TEXT_LINE};
-pub use sink::{DeliverFuture, Envelope, MemorySink, MessageSink, ReceivedMessage};
+pub use sink::{DeliverFuture, MemorySink, MessageSink, ReceivedEnvelope, ReceivedMessage};
 pub use stats::ServerStats;
 pub use throttle::{FailureThrottle, client_key};
 pub use tls::{ServerTlsError, server_tls_config, server_tls_config_from_files};
 
+#[cfg(any(test, feature = "testing"))]
 use fault::FaultPlan;
 use stats::Counters;
 
@@ -88,6 +91,7 @@ pub(crate) struct Shared {
     pub(crate) require_auth: bool,
     pub(crate) trusted_networks: Vec<Network>,
     pub(crate) sink: Arc<dyn MessageSink>,
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) faults: FaultPlan,
     pub(crate) counters: Counters,
     pub(crate) limits: Limits,
@@ -108,6 +112,7 @@ pub struct ServerBuilder {
     require_auth: bool,
     trusted_networks: Vec<Network>,
     sink: Option<Arc<dyn MessageSink>>,
+    #[cfg(any(test, feature = "testing"))]
     faults: Vec<Fault>,
     limits: Limits,
     per_connection_stats: bool,
@@ -129,6 +134,7 @@ impl Default for ServerBuilder {
             require_auth: false,
             trusted_networks: Vec::new(),
             sink: None,
+            #[cfg(any(test, feature = "testing"))]
             faults: Vec::new(),
             limits: Limits::default(),
             per_connection_stats: true,
@@ -248,7 +254,8 @@ impl ServerBuilder {
         self
     }
 
-    /// Adds a fault rule; rules are tried in the order added.
+    /// Adds a fault rule; rules are tried in the order added (`testing` feature).
+    #[cfg(any(test, feature = "testing"))]
     pub fn fault(mut self, fault: Fault) -> Self {
         self.faults.push(fault);
         self
@@ -286,6 +293,7 @@ impl ServerBuilder {
             require_auth: self.require_auth,
             trusted_networks: self.trusted_networks,
             sink,
+            #[cfg(any(test, feature = "testing"))]
             faults: FaultPlan::new(self.faults),
             counters: Counters::new(self.per_connection_stats),
             auth_failures: self
@@ -333,7 +341,9 @@ impl Server {
         self.memory.clone()
     }
 
-    /// Adds a fault rule while the server runs; it applies from the next command on.
+    /// Adds a fault rule while the server runs; it applies from the next command on
+    /// (`testing` feature).
+    #[cfg(any(test, feature = "testing"))]
     pub fn inject(&self, fault: Fault) {
         self.shared.faults.add(fault);
     }

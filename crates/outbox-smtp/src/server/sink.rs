@@ -12,7 +12,7 @@ use crate::reply::Reply;
 /// The envelope of one accepted transaction (RFC 5321 §2.3.1), with what the server knows
 /// about the session it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Envelope {
+pub struct ReceivedEnvelope {
     /// The reverse-path from `MAIL FROM`, empty for the null sender.
     pub mail_from: String,
     /// The accepted forward-paths, in `RCPT TO` order.
@@ -43,7 +43,7 @@ pub type DeliverFuture<'a> =
 /// `250 2.0.0 Ok: queued as ID` (as Postfix does), `Ok(None)` `250 2.0.0 Ok: queued`.
 pub trait MessageSink: Send + Sync {
     /// Takes one message: its envelope and its text (dot-unstuffed, CRLF line ends as sent).
-    fn deliver(&self, envelope: Envelope, data: Vec<u8>) -> DeliverFuture<'_>;
+    fn deliver(&self, envelope: ReceivedEnvelope, data: Vec<u8>) -> DeliverFuture<'_>;
 
     /// Checks the reverse-path of `MAIL FROM` (empty for the null sender) before the server
     /// answers `250`; an `Err` reply refuses the command. Default: every path is accepted.
@@ -80,7 +80,7 @@ pub trait MessageSink: Send + Sync {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReceivedMessage {
     /// Its envelope.
-    pub envelope: Envelope,
+    pub envelope: ReceivedEnvelope,
     /// Its text, as handed to the sink.
     pub data: Vec<u8>,
 }
@@ -142,7 +142,7 @@ impl MemorySink {
 }
 
 impl MessageSink for MemorySink {
-    fn deliver(&self, envelope: Envelope, data: Vec<u8>) -> DeliverFuture<'_> {
+    fn deliver(&self, envelope: ReceivedEnvelope, data: Vec<u8>) -> DeliverFuture<'_> {
         Box::pin(async move {
             let count = {
                 let mut messages = self.lock();

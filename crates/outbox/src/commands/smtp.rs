@@ -60,7 +60,7 @@ pub async fn run(globals: &Globals, args: SmtpArgs) -> anyhow::Result<()> {
         .with_timeouts(config.delivery.timeouts())
         .with_tls(TlsConfig { ca_file });
 
-    let mut client = SmtpClient::connect(&spec, &client_config).await?;
+    let mut client = SmtpClient::connect_with(&spec, &client_config).await?;
     let mut out = std::io::stdout();
     if let Some(greeting) = client.greeting() {
         print_reply(&mut out, greeting)?;

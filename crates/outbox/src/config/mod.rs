@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use outbox_smtp::timeouts::defaults as timeouts;
+use outbox_smtp::timeout_defaults as timeouts;
 use serde::Deserialize;
 
 use units::{ByteSize, HumanDuration};
@@ -616,7 +616,7 @@ impl Config {
             outbox_smtp::ServerSpec::parse(relay).with_context(|| {
                 format!(
                     "configuration: delivery.relay {:?}",
-                    outbox_smtp::spec::redact(relay)
+                    outbox_smtp::redact(relay)
                 )
             })?;
         }

@@ -166,6 +166,8 @@ impl From<OutboxError> for ApiError {
             err @ OutboxError::NoUnsubscribeLinks => {
                 ApiError::invalid("list_unsubscribe", err.to_string())
             }
+            // Only opening an Outbox sets up a transport; a request never does.
+            err => ApiError::internal(&err),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Per-client throttling of failed token checks (API bearer tokens, admin logins and admin
-//! `Authorization` headers), on top of [`outbox_smtp::FailureThrottle`], the same throttle
+//! `Authorization` headers), on top of [`outbox_smtp::server::FailureThrottle`], the same throttle
 //! the SMTP listener uses for failed AUTH.
 //!
 //! A client (an IPv4 address, or an IPv6 /64) with `max_auth_failures` failures within the
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
 use axum::http::Extensions;
-use outbox_smtp::FailureThrottle;
+use outbox_smtp::server::FailureThrottle;
 use outbox_smtp::server::Network;
 
 /// Failed token checks per client.

@@ -25,7 +25,7 @@ use anyhow::Context;
 use outbox_queue::{NewMessage, NewRecipient, Store, StoreError};
 use outbox_smtp::Reply;
 use outbox_smtp::server::{
-    DeliverFuture, Envelope, MessageSink, Network, Server, StaticUsers,
+    DeliverFuture, MessageSink, Network, ReceivedEnvelope, Server, StaticUsers,
     server_tls_config_from_files,
 };
 use submission::Role;
@@ -124,7 +124,7 @@ impl QueueSink {
 }
 
 impl MessageSink for QueueSink {
-    fn deliver(&self, mut envelope: Envelope, data: Vec<u8>) -> DeliverFuture<'_> {
+    fn deliver(&self, mut envelope: ReceivedEnvelope, data: Vec<u8>) -> DeliverFuture<'_> {
         Box::pin(async move {
             if let Some(feedback) = &self.feedback {
                 let (reports, others): (Vec<String>, Vec<String>) = envelope
@@ -263,8 +263,8 @@ mod tests {
         assert_eq!(subject_of(b""), "");
     }
 
-    fn submission(peer: &str, rcpt: &str) -> (Envelope, Vec<u8>) {
-        let envelope = Envelope {
+    fn submission(peer: &str, rcpt: &str) -> (ReceivedEnvelope, Vec<u8>) {
+        let envelope = ReceivedEnvelope {
             mail_from: "a@x.test".into(),
             rcpt_to: vec![rcpt.to_string()],
             helo: "client.test".into(),

@@ -4,7 +4,7 @@
 
 use outbox_mime::{AddressError, parse_address};
 use outbox_smtp::Reply;
-use outbox_smtp::server::Envelope;
+use outbox_smtp::server::ReceivedEnvelope;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc2822;
 
@@ -66,7 +66,12 @@ pub fn check_address(address: &str, role: Role) -> Result<(), Reply> {
 /// client sent none, then the client's header without its `Bcc:` fields, then the body.
 /// A message whose first line is not a header field gets the blank line that separates an
 /// (added) header from the body.
-pub fn prepare(data: &[u8], envelope: &Envelope, hostname: &str, now: OffsetDateTime) -> Vec<u8> {
+pub fn prepare(
+    data: &[u8],
+    envelope: &ReceivedEnvelope,
+    hostname: &str,
+    now: OffsetDateTime,
+) -> Vec<u8> {
     let mut stored = received_header(hostname, envelope, now);
     let mut kept = Vec::with_capacity(data.len());
     let mut has_date = false;
@@ -132,7 +137,11 @@ fn field_name(line: &[u8]) -> Option<&str> {
 
 /// The trace header a server adds to each message it accepts (RFC 5321 §4.4), with the
 /// `with` protocol names of RFC 3848 (ESMTP, ESMTPS, ESMTPA, ESMTPSA).
-pub fn received_header(hostname: &str, envelope: &Envelope, now: OffsetDateTime) -> Vec<u8> {
+pub fn received_header(
+    hostname: &str,
+    envelope: &ReceivedEnvelope,
+    now: OffsetDateTime,
+) -> Vec<u8> {
     let protocol = match (envelope.tls, envelope.authenticated.is_some()) {
         (false, false) => "ESMTP",
         (true, false) => "ESMTPS",
@@ -160,8 +169,8 @@ pub fn received_header(hostname: &str, envelope: &Envelope, now: OffsetDateTime)
 mod tests {
     use super::*;
 
-    fn envelope(tls: bool, user: Option<&str>) -> Envelope {
-        Envelope {
+    fn envelope(tls: bool, user: Option<&str>) -> ReceivedEnvelope {
+        ReceivedEnvelope {
             mail_from: "a@x.test".into(),
             rcpt_to: vec!["b@y.test".into()],
             helo: "client\r\nX-Injected: 1".into(),

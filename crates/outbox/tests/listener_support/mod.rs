@@ -1,18 +1,18 @@
-//! Shared by the listener tests: `outbox serve` with its whole log kept, the in-process
-//! relay it delivers to, a raw SMTP client bound to a chosen loopback address, and the
-//! check that a real client program is installed.
+//! Shared by the listener tests: the in-process relay `outbox serve` delivers to, a raw SMTP
+//! client bound to a chosen loopback address, and the check that a real client program is
+//! installed. (`outbox serve` itself, with its log kept, is `mail_support::Serve`.)
 
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outbox_smtp::server::{MemorySink, ReceivedMessage, Server};
 
-use crate::mail_support::{ChildGuard, Workdir};
+use crate::mail_support::Workdir;
 
 /// The relay `serve` delivers to: an outbox-smtp server with an in-memory sink.
 pub struct Relay {
@@ -87,91 +87,6 @@ pub fn configure(work: &Workdir, relay: &Relay, listener: &str) {
             relay.spec()
         ),
     );
-}
-
-/// A running `outbox serve` whose every log line is kept.
-pub struct Serve {
-    pub guard: ChildGuard,
-    pub address: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Serve {
-    /// Starts `outbox serve` in `work` with `RUST_LOG` set to `log_level`.
-    pub fn start(work: &Workdir, log_level: &str) -> Serve {
-        let child = work
-            .outbox(&["serve"])
-            .env("RUST_LOG", log_level)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start outbox serve");
-        let mut guard = ChildGuard { child };
-        let stderr = guard.child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (sender, receiver) = std::sync::mpsc::channel();
-        let lines = log.clone();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !sent && line.contains("SMTP submission listener listening") {
-                    let address = line
-                        .split_whitespace()
-                        .find_map(|word| word.strip_prefix("address="))
-                        .map(str::to_string);
-                    let _ = sender.send(address.unwrap_or_default());
-                    sent = true;
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let address = receiver
-            .recv_timeout(Duration::from_secs(60))
-            .expect("outbox serve starts the SMTP listener in time");
-        Serve {
-            guard,
-            address: address.parse().expect("listener address in the log"),
-            log,
-        }
-    }
-
-    pub fn host(&self) -> String {
-        self.address.ip().to_string()
-    }
-
-    pub fn port(&self) -> String {
-        self.address.port().to_string()
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.guard.child.id()
-    }
-
-    /// Every log line so far.
-    pub fn log(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// The resident set size of the serve process in kB (`VmRSS` in /proc/PID/status).
-    pub fn rss_kb(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("/proc/PID/status");
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| value.split_whitespace().next()?.parse().ok())
-            .expect("VmRSS line")
-    }
-
-    /// Stops serve with SIGTERM and waits, so its last log lines are read.
-    pub fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status();
-        let _ = self.guard.child.wait();
-        // The reader thread ends at EOF; give it a moment to store the last lines.
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// A blocking line client on a real socket, bound to `from` before connecting.

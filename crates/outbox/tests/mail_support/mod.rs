@@ -1,15 +1,18 @@
 //! Shared by the listener, sendmail and bulk tests: the real `outbox` binary in a temp dir
-//! (its own SQLite queue), and delivery of that queue into an in-process SMTP server so a
-//! test can read the exact bytes that were stored.
+//! (its own SQLite queue), `outbox serve` with its log kept, and delivery of that queue into
+//! an in-process SMTP server so a test can read the exact bytes that were stored.
 
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use outbox_smtp::server::{ReceivedMessage, Server};
+pub use outbox_testkit::ProcessGuard;
 
 /// The path of the binary under test.
 pub fn binary() -> PathBuf {
@@ -110,57 +113,101 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// A child process killed (by its pid) when the guard is dropped, also when a test fails.
-pub struct ChildGuard {
-    pub child: Child,
+/// A running `outbox serve` whose every log line is kept.
+pub struct Serve {
+    pub guard: ProcessGuard,
+    pub address: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
 }
 
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Serve {
+    /// Starts `outbox serve` in `work` with `RUST_LOG` set to `log_level`.
+    pub fn start(work: &Workdir, log_level: &str) -> Serve {
+        let child = work
+            .outbox(&["serve"])
+            .env("RUST_LOG", log_level)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start outbox serve");
+        let mut guard = ProcessGuard::new(child, "outbox");
+        let stderr = guard.child_mut().stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent && line.contains("SMTP submission listener listening") {
+                    let address = line
+                        .split_whitespace()
+                        .find_map(|word| word.strip_prefix("address="))
+                        .map(str::to_string);
+                    let _ = sender.send(Ok(address.unwrap_or_default()));
+                    sent = true;
+                } else if !sent && line.contains("ERROR") {
+                    let _ = sender.send(Err(line.clone()));
+                    sent = true;
+                }
+                // Keep draining so the child never blocks on a full pipe.
+                lines.lock().unwrap().push(line);
+            }
+            if !sent {
+                let _ = sender.send(Err("outbox serve exited before listening".to_string()));
+            }
+        });
+        let address = receiver
+            .recv_timeout(Duration::from_secs(60))
+            .expect("outbox serve starts the SMTP listener in time")
+            .expect("outbox serve starts");
+        Serve {
+            guard,
+            address: address.parse().expect("listener address in the log"),
+            log,
+        }
+    }
+
+    pub fn host(&self) -> String {
+        self.address.ip().to_string()
+    }
+
+    pub fn port(&self) -> String {
+        self.address.port().to_string()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.guard.pid()
+    }
+
+    /// Every log line so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The resident set size of the serve process in kB (`VmRSS` in /proc/PID/status).
+    pub fn rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("/proc/PID/status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.split_whitespace().next()?.parse().ok())
+            .expect("VmRSS line")
+    }
+
+    /// Stops serve with SIGTERM and waits, so its last log lines are read.
+    pub fn stop(&mut self) {
+        self.guard.terminate();
+        // The reader thread ends at EOF; give it a moment to store the last lines.
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 /// `outbox serve` with the config file `outbox.toml` in the dir; returns the guard and the
 /// SMTP listener's address, read from its log line.
-pub fn serve(work: &Workdir) -> (ChildGuard, String) {
-    let child = work
-        .outbox(&["serve"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start outbox serve");
-    let mut guard = ChildGuard { child };
-    let stderr = guard.child.stderr.take().expect("stderr");
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent && line.contains("SMTP submission listener listening") {
-                let address = line
-                    .split_whitespace()
-                    .find_map(|word| word.strip_prefix("address="))
-                    .map(str::to_string);
-                let _ = sender.send(Ok(address.unwrap_or_default()));
-                sent = true;
-            } else if !sent && line.contains("ERROR") {
-                let _ = sender.send(Err(line.clone()));
-                sent = true;
-            }
-            // Keep draining so the child never blocks on a full pipe.
-        }
-        if !sent {
-            let _ = sender.send(Err("outbox serve exited before listening".to_string()));
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let address = receiver
-        .recv_timeout(deadline - Instant::now())
-        .expect("outbox serve starts the SMTP listener in time")
-        .expect("outbox serve starts");
-    assert!(!address.is_empty(), "listener address in the log");
-    (guard, address)
+pub fn serve(work: &Workdir) -> (ProcessGuard, String) {
+    let serve = Serve::start(work, "info");
+    (serve.guard, serve.address.to_string())
 }
 
 /// Runs a Python 3 script with arguments; returns its output.

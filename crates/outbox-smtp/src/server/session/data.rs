@@ -5,7 +5,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use super::{FaultOutcome, Flow, Io, Session, reply};
 use crate::server::fault::Stage;
 use crate::server::lines::{Data, DataObserver, DataProblem, read_data};
-use crate::server::sink::Envelope;
+use crate::server::sink::ReceivedEnvelope;
 
 /// Ends the text after this many octets, for the fault injector's mid-DATA drop.
 struct DropAfter(Option<u64>);
@@ -78,7 +78,7 @@ impl Session<'_> {
         {
             return Ok(flow);
         }
-        let envelope = Envelope {
+        let envelope = ReceivedEnvelope {
             mail_from: sender.unwrap_or_default(),
             rcpt_to: recipients,
             helo: self.helo.clone().unwrap_or_default(),

@@ -13,7 +13,9 @@ use tokio_rustls::TlsAcceptor;
 
 use super::Shared;
 use super::command::{Command, CommandError, Param, parse_command};
-use super::fault::{FaultAction, Stage};
+#[cfg(any(test, feature = "testing"))]
+use super::fault::FaultAction;
+use super::fault::Stage;
 use super::lines::{
     Line, MAX_AUTH_LINE, MAX_COMMAND_LINE, ends_with_crlf, has_bare_cr, read_line, trim_line_end,
 };
@@ -34,7 +36,9 @@ enum Next<S> {
     StartTls(S),
 }
 
-/// What a fault rule decided for the current command.
+/// What a fault rule decided for the current command. Without the `testing` feature no
+/// rule exists, so only `Proceed` is ever made.
+#[cfg_attr(not(any(test, feature = "testing")), allow(dead_code))]
 enum FaultOutcome {
     /// No reply fault fired: reply normally.
     Proceed,
@@ -242,6 +246,7 @@ impl Session<'_> {
         &mut self,
         io: &mut Io<S>,
     ) -> std::io::Result<Flow> {
+        #[cfg(any(test, feature = "testing"))]
         match self.shared.faults.fire(Stage::Connect, None, &[]) {
             Some(FaultAction::Reply(greeting)) => {
                 self.send(io, &greeting).await?;
@@ -268,32 +273,42 @@ impl Session<'_> {
         sender: Option<&str>,
         recipients: &[String],
     ) -> std::io::Result<FaultOutcome> {
-        let Some(action) = self.shared.faults.fire(stage, sender, recipients) else {
-            return Ok(FaultOutcome::Proceed);
-        };
-        tracing::debug!(peer = %self.peer, ?stage, ?action, "fault fires");
-        match action {
-            FaultAction::Reply(fault_reply) => {
-                self.send(io, &fault_reply).await?;
-                Ok(FaultOutcome::Done(if fault_reply.code == 421 {
-                    Flow::Close
-                } else {
-                    Flow::Continue
-                }))
-            }
-            FaultAction::Drop => Ok(FaultOutcome::Done(Flow::Close)),
-            FaultAction::Stall(delay) => {
-                io.flush().await?;
-                tokio::time::sleep(delay).await;
-                Ok(FaultOutcome::Proceed)
-            }
-            FaultAction::DropMidData { after_bytes } => Ok(FaultOutcome::DropAfter(after_bytes)),
-            FaultAction::BreakTls => {
-                self.send(io, &reply(220, "2.0.0 Ready to start TLS"))
-                    .await?;
-                // Not a TLS record: a client's handshake reads it as a corrupt message.
-                io.write_all(b"this is not TLS\r\n").await?;
-                Ok(FaultOutcome::Done(Flow::Close))
+        #[cfg(not(any(test, feature = "testing")))]
+        {
+            let _ = (io, stage, sender, recipients);
+            Ok(FaultOutcome::Proceed)
+        }
+        #[cfg(any(test, feature = "testing"))]
+        {
+            let Some(action) = self.shared.faults.fire(stage, sender, recipients) else {
+                return Ok(FaultOutcome::Proceed);
+            };
+            tracing::debug!(peer = %self.peer, ?stage, ?action, "fault fires");
+            match action {
+                FaultAction::Reply(fault_reply) => {
+                    self.send(io, &fault_reply).await?;
+                    Ok(FaultOutcome::Done(if fault_reply.code == 421 {
+                        Flow::Close
+                    } else {
+                        Flow::Continue
+                    }))
+                }
+                FaultAction::Drop => Ok(FaultOutcome::Done(Flow::Close)),
+                FaultAction::Stall(delay) => {
+                    io.flush().await?;
+                    tokio::time::sleep(delay).await;
+                    Ok(FaultOutcome::Proceed)
+                }
+                FaultAction::DropMidData { after_bytes } => {
+                    Ok(FaultOutcome::DropAfter(after_bytes))
+                }
+                FaultAction::BreakTls => {
+                    self.send(io, &reply(220, "2.0.0 Ready to start TLS"))
+                        .await?;
+                    // Not a TLS record: a client's handshake reads it as a corrupt message.
+                    io.write_all(b"this is not TLS\r\n").await?;
+                    Ok(FaultOutcome::Done(Flow::Close))
+                }
             }
         }
     }

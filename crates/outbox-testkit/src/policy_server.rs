@@ -3,11 +3,6 @@
 //! at the time: status, headers, body (Content-Length or chunked), or no answer at all
 //! (a stall). Responses are written by hand so a test controls every byte; the server stops
 //! (all its connections with it) when dropped.
-//!
-//! Included by `tests/mta_sts.rs` with `#[path]` rather than from `support/mod.rs`, which
-//! the `outbox` crate's tests include too: a test there using it needs tokio-rustls among
-//! that crate's dev-dependencies. Each test file uses only some of it.
-#![allow(dead_code)]
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;

@@ -1,8 +1,6 @@
 //! Reading composed messages back with two independent parsers: mail-parser 0.11 and
 //! Python's `email` package (tests/python/mime_dump.py), into one comparable shape.
 
-#![allow(dead_code)]
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 

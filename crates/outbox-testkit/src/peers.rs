@@ -3,62 +3,16 @@
 //! fails. A peer that cannot start fails the test loudly.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-/// A child process killed (by its pid) and reaped when dropped.
-pub struct ProcessGuard {
-    child: Child,
-    name: &'static str,
-}
-
-impl ProcessGuard {
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Whether the process has already exited.
-    pub fn exited(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(Some(_)))
-    }
-}
-
-impl Drop for ProcessGuard {
-    fn drop(&mut self) {
-        if let Err(err) = self.child.kill()
-            && err.kind() != std::io::ErrorKind::InvalidInput
-        {
-            eprintln!(
-                "could not kill {} (pid {}): {err}",
-                self.name,
-                self.child.id()
-            );
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// Waits until something accepts TCP connections on the port, or the process exits.
-fn wait_listening(guard: &mut ProcessGuard, port: u16) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if guard.exited() {
-            return false;
-        }
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
+use crate::ProcessGuard;
 
 /// A running smtp-sink.
 pub struct SmtpSink {
+    /// The process; dropping it kills smtp-sink.
     pub guard: ProcessGuard,
+    /// Where it listens on 127.0.0.1.
     pub port: u16,
 }
 
@@ -70,7 +24,7 @@ pub fn smtp_sink(extra: &[&str]) -> SmtpSink {
         .find(|p| Path::new(p).exists())
         .expect("smtp-sink is not installed: run scripts/install-peers.sh");
     for _ in 0..10 {
-        let port = super::free_tcp_port();
+        let port = crate::free_tcp_port();
         let child = Command::new(program)
             .args(["-u", "nobody"])
             .args(extra)
@@ -81,11 +35,8 @@ pub fn smtp_sink(extra: &[&str]) -> SmtpSink {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn smtp-sink");
-        let mut guard = ProcessGuard {
-            child,
-            name: "smtp-sink",
-        };
-        if wait_listening(&mut guard, port) {
+        let mut guard = ProcessGuard::new(child, "smtp-sink");
+        if guard.wait_listening(port) {
             return SmtpSink { guard, port };
         }
     }
@@ -119,21 +70,28 @@ pub fn dumped_messages(dir: &Path) -> Vec<Vec<u8>> {
 /// How to run aiosmtpd.
 #[derive(Default)]
 pub struct AiosmtpdOptions<'a> {
+    /// A directory to write each message into (one file each).
     pub out: Option<&'a Path>,
+    /// Require AUTH (PLAIN / LOGIN) with this user name and password.
     pub user: Option<(&'a str, &'a str)>,
-    pub tls: Option<&'a super::ca::TestCa>,
+    /// Offer STARTTLS (or, with `implicit_tls`, speak TLS at once) with this CA's server
+    /// certificate.
+    pub tls: Option<&'a crate::ca::TestCa>,
+    /// TLS from the first byte (port 465 style) instead of STARTTLS.
     pub implicit_tls: bool,
 }
 
 /// A running aiosmtpd.
 pub struct Aiosmtpd {
+    /// The process; dropping it kills aiosmtpd.
     pub guard: ProcessGuard,
+    /// Where it listens on 127.0.0.1.
     pub port: u16,
 }
 
-/// Starts `tests/peers/aiosmtpd_server.py`, which picks its own port and prints it.
+/// Starts `peers/aiosmtpd_server.py` (in this crate), which picks its own port and prints it.
 pub fn aiosmtpd(options: AiosmtpdOptions<'_>) -> Aiosmtpd {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/aiosmtpd_server.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/aiosmtpd_server.py");
     let mut command = Command::new("python3");
     command.arg(&script);
     if let Some(out) = options.out {
@@ -157,11 +115,8 @@ pub fn aiosmtpd(options: AiosmtpdOptions<'_>) -> Aiosmtpd {
         .expect(
             "spawn python3 aiosmtpd_server.py (is aiosmtpd installed? scripts/install-peers.sh)",
         );
-    let mut guard = ProcessGuard {
-        child,
-        name: "aiosmtpd",
-    };
-    let stdout = guard.child.stdout.take().unwrap();
+    let mut guard = ProcessGuard::new(child, "aiosmtpd");
+    let stdout = guard.child_mut().stdout.take().unwrap();
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
     let port: u16 = line

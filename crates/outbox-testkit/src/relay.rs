@@ -1,4 +1,4 @@
-//! An in-process SMTP server for engine tests (fault injection, what it received), and
+//! An in-process SMTP relay for engine tests (fault injection, what it received), and
 //! the engine's SMTP transport pointed at a relay.
 
 use std::sync::Arc;

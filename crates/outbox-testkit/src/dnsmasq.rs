@@ -18,14 +18,14 @@ impl Dnsmasq {
     /// Starts dnsmasq with `records` (dnsmasq options such as `--mx-host=a.test,mx.a.test,10`
     /// and `--host-record=mx.a.test,127.0.0.2`). Panics, naming the reason, when it cannot
     /// start: a test that needs it must not pass without it.
-    pub fn start(records: &[String]) -> Dnsmasq {
+    pub fn start<S: AsRef<str>>(records: &[S]) -> Dnsmasq {
         let binary = ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
             .expect("dnsmasq is not installed (scripts/install-peers.sh installs dnsmasq-base)");
         let mut last_error = String::new();
         for _ in 0..10 {
-            let port = super::free_udp_tcp_port();
+            let port = crate::free_udp_tcp_port();
             let mut child = Command::new(binary)
                 .args([
                     "--keep-in-foreground",
@@ -39,7 +39,7 @@ impl Dnsmasq {
                     "--local-ttl=300",
                 ])
                 .arg(format!("--port={port}"))
-                .args(records)
+                .args(records.iter().map(AsRef::as_ref))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -69,6 +69,18 @@ impl Dnsmasq {
             }
         }
         panic!("dnsmasq could not start: {last_error}");
+    }
+
+    /// outbox-smtp's resolver asking only this server, with a 1 s timeout (short, so the
+    /// tests that stop the server do not wait long for its silence).
+    #[cfg(feature = "smtp")]
+    pub fn resolver(&self) -> outbox_smtp::mx::DnsMxResolver {
+        outbox_smtp::mx::DnsMxResolver::new(&outbox_smtp::mx::ResolverSettings {
+            nameservers: vec![self.addr],
+            timeout: Duration::from_secs(1),
+            ..outbox_smtp::mx::ResolverSettings::default()
+        })
+        .expect("resolver")
     }
 
     /// `host:port` as `[dns] nameservers` / `OUTBOX_DNS_NAMESERVERS` take it.
