@@ -291,29 +291,7 @@ pub fn normalise_message_id(id: &str) -> Option<String> {
 /// The `Message-ID` of a message's header section (unfolded), reading at most its first
 /// 64 KiB: stored at enqueue, so that a bounce or complaint without a token can be matched.
 pub(crate) fn header_message_id(data: &[u8]) -> Option<String> {
-    let head = &data[..data.len().min(64 * 1024)];
-    let text = String::from_utf8_lossy(head);
-    let mut value: Option<String> = None;
-    for line in text.split("\r\n").flat_map(|l| l.split('\n')) {
-        if line.is_empty() {
-            break;
-        }
-        if line.starts_with([' ', '\t']) {
-            if let Some(v) = value.as_mut() {
-                v.push_str(line);
-            }
-            continue;
-        }
-        if value.is_some() {
-            break;
-        }
-        if let Some((name, rest)) = line.split_once(':')
-            && name.trim().eq_ignore_ascii_case("message-id")
-        {
-            value = Some(rest.to_string());
-        }
-    }
-    normalise_message_id(&value?)
+    normalise_message_id(&crate::suppression::header_field(data, "message-id")?)
 }
 
 #[cfg(test)]

@@ -285,9 +285,9 @@ pub(crate) fn default_list(data: &[u8], envelope_from: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// The first address of the header `From` (unfolded), reading at most the first 64 KiB of
-/// the header section.
-fn header_from(data: &[u8]) -> Option<String> {
+/// The value of the first header field `name` of a message (unfolded), reading at most the
+/// first 64 KiB of its header section.
+pub(crate) fn header_field(data: &[u8], name: &str) -> Option<String> {
     let head = &data[..data.len().min(64 * 1024)];
     let text = String::from_utf8_lossy(head);
     let mut value: Option<String> = None;
@@ -304,13 +304,19 @@ fn header_from(data: &[u8]) -> Option<String> {
         if value.is_some() {
             break;
         }
-        if let Some((name, rest)) = line.split_once(':')
-            && name.trim().eq_ignore_ascii_case("from")
+        if let Some((field, rest)) = line.split_once(':')
+            && field.trim().eq_ignore_ascii_case(name)
         {
             value = Some(rest.to_string());
         }
     }
-    let first = outbox_mime::parse_address_list(value?.trim()).ok()?;
+    value
+}
+
+/// The first address of the header `From`.
+fn header_from(data: &[u8]) -> Option<String> {
+    let value = header_field(data, "from")?;
+    let first = outbox_mime::parse_address_list(value.trim()).ok()?;
     let address = first.first()?.addr_spec();
     (address.len() <= MAX_SUPPRESSION_TEXT).then_some(address)
 }
