@@ -35,6 +35,8 @@ rows=(
   "deliver|delivery end to end vs Postfix and the smtp-source → smtp-sink ceiling|OUTBOX_BENCH_DB=postgres bench/deliver.sh|COUNT=500 ROUNDS=1 OUTBOX_BENCH_DB=postgres bench/deliver.sh"
   "deliver-100k|the same, 100 KB|COUNT=2000 SIZE=102400 OUTBOX_BENCH_DB=postgres bench/deliver.sh|COUNT=50 SIZE=102400 ROUNDS=1 bench/deliver.sh"
   "mx|direct MX delivery to many domains, and the rate limit|bench/mx.sh|COUNT=300 DOMAINS=30 HOSTS=3 RATE_COUNT=100 ROUNDS=1 bench/mx.sh"
+  "webhooks|webhooks while delivering: delivery rate with an endpoint / without, events sent per second|bench/webhooks.sh|COUNT=500 ROUNDS=1 bench/webhooks.sh"
+  "verp|VERP (one recipient per transaction) / shared transactions|bench/verp.sh|MESSAGES=5 RECIPIENTS=20 ROUNDS=1 bench/verp.sh"
   "recovery|kill -9, then restart: to the first resumed delivery|bench/recovery.sh|N=200 bench/recovery.sh"
   "recovery-pg|the same on PostgreSQL|OUTBOX_BENCH_DB=postgres bench/recovery.sh|N=200 OUTBOX_BENCH_DB=postgres bench/recovery.sh"
   "priority|high priority while 20 000 low drain|bench/priority.sh|LOW=2000 START_AFTER=500 HIGH=10 IDLE=5 ROUNDS=1 bench/priority.sh"
