@@ -23,6 +23,21 @@ use crate::{RecipientState, StoreError};
 /// Longest report text kept for an unmatched or unparsed report, in bytes.
 pub const MAX_KEPT_REPORT: usize = 64 * 1024;
 
+/// Unmatched reports kept: anyone may send one (the bounce domain takes mail without AUTH),
+/// so only the newest this many are kept (with their text, at most [`MAX_KEPT_REPORT`]
+/// each: 64 MB in all); recording one more deletes the oldest.
+pub const MAX_UNMATCHED_REPORTS: i64 = 1000;
+
+/// The statement that keeps the newest [`MAX_UNMATCHED_REPORTS`] unmatched reports and
+/// deletes the rest (by the partial index `feedback_unmatched`); `{p}` is the placeholder
+/// bound to [`MAX_UNMATCHED_REPORTS`].
+pub(crate) fn prune_unmatched_sql(p: &str) -> String {
+    format!(
+        "DELETE FROM feedback WHERE recipient_id IS NULL AND id <= \
+           (SELECT id FROM feedback WHERE recipient_id IS NULL ORDER BY id DESC LIMIT 1 OFFSET {p})"
+    )
+}
+
 /// Longest status, diagnostic or address stored, in bytes (longer ones are cut).
 pub const MAX_FEEDBACK_TEXT: usize = 1000;
 

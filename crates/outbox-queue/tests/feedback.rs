@@ -18,6 +18,7 @@ conformance!(
     a_delay_changes_nothing,
     a_complaint_overrides_a_bounce_and_suppresses,
     unmatched_reports_are_kept_with_their_text,
+    only_the_newest_unmatched_reports_are_kept,
     removed_recipients_stay_removed,
     a_synchronous_5xx_suppresses_and_a_4xx_never,
     without_a_token_the_message_id_and_address_match,
@@ -253,6 +254,50 @@ async fn a_complaint_overrides_a_bounce_and_suppresses(t: TestStore) {
     let kinds: Vec<&str> = events.items.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["queued", "sent", "bounced", "complained"]);
     assert_eq!(events.items[3].reply.as_deref(), Some("complained: abuse"));
+}
+
+/// Anyone may mail the bounce domain: unmatched reports are kept up to a bound, the
+/// oldest deleted first; reports that matched a recipient are never pruned this way.
+async fn only_the_newest_unmatched_reports_are_kept(t: TestStore) {
+    let (_, rows) = sent_message(&t, &["a@example.net"]).await;
+    let matched = t
+        .store
+        .record_feedback(report(FeedbackKind::Delay, Some(rows[0].id), Some("4.4.1")))
+        .await
+        .unwrap();
+    let max = outbox_queue::feedback::MAX_UNMATCHED_REPORTS;
+    let mut ids = Vec::new();
+    for _ in 0..max + 2 {
+        let applied = t
+            .store
+            .record_feedback(report(FeedbackKind::Bounce, None, Some("5.1.1")))
+            .await
+            .unwrap();
+        ids.push(applied.id);
+    }
+    let kept = t
+        .store
+        .feedback_list(FeedbackFilter {
+            unmatched: true,
+            limit: 1000,
+            ..FeedbackFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(kept.len() as i64, max);
+    assert_eq!(kept[0].id, *ids.last().unwrap(), "the newest is kept");
+    assert_eq!(kept.last().unwrap().id, ids[2], "the two oldest are gone");
+    assert_eq!(t.store.feedback_raw(ids[0]).await.unwrap(), None);
+    let all = t
+        .store
+        .feedback_list(FeedbackFilter {
+            before: Some(ids[2]),
+            ..FeedbackFilter::default()
+        })
+        .await
+        .unwrap();
+    let older: Vec<i64> = all.iter().map(|r| r.id).collect();
+    assert_eq!(older, [matched.id], "the matched report stays");
 }
 
 async fn unmatched_reports_are_kept_with_their_text(t: TestStore) {

@@ -117,6 +117,13 @@ pub(super) async fn record(
         )
         .await?;
     let id: i64 = row.get(0);
+    if !matched {
+        tx.execute(
+            &crate::feedback::prune_unmatched_sql("$1"),
+            &[&crate::feedback::MAX_UNMATCHED_REPORTS],
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(FeedbackApplied {
         id,

@@ -102,6 +102,10 @@ pub(super) fn record(
             ],
             |row| row.get(0),
         )?;
+    if !matched {
+        tx.prepare_cached(&crate::feedback::prune_unmatched_sql("?1"))?
+            .execute([crate::feedback::MAX_UNMATCHED_REPORTS])?;
+    }
     Ok(FeedbackApplied {
         id,
         message_id: target.as_ref().map(|(_, m, _)| m.clone()),
