@@ -33,6 +33,8 @@ const POSTGRES_PASSWORD: &str = "pg-pw-Z1y2X3w4v5";
 const MESSAGE_RELAY_USER: &str = "mailer2";
 const MESSAGE_RELAY_PASSWORD: &str = "msg-relay-pw-R4t5Y6u7";
 const UNSUBSCRIBE_SECRET: &str = "unsub-secret-P0o9I8u7Y6t5";
+const BOUNCES_SECRET: &str = "verp-secret-L1k2J3h4G5f6";
+const WEBHOOK_SECRET: &str = "whsec_d2ViaG9vay1zZWNyZXQtQTFzMkQzZjQ=";
 
 /// Every secret and what it is, for the failure message.
 const SECRETS: &[(&str, &str)] = &[
@@ -44,6 +46,8 @@ const SECRETS: &[(&str, &str)] = &[
     ("PostgreSQL password", POSTGRES_PASSWORD),
     ("a message's relay password", MESSAGE_RELAY_PASSWORD),
     ("unsubscribe secret", UNSUBSCRIBE_SECRET),
+    ("VERP (bounces) secret", BOUNCES_SECRET),
+    ("webhook secret", WEBHOOK_SECRET),
 ];
 
 /// Every output of the run, by where it came from.
@@ -122,6 +126,12 @@ users = {{ {LISTENER_USER} = "{LISTENER_PASSWORD}" }}
 [unsubscribe]
 base_url = "https://mail.example.com"
 secret = "{UNSUBSCRIBE_SECRET}"
+[bounces]
+domain = "bounces.example.com"
+secret = "{BOUNCES_SECRET}"
+[[webhooks]]
+url = "http://127.0.0.1:9/hook"
+secret = "{WEBHOOK_SECRET}"
 "#
     )
 }
@@ -307,6 +317,12 @@ fn no_secret_in_any_output_at_trace_level() {
     for message in &received {
         outputs.add("a delivered message", &message.data);
     }
+    // The queued ones went out with VERP return paths made with the bounces secret.
+    let verp = received
+        .iter()
+        .filter(|m| m.envelope.mail_from.starts_with("bounces+"))
+        .count();
+    assert_eq!(verp, 3, "queued messages carry VERP return paths");
     // Proof that the trace reached the SMTP conversation, where a password could show.
     assert!(
         outputs.text("deliver: stderr").contains("AUTH"),
