@@ -180,6 +180,52 @@ impl Default for SuppressionFilter {
     }
 }
 
+/// A [`SuppressionFilter`] checked and normalised, as both backends bind it: fetch at most
+/// `limit + 1` rows after (`after_address`, `after_list`), then [`SuppressionQuery::page`].
+pub(crate) struct SuppressionQuery {
+    pub address: Option<String>,
+    pub list: Option<String>,
+    pub after_address: Option<String>,
+    pub after_list: Option<String>,
+    pub limit: i64,
+}
+
+impl SuppressionFilter {
+    /// The filter's values normalised; a bad address, list or cursor is an error naming it.
+    pub(crate) fn query(&self) -> Result<SuppressionQuery, StoreError> {
+        let (after_address, after_list) = match self.cursor.as_deref() {
+            Some(cursor) => {
+                let (a, l) = parse_cursor(cursor)?;
+                (Some(a), Some(l))
+            }
+            None => (None, None),
+        };
+        Ok(SuppressionQuery {
+            address: self.address.as_deref().map(normalise_address).transpose()?,
+            list: self.list.as_deref().map(normalise_list).transpose()?,
+            after_address,
+            after_list,
+            limit: i64::from(self.limit.clamp(1, 1000)),
+        })
+    }
+}
+
+impl SuppressionQuery {
+    /// The page of `items` (up to `limit + 1` rows, in order): one row more than the
+    /// limit means there is a next page, whose cursor is the last row kept.
+    pub(crate) fn page(&self, mut items: Vec<Suppression>) -> SuppressionPage {
+        let next_cursor = if items.len() as i64 > self.limit {
+            items.truncate(self.limit as usize);
+            items
+                .last()
+                .map(|s| cursor_of(&s.address, s.list.as_deref().unwrap_or("")))
+        } else {
+            None
+        };
+        SuppressionPage { items, next_cursor }
+    }
+}
+
 /// One page of suppressions, ordered by address, then list (every list first).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SuppressionPage {

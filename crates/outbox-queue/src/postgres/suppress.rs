@@ -8,8 +8,8 @@ use tokio_postgres::Row;
 use crate::StoreError;
 use crate::schema::refresh_statuses_sql;
 use crate::suppression::{
-    NewSuppression, Suppression, SuppressionFilter, SuppressionPage, cursor_of, normalise_address,
-    normalise_list, parse_cursor, reply_sql,
+    NewSuppression, Suppression, SuppressionFilter, SuppressionPage, normalise_address,
+    normalise_list, reply_sql,
 };
 use crate::timefmt::to_ms;
 
@@ -96,20 +96,7 @@ pub(super) async fn list(
     client: &Client,
     filter: &SuppressionFilter,
 ) -> Result<SuppressionPage, StoreError> {
-    let limit = i64::from(filter.limit.clamp(1, 1000));
-    let address = filter
-        .address
-        .as_deref()
-        .map(normalise_address)
-        .transpose()?;
-    let list = filter.list.as_deref().map(normalise_list).transpose()?;
-    let (after_address, after_list) = match filter.cursor.as_deref() {
-        Some(cursor) => {
-            let (a, l) = parse_cursor(cursor)?;
-            (Some(a), Some(l))
-        }
-        None => (None, None),
-    };
+    let q = filter.query()?;
     let rows = client
         .query(
             &format!(
@@ -118,19 +105,17 @@ pub(super) async fn list(
                  AND ($3::text IS NULL OR (address, list) > ($3, $4::text)) \
                  ORDER BY address, list LIMIT $5"
             ),
-            &[&address, &list, &after_address, &after_list, &(limit + 1)],
+            &[
+                &q.address,
+                &q.list,
+                &q.after_address,
+                &q.after_list,
+                &(q.limit + 1),
+            ],
         )
         .await?;
-    let mut items = rows.iter().map(build).collect::<Result<Vec<_>, _>>()?;
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items
-            .last()
-            .map(|s| cursor_of(&s.address, s.list.as_deref().unwrap_or("")))
-    } else {
-        None
-    };
-    Ok(SuppressionPage { items, next_cursor })
+    let items = rows.iter().map(build).collect::<Result<Vec<_>, _>>()?;
+    Ok(q.page(items))
 }
 
 /// The suppressions that stop mail from `list` to any of `addresses`.

@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 use crate::StoreError;
 use crate::schema::refresh_statuses_sql;
 use crate::suppression::{
-    NewSuppression, Suppression, SuppressionFilter, SuppressionPage, SuppressionReason, cursor_of,
-    normalise_address, normalise_list, parse_cursor, reply_sql,
+    NewSuppression, Suppression, SuppressionFilter, SuppressionPage, SuppressionReason,
+    normalise_address, normalise_list, reply_sql,
 };
 use crate::timefmt::to_ms;
 
@@ -94,20 +94,7 @@ pub(super) fn list(
     conn: &Connection,
     filter: &SuppressionFilter,
 ) -> Result<SuppressionPage, StoreError> {
-    let limit = i64::from(filter.limit.clamp(1, 1000));
-    let address = filter
-        .address
-        .as_deref()
-        .map(normalise_address)
-        .transpose()?;
-    let list = filter.list.as_deref().map(normalise_list).transpose()?;
-    let (after_address, after_list) = match filter.cursor.as_deref() {
-        Some(cursor) => {
-            let (a, l) = parse_cursor(cursor)?;
-            (Some(a), Some(l))
-        }
-        None => (None, None),
-    };
+    let q = filter.query()?;
     let mut select = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM suppressions \
          WHERE (?1 IS NULL OR address = ?1) AND (?2 IS NULL OR list = ?2) \
@@ -115,21 +102,19 @@ pub(super) fn list(
          ORDER BY address, list LIMIT ?5"
     ))?;
     let rows = select.query_map(
-        params![address, list, after_address, after_list, limit + 1],
+        params![
+            q.address,
+            q.list,
+            q.after_address,
+            q.after_list,
+            q.limit + 1
+        ],
         from_row,
     )?;
-    let mut items = rows
+    let items = rows
         .map(|row| build(row?))
         .collect::<Result<Vec<_>, StoreError>>()?;
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items
-            .last()
-            .map(|s| cursor_of(&s.address, s.list.as_deref().unwrap_or("")))
-    } else {
-        None
-    };
-    Ok(SuppressionPage { items, next_cursor })
+    Ok(q.page(items))
 }
 
 /// The suppressions that stop mail from `list` to any of `addresses`.
