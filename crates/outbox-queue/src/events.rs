@@ -215,6 +215,49 @@ pub struct WebhookBatch {
     pub attempts: u32,
 }
 
+/// The statement both backends read a webhook's next batch with: its undelivered
+/// deliveries in event order, each event's columns then its delivery's due time and
+/// attempts; `webhook` and `limit` are the placeholders of the webhook and the row limit.
+pub(crate) fn batch_sql(webhook: &str, limit: &str) -> String {
+    let columns = EVENT_COLUMNS
+        .split(", ")
+        .map(|c| format!("e.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT {columns}, d.next_attempt_at, d.attempts FROM webhook_deliveries d \
+         JOIN events e ON e.id = d.event_id \
+         WHERE d.webhook = {webhook} AND d.delivered_at IS NULL ORDER BY d.event_id LIMIT {limit}"
+    )
+}
+
+impl WebhookBatch {
+    /// The batch of `rows` (event, due time, attempts, in event order) that is due at
+    /// `now`: the rows up to the first that is not (a batch never overtakes an event in
+    /// backoff); when the very first waits, when it is due.
+    pub(crate) fn due_prefix<T>(
+        rows: impl IntoIterator<Item = (T, i64, i64)>,
+        now: OffsetDateTime,
+        mut build: impl FnMut(T) -> Result<Event, StoreError>,
+    ) -> Result<WebhookBatch, StoreError> {
+        let now = crate::timefmt::to_ms(now);
+        let mut batch = WebhookBatch::default();
+        for (i, (event, due, attempts)) in rows.into_iter().enumerate() {
+            if due > now {
+                if i == 0 {
+                    batch.next_attempt_at = Some(crate::timefmt::from_ms(due));
+                }
+                break;
+            }
+            if i == 0 {
+                batch.attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
+            }
+            batch.events.push(build(event)?);
+        }
+        Ok(batch)
+    }
+}
+
 /// What one webhook request gave ([`Store::webhook_result`](crate::Store::webhook_result)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WebhookResult {

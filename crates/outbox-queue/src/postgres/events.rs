@@ -208,37 +208,11 @@ pub(super) async fn batch(
     limit: usize,
 ) -> Result<WebhookBatch, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let columns = EVENT_COLUMNS
-        .split(", ")
-        .map(|c| format!("e.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
     let rows = client
-        .query(
-            &format!(
-                "SELECT {columns}, d.next_attempt_at, d.attempts FROM webhook_deliveries d \
-                 JOIN events e ON e.id = d.event_id \
-                 WHERE d.webhook = $1 AND d.delivered_at IS NULL ORDER BY d.event_id LIMIT $2"
-            ),
-            &[&webhook, &limit],
-        )
+        .query(&crate::events::batch_sql("$1", "$2"), &[&webhook, &limit])
         .await?;
-    let now = to_ms(now);
-    let mut batch = WebhookBatch::default();
-    for (i, row) in rows.iter().enumerate() {
-        let due: i64 = row.get(7);
-        if due > now {
-            if i == 0 {
-                batch.next_attempt_at = Some(from_ms(due));
-            }
-            break;
-        }
-        if i == 0 {
-            batch.attempts = u32::try_from(row.get::<_, i64>(8)).unwrap_or(u32::MAX);
-        }
-        batch.events.push(build(row)?);
-    }
-    Ok(batch)
+    let rows = rows.iter().map(|row| (row, row.get(7), row.get(8)));
+    WebhookBatch::due_prefix(rows, now, build)
 }
 
 /// Records one request's result for its events.

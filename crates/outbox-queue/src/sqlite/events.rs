@@ -256,44 +256,13 @@ pub(super) fn batch(
     limit: usize,
 ) -> Result<WebhookBatch, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let columns = EVENT_COLUMNS
-        .split(", ")
-        .map(|c| format!("e.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut select = conn.prepare_cached(&format!(
-        "SELECT {columns}, d.next_attempt_at, d.attempts FROM webhook_deliveries d \
-         JOIN events e ON e.id = d.event_id \
-         WHERE d.webhook = ?1 AND d.delivered_at IS NULL ORDER BY d.event_id LIMIT ?2"
-    ))?;
+    let mut select = conn.prepare_cached(&crate::events::batch_sql("?1", "?2"))?;
     let rows: Vec<(RawEvent, i64, i64)> = select
         .query_map(params![webhook, limit], |row| {
             Ok((event_row(row)?, row.get(7)?, row.get(8)?))
         })?
         .collect::<Result<_, _>>()?;
-    due_prefix(rows, now)
-}
-
-/// The rows due at `now`, up to the first that is not.
-fn due_prefix(
-    rows: Vec<(RawEvent, i64, i64)>,
-    now: OffsetDateTime,
-) -> Result<WebhookBatch, StoreError> {
-    let now = to_ms(now);
-    let mut batch = WebhookBatch::default();
-    for (i, (event, due, attempts)) in rows.into_iter().enumerate() {
-        if due > now {
-            if i == 0 {
-                batch.next_attempt_at = Some(from_ms(due));
-            }
-            break;
-        }
-        if i == 0 {
-            batch.attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
-        }
-        batch.events.push(event.build()?);
-    }
-    Ok(batch)
+    WebhookBatch::due_prefix(rows, now, RawEvent::build)
 }
 
 /// Records one request's result for its events.
