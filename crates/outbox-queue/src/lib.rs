@@ -120,7 +120,7 @@ pub use model::{
 pub use open::OutboxBuilder;
 pub use outbox::{
     ImmediateResult, Outbox, OutboxError, RawMessage, deliver_now, prepare, prepare_raw,
-    prepare_with, priority,
+    prepare_with,
 };
 /// The message spec [`Outbox::send`] takes, from `outbox-mime` (so that `outbox-queue` alone
 /// is enough to send).

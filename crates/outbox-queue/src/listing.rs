@@ -46,7 +46,7 @@ pub(crate) fn list_query(
         conditions.push(format!("m.status = {p}"));
     }
     if let Some(priority) = filter.priority {
-        let p = bind(Arg::Int(priority.rank()), &mut args);
+        let p = bind(Arg::Int(crate::model::priority_rank(priority)), &mut args);
         conditions.push(format!("m.priority = {p}"));
     }
     if let Some(before) = filter.before {

@@ -14,68 +14,29 @@ use crate::StoreError;
 /// Merge values: token name -> value (`#NAME#` markers in the message are replaced by them).
 pub type MergeValues = BTreeMap<String, String>;
 
-/// Delivery priority; due recipients are taken high first, then medium, then low.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Priority {
-    /// Taken before everything else.
-    High,
-    /// The default.
-    #[default]
-    Medium,
-    /// Taken last.
-    Low,
-}
+/// Delivery priority (the same type as in a message spec): due recipients are taken
+/// high first, then medium, then low.
+pub use outbox_mime::Priority;
 
-impl Priority {
-    /// The number stored in the database; lower sorts first.
-    pub(crate) fn rank(self) -> i64 {
-        match self {
-            Priority::High => 0,
-            Priority::Medium => 1,
-            Priority::Low => 2,
-        }
-    }
-
-    pub(crate) fn from_rank(rank: i64) -> Result<Self, StoreError> {
-        match rank {
-            0 => Ok(Priority::High),
-            1 => Ok(Priority::Medium),
-            2 => Ok(Priority::Low),
-            other => Err(StoreError::Corrupt {
-                what: "priority",
-                detail: other.to_string(),
-            }),
-        }
-    }
-
-    /// The lowercase name, as in the JSON contract.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::High => "high",
-            Priority::Medium => "medium",
-            Priority::Low => "low",
-        }
+/// The number a priority is stored as; lower sorts first.
+pub(crate) fn priority_rank(priority: Priority) -> i64 {
+    match priority {
+        Priority::High => 0,
+        Priority::Medium => 1,
+        Priority::Low => 2,
     }
 }
 
-impl fmt::Display for Priority {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Priority {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "high" => Ok(Priority::High),
-            "medium" | "normal" => Ok(Priority::Medium),
-            "low" => Ok(Priority::Low),
-            _ => Err(format!(
-                "unknown priority {s:?}: expected high, medium or low"
-            )),
-        }
+/// The priority stored as `rank`.
+pub(crate) fn priority_from_rank(rank: i64) -> Result<Priority, StoreError> {
+    match rank {
+        0 => Ok(Priority::High),
+        1 => Ok(Priority::Medium),
+        2 => Ok(Priority::Low),
+        other => Err(StoreError::Corrupt {
+            what: "priority",
+            detail: other.to_string(),
+        }),
     }
 }
 

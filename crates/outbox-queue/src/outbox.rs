@@ -269,7 +269,7 @@ fn prepare_composed(spec: &EmailSpec, message: Message) -> Result<NewMessage, Ou
         from: message.from().to_string(),
         recipients: message.recipients().to_vec(),
         data: message.into_data(),
-        priority: priority(spec.priority),
+        priority: spec.priority,
         send_at: spec.send_at,
         relay: spec.relay.clone(),
         tokens: spec.tokens.clone(),
@@ -316,15 +316,6 @@ pub fn prepare_raw(raw: RawMessage) -> Result<NewMessage, OutboxError> {
         list: raw.list,
         list_unsubscribe: raw.list_unsubscribe,
     })
-}
-
-/// The queue's priority for a spec's priority.
-pub fn priority(priority: outbox_mime::Priority) -> Priority {
-    match priority {
-        outbox_mime::Priority::High => Priority::High,
-        outbox_mime::Priority::Medium => Priority::Medium,
-        outbox_mime::Priority::Low => Priority::Low,
-    }
 }
 
 /// Recipients grouped by route, routes in first-seen order.

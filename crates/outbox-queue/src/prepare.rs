@@ -94,7 +94,7 @@ pub(crate) fn prepare_message(
         id: ids.next(now),
         created_at,
         send_at: message.send_at.map_or(created_at, to_ms),
-        priority: message.priority.rank(),
+        priority: crate::model::priority_rank(message.priority),
         envelope_from: message.envelope_from,
         subject: message.subject,
         data,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use crate::StoreError;
 use crate::model::{
     AttemptOutcome, AttemptRecord, Claimed, ClaimedRecipient, ListPage, MessageStatus,
-    MessageSummary, Priority, RouteKey, StatusCounts,
+    MessageSummary, RouteKey, StatusCounts,
 };
 use crate::prepare::parse_merge;
 use crate::timefmt::from_ms;
@@ -74,7 +74,7 @@ pub(crate) fn group(
                     route: RouteKey::from_key(&key.1)?,
                     envelope_from: message.envelope_from.clone(),
                     relay: message.relay.clone(),
-                    priority: Priority::from_rank(row.priority)?,
+                    priority: crate::model::priority_from_rank(row.priority)?,
                     size: u64::try_from(message.size).unwrap_or(0),
                     needs_merge: message.per_recipient || recipient.merge.is_some(),
                     recipients: vec![recipient],
@@ -95,7 +95,7 @@ pub(crate) fn summary_from(row: SummaryRow) -> Result<MessageSummary, StoreError
         id,
         status: MessageStatus::parse(&status)?,
         subject,
-        priority: Priority::from_rank(priority)?,
+        priority: crate::model::priority_from_rank(priority)?,
         from,
         created_at: from_ms(created_at),
         send_at: from_ms(send_at),

@@ -170,7 +170,7 @@ impl<'a> BatchWriter<'a> {
             envelope_from: outbox_mime::parse_address(&spec.from)?.addr_spec(),
             recipients: batch,
             subject: spec.subject.clone(),
-            priority: outbox_queue::priority(spec.priority),
+            priority: spec.priority,
             send_at: spec.send_at,
             relay: spec.relay.clone(),
             tokens: Some(spec.tokens.clone()),

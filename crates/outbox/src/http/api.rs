@@ -376,7 +376,7 @@ impl ListQuery {
         let priority = non_empty(self.priority)
             .map(|s| s.parse::<Priority>())
             .transpose()
-            .map_err(|err| ApiError::invalid("priority", err))?;
+            .map_err(|err| ApiError::invalid("priority", err.to_string()))?;
         let limit = page_limit(self.limit, ListFilter::default().limit)?;
         Ok(ListFilter {
             status,

@@ -42,7 +42,7 @@ impl QueueParams {
                 reason,
             })?;
         let priority = non_empty(&self.priority)
-            .map(|text| text.parse::<Priority>())
+            .map(|text| text.parse::<Priority>().map_err(|err| err.to_string()))
             .transpose()
             .map_err(|reason| BadParam {
                 field: "priority",
