@@ -287,6 +287,41 @@ async fn recipients_over_the_limit_go_in_the_next_transaction() {
     assert_eq!(rule_stats.messages_delivered(), 3, "3 + 3 + 1 recipients");
 }
 
+/// A 421 to a pipelined MAIL FROM is followed by the server's close, not by the RCPT
+/// replies: the 421 must still reach the engine (not "connection closed during RCPT TO"),
+/// so the destination is suspended instead of being tried again at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_421_to_a_pipelined_mail_suspends_the_destination() {
+    let ts = TestStore::sqlite(Default::default()).await;
+    let store = ts.store.clone();
+    let hosts = Hosts::start(vec![(
+        Server::builder as fn() -> ServerBuilder,
+        vec![Fault::reply(Stage::Mail, 421, "4.7.0 slow down").times(1)],
+    )])
+    .await;
+    let resolver = StaticMxResolver::new()
+        .mx("a.test", 10, "mx1.shared.test")
+        .address("mx1.shared.test", Hosts::ip(0));
+    let running = Running::start(Engine::new(
+        store.clone(),
+        mx_transport(resolver, hosts.port),
+        config(),
+    ));
+    let id = store.enqueue(message("a", &["r@a.test"])).await.unwrap().id;
+    until_settled(&store, std::slice::from_ref(&id)).await;
+    let a = recipient(&store, &id).await;
+    assert_eq!(
+        (a.state, a.attempts),
+        (RecipientState::Deferred, 1),
+        "{a:?}"
+    );
+    let reply = a.last_reply.unwrap_or_default();
+    assert!(reply.contains("421 4.7.0 slow down"), "{reply}");
+    let suspensions = running.engine.suspensions();
+    assert_eq!(suspensions.len(), 1, "{suspensions:?}");
+    assert_eq!(suspensions[0].destination, "mx mx1.shared.test");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_421_suspends_every_domain_of_the_destination() {
     let ts = TestStore::sqlite(Default::default()).await;

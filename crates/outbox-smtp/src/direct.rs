@@ -1,6 +1,10 @@
 //! Direct delivery to a recipient domain's mail hosts (RFC 5321 §5.1): hosts in MX order,
 //! each host's addresses in order, falling back to the next on a connection failure, a
-//! 4xx/5xx greeting or a `421`.
+//! 4xx/5xx greeting or a failed EHLO. [`DirectDelivery::connect`] returns the first session
+//! that opens; what the host then answers inside a transaction is the answer. A `421` to
+//! MAIL, RCPT or DATA does not send the message on to the next host: Outbox's engine takes
+//! it as the destination asking to slow down (a provider's rate limit covers all of its MX
+//! hosts) and suspends the destination along its retry schedule (`[[shaping]]`).
 //!
 //! TLS is opportunistic and unauthenticated (RFC 7435, DESIGN §10): STARTTLS whenever the
 //! host offers it, accepting whatever certificate it shows (self-signed, expired, for
@@ -20,7 +24,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::client::{BoxedStream, ClientConfig, SendReport, SmtpClient, tcp_connect};
+use crate::client::{BoxedStream, ClientConfig, SmtpClient, tcp_connect};
 use crate::error::ClientError;
 use crate::mta_sts::{MtaSts, Policy};
 use crate::mx::{MxError, MxHost, MxResolver};
@@ -49,7 +53,7 @@ pub enum HostFailure {
     /// The host's addresses could not be found.
     #[error(transparent)]
     Resolve(#[from] MxError),
-    /// The SMTP session failed (connection, greeting, EHLO, TLS, or a 421 mid-session).
+    /// The session could not be opened (connection, greeting, EHLO or TLS).
     #[error(transparent)]
     Smtp(#[from] ClientError),
     /// The domain's MTA-STS policy (`enforce`) does not name this host.
@@ -61,14 +65,6 @@ pub enum HostFailure {
         domain: String,
         /// The policy's `mx` patterns, comma-separated.
         patterns: String,
-    },
-    /// The server answered `421` (service closing) inside the transaction.
-    #[error("{host} is closing the service: {reply}")]
-    Closing {
-        /// The host.
-        host: String,
-        /// The 421 reply.
-        reply: crate::reply::Reply,
     },
 }
 
@@ -87,10 +83,6 @@ pub enum DirectError {
         /// Every try, in order.
         attempts: Vec<HostAttempt>,
     },
-    /// The session broke in a way that trying another host cannot fix (bad input, a
-    /// message over the SIZE limit, a permanent MAIL FROM refusal).
-    #[error(transparent)]
-    Smtp(ClientError),
 }
 
 fn last_attempt(attempts: &[HostAttempt]) -> String {
@@ -110,7 +102,6 @@ impl DirectError {
         match self {
             DirectError::Mx(error) => error.is_transient(),
             DirectError::Unreachable { .. } => true,
-            DirectError::Smtp(error) => error.is_transient(),
         }
     }
 
@@ -122,11 +113,9 @@ impl DirectError {
     /// The SMTP reply behind the error, when there is one.
     pub fn reply(&self) -> Option<&crate::reply::Reply> {
         match self {
-            DirectError::Smtp(error) => error.reply(),
             DirectError::Unreachable { attempts, .. } => {
                 attempts.last().and_then(|attempt| match &attempt.error {
                     HostFailure::Smtp(error) => error.reply(),
-                    HostFailure::Closing { reply, .. } => Some(reply),
                     HostFailure::Resolve(_) | HostFailure::NotInPolicy { .. } => None,
                 })
             }
@@ -349,79 +338,6 @@ impl DirectDelivery {
         client.ehlo().await?;
         Ok(client)
     }
-
-    /// Delivers one message to `recipients` (all of `domain`) over the first mail host
-    /// that takes it. A host that fails to open a session, drops the connection, or
-    /// answers `421` is left for the next one (RFC 5321 §5.1); any other reply — 2xx,
-    /// other 4xx, 5xx, per recipient — is the answer.
-    ///
-    /// A connection lost after the final `.` may have delivered the message already;
-    /// trying the next host then risks a duplicate, which RFC 5321 §6.1 prefers to a loss.
-    pub async fn deliver<R: AsRef<str>>(
-        &self,
-        resolver: &dyn MxResolver,
-        domain: &str,
-        from: &str,
-        recipients: &[R],
-        message: &[u8],
-    ) -> Result<SendReport, DirectError> {
-        let hosts = resolver.mx_hosts(domain).await?;
-        let policy = self.policy(domain).await;
-        let mut failed = Vec::new();
-        let mut start = 0;
-        while start < hosts.len() {
-            let session = self
-                .connect_from(resolver, domain, &hosts[start..], policy.as_deref(), failed)
-                .await?;
-            let MxSession {
-                mut client,
-                host,
-                addr,
-                failed: so_far,
-                ..
-            } = session;
-            failed = so_far;
-            start += hosts[start..]
-                .iter()
-                .position(|h| *h == host)
-                .map_or(hosts.len(), |i| i + 1);
-            let failure = match client.send_to(from, recipients, message).await {
-                Ok(delivery) => match closing_reply(&delivery) {
-                    None => {
-                        let _ = client.quit().await;
-                        return Ok(delivery);
-                    }
-                    Some(reply) => HostFailure::Closing {
-                        host: host.host.clone(),
-                        reply,
-                    },
-                },
-                Err(error) if should_try_next(&error) => HostFailure::Smtp(error),
-                Err(error) => return Err(DirectError::Smtp(error)),
-            };
-            tracing::debug!(host = %host.host, %addr, error = %failure, "trying the next MX host");
-            failed.push(HostAttempt {
-                host: host.host,
-                addr: Some(addr),
-                error: failure,
-            });
-        }
-        Err(DirectError::Unreachable {
-            domain: domain.to_string(),
-            attempts: failed,
-        })
-    }
-}
-
-/// A 421 anywhere in the transaction means the host is shutting the session down.
-fn closing_reply(delivery: &SendReport) -> Option<crate::reply::Reply> {
-    delivery
-        .recipients
-        .iter()
-        .map(|r| r.outcome.reply())
-        .chain(delivery.data.as_ref())
-        .find(|reply| reply.code == 421)
-        .cloned()
 }
 
 /// Every way STARTTLS can fail sends the plaintext retry — a 4xx/5xx to STARTTLS, a broken
@@ -431,40 +347,10 @@ fn retry_without_tls(error: &ClientError) -> bool {
     !matches!(error.reply(), Some(reply) if reply.code == 421)
 }
 
-/// Connection-level failures and a 421 send the message to the next host; a reply that
-/// judges the message or the sender does not.
-fn should_try_next(error: &ClientError) -> bool {
-    match error {
-        ClientError::Connect { .. }
-        | ClientError::Timeout { .. }
-        | ClientError::Closed { .. }
-        | ClientError::Io { .. }
-        | ClientError::BadReply { .. }
-        | ClientError::Tls { .. } => true,
-        ClientError::Rejected { reply, .. } => reply.code == 421,
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::reply::Reply;
-
-    #[test]
-    fn which_failures_move_on() {
-        let rejected = |code| ClientError::Rejected {
-            command: "MAIL FROM".into(),
-            reply: Reply::new(code, ["x"]),
-        };
-        assert!(should_try_next(&rejected(421)));
-        assert!(!should_try_next(&rejected(451)));
-        assert!(!should_try_next(&rejected(550)));
-        assert!(should_try_next(&ClientError::Closed {
-            command: "DATA".into()
-        }));
-        assert!(!should_try_next(&ClientError::NoRecipients));
-    }
 
     #[test]
     fn which_starttls_failures_retry_in_plaintext() {

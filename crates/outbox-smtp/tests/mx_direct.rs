@@ -1,5 +1,7 @@
 //! Direct delivery across two MX hosts (dnsmasq on loopback for DNS, in-process servers
-//! on 127.0.0.2 and 127.0.0.3 on the same port): fallback on refusal, 421 greeting, 421.
+//! on 127.0.0.2 and 127.0.0.3 on the same port): the session opens with the next host on a
+//! refused connection, a 421 greeting or a failed EHLO; once open, its replies are the
+//! answer (a 421 to MAIL is not taken to the next host).
 
 use outbox_smtp::ClientConfig;
 use outbox_smtp::direct::{DirectDelivery, DirectError};
@@ -40,26 +42,26 @@ fn a_test_dns() -> Dnsmasq {
     ])
 }
 
+/// Opens a session for a.test (its MX hosts in order) and sends one message over it.
 async fn deliver_to_a_test(
     primary: Option<Fault>,
 ) -> (
     Option<Server>,
     Server,
-    Result<outbox_smtp::SendReport, DirectError>,
+    Result<outbox_smtp::SendReport, String>,
 ) {
     let dns = a_test_dns();
     let resolver = dns.resolver();
     let (first, second) = two_mx_servers(primary).await;
     let direct = DirectDelivery::new(second.local_addr().port(), ClientConfig::new("outbox.test"));
-    let result = direct
-        .deliver(
-            &resolver,
-            "a.test",
-            "s@x.test",
-            &["r@a.test"],
-            b"Subject: t\r\n\r\nhi\r\n",
-        )
-        .await;
+    let result = match direct.connect(&resolver, "a.test").await {
+        Ok(mut session) => session
+            .client
+            .send_to("s@x.test", &["r@a.test"], b"Subject: t\r\n\r\nhi\r\n")
+            .await
+            .map_err(|err| err.to_string()),
+        Err(err) => Err(err.to_string()),
+    };
     (first, second, result)
 }
 
@@ -83,12 +85,22 @@ async fn falls_back_on_a_421_greeting() {
 }
 
 #[tokio::test]
-async fn falls_back_on_a_421_to_mail() {
+async fn falls_back_on_a_refused_ehlo() {
     let (first, second, result) =
-        deliver_to_a_test(Some(Fault::reply(Stage::Mail, 421, "4.3.2 shutting down"))).await;
+        deliver_to_a_test(Some(Fault::reply(Stage::Ehlo, 554, "5.7.1 go away"))).await;
     assert!(result.unwrap().all_sent());
-    assert_eq!(first.unwrap().stats().messages_delivered(), 0);
+    assert_eq!(first.unwrap().stats().connections_accepted, 1);
     assert_eq!(second.memory_sink().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_421_to_mail_is_the_answer_not_a_fallback() {
+    let (first, second, result) =
+        deliver_to_a_test(Some(Fault::reply(Stage::Mail, 421, "4.7.0 slow down"))).await;
+    let error = result.unwrap_err();
+    assert!(error.contains("421"), "{error}");
+    assert_eq!(first.unwrap().stats().connections_accepted, 1);
+    assert_eq!(second.stats().connections_accepted, 0);
 }
 
 #[tokio::test]
@@ -108,10 +120,9 @@ async fn every_host_down_is_transient() {
     let resolver = dns.resolver();
     let port = outbox_testkit::free_tcp_port();
     let direct = DirectDelivery::new(port, ClientConfig::new("outbox.test"));
-    let error = direct
-        .deliver(&resolver, "a.test", "s@x.test", &["r@a.test"], b"x\r\n")
-        .await
-        .unwrap_err();
+    let Err(error) = direct.connect(&resolver, "a.test").await else {
+        panic!("no host is listening");
+    };
     assert!(error.is_transient());
     let DirectError::Unreachable { attempts, .. } = &error else {
         panic!("{error:?}");

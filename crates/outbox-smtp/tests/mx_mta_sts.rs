@@ -107,18 +107,16 @@ async fn world(policy: &str, cert: Mx2Cert) -> World {
     }
 }
 
-/// One message to r@a.test by direct delivery.
+/// One message to r@a.test by direct delivery: a session with the first host that
+/// opens one, then the transaction.
 async fn deliver(world: &World) -> Result<outbox_smtp::SendReport, DirectError> {
-    world
-        .direct
-        .deliver(
-            &*world.resolver,
-            "a.test",
-            "s@x.test",
-            &["r@a.test"],
-            b"Subject: x\r\n\r\nx\r\n",
-        )
+    let mut session = world.direct.connect(&*world.resolver, "a.test").await?;
+    let report = session
+        .client
+        .send_to("s@x.test", &["r@a.test"], b"Subject: x\r\n\r\nx\r\n")
         .await
+        .expect("the transaction");
+    Ok(report)
 }
 
 fn policy(mode: &str, mx: &str) -> String {

@@ -126,7 +126,6 @@ impl SmtpTransport {
                 let stage = match &err {
                     // What DNS says about the recipients' domain: it has no mail.
                     DirectError::Mx(mx) if mx.is_permanent() => ErrorStage::Destination,
-                    DirectError::Smtp(client) => connect_stage(client),
                     _ => ErrorStage::Connect,
                 };
                 TransportError::new(stage, err.to_string(), err.is_permanent())
@@ -195,13 +194,15 @@ fn reply_text(reply: &Reply) -> ReplyText {
 }
 
 /// A client error as the engine sees it. Errors before or outside a transaction leave the
-/// connection unusable, except a refused MAIL FROM and a message too big for the server.
+/// connection unusable, except a refused MAIL FROM and a message too big for the server; a
+/// `421` to any command is the server closing the session.
 fn client_error(err: &ClientError, connecting: bool) -> TransportError {
     let usable = !connecting
-        && matches!(
-            err,
-            ClientError::Rejected { .. } | ClientError::MessageTooBig { .. }
-        );
+        && match err {
+            ClientError::Rejected { reply, .. } => reply.code != 421,
+            ClientError::MessageTooBig { .. } => true,
+            _ => false,
+        };
     let stage = if connecting {
         connect_stage(err)
     } else if after_data(err) {

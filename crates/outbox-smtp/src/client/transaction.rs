@@ -121,10 +121,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
             }
             self.flush("MAIL FROM", timeouts.mail_from).await?;
             let mail_reply = self.read_reply_for("MAIL FROM", timeouts.mail_from).await?;
+            let mail_reply = not_closing("MAIL FROM", mail_reply)?;
             // Every RCPT reply must be read even after a refused MAIL, to stay in step.
             for rcpt in recipients {
                 let reply = self.read_reply_for("RCPT TO", timeouts.rcpt_to).await?;
-                reports.push(report(rcpt.as_ref(), reply));
+                reports.push(report(rcpt.as_ref(), not_closing("RCPT TO", reply)?));
             }
             if !mail_reply.is_success() {
                 return Err(ClientError::Rejected {
@@ -136,6 +137,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
             self.queue_line(&mail, "sender address")?;
             self.flush("MAIL FROM", timeouts.mail_from).await?;
             let mail_reply = self.read_reply_for("MAIL FROM", timeouts.mail_from).await?;
+            let mail_reply = not_closing("MAIL FROM", mail_reply)?;
             if !mail_reply.is_success() {
                 return Err(ClientError::Rejected {
                     command: "MAIL FROM".to_string(),
@@ -146,7 +148,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
                 self.queue_line(&format!("RCPT TO:<{}>", rcpt.as_ref()), "recipient address")?;
                 self.flush("RCPT TO", timeouts.rcpt_to).await?;
                 let reply = self.read_reply_for("RCPT TO", timeouts.rcpt_to).await?;
-                reports.push(report(rcpt.as_ref(), reply));
+                reports.push(report(rcpt.as_ref(), not_closing("RCPT TO", reply)?));
             }
         }
 
@@ -161,6 +163,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         self.queue_line("DATA", "command")?;
         self.flush("DATA", timeouts.data_init).await?;
         let reply = self.read_reply_for("DATA", timeouts.data_init).await?;
+        let reply = not_closing("DATA", reply)?;
         if reply.code != 354 {
             // The recipients are still part of an open transaction: clear it.
             self.reset().await?;
@@ -227,6 +230,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         let _ = tokio::time::timeout(timeout, self.stream.shutdown()).await;
         Ok(reply)
     }
+}
+
+/// A `421` is the server closing the session (RFC 5321 §3.8), whatever command it answers:
+/// the transaction ends there with that reply, instead of with the lost connection the next
+/// read would find (a pipelined MAIL refused with 421 is followed by a close, not by the
+/// RCPT replies).
+fn not_closing(command: &str, reply: Reply) -> Result<Reply, ClientError> {
+    if reply.code == 421 {
+        return Err(ClientError::Rejected {
+            command: command.to_string(),
+            reply,
+        });
+    }
+    Ok(reply)
 }
 
 fn report(address: &str, reply: Reply) -> RecipientReport {
