@@ -6,6 +6,7 @@ use std::fmt;
 
 /// Why an address could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AddressError {
     /// The text is empty (or only whitespace).
     #[error("empty address")]

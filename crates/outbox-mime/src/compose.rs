@@ -58,6 +58,7 @@ impl Message {
 /// What would otherwise make every composition different: the date, the Message-ID and the
 /// multipart boundaries. Tests set them to get the same bytes every time.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct ComposeOptions {
     /// The Date header (default: now, in UTC).
     pub date: Option<OffsetDateTime>,

@@ -10,6 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 
 /// Content-Transfer-Encoding of a part (RFC 2045 §6.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub enum TransferEncoding {
     /// ASCII only, lines of at most 998 octets.
     #[serde(rename = "7bit")]
@@ -64,6 +65,7 @@ impl FromStr for TransferEncoding {
 /// The character sets a text part can be written in. Text arrives as Rust strings (UTF-8);
 /// other charsets are produced by transcoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Charset {
     /// UTF-8 (the default).
     Utf8,

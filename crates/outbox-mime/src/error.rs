@@ -8,6 +8,7 @@ use crate::address::AddressError;
 /// A message spec that cannot become a message. None of these is transient: the same spec
 /// fails the same way until it is corrected.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ComposeError {
     /// A required field (`from`, `subject`) is missing or empty.
     #[error("missing {field}")]

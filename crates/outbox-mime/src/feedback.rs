@@ -25,6 +25,7 @@ const MAX_FIELDS: usize = 2000;
 
 /// The form a report came in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ReportFormat {
     /// RFC 3464 delivery status notification.
     Dsn,

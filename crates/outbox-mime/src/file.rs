@@ -19,6 +19,7 @@ pub const DEFAULT_MAX_FILE_SIZE: u64 = 64 * 1024 * 1024;
 
 /// Why a file could not be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum FileError {
     /// A directory, FIFO, socket or device: refused before reading anything.
     #[error("not a regular file (it is a {kind})")]

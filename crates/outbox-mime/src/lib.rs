@@ -36,6 +36,12 @@
 //!
 //! DKIM signing (RSA-SHA256 and Ed25519-SHA256, RFC 6376 / RFC 8463) is in [`dkim`].
 //!
+//! # Stability
+//!
+//! [`ComposeOptions`] and the enums that gain variants (errors, [`TransferEncoding`],
+//! [`Charset`], `dkim::Algorithm`) are `#[non_exhaustive]`: start from
+//! `ComposeOptions::default()` and set fields; match the enums with a `_` arm.
+//!
 //! # Feature flags
 //!
 //! None.

@@ -33,6 +33,7 @@ pub const MAX_LINE: usize = 998;
 
 /// A message whose long lines cannot be made short without changing what it says.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LineLengthError {
     /// A header field longer than 998 octets with no place to fold it.
     #[error("header {field}: a line longer than 998 octets that cannot be folded")]

@@ -165,6 +165,7 @@ impl FromStr for Priority {
 /// already-formatted MIME part inserted unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "PartSourceJson", into = "PartSourceJson")]
+#[non_exhaustive]
 pub enum PartSource {
     /// A file read at composition time. `name` replaces the file name (`NAME=PATH`).
     Path {

@@ -4,12 +4,11 @@
 use outbox_mime::{ComposeOptions, EmailSpec, TransferEncoding, compose_part_with, compose_with};
 
 fn options() -> ComposeOptions {
-    ComposeOptions {
-        date: Some(time::macros::datetime!(2026-11-22 10:00:00 UTC)),
-        message_id: Some("01TEST@example.com".to_string()),
-        boundary_seed: Some(1),
-        ..ComposeOptions::default()
-    }
+    let mut options = ComposeOptions::default();
+    options.date = Some(time::macros::datetime!(2026-11-22 10:00:00 UTC));
+    options.message_id = Some("01TEST@example.com".to_string());
+    options.boundary_seed = Some(1);
+    options
 }
 
 fn composed(spec: EmailSpec) -> String {

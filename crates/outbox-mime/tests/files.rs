@@ -17,9 +17,10 @@ fn with_attachment(path: &Path) -> EmailSpec {
 }
 
 fn refused(spec: &EmailSpec, limit: u64) -> (String, String) {
-    let options = ComposeOptions {
-        max_file_size: Some(limit),
-        ..ComposeOptions::default()
+    let options = {
+        let mut options = ComposeOptions::default();
+        options.max_file_size = Some(limit);
+        options
     };
     let err = compose_with(spec, &options).expect_err("should be refused");
     assert!(
@@ -94,9 +95,10 @@ fn the_limit_is_inclusive_and_the_default_applies() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ten.bin");
     std::fs::write(&file, [7u8; 10]).unwrap();
-    let options = ComposeOptions {
-        max_file_size: Some(10),
-        ..ComposeOptions::default()
+    let options = {
+        let mut options = ComposeOptions::default();
+        options.max_file_size = Some(10);
+        options
     };
     compose_with(&with_attachment(&file), &options).unwrap();
     refused(&with_attachment(&file), 9);

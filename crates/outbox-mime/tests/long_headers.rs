@@ -6,12 +6,11 @@ use outbox_mime::{ComposeError, ComposeOptions, EmailSpec, PartSource, compose_w
 use outbox_testkit::parsed::{assert_wire_clean, with_mail_parser, with_python};
 
 fn options() -> ComposeOptions {
-    ComposeOptions {
-        date: Some(time::macros::datetime!(2026-11-22 10:00:00 UTC)),
-        message_id: Some("01TEST@example.com".to_string()),
-        boundary_seed: Some(1),
-        ..ComposeOptions::default()
-    }
+    let mut options = ComposeOptions::default();
+    options.date = Some(time::macros::datetime!(2026-11-22 10:00:00 UTC));
+    options.message_id = Some("01TEST@example.com".to_string());
+    options.boundary_seed = Some(1);
+    options
 }
 
 fn composed(spec: &EmailSpec) -> Vec<u8> {

@@ -25,21 +25,19 @@ async fn main() {
     let server = Server::builder().bind("127.0.0.1:0").await.unwrap();
     let sink = server.memory_sink().unwrap();
     let transport = Arc::new(
-        SmtpTransport::new(SmtpTransportConfig {
-            client: ClientConfig::new("bench.example"),
-            relay: Some(ServerSpec::parse(&server.local_addr().to_string()).unwrap()),
-            ..SmtpTransportConfig::default()
+        SmtpTransport::new({
+            let mut transport = SmtpTransportConfig::default();
+            transport.client = ClientConfig::new("bench.example");
+            transport.relay = Some(ServerSpec::parse(&server.local_addr().to_string()).unwrap());
+            transport
         })
         .unwrap(),
     );
-    let engine = Engine::new(
-        store.clone(),
-        transport,
-        EngineConfig {
-            relay_configured: true,
-            ..EngineConfig::default()
-        },
-    );
+    let engine = Engine::new(store.clone(), transport, {
+        let mut config = EngineConfig::default();
+        config.relay_configured = true;
+        config
+    });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(async move {
         engine
@@ -55,12 +53,13 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let started = Instant::now();
         store
-            .enqueue(NewMessage {
-                data: format!("Subject: m{i}\r\n\r\nhello\r\n").into_bytes(),
-                envelope_from: "bench@example.com".into(),
-                recipients: vec![NewRecipient::new("sink@example.net")],
-                subject: format!("m{i}"),
-                ..NewMessage::default()
+            .enqueue({
+                let mut new_message = NewMessage::default();
+                new_message.data = format!("Subject: m{i}\r\n\r\nhello\r\n").into_bytes();
+                new_message.envelope_from = "bench@example.com".into();
+                new_message.recipients = vec![NewRecipient::new("sink@example.net")];
+                new_message.subject = format!("m{i}");
+                new_message
             })
             .await
             .unwrap();

@@ -19,12 +19,13 @@ fn message(i: usize) -> NewMessage {
             .into_bytes();
     data.resize(1024 - 2, b'x');
     data.extend_from_slice(b"\r\n");
-    NewMessage {
-        data,
-        envelope_from: "bench@example.com".into(),
-        recipients: vec![NewRecipient::new(format!("user{i}@example.net"))],
-        subject: format!("bench {i}"),
-        ..NewMessage::default()
+    {
+        let mut new_message = NewMessage::default();
+        new_message.data = data;
+        new_message.envelope_from = "bench@example.com".into();
+        new_message.recipients = vec![NewRecipient::new(format!("user{i}@example.net"))];
+        new_message.subject = format!("bench {i}");
+        new_message
     }
 }
 

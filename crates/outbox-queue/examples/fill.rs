@@ -21,12 +21,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(n) if n > 0 => format!("sink@d{}.test", i % n),
         _ => "sink@example.net".to_string(),
     };
-    let store = open_store_with(
-        url,
-        StoreOptions {
-            max_message_size: u64::MAX,
-        },
-    )
+    let store = open_store_with(url, {
+        let mut options = StoreOptions::default();
+        options.max_message_size = u64::MAX;
+        options
+    })
     .await?;
     let body_line = "x".repeat(76);
     let started = Instant::now();
@@ -44,12 +43,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     data.extend_from_slice(body_line.as_bytes());
                     data.extend_from_slice(b"\r\n");
                 }
-                NewMessage {
-                    data,
-                    envelope_from: "bench@example.com".into(),
-                    recipients: vec![NewRecipient::new(recipient(i))],
-                    subject: format!("m{i}"),
-                    ..NewMessage::default()
+                {
+                    let mut new_message = NewMessage::default();
+                    new_message.data = data;
+                    new_message.envelope_from = "bench@example.com".into();
+                    new_message.recipients = vec![NewRecipient::new(recipient(i))];
+                    new_message.subject = format!("m{i}");
+                    new_message
                 }
             })
             .collect();

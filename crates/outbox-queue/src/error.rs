@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 /// Everything a [`Store`](crate::Store) operation can fail with.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The database URL is not one of the supported forms.
     #[error("invalid database URL {url:?}: {reason}")]

@@ -17,6 +17,7 @@ use crate::StoreError;
 /// What happened to a recipient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum EventType {
     /// Stored in the queue (enqueue, or recipients added to a bulk message).
     Queued,
@@ -143,6 +144,7 @@ pub(crate) const EVENT_COLUMNS: &str = "id, message_id, address, type, state, re
 
 /// Which events to list ([`Store::events`](crate::Store::events)).
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct EventFilter {
     /// Only this message's events.
     pub message_id: Option<String>,
@@ -260,6 +262,7 @@ impl WebhookBatch {
 
 /// What one webhook request gave ([`Store::webhook_result`](crate::Store::webhook_result)).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WebhookResult {
     /// A 2xx answer.
     Delivered {

@@ -44,6 +44,7 @@ pub const MAX_FEEDBACK_TEXT: usize = 1000;
 /// What a report says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum FeedbackKind {
     /// The message could not be delivered (`Action: failed`, or a plain-text notice).
     Bounce,
@@ -168,6 +169,7 @@ pub struct FeedbackRecord {
 /// Which reports [`Store::feedback_list`](crate::Store::feedback_list) returns, newest
 /// first.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FeedbackFilter {
     /// Only those that matched no recipient.
     pub unmatched: bool,

@@ -57,15 +57,12 @@
 //! use outbox_queue::{NewMessage, NewRecipient, open_store};
 //!
 //! let store = open_store("sqlite://outbox.db").await?;
-//! let queued = store
-//!     .enqueue(NewMessage {
-//!         data: b"Subject: hi\r\n\r\nhello\r\n".to_vec(),
-//!         envelope_from: "app@example.com".into(),
-//!         recipients: vec![NewRecipient::new("bob@example.net")],
-//!         subject: "hi".into(),
-//!         ..NewMessage::default()
-//!     })
-//!     .await?;
+//! let mut message = NewMessage::default();
+//! message.data = b"Subject: hi\r\n\r\nhello\r\n".to_vec();
+//! message.envelope_from = "app@example.com".into();
+//! message.recipients = vec![NewRecipient::new("bob@example.net")];
+//! message.subject = "hi".into();
+//! let queued = store.enqueue(message).await?;
 //! println!("{}", queued.id);
 //! assert_eq!(store.status(&queued.id).await?.as_str(), "queued");
 //! # Ok(()) }
@@ -76,6 +73,14 @@
 //! attempt with [`Store::complete`]. A worker that dies stops its heartbeat: [`Store::recover`]
 //! (run by any live or restarted worker) makes its recipients due again, at once when the dead
 //! worker ran on the same host, else once its lease has run out.
+//!
+//! # Stability
+//!
+//! Settings and inputs that grow with Outbox ([`engine::EngineConfig`], [`NewMessage`],
+//! [`StoreOptions`], the list filters, …) are `#[non_exhaustive]`: start from
+//! `Default::default()` and set the fields you need, so a new field is not a breaking
+//! change. So are the enums that gain variants (states, events, errors): match them with a
+//! `_` arm.
 //!
 //! # Feature flags
 //!

@@ -43,6 +43,7 @@ pub(crate) fn priority_from_rank(rank: i64) -> Result<Priority, StoreError> {
 /// One envelope recipient's state (DESIGN §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum RecipientState {
     /// Waiting for its first attempt (or for `send_at`).
     Queued,
@@ -128,6 +129,7 @@ impl fmt::Display for RecipientState {
 /// A message's status, derived from its recipients: the three words of `email_status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum MessageStatus {
     /// Some recipient is queued, deferred or being sent.
     Queued,
@@ -204,6 +206,7 @@ impl NewRecipient {
 
 /// A message to queue: the composed MIME data (stored once) and its envelope.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct NewMessage {
     /// The MIME message, CRLF line ends; for a merge message, with `#NAME#` markers left in.
     pub data: Vec<u8>,
@@ -367,6 +370,7 @@ pub struct MessageBody {
 
 /// The result of one delivery attempt for one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Delivery {
     /// Accepted: 250 to end-of-data. Final: recorded whoever holds the lease now.
     Sent {
@@ -479,6 +483,7 @@ impl Delivery {
 /// What an attempts-log row says happened (`AttemptRecord::outcome`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum AttemptOutcome {
     /// 250 to end-of-data.
     Sent,
@@ -684,6 +689,7 @@ pub struct AttemptRecord {
 
 /// Filters and paging for `list`. Results are newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ListFilter {
     /// Only messages with this status.
     pub status: Option<MessageStatus>,
@@ -798,6 +804,7 @@ impl StoredSuspension {
 
 /// Settings a store applies to what it accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StoreOptions {
     /// Biggest message `enqueue` accepts, in bytes (default 8 MB = 8 000 000 bytes).
     pub max_message_size: u64,

@@ -48,6 +48,7 @@ pub enum OutboxError {
 
 /// A raw message for [`Outbox::queue`] (`email_queue`): MIME data already composed.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct RawMessage {
     /// The MIME text; `#NAME#` markers are merged when `tokens` or `merge` are given.
     pub data: Vec<u8>,

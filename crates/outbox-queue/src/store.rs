@@ -29,6 +29,7 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Backend {
     /// One SQLite file in WAL mode.
     Sqlite,
@@ -341,6 +342,7 @@ pub fn claim_statement(backend: Backend, route: Option<&RouteFilter>) -> (&'stat
 
 /// Where a database URL points. `Debug` shows a PostgreSQL URL with its password as `***`.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DatabaseUrl {
     /// `sqlite://relative/path.db` or `sqlite:///absolute/path.db`.
     Sqlite(PathBuf),

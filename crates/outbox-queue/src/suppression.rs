@@ -17,6 +17,7 @@ use crate::StoreError;
 /// Why an address is suppressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum SuppressionReason {
     /// The recipient unsubscribed (one-click unsubscribe, or an operator acting on a request).
     Unsubscribed,
@@ -84,6 +85,7 @@ pub(crate) fn unsubscribed_reply(list: &str) -> String {
 
 /// A suppression to store ([`Store::suppress`](crate::Store::suppress)).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct NewSuppression {
     /// The address (`local@domain`); stored trimmed and lowercased.
     pub address: String,
@@ -158,6 +160,7 @@ impl Suppression {
 
 /// Which suppressions [`Store::suppressions_list`](crate::Store::suppressions_list) returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SuppressionFilter {
     /// Only this address (normalised before comparing).
     pub address: Option<String>,

@@ -19,12 +19,11 @@ use outbox_testkit::relay::Peer;
 use outbox_testkit::{TestStore, message};
 
 fn config() -> EngineConfig {
-    EngineConfig {
-        relay_configured: true,
-        retry_backoff: vec![Duration::from_millis(50)],
-        poll_interval: Duration::from_millis(100),
-        ..EngineConfig::default()
-    }
+    let mut config = EngineConfig::default();
+    config.relay_configured = true;
+    config.retry_backoff = vec![Duration::from_millis(50)];
+    config.poll_interval = Duration::from_millis(100);
+    config
 }
 
 /// Runs the engine until nothing is left to do, bounded so a bug fails instead of hanging.
@@ -40,9 +39,10 @@ async fn drain(store: &Arc<dyn Store>, peer: &Peer, config: EngineConfig) {
 }
 
 fn with_priority(subject: &str, priority: Priority) -> NewMessage {
-    NewMessage {
-        priority,
-        ..message(subject, &["rcpt@example.net"])
+    {
+        let mut new_message = message(subject, &["rcpt@example.net"]);
+        new_message.priority = priority;
+        new_message
     }
 }
 
@@ -61,14 +61,11 @@ async fn priority_order_on_one_connection(ts: TestStore) {
             .unwrap();
     }
     let peer = Peer::start(vec![]).await;
-    drain(
-        &store,
-        &peer,
-        EngineConfig {
-            max_connections: 1,
-            ..config()
-        },
-    )
+    drain(&store, &peer, {
+        let mut config = config();
+        config.max_connections = 1;
+        config
+    })
     .await;
     assert_eq!(
         peer.subjects(),
@@ -84,14 +81,11 @@ async fn a_hundred_messages_per_connection(ts: TestStore) {
         .collect();
     store.enqueue_batch(batch).await.unwrap();
     let peer = Peer::start(vec![]).await;
-    drain(
-        &store,
-        &peer,
-        EngineConfig {
-            max_connections: 1,
-            ..config()
-        },
-    )
+    drain(&store, &peer, {
+        let mut config = config();
+        config.max_connections = 1;
+        config
+    })
     .await;
     let stats = peer.server.stats();
     assert_eq!(stats.messages_delivered(), 250);
@@ -110,14 +104,11 @@ async fn at_most_five_connections(ts: TestStore) {
     ])
     .await;
     let transport = Counting::new(peer.transport());
-    let engine = Engine::new(
-        store.clone(),
-        transport.clone(),
-        EngineConfig {
-            messages_per_connection: 20,
-            ..config()
-        },
-    );
+    let engine = Engine::new(store.clone(), transport.clone(), {
+        let mut config = config();
+        config.messages_per_connection = 20;
+        config
+    });
     tokio::time::timeout(
         Duration::from_secs(60),
         engine.run(RunMode::UntilEmpty, std::future::pending()),
@@ -205,14 +196,11 @@ async fn always_deferred_fails_after_max_attempts(ts: TestStore) {
         Fault::reply(Stage::Rcpt, 451, "4.3.0 try later").for_recipient("b@example.net"),
     ])
     .await;
-    drain(
-        &store,
-        &peer,
-        EngineConfig {
-            max_attempts: 3,
-            ..config()
-        },
-    )
+    drain(&store, &peer, {
+        let mut config = config();
+        config.max_attempts = 3;
+        config
+    })
     .await;
     let detail = store.detail(&id).await.unwrap();
     assert_eq!(detail.status.as_str(), "error");
@@ -229,9 +217,10 @@ async fn send_at_is_honoured(ts: TestStore) {
     let store = ts.store.clone();
     let later = time::OffsetDateTime::now_utc() + Duration::from_millis(1500);
     let id = store
-        .enqueue(NewMessage {
-            send_at: Some(later),
-            ..message("later", &["r@example.net"])
+        .enqueue({
+            let mut new_message = message("later", &["r@example.net"]);
+            new_message.send_at = Some(later);
+            new_message
         })
         .await
         .unwrap()
@@ -285,11 +274,13 @@ async fn addresses_suppressed_after_enqueue_are_not_sent(ts: TestStore) {
         .unwrap()
         .id;
     store
-        .suppress(outbox_queue::NewSuppression {
-            address: "gone@example.net".into(),
-            list: None,
-            reason: outbox_queue::SuppressionReason::Bounced,
-            message_id: None,
+        .suppress({
+            let mut new_suppression = outbox_queue::NewSuppression::default();
+            new_suppression.address = "gone@example.net".into();
+            new_suppression.list = None;
+            new_suppression.reason = outbox_queue::SuppressionReason::Bounced;
+            new_suppression.message_id = None;
+            new_suppression
         })
         .await
         .unwrap();
@@ -393,21 +384,19 @@ async fn unreachable_relay_defers_without_failing(ts: TestStore) {
         .local_addr()
         .unwrap();
     let transport: Arc<dyn Transport> = Arc::new(
-        SmtpTransport::new(SmtpTransportConfig {
-            client: ClientConfig::new("outbox.test"),
-            relay: Some(ServerSpec::parse(&closed.to_string()).unwrap()),
-            ..SmtpTransportConfig::default()
+        SmtpTransport::new({
+            let mut transport = SmtpTransportConfig::default();
+            transport.client = ClientConfig::new("outbox.test");
+            transport.relay = Some(ServerSpec::parse(&closed.to_string()).unwrap());
+            transport
         })
         .unwrap(),
     );
-    let engine = Engine::new(
-        store.clone(),
-        transport,
-        EngineConfig {
-            max_attempts: 2,
-            ..config()
-        },
-    );
+    let engine = Engine::new(store.clone(), transport, {
+        let mut config = config();
+        config.max_attempts = 2;
+        config
+    });
     // Several pauses of the route (backoff 50 ms) pass, then the engine stops.
     let stop = Arc::new(tokio::sync::Notify::new());
     let stopped = stop.clone();

@@ -295,14 +295,13 @@ impl Store for FaultyStore {
 
 /// Short leases and retries: fault tests never sleep long.
 fn config(owner: &str) -> EngineConfig {
-    EngineConfig {
-        owner: owner.into(),
-        relay_configured: true,
-        retry_backoff: vec![Duration::from_millis(100)],
-        poll_interval: Duration::from_millis(50),
-        lease: Duration::from_millis(600),
-        ..EngineConfig::default()
-    }
+    let mut config = EngineConfig::default();
+    config.owner = owner.into();
+    config.relay_configured = true;
+    config.retry_backoff = vec![Duration::from_millis(100)];
+    config.poll_interval = Duration::from_millis(50);
+    config.lease = Duration::from_millis(600);
+    config
 }
 
 /// Runs an engine until nothing is left, bounded so a bug fails instead of hanging.
@@ -563,15 +562,12 @@ async fn a_rejected_login_defers_and_never_fails(ts: TestStore) {
     let ids = enqueue(&ts.store, 2).await;
     let wrong = format!("smtp://app:wrong@{addr}?starttls=off");
     // A long pause: the route is not tried again before the engine stops.
-    let engine = Engine::new(
-        ts.store.clone(),
-        relay_transport(&wrong),
-        EngineConfig {
-            max_attempts: 1,
-            retry_backoff: vec![Duration::from_secs(30)],
-            ..config("w1")
-        },
-    );
+    let engine = Engine::new(ts.store.clone(), relay_transport(&wrong), {
+        let mut config = config("w1");
+        config.max_attempts = 1;
+        config.retry_backoff = vec![Duration::from_secs(30)];
+        config
+    });
     let stop = Arc::new(Notify::new());
     let stopped = stop.clone();
     let running = engine.run(RunMode::Forever, async move { stopped.notified().await });

@@ -273,9 +273,10 @@ async fn bulk_recipients_store_the_body_once(t: TestStore) {
     assert_eq!(body.tokens.unwrap()["name"], "friend");
     let page = t
         .store
-        .list(ListFilter {
-            domain: Some("d3.test".into()),
-            ..ListFilter::default()
+        .list({
+            let mut list_filter = ListFilter::default();
+            list_filter.domain = Some("d3.test".into());
+            list_filter
         })
         .await
         .unwrap();
@@ -395,10 +396,11 @@ async fn list_filters_and_pages(t: TestStore) {
     loop {
         let page = t
             .store
-            .list(ListFilter {
-                limit: 3,
-                cursor: cursor.clone(),
-                ..ListFilter::default()
+            .list({
+                let mut list_filter = ListFilter::default();
+                list_filter.limit = 3;
+                list_filter.cursor = cursor.clone();
+                list_filter
             })
             .await
             .unwrap();
@@ -418,50 +420,56 @@ async fn list_filters_and_pages(t: TestStore) {
         async move { store.list(filter).await.unwrap().items.len() }
     };
     assert_eq!(
-        count(ListFilter {
-            status: Some(MessageStatus::Error),
-            ..ListFilter::default()
+        count({
+            let mut list_filter = ListFilter::default();
+            list_filter.status = Some(MessageStatus::Error);
+            list_filter
         })
         .await,
         1
     );
     assert_eq!(
-        count(ListFilter {
-            priority: Some(Priority::High),
-            ..ListFilter::default()
+        count({
+            let mut list_filter = ListFilter::default();
+            list_filter.priority = Some(Priority::High);
+            list_filter
         })
         .await,
         2
     );
     assert_eq!(
-        count(ListFilter {
-            domain: Some("ODD.test".into()),
-            ..ListFilter::default()
+        count({
+            let mut list_filter = ListFilter::default();
+            list_filter.domain = Some("ODD.test".into());
+            list_filter
         })
         .await,
         4
     );
     assert_eq!(
-        count(ListFilter {
-            subject: Some("report".into()),
-            ..ListFilter::default()
+        count({
+            let mut list_filter = ListFilter::default();
+            list_filter.subject = Some("report".into());
+            list_filter
         })
         .await,
         7
     );
     let later = OffsetDateTime::now_utc() + Duration::from_secs(60);
     assert_eq!(
-        count(ListFilter {
-            before: Some(later),
-            ..ListFilter::default()
+        count({
+            let mut list_filter = ListFilter::default();
+            list_filter.before = Some(later);
+            list_filter
         })
         .await,
         8
     );
     assert_eq!(
-        count(ListFilter {
-            after: Some(later),
-            ..ListFilter::default()
+        count({
+            let mut list_filter = ListFilter::default();
+            list_filter.after = Some(later);
+            list_filter
         })
         .await,
         0

@@ -26,10 +26,12 @@ conformance!(
 
 async fn all_events(t: &TestStore, message_id: Option<&str>) -> Vec<Event> {
     t.store
-        .events(EventFilter {
-            message_id: message_id.map(str::to_string),
-            limit: 1000,
-            cursor: None,
+        .events({
+            let mut event_filter = EventFilter::default();
+            event_filter.message_id = message_id.map(str::to_string);
+            event_filter.limit = 1000;
+            event_filter.cursor = None;
+            event_filter
         })
         .await
         .unwrap()
@@ -45,10 +47,11 @@ fn kinds(events: &[Event]) -> Vec<(String, EventType)> {
 
 async fn enqueue_records_queued_and_suppressed(t: TestStore) {
     t.store
-        .suppress(NewSuppression {
-            address: "bob@x.test".into(),
-            reason: SuppressionReason::Manual,
-            ..NewSuppression::default()
+        .suppress({
+            let mut new_suppression = NewSuppression::default();
+            new_suppression.address = "bob@x.test".into();
+            new_suppression.reason = SuppressionReason::Manual;
+            new_suppression
         })
         .await
         .unwrap();
@@ -202,10 +205,11 @@ async fn a_claim_records_suppressed(t: TestStore) {
         .unwrap()
         .id;
     t.store
-        .suppress(NewSuppression {
-            address: "ann@x.test".into(),
-            reason: SuppressionReason::Bounced,
-            ..NewSuppression::default()
+        .suppress({
+            let mut new_suppression = NewSuppression::default();
+            new_suppression.address = "ann@x.test".into();
+            new_suppression.reason = SuppressionReason::Bounced;
+            new_suppression
         })
         .await
         .unwrap();
@@ -227,28 +231,32 @@ async fn unsubscribe_is_an_event_once(t: TestStore) {
         .await
         .unwrap()
         .id;
-    let unsubscribe = NewSuppression {
-        address: "ann@x.test".into(),
-        list: Some("news".into()),
-        reason: SuppressionReason::Unsubscribed,
-        message_id: Some(id.clone()),
+    let unsubscribe = {
+        let mut new_suppression = NewSuppression::default();
+        new_suppression.address = "ann@x.test".into();
+        new_suppression.list = Some("news".into());
+        new_suppression.reason = SuppressionReason::Unsubscribed;
+        new_suppression.message_id = Some(id.clone());
+        new_suppression
     };
     t.store.suppress(unsubscribe.clone()).await.unwrap();
     t.store.suppress(unsubscribe).await.unwrap();
     // Other reasons are not unsubscribes; one without a message is one.
     t.store
-        .suppress(NewSuppression {
-            address: "bob@x.test".into(),
-            reason: SuppressionReason::Manual,
-            ..NewSuppression::default()
+        .suppress({
+            let mut new_suppression = NewSuppression::default();
+            new_suppression.address = "bob@x.test".into();
+            new_suppression.reason = SuppressionReason::Manual;
+            new_suppression
         })
         .await
         .unwrap();
     t.store
-        .suppress(NewSuppression {
-            address: "cat@x.test".into(),
-            reason: SuppressionReason::Unsubscribed,
-            ..NewSuppression::default()
+        .suppress({
+            let mut new_suppression = NewSuppression::default();
+            new_suppression.address = "cat@x.test".into();
+            new_suppression.reason = SuppressionReason::Unsubscribed;
+            new_suppression
         })
         .await
         .unwrap();
@@ -281,9 +289,10 @@ async fn listing_pages_and_filters(t: TestStore) {
     t.store.enqueue(message("b", &["b1@x.test"])).await.unwrap();
     let first = t
         .store
-        .events(EventFilter {
-            limit: 2,
-            ..EventFilter::default()
+        .events({
+            let mut event_filter = EventFilter::default();
+            event_filter.limit = 2;
+            event_filter
         })
         .await
         .unwrap();
@@ -291,10 +300,11 @@ async fn listing_pages_and_filters(t: TestStore) {
     let cursor = first.next_cursor.clone().expect("a next page");
     let second = t
         .store
-        .events(EventFilter {
-            limit: 2,
-            cursor: Some(cursor),
-            ..EventFilter::default()
+        .events({
+            let mut event_filter = EventFilter::default();
+            event_filter.limit = 2;
+            event_filter.cursor = Some(cursor);
+            event_filter
         })
         .await
         .unwrap();
@@ -311,10 +321,11 @@ async fn listing_pages_and_filters(t: TestStore) {
     for bad in ["x", "-3", "1; DROP TABLE events"] {
         let err = t
             .store
-            .events(EventFilter {
-                cursor: Some(bad.into()),
-                limit: 10,
-                ..EventFilter::default()
+            .events({
+                let mut event_filter = EventFilter::default();
+                event_filter.cursor = Some(bad.into());
+                event_filter.limit = 10;
+                event_filter
             })
             .await
             .unwrap_err();
@@ -322,10 +333,11 @@ async fn listing_pages_and_filters(t: TestStore) {
     }
     let err = t
         .store
-        .events(EventFilter {
-            message_id: Some("nope".into()),
-            limit: 10,
-            ..EventFilter::default()
+        .events({
+            let mut event_filter = EventFilter::default();
+            event_filter.message_id = Some("nope".into());
+            event_filter.limit = 10;
+            event_filter
         })
         .await
         .unwrap_err();

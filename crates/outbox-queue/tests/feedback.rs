@@ -128,9 +128,10 @@ async fn a_failed_report_bounces_a_sent_recipient_and_suppresses_on_5xx(t: TestS
     );
     let listed = t
         .store
-        .feedback_list(FeedbackFilter {
-            message_id: Some(id.clone()),
-            ..FeedbackFilter::default()
+        .feedback_list({
+            let mut feedback_filter = FeedbackFilter::default();
+            feedback_filter.message_id = Some(id.clone());
+            feedback_filter
         })
         .await
         .unwrap();
@@ -244,10 +245,12 @@ async fn a_complaint_overrides_a_bounce_and_suppresses(t: TestStore) {
     // is none.
     let events = t
         .store
-        .events(outbox_queue::EventFilter {
-            message_id: Some(id.clone()),
-            limit: 100,
-            cursor: None,
+        .events({
+            let mut event_filter = outbox_queue::EventFilter::default();
+            event_filter.message_id = Some(id.clone());
+            event_filter.limit = 100;
+            event_filter.cursor = None;
+            event_filter
         })
         .await
         .unwrap();
@@ -277,10 +280,11 @@ async fn only_the_newest_unmatched_reports_are_kept(t: TestStore) {
     }
     let kept = t
         .store
-        .feedback_list(FeedbackFilter {
-            unmatched: true,
-            limit: 1000,
-            ..FeedbackFilter::default()
+        .feedback_list({
+            let mut feedback_filter = FeedbackFilter::default();
+            feedback_filter.unmatched = true;
+            feedback_filter.limit = 1000;
+            feedback_filter
         })
         .await
         .unwrap();
@@ -290,9 +294,10 @@ async fn only_the_newest_unmatched_reports_are_kept(t: TestStore) {
     assert_eq!(t.store.feedback_raw(ids[0]).await.unwrap(), None);
     let all = t
         .store
-        .feedback_list(FeedbackFilter {
-            before: Some(ids[2]),
-            ..FeedbackFilter::default()
+        .feedback_list({
+            let mut feedback_filter = FeedbackFilter::default();
+            feedback_filter.before = Some(ids[2]);
+            feedback_filter
         })
         .await
         .unwrap();
@@ -319,9 +324,10 @@ async fn unmatched_reports_are_kept_with_their_text(t: TestStore) {
     assert_eq!(ghost.state, None);
     let unmatched = t
         .store
-        .feedback_list(FeedbackFilter {
-            unmatched: true,
-            ..FeedbackFilter::default()
+        .feedback_list({
+            let mut feedback_filter = FeedbackFilter::default();
+            feedback_filter.unmatched = true;
+            feedback_filter
         })
         .await
         .unwrap();
@@ -339,11 +345,12 @@ async fn unmatched_reports_are_kept_with_their_text(t: TestStore) {
     // Paging.
     let older = t
         .store
-        .feedback_list(FeedbackFilter {
-            unmatched: true,
-            before: Some(ghost.id),
-            limit: 1,
-            ..FeedbackFilter::default()
+        .feedback_list({
+            let mut feedback_filter = FeedbackFilter::default();
+            feedback_filter.unmatched = true;
+            feedback_filter.before = Some(ghost.id);
+            feedback_filter.limit = 1;
+            feedback_filter
         })
         .await
         .unwrap();

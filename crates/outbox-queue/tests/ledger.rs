@@ -552,6 +552,7 @@ async fn the_claim_plan_reads_index_ranges_without_sorting(t: TestStore) {
                         "reads the range unordered:\n{plan}"
                     );
                 }
+                other => panic!("no plan check for {other:?}"),
             }
         }
     }
@@ -645,6 +646,7 @@ async fn explain(
             client.batch_execute("ROLLBACK").await.unwrap();
             plans.join("\n")
         }
+        other => panic!("no EXPLAIN for {other:?}"),
     }
 }
 

@@ -17,16 +17,17 @@ conformance!(
 
 /// What PHP's `mail()` gives sendmail: LF line ends, no MIME headers, one long line.
 fn php_message(line: &str) -> NewMessage {
-    NewMessage {
-        data: format!(
+    {
+        let mut new_message = NewMessage::default();
+        new_message.data = format!(
             "To: bob@example.net\nSubject: report\nFrom: app@example.com\n\n\
              Report follows.\n{line}\nEnd.\n"
         )
-        .into_bytes(),
-        envelope_from: "app@example.com".into(),
-        recipients: vec![NewRecipient::new("bob@example.net")],
-        subject: "report".into(),
-        ..NewMessage::default()
+        .into_bytes();
+        new_message.envelope_from = "app@example.com".into();
+        new_message.recipients = vec![NewRecipient::new("bob@example.net")];
+        new_message.subject = "report".into();
+        new_message
     }
 }
 

@@ -57,11 +57,12 @@ impl Hosts {
 /// The engine's transport delivering by MX through `resolver`, to `port`.
 fn mx_transport(resolver: StaticMxResolver, port: u16) -> Arc<dyn Transport> {
     Arc::new(
-        SmtpTransport::new(SmtpTransportConfig {
-            client: ClientConfig::new("outbox.test"),
-            mx_port: port,
-            resolver: Some(Arc::new(resolver)),
-            ..SmtpTransportConfig::default()
+        SmtpTransport::new({
+            let mut transport = SmtpTransportConfig::default();
+            transport.client = ClientConfig::new("outbox.test");
+            transport.mx_port = port;
+            transport.resolver = Some(Arc::new(resolver));
+            transport
         })
         .expect("transport"),
     )
@@ -98,11 +99,10 @@ impl Running {
 }
 
 fn config() -> EngineConfig {
-    EngineConfig {
-        retry_backoff: vec![Duration::from_secs(3600)],
-        poll_interval: Duration::from_millis(100),
-        ..EngineConfig::default()
-    }
+    let mut config = EngineConfig::default();
+    config.retry_backoff = vec![Duration::from_secs(3600)];
+    config.poll_interval = Duration::from_millis(100);
+    config
 }
 
 fn rule(matches: ShapingMatch) -> ShapingRule {
@@ -198,14 +198,11 @@ async fn domains_with_the_same_mx_hosts_share_one_budget() {
     let mut shared_rule = rule(ShapingMatch::MxSuffix(".shared.test".into()));
     shared_rule.max_connections = Some(1);
     shared_rule.messages_per_connection = Some(7);
-    drain(
-        &store,
-        transport.clone(),
-        EngineConfig {
-            shaping: vec![shared_rule],
-            ..config()
-        },
-    )
+    drain(&store, transport.clone(), {
+        let mut config = config();
+        config.shaping = vec![shared_rule];
+        config
+    })
     .await;
     assert_eq!(store.counts().await.unwrap().sent, 90);
     let (shared, other) = (hosts.peers[0].server.stats(), hosts.peers[1].server.stats());
@@ -261,14 +258,11 @@ async fn recipients_over_the_limit_go_in_the_next_transaction() {
     ];
     let mut three = rule(ShapingMatch::Domain("rule.test".into()));
     three.max_recipients_per_transaction = Some(3);
-    drain(
-        &store,
-        mx_transport(resolver, hosts.port),
-        EngineConfig {
-            shaping: vec![three],
-            ..config()
-        },
-    )
+    drain(&store, mx_transport(resolver, hosts.port), {
+        let mut config = config();
+        config.shaping = vec![three];
+        config
+    })
     .await;
     for id in &ids {
         let detail = store.detail(id).await.unwrap();
@@ -404,9 +398,10 @@ async fn a_suspension_is_stored_with_its_domains_and_lifted_when_accepted_again(
     let running = Running::start(Engine::new(
         store.clone(),
         mx_transport(resolver, hosts.port),
-        EngineConfig {
-            retry_backoff: vec![Duration::from_millis(500)],
-            ..config()
+        {
+            let mut config = config();
+            config.retry_backoff = vec![Duration::from_millis(500)];
+            config
         },
     ));
     let engine = running.engine.clone();
@@ -561,9 +556,10 @@ async fn a_reply_matching_on_reply_suspends_for_its_time() {
     let running = Running::start(Engine::new(
         store.clone(),
         mx_transport(resolver, hosts.port),
-        EngineConfig {
-            shaping: vec![slow],
-            ..config()
+        {
+            let mut config = config();
+            config.shaping = vec![slow];
+            config
         },
     ));
     let engine = running.engine.clone();
@@ -635,14 +631,11 @@ async fn messages_over_the_rate_wait_for_their_turn() {
         }
         ids
     };
-    let engine = Engine::new(
-        store.clone(),
-        mx_transport(resolver, hosts.port),
-        EngineConfig {
-            shaping: vec![hourly],
-            ..config()
-        },
-    );
+    let engine = Engine::new(store.clone(), mx_transport(resolver, hosts.port), {
+        let mut config = config();
+        config.shaping = vec![hourly];
+        config
+    });
     let started = OffsetDateTime::now_utc();
     let running = Running::start(engine);
     until_settled(&store, &ids).await;
@@ -698,9 +691,11 @@ async fn stalled_destinations_do_not_hold_up_a_healthy_one() {
         let host = format!("mx.{domain}");
         resolver = resolver.mx(&domain, 10, &host).address(&host, Hosts::ip(i));
         for n in 0..10 {
-            batch.push(NewMessage {
-                priority: Priority::Low,
-                ..message(&format!("{domain} {n}"), &[&format!("r{n}@{domain}")])
+            batch.push({
+                let mut new_message =
+                    message(&format!("{domain} {n}"), &[&format!("r{n}@{domain}")]);
+                new_message.priority = Priority::Low;
+                new_message
             });
         }
     }
@@ -722,9 +717,10 @@ async fn stalled_destinations_do_not_hold_up_a_healthy_one() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let reset = store
-        .enqueue(NewMessage {
-            priority: Priority::High,
-            ..message("password reset", &["user@healthy.test"])
+        .enqueue({
+            let mut new_message = message("password reset", &["user@healthy.test"]);
+            new_message.priority = Priority::High;
+            new_message
         })
         .await
         .unwrap()

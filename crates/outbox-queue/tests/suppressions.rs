@@ -21,11 +21,13 @@ conformance!(
 );
 
 fn suppression(address: &str, list: Option<&str>, reason: SuppressionReason) -> NewSuppression {
-    NewSuppression {
-        address: address.into(),
-        list: list.map(str::to_string),
-        reason,
-        message_id: None,
+    {
+        let mut new_suppression = NewSuppression::default();
+        new_suppression.address = address.into();
+        new_suppression.list = list.map(str::to_string);
+        new_suppression.reason = reason;
+        new_suppression.message_id = None;
+        new_suppression
     }
 }
 
@@ -145,9 +147,10 @@ async fn list_filters_and_pages(t: TestStore) {
         }
     }
     let mut seen = Vec::new();
-    let mut filter = SuppressionFilter {
-        limit: 3,
-        ..SuppressionFilter::default()
+    let mut filter = {
+        let mut suppression_filter = SuppressionFilter::default();
+        suppression_filter.limit = 3;
+        suppression_filter
     };
     loop {
         let page = t.store.suppressions_list(filter.clone()).await.unwrap();
@@ -168,10 +171,11 @@ async fn list_filters_and_pages(t: TestStore) {
     let mut sorted = seen.clone();
     sorted.sort();
     assert_eq!(sorted, seen, "ordered by address, then list");
-    let only = |address: Option<&str>, list: Option<&str>| SuppressionFilter {
-        address: address.map(str::to_string),
-        list: list.map(str::to_string),
-        ..SuppressionFilter::default()
+    let only = |address: Option<&str>, list: Option<&str>| {
+        let mut suppression_filter = SuppressionFilter::default();
+        suppression_filter.address = address.map(str::to_string);
+        suppression_filter.list = list.map(str::to_string);
+        suppression_filter
     };
     let page = t
         .store
@@ -216,9 +220,10 @@ async fn bad_input_is_refused_naming_the_field(t: TestStore) {
     }
     let err = t
         .store
-        .suppressions_list(SuppressionFilter {
-            cursor: Some("garbage".into()),
-            ..SuppressionFilter::default()
+        .suppressions_list({
+            let mut suppression_filter = SuppressionFilter::default();
+            suppression_filter.cursor = Some("garbage".into());
+            suppression_filter
         })
         .await
         .unwrap_err();

@@ -31,14 +31,13 @@ fn links() -> Arc<Unsubscribe> {
 }
 
 fn config(unsubscribe: Option<Arc<Unsubscribe>>) -> EngineConfig {
-    EngineConfig {
-        relay_configured: true,
-        retry_backoff: vec![Duration::from_millis(50)],
-        poll_interval: Duration::from_millis(100),
-        max_attempts: 2,
-        unsubscribe,
-        ..EngineConfig::default()
-    }
+    let mut config = EngineConfig::default();
+    config.relay_configured = true;
+    config.retry_backoff = vec![Duration::from_millis(50)];
+    config.poll_interval = Duration::from_millis(100);
+    config.max_attempts = 2;
+    config.unsubscribe = unsubscribe;
+    config
 }
 
 async fn drain(store: &Arc<dyn Store>, peer: &Peer, config: EngineConfig) {

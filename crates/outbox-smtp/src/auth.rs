@@ -12,6 +12,7 @@ use hmac::{Hmac, Mac};
 
 /// The SASL mechanisms this crate speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Mechanism {
     /// LOGIN: user name and password in two base64 round trips, in clear.
     Login,
@@ -60,6 +61,7 @@ impl fmt::Display for Mechanism {
 
 /// Why a server challenge could not be answered.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AuthEncodingError {
     /// The 334 challenge text is not valid base64.
     #[error("the server's AUTH challenge is not valid base64: {challenge:?}")]

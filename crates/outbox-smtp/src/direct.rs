@@ -148,6 +148,7 @@ struct Opened {
 
 /// Direct delivery settings.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct DirectDelivery {
     /// The port of every MX host, implicit MX included (`[delivery] mx_port`, default 25).
     pub port: u16,

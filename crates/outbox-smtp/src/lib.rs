@@ -53,6 +53,14 @@
 //! | [`program`] | the sendmail-program transport |
 //! | [`dot`] | dot-stuffing of message data (RFC 5321 §4.5.2) |
 //!
+//! # Stability
+//!
+//! Settings that grow ([`ClientConfig`], [`Timeouts`], [`TlsConfig`], `server::Limits`,
+//! `mx::ResolverSettings`, `mta_sts::MtaStsSettings`, `direct::DirectDelivery`) are
+//! `#[non_exhaustive]`: build them with their constructor or `Default::default()` and set
+//! fields; errors and the enums that gain variants are too (match them with a `_` arm).
+//! [`ServerSpec`] is not: code that connects must know every kind of server.
+//!
 //! # Feature flags
 //!
 //! | feature | default | what |

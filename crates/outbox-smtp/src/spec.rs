@@ -41,6 +41,7 @@ pub enum ServerSpec {
 
 /// How a connection is protected (RFC 3207 STARTTLS, RFC 8314 implicit TLS).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Security {
     /// Never TLS (`?starttls=off`); credentials may then be sent in clear, because the user
     /// asked for exactly that.

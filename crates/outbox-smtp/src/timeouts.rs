@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 /// RFC does not name, take values in the same spirit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Timeouts {
     /// TCP connect (and the TLS handshake of implicit TLS).
     #[serde(with = "humantime_serde")]

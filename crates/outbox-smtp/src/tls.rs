@@ -26,6 +26,7 @@ use crate::fingerprint::Fingerprint;
 
 /// How the server's certificate is checked in a TLS handshake.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CertificateCheck {
     /// A chain to the webpki roots or a `[tls] ca_file` anchor (or exactly a certificate of
     /// `ca_file`), valid now, for the server's name. The default, and what relays get.
@@ -100,6 +101,7 @@ pub struct FingerprintMismatch {
 /// What the client trusts.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct TlsConfig {
     /// A PEM file of extra CA certificates to trust besides the webpki roots.
     pub ca_file: Option<PathBuf>,

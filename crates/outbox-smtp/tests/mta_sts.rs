@@ -30,10 +30,11 @@ fn records(id: Option<&str>) -> Vec<String> {
 
 fn dns_resolver(dns: &Dnsmasq) -> Arc<DnsMxResolver> {
     Arc::new(
-        DnsMxResolver::new(&ResolverSettings {
-            nameservers: vec![dns.addr],
-            timeout: Duration::from_secs(1),
-            ..ResolverSettings::default()
+        DnsMxResolver::new(&{
+            let mut settings = ResolverSettings::default();
+            settings.nameservers = vec![dns.addr];
+            settings.timeout = Duration::from_secs(1);
+            settings
         })
         .expect("resolver"),
     )
@@ -109,10 +110,12 @@ impl Fixture {
             current: Mutex::new(dns_resolver(&dns)),
             txt_lookups: AtomicUsize::new(0),
         });
-        let mut settings = MtaStsSettings {
-            https_port: server.addr.port(),
-            fetch_timeout: Duration::from_secs(5),
-            recheck_interval: Duration::ZERO,
+        let mut settings = {
+            let mut mta_sts = MtaStsSettings::default();
+            mta_sts.https_port = server.addr.port();
+            mta_sts.fetch_timeout = Duration::from_secs(5);
+            mta_sts.recheck_interval = Duration::ZERO;
+            mta_sts
         };
         tune(&mut settings);
         let sts = MtaSts::new(

@@ -76,23 +76,21 @@ async fn world(policy: &str, cert: Mx2Cert) -> World {
         "--txt-record=_mta-sts.a.test,v=STSv1; id=20261130".to_string(),
     ]);
     let resolver = Arc::new(
-        DnsMxResolver::new(&ResolverSettings {
-            nameservers: vec![dns.addr],
-            timeout: Duration::from_secs(1),
-            ..ResolverSettings::default()
+        DnsMxResolver::new(&{
+            let mut settings = ResolverSettings::default();
+            settings.nameservers = vec![dns.addr];
+            settings.timeout = Duration::from_secs(1);
+            settings
         })
         .unwrap(),
     );
     let tls = TlsConfig::with_ca_file(&ca.ca_cert);
     let client = ClientConfig::new("outbox.test").with_tls(tls.clone());
-    let mta_sts = MtaSts::new(
-        resolver.clone(),
-        &tls,
-        MtaStsSettings {
-            https_port: policy_server.addr.port(),
-            ..MtaStsSettings::default()
-        },
-    )
+    let mta_sts = MtaSts::new(resolver.clone(), &tls, {
+        let mut mta_sts = MtaStsSettings::default();
+        mta_sts.https_port = policy_server.addr.port();
+        mta_sts
+    })
     .unwrap();
     World {
         direct: DirectDelivery::new(mx1.local_addr().port(), client)

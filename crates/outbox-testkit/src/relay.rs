@@ -76,10 +76,11 @@ impl Peer {
 /// The engine's SMTP transport with `relay` (a server spec) as the configured relay.
 pub fn relay_transport(relay: &str) -> Arc<dyn Transport> {
     Arc::new(
-        SmtpTransport::new(SmtpTransportConfig {
-            client: ClientConfig::new("outbox.test"),
-            relay: Some(ServerSpec::parse(relay).expect("relay spec")),
-            ..SmtpTransportConfig::default()
+        SmtpTransport::new({
+            let mut transport = SmtpTransportConfig::default();
+            transport.client = ClientConfig::new("outbox.test");
+            transport.relay = Some(ServerSpec::parse(relay).expect("relay spec"));
+            transport
         })
         .expect("transport"),
     )

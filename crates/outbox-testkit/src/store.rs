@@ -52,12 +52,14 @@ impl TestStore {
 
 /// A small message to `recipients`.
 pub fn message(subject: &str, recipients: &[&str]) -> NewMessage {
-    NewMessage {
-        data: format!("From: app@example.com\r\nSubject: {subject}\r\n\r\nbody\r\n").into_bytes(),
-        envelope_from: "app@example.com".into(),
-        recipients: recipients.iter().map(|r| NewRecipient::new(*r)).collect(),
-        subject: subject.into(),
-        ..NewMessage::default()
+    {
+        let mut new_message = NewMessage::default();
+        new_message.data =
+            format!("From: app@example.com\r\nSubject: {subject}\r\n\r\nbody\r\n").into_bytes();
+        new_message.envelope_from = "app@example.com".into();
+        new_message.recipients = recipients.iter().map(|r| NewRecipient::new(*r)).collect();
+        new_message.subject = subject.into();
+        new_message
     }
 }
 

@@ -12,9 +12,8 @@ use crate::config::Config;
 
 /// Opens (and migrates) the configured store with the configured size limit.
 pub async fn store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let options = StoreOptions {
-        max_message_size: config.delivery.max_message_size.0,
-    };
+    let mut options = StoreOptions::default();
+    options.max_message_size = config.delivery.max_message_size.0;
     Ok(outbox_queue::open_store_with(&config.database, options).await?)
 }
 
@@ -60,14 +59,13 @@ pub fn check_ca_file(config: &Config) -> anyhow::Result<()> {
 /// The transport the engine and `send` deliver through; checks the CA file first.
 pub fn transport(config: &Config) -> anyhow::Result<Arc<SmtpTransport>> {
     check_ca_file(config)?;
-    let transport = SmtpTransport::new(SmtpTransportConfig {
-        client: client_config(config),
-        relay: relay(config)?,
-        mx_port: config.delivery.mx_port,
-        resolver: None,
-        nameservers: config.dns.nameservers.clone(),
-        mta_sts: config.mta_sts.settings(),
-    })?;
+    let mut settings = SmtpTransportConfig::default();
+    settings.client = client_config(config);
+    settings.relay = relay(config)?;
+    settings.mx_port = config.delivery.mx_port;
+    settings.nameservers = config.dns.nameservers.clone();
+    settings.mta_sts = config.mta_sts.settings();
+    let transport = SmtpTransport::new(settings)?;
     Ok(Arc::new(transport))
 }
 
@@ -75,23 +73,22 @@ pub fn transport(config: &Config) -> anyhow::Result<Arc<SmtpTransport>> {
 /// read here: a missing or bad one stops `serve`, `deliver` and `send` before they start).
 pub fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
     let delivery = &config.delivery;
-    Ok(EngineConfig {
-        max_connections: delivery.max_connections,
-        messages_per_connection: delivery.messages_per_connection,
-        max_message_rate: delivery.max_message_rate.map(|rate| rate.0),
-        max_recipients_per_transaction: delivery.max_recipients_per_transaction,
-        shaping: crate::config::shaping::rules(&config.shaping)?,
-        max_attempts: delivery.max_attempts,
-        retry_backoff: delivery.retry_backoff(),
-        lease: delivery.lease.0,
-        relay_configured: delivery.relay.is_some(),
-        allow_program_relay: delivery.allow_program_relay,
-        dkim: Arc::new(crate::config::dkim::signers(&config.dkim)?),
-        unsubscribe: config.unsubscribe.links()?,
-        verp: config.bounces.verp(),
-        webhooks: Some(webhook_settings(config)?),
-        ..EngineConfig::default()
-    })
+    let mut engine = EngineConfig::default();
+    engine.max_connections = delivery.max_connections;
+    engine.messages_per_connection = delivery.messages_per_connection;
+    engine.max_message_rate = delivery.max_message_rate.map(|rate| rate.0);
+    engine.max_recipients_per_transaction = delivery.max_recipients_per_transaction;
+    engine.shaping = crate::config::shaping::rules(&config.shaping)?;
+    engine.max_attempts = delivery.max_attempts;
+    engine.retry_backoff = delivery.retry_backoff();
+    engine.lease = delivery.lease.0;
+    engine.relay_configured = delivery.relay.is_some();
+    engine.allow_program_relay = delivery.allow_program_relay;
+    engine.dkim = Arc::new(crate::config::dkim::signers(&config.dkim)?);
+    engine.unsubscribe = config.unsubscribe.links()?;
+    engine.verp = config.bounces.verp();
+    engine.webhooks = Some(webhook_settings(config)?);
+    Ok(engine)
 }
 
 /// The webhook sender's settings: `[[webhooks]]`, `[events]`, and the trust anchors of

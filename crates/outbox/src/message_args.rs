@@ -107,10 +107,9 @@ pub struct MessageArgs {
 
 /// The composition options for a message whose files may hold up to `limit` bytes each.
 pub fn compose_options(limit: u64) -> ComposeOptions {
-    ComposeOptions {
-        max_file_size: Some(limit),
-        ..ComposeOptions::default()
-    }
+    let mut options = ComposeOptions::default();
+    options.max_file_size = Some(limit);
+    options
 }
 
 /// The limit of `send --now` and `compose`, which do not queue: the queue's limit, but

@@ -348,9 +348,10 @@ async fn reports_from_anyone_only_to_the_bounce_domain(ts: TestStore) {
     // The tampered one is kept, unmatched, with its text.
     let unmatched = ts
         .store
-        .feedback_list(FeedbackFilter {
-            unmatched: true,
-            ..FeedbackFilter::default()
+        .feedback_list({
+            let mut feedback_filter = FeedbackFilter::default();
+            feedback_filter.unmatched = true;
+            feedback_filter
         })
         .await
         .unwrap();

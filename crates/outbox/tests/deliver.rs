@@ -79,10 +79,11 @@ async fn enqueue_many(store: &dyn Store, n: usize) {
 
 /// Recipients leased by some worker right now.
 async fn leased(store: &dyn Store) -> usize {
-    let mut filter = ListFilter {
-        status: Some(MessageStatus::Queued),
-        limit: 1000,
-        ..ListFilter::default()
+    let mut filter = {
+        let mut list_filter = ListFilter::default();
+        list_filter.status = Some(MessageStatus::Queued);
+        list_filter.limit = 1000;
+        list_filter
     };
     let mut count = 0;
     loop {

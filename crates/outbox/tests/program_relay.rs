@@ -44,9 +44,10 @@ fn stderr(out: &Output) -> String {
 /// A message whose stored relay runs `touch MARKER`, inserted through the store as a
 /// database writer would.
 fn touching(marker: &Path) -> NewMessage {
-    NewMessage {
-        relay: Some(format!("program:/usr/bin/touch {}", marker.display())),
-        ..message("stored program relay", &["rcpt@example.net"])
+    {
+        let mut new_message = message("stored program relay", &["rcpt@example.net"]);
+        new_message.relay = Some(format!("program:/usr/bin/touch {}", marker.display()));
+        new_message
     }
 }
 
@@ -72,9 +73,10 @@ async fn a_program_relay_stored_on_a_message_is_not_run_by_default() {
     let marker2 = dir.path().join("MARKER2");
     let id2 = ts
         .store
-        .enqueue(NewMessage {
-            relay: Some(format!("  PROGRAM:/usr/bin/touch {}", marker2.display())),
-            ..message("shouting", &["rcpt@example.net"])
+        .enqueue({
+            let mut new_message = message("shouting", &["rcpt@example.net"]);
+            new_message.relay = Some(format!("  PROGRAM:/usr/bin/touch {}", marker2.display()));
+            new_message
         })
         .await
         .unwrap()

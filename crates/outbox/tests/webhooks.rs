@@ -193,10 +193,12 @@ async fn all_events(store: &dyn Store) -> Vec<Event> {
     let mut cursor = None;
     loop {
         let page = store
-            .events(EventFilter {
-                message_id: None,
-                limit: 1000,
-                cursor,
+            .events({
+                let mut event_filter = EventFilter::default();
+                event_filter.message_id = None;
+                event_filter.limit = 1000;
+                event_filter.cursor = cursor;
+                event_filter
             })
             .await
             .unwrap();

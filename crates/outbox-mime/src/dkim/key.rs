@@ -14,6 +14,7 @@ pub const MIN_RSA_BITS: usize = 2048;
 
 /// A DKIM signing algorithm (`a=` tag).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Algorithm {
     /// `rsa-sha256` (RFC 6376 §3.3.1).
     RsaSha256,
@@ -59,6 +60,7 @@ impl std::str::FromStr for Algorithm {
 
 /// Why a key could not be used. Never contains key material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyError {
     /// No `-----BEGIN ...-----` / `-----END ...-----` block.
     #[error("not a PEM file (no BEGIN/END block)")]

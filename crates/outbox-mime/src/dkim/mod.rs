@@ -252,6 +252,7 @@ impl Folder {
 
 /// Why a message goes out unsigned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Unsigned {
     /// No `[[dkim]]` entry covers the From domain.
     #[error("no [[dkim]] entry for {domain}")]

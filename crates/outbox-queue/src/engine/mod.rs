@@ -70,6 +70,7 @@ pub use transport::{
 
 /// How the engine behaves; the binary fills it from `[delivery]`.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct EngineConfig {
     /// This worker's name in leases; unique among workers sharing a database.
     pub owner: String,
@@ -169,6 +170,7 @@ pub fn default_owner() -> String {
 
 /// When [`Engine::run`] returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RunMode {
     /// Until the shutdown future resolves (`outbox serve`, `outbox deliver`).
     Forever,

@@ -75,6 +75,7 @@ impl fmt::Display for Rate {
 
 /// The limits of one destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Limits {
     /// Connections open at once to the destination (the global `[delivery]
     /// max_connections` still caps the total).
@@ -111,6 +112,7 @@ pub struct OnReply {
 
 /// What a `[[shaping]]` rule applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ShapingMatch {
     /// Recipients of exactly this domain.
     Domain(String),

@@ -20,6 +20,7 @@ use super::transport::{
 /// What the SMTP transport needs: client settings, the configured relay, the MX port and
 /// the resolver.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct SmtpTransportConfig {
     /// EHLO name, timeouts, trust anchors.
     pub client: ClientConfig,
@@ -58,6 +59,7 @@ pub struct SmtpTransport {
 
 /// Why the SMTP transport could not be built.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TransportSetupError {
     /// The DNS resolver could not be set up.
     #[error(transparent)]
@@ -73,10 +75,11 @@ impl SmtpTransport {
     pub fn new(config: SmtpTransportConfig) -> Result<Self, TransportSetupError> {
         let resolver = match config.resolver {
             Some(resolver) => resolver,
-            None => Arc::new(DnsMxResolver::new(&ResolverSettings {
-                nameservers: config.nameservers,
-                ..ResolverSettings::default()
-            })?),
+            None => {
+                let mut settings = ResolverSettings::default();
+                settings.nameservers = config.nameservers;
+                Arc::new(DnsMxResolver::new(&settings)?)
+            }
         };
         let mut direct = DirectDelivery::new(config.mx_port, config.client.clone());
         if let Some(settings) = config.mta_sts {

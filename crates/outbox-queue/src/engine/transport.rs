@@ -14,6 +14,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Where one connection goes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Route {
     /// A message's own relay (a server spec).
     Relay(String),
@@ -97,6 +98,7 @@ pub struct TransportError {
 
 /// Where a [`TransportError`] happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorStage {
     /// Our own configuration: a CA file that cannot be read, a relay spec that does not
     /// parse, credentials that would go out in plaintext. Nothing reached a server.

@@ -78,6 +78,7 @@ impl WebhookUrl {
 
 /// What a request gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PostResult {
     /// A 2xx status.
     Accepted(u16),

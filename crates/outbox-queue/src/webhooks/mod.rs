@@ -48,6 +48,7 @@ pub struct Webhook {
 
 /// How the sender behaves; the binary fills it from `[[webhooks]]` and `[events]`.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct WebhookSettings {
     /// The webhooks; none: the dispatcher still marks events dispatched and prunes.
     pub webhooks: Vec<Webhook>,

@@ -50,6 +50,7 @@ use crate::tls::{CertificateCheck, Protection, TlsConfig, TlsConfigError};
 
 /// How the client introduces itself, how long it waits, and what it trusts.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ClientConfig {
     /// The name sent with EHLO / HELO (RFC 5321 §4.1.1.1: the client's FQDN).
     pub helo_name: String,

@@ -33,6 +33,7 @@ const MAX_ADDRESSES: usize = 4;
 /// Why a policy could not be fetched. Each one means "no new policy": the caller falls
 /// back to a cached one, or delivers without MTA-STS (RFC 8461 §5.1).
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum FetchError {
     /// The policy host's addresses could not be found.
     #[error("cannot find the address of {host}: {source}")]

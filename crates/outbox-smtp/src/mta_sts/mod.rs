@@ -46,6 +46,7 @@ const MAX_DOMAINS: usize = 10_000;
 
 /// The tunables of MTA-STS, with named defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MtaStsSettings {
     /// The port of the policy host (`mta-sts.DOMAIN`): 443, the RFC's. Tests use a free
     /// loopback port.

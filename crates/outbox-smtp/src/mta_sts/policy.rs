@@ -59,6 +59,7 @@ fn seconds<S: serde::Serializer>(value: &Duration, serializer: S) -> Result<S::O
 
 /// Why a policy file was refused.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum PolicyError {
     /// One line is malformed.
     #[error("policy line {line}: {reason}")]

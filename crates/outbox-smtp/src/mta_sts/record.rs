@@ -14,6 +14,7 @@ pub struct StsRecord {
 /// Why a domain's TXT records give no MTA-STS record. Each means "no policy is
 /// available" (RFC 8461 §3.1), which a still valid cached policy outlives (§5.1).
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum RecordError {
     /// No TXT record starts with `v=STSv1`.
     #[error("no _mta-sts TXT record")]

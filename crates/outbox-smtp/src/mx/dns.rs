@@ -23,6 +23,7 @@ pub const NEGATIVE_TTL: Duration = Duration::from_secs(60);
 
 /// How to reach DNS.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ResolverSettings {
     /// Nameservers to ask (`[dns] nameservers`); empty means the system's (resolv.conf).
     pub nameservers: Vec<SocketAddr>,

@@ -31,6 +31,7 @@ pub struct MxHost {
 
 /// Why the mail hosts of a domain (or a host's addresses) could not be found.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum MxError {
     /// The domain publishes a null MX: it accepts no mail (RFC 7505 §3).
     #[error("{domain} accepts no mail (null MX, RFC 7505)")]
@@ -122,6 +123,7 @@ pub type MxRecord = (u16, String);
 
 /// What a set of MX records means (RFC 5321 §5.1, RFC 7505 §3).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MxAnswer {
     /// The hosts in the order to try them.
     Hosts(Vec<MxHost>),

@@ -100,6 +100,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Why an AUTH exchange failed on the client's side (reply 501, RFC 4954 §4).
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum SaslError {
     /// The response is not valid base64.
     #[error("the SASL response is not valid base64")]

@@ -13,6 +13,7 @@ pub struct Param {
 
 /// A command line, parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Command {
     /// `EHLO domain` (RFC 5321 §4.1.1.1).
     Ehlo(String),
@@ -77,6 +78,7 @@ impl Command {
 
 /// Why a command line could not be parsed; each maps to the reply the server sends.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum CommandError {
     /// The verb is not one this server knows (reply 500, RFC 5321 §4.2.4).
     #[error("command not recognized: {verb}")]

@@ -15,6 +15,7 @@ use crate::reply::Reply;
 
 /// The point in a session where a fault can fire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Stage {
     /// Before the greeting: a reply here replaces the `220` greeting.
     Connect,
@@ -44,6 +45,7 @@ pub enum Stage {
 /// What a fault does when it fires.
 #[cfg(any(test, feature = "testing"))]
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FaultAction {
     /// Send this reply instead of the normal one; a `421` reply also closes the connection
     /// (RFC 5321 §3.8).

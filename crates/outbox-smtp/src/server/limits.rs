@@ -16,6 +16,7 @@ use super::throttle::client_key;
 /// server stays a permissive peer for delivery tests; the submission listener sets them all.
 /// Public for [`Connections`], which outbox's HTTP server uses too (only the first two).
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct Limits {
     /// The most connections open at once.
     pub max_connections: Option<usize>,
@@ -33,6 +34,7 @@ pub struct Limits {
 
 /// Why a new connection was refused at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Refusal {
     /// `max_connections` connections are open.
     Busy,

@@ -78,6 +78,7 @@ pub fn trim_line_end(line: &[u8]) -> &[u8] {
 
 /// Why message text was refused after the end-of-data mark was read.
 #[derive(Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DataProblem {
     /// More than the size limit arrived (RFC 1870 §6: reply 552).
     TooBig {

@@ -68,6 +68,7 @@ use stats::Counters;
 
 /// Why the server could not start.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum ServerError {
     /// The listening socket could not be bound.
     #[error("cannot listen on {address}: {source}")]

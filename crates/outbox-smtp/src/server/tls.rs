@@ -8,6 +8,7 @@ use thiserror::Error;
 
 /// Why a certificate and key could not become a TLS server configuration.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum ServerTlsError {
     /// A PEM file could not be read.
     #[error("cannot read {path}: {source}")]

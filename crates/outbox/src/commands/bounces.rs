@@ -54,12 +54,7 @@ pub async fn run(globals: &Globals, args: BouncesArgs) -> anyhow::Result<()> {
             before,
         } => {
             let items = store
-                .feedback_list(FeedbackFilter {
-                    unmatched,
-                    message_id: message,
-                    limit,
-                    before,
-                })
+                .feedback_list({ let mut feedback_filter = FeedbackFilter::default(); feedback_filter.unmatched = unmatched; feedback_filter.message_id = message; feedback_filter.limit = limit; feedback_filter.before = before; feedback_filter })
                 .await?;
             if globals.json {
                 println!("{}", serde_json::to_string(&items)?);

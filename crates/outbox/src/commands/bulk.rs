@@ -165,19 +165,19 @@ impl<'a> BatchWriter<'a> {
         if own_to {
             data.splice(0..0, UNDISCLOSED.iter().copied());
         }
-        Ok(NewMessage {
-            data,
-            envelope_from: outbox_mime::parse_address(&spec.from)?.addr_spec(),
-            recipients: batch,
-            subject: spec.subject.clone(),
-            priority: spec.priority,
-            send_at: spec.send_at,
-            relay: spec.relay.clone(),
-            tokens: Some(spec.tokens.clone()),
-            idempotency_key: None,
-            list: spec.list.clone(),
-            list_unsubscribe: spec.list_unsubscribe,
-        })
+        let mut new_message = NewMessage::default();
+        new_message.data = data;
+        new_message.envelope_from = outbox_mime::parse_address(&spec.from)?.addr_spec();
+        new_message.recipients = batch;
+        new_message.subject = spec.subject.clone();
+        new_message.priority = spec.priority;
+        new_message.send_at = spec.send_at;
+        new_message.relay = spec.relay.clone();
+        new_message.tokens = Some(spec.tokens.clone());
+        new_message.idempotency_key = None;
+        new_message.list = spec.list.clone();
+        new_message.list_unsubscribe = spec.list_unsubscribe;
+        Ok(new_message)
     }
 
     fn finish(self) -> (Option<String>, u64) {

@@ -39,10 +39,12 @@ pub async fn run(globals: &Globals, args: EventsArgs) -> anyhow::Result<()> {
         cursor,
     } = args.command;
     let page = store
-        .events(EventFilter {
-            message_id: message,
-            limit,
-            cursor,
+        .events({
+            let mut event_filter = EventFilter::default();
+            event_filter.message_id = message;
+            event_filter.limit = limit;
+            event_filter.cursor = cursor;
+            event_filter
         })
         .await?;
     if globals.json {

@@ -225,9 +225,10 @@ async fn host_lines(
 
 /// The resolver the configuration asks for: `[dns] nameservers`, else the system's.
 pub fn resolver(config: &Config) -> anyhow::Result<DnsMxResolver> {
-    let settings = ResolverSettings {
-        nameservers: config.dns.nameservers.clone(),
-        ..ResolverSettings::default()
+    let settings = {
+        let mut settings = ResolverSettings::default();
+        settings.nameservers = config.dns.nameservers.clone();
+        settings
     };
     DnsMxResolver::new(&settings).context("DNS resolver")
 }

@@ -164,15 +164,17 @@ fn report(json: bool, verb: &str, done: &[(&str, u64)]) -> anyhow::Result<()> {
 }
 
 async fn run_list(store: &dyn Store, json: bool, args: ListArgs) -> anyhow::Result<()> {
-    let filter = ListFilter {
-        status: args.status,
-        priority: args.priority,
-        before: args.before,
-        after: args.after,
-        domain: args.domain,
-        subject: args.subject,
-        limit: args.limit,
-        cursor: args.cursor,
+    let filter = {
+        let mut list_filter = ListFilter::default();
+        list_filter.status = args.status;
+        list_filter.priority = args.priority;
+        list_filter.before = args.before;
+        list_filter.after = args.after;
+        list_filter.domain = args.domain;
+        list_filter.subject = args.subject;
+        list_filter.limit = args.limit;
+        list_filter.cursor = args.cursor;
+        list_filter
     };
     let page = store.list(filter).await?;
     let suspensions = store.suspensions(OffsetDateTime::now_utc()).await?;

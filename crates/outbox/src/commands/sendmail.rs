@@ -116,12 +116,13 @@ pub async fn run(globals: &Globals, cmd: SendmailCmdArgs) -> anyhow::Result<()> 
         domain,
         OffsetDateTime::now_utc(),
     );
-    let message = NewMessage {
-        data: stored,
-        envelope_from: sender,
-        recipients: recipients.into_iter().map(NewRecipient::new).collect(),
-        subject,
-        ..NewMessage::default()
+    let message = {
+        let mut new_message = NewMessage::default();
+        new_message.data = stored;
+        new_message.envelope_from = sender;
+        new_message.recipients = recipients.into_iter().map(NewRecipient::new).collect();
+        new_message.subject = subject;
+        new_message
     };
 
     let store = crate::app::store(&config)

@@ -58,7 +58,7 @@ pub async fn run(globals: &Globals, args: SmtpArgs) -> anyhow::Result<()> {
     let ca_file = args.ca_file.or(config.tls.ca_file.clone());
     let client_config = ClientConfig::new(config.delivery.helo_name.clone())
         .with_timeouts(config.delivery.timeouts())
-        .with_tls(TlsConfig { ca_file });
+        .with_tls(ca_file.map(TlsConfig::with_ca_file).unwrap_or_default());
 
     let mut client = SmtpClient::connect_with(&spec, &client_config).await?;
     let mut out = std::io::stdout();

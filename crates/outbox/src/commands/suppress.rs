@@ -76,11 +76,13 @@ pub async fn run(globals: &Globals, args: SuppressArgs) -> anyhow::Result<()> {
             reason,
         } => {
             let stored = store
-                .suppress(NewSuppression {
-                    address,
-                    list,
-                    reason,
-                    message_id: None,
+                .suppress({
+                    let mut new_suppression = NewSuppression::default();
+                    new_suppression.address = address;
+                    new_suppression.list = list;
+                    new_suppression.reason = reason;
+                    new_suppression.message_id = None;
+                    new_suppression
                 })
                 .await?;
             if globals.json {
@@ -112,16 +114,14 @@ pub async fn run(globals: &Globals, args: SuppressArgs) -> anyhow::Result<()> {
             limit,
             cursor,
         } => {
-            run_list(
-                &*store,
-                globals.json,
-                SuppressionFilter {
-                    address,
-                    list,
-                    limit,
-                    cursor,
-                },
-            )
+            run_list(&*store, globals.json, {
+                let mut suppression_filter = SuppressionFilter::default();
+                suppression_filter.address = address;
+                suppression_filter.list = list;
+                suppression_filter.limit = limit;
+                suppression_filter.cursor = cursor;
+                suppression_filter
+            })
             .await
         }
     }

@@ -198,17 +198,15 @@ impl DeliveryConfig {
     /// The SMTP client's timeouts: RFC 5321 §4.5.3.2's named steps from their keys, every
     /// other step from `command_timeout`.
     pub fn timeouts(&self) -> outbox_smtp::Timeouts {
-        outbox_smtp::Timeouts {
-            connect: self.connect_timeout.0,
-            greeting: self.greeting_timeout.0,
-            mail_from: self.mail_timeout.0,
-            rcpt_to: self.rcpt_timeout.0,
-            data_init: self.data_timeout.0,
-            data_block: self.data_block_timeout.0,
-            data_term: self.data_end_timeout.0,
-            ..outbox_smtp::Timeouts::default()
-        }
-        .with_command(self.command_timeout.0)
+        let mut timeouts = outbox_smtp::Timeouts::default().with_command(self.command_timeout.0);
+        timeouts.connect = self.connect_timeout.0;
+        timeouts.greeting = self.greeting_timeout.0;
+        timeouts.mail_from = self.mail_timeout.0;
+        timeouts.rcpt_to = self.rcpt_timeout.0;
+        timeouts.data_init = self.data_timeout.0;
+        timeouts.data_block = self.data_block_timeout.0;
+        timeouts.data_term = self.data_end_timeout.0;
+        timeouts
     }
 
     /// Each timeout key with its value, for the "more than 0s" check.
@@ -314,12 +312,13 @@ impl Default for MtaStsConfig {
 impl MtaStsConfig {
     /// The MTA-STS settings, when enabled.
     pub fn settings(&self) -> Option<outbox_smtp::mta_sts::MtaStsSettings> {
-        self.enabled
-            .then_some(outbox_smtp::mta_sts::MtaStsSettings {
-                https_port: self.https_port,
-                fetch_timeout: self.fetch_timeout.0,
-                recheck_interval: self.recheck_interval.0,
-            })
+        self.enabled.then_some({
+            let mut mta_sts = outbox_smtp::mta_sts::MtaStsSettings::default();
+            mta_sts.https_port = self.https_port;
+            mta_sts.fetch_timeout = self.fetch_timeout.0;
+            mta_sts.recheck_interval = self.recheck_interval.0;
+            mta_sts
+        })
     }
 }
 

@@ -378,15 +378,14 @@ impl ListQuery {
             .transpose()
             .map_err(|err| ApiError::invalid("priority", err.to_string()))?;
         let limit = page_limit(self.limit, ListFilter::default().limit)?;
-        Ok(ListFilter {
-            status,
-            priority,
-            domain: non_empty(self.domain),
-            subject: non_empty(self.q),
-            limit,
-            cursor: non_empty(self.cursor),
-            ..ListFilter::default()
-        })
+        let mut list_filter = ListFilter::default();
+        list_filter.status = status;
+        list_filter.priority = priority;
+        list_filter.domain = non_empty(self.domain);
+        list_filter.subject = non_empty(self.q);
+        list_filter.limit = limit;
+        list_filter.cursor = non_empty(self.cursor);
+        Ok(list_filter)
     }
 }
 

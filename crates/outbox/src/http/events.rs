@@ -46,10 +46,12 @@ pub async fn list_events(
     ApiQuery(query): ApiQuery<EventQuery>,
 ) -> Result<Response, ApiError> {
     let non_empty = |value: Option<String>| value.filter(|v| !v.is_empty());
-    let filter = EventFilter {
-        message_id: non_empty(query.message),
-        limit: super::api::page_limit(query.limit, DEFAULT_LIMIT)?,
-        cursor: non_empty(query.cursor),
+    let filter = {
+        let mut event_filter = EventFilter::default();
+        event_filter.message_id = non_empty(query.message);
+        event_filter.limit = super::api::page_limit(query.limit, DEFAULT_LIMIT)?;
+        event_filter.cursor = non_empty(query.cursor);
+        event_filter
     };
     let page = state
         .outbox

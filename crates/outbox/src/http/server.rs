@@ -73,11 +73,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let connections = Arc::new(Connections::default());
-    let admission = outbox_smtp::server::Limits {
-        max_connections: Some(limits.max_connections.max(1)),
-        max_connections_per_client: Some(limits.max_connections_per_client.max(1)),
-        ..outbox_smtp::server::Limits::default()
-    };
+    let mut admission = outbox_smtp::server::Limits::default();
+    admission.max_connections = Some(limits.max_connections.max(1));
+    admission.max_connections_per_client = Some(limits.max_connections_per_client.max(1));
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     let (closing_tx, closing_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();

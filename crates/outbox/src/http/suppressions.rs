@@ -55,12 +55,14 @@ pub async fn list_suppressions(
 ) -> Result<Response, ApiError> {
     let non_empty = |value: Option<String>| value.filter(|v| !v.is_empty());
     let limit = super::api::page_limit(query.limit, SuppressionFilter::default().limit)?;
-    let filter = SuppressionFilter {
-        address: non_empty(query.address),
+    let filter = {
+        let mut suppression_filter = SuppressionFilter::default();
+        suppression_filter.address = non_empty(query.address);
         // `list=` (empty) selects the every-list entries; absent: every entry.
-        list: query.list,
-        limit,
-        cursor: non_empty(query.cursor),
+        suppression_filter.list = query.list;
+        suppression_filter.limit = limit;
+        suppression_filter.cursor = non_empty(query.cursor);
+        suppression_filter
     };
     let page = state.outbox.store().suppressions_list(filter).await?;
     Ok(Json(page).into_response())

@@ -77,11 +77,13 @@ pub async fn unsubscribe(
             "The request body must be List-Unsubscribe=One-Click (RFC 8058). Nothing was changed.",
         );
     }
-    let suppression = NewSuppression {
-        address: request.address.clone(),
-        list: Some(request.list.clone()),
-        reason: SuppressionReason::Unsubscribed,
-        message_id: request.message_id.clone(),
+    let suppression = {
+        let mut new_suppression = NewSuppression::default();
+        new_suppression.address = request.address.clone();
+        new_suppression.list = Some(request.list.clone());
+        new_suppression.reason = SuppressionReason::Unsubscribed;
+        new_suppression.message_id = request.message_id.clone();
+        new_suppression
     };
     if let Err(err) = state.outbox.store().suppress(suppression).await {
         return unavailable(&err);

@@ -164,7 +164,8 @@ pub fn feedback_of(
                 }
             }
         }
-        ReportFormat::Text => feedback.status = report.text_status.clone(),
+        // Plain text, or a format this parser will know later.
+        _ => feedback.status = report.text_status.clone(),
     }
     feedback
 }

@@ -146,16 +146,17 @@ impl MessageSink for QueueSink {
             // Only these fields come from the client: the relay, priority, send time, merge
             // values and idempotency key stay at their defaults, so nothing a client sends
             // can pick a route or a program (docs/security.md).
-            let message = NewMessage {
-                subject: subject_of(&data),
-                data: stored,
-                envelope_from: envelope.mail_from,
-                recipients: envelope
+            let message = {
+                let mut new_message = NewMessage::default();
+                new_message.subject = subject_of(&data);
+                new_message.data = stored;
+                new_message.envelope_from = envelope.mail_from;
+                new_message.recipients = envelope
                     .rcpt_to
                     .into_iter()
                     .map(NewRecipient::new)
-                    .collect(),
-                ..NewMessage::default()
+                    .collect();
+                new_message
             };
             enqueue_alone(&*self.store, message).await
         })

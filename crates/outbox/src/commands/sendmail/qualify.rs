@@ -158,6 +158,7 @@ fn rename(err: AddressError, item: &str) -> AddressError {
         AddressError::BadDomain { .. } => AddressError::BadDomain { input },
         AddressError::Syntax { .. } => AddressError::Syntax { input },
         AddressError::ControlCharacter { .. } => AddressError::ControlCharacter { input },
+        other => other,
     }
 }
 

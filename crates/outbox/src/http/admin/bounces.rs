@@ -47,11 +47,13 @@ pub async fn page(
             }
         },
     };
-    let filter = FeedbackFilter {
-        unmatched,
-        message_id: None,
-        limit: PAGE_SIZE,
-        before,
+    let filter = {
+        let mut feedback_filter = FeedbackFilter::default();
+        feedback_filter.unmatched = unmatched;
+        feedback_filter.message_id = None;
+        feedback_filter.limit = PAGE_SIZE;
+        feedback_filter.before = before;
+        feedback_filter
     };
     match state.outbox.store().feedback_list(filter).await {
         Ok(items) => respond(StatusCode::OK, bounces_page(&viewer, unmatched, &items)),

@@ -207,10 +207,12 @@ pub async fn message(
         store.detail(&id),
         store.attempts(&id),
         store.message_body(&id),
-        store.events(outbox_queue::EventFilter {
-            message_id: Some(id.clone()),
-            limit: MESSAGE_EVENTS,
-            cursor: None,
+        store.events({
+            let mut event_filter = outbox_queue::EventFilter::default();
+            event_filter.message_id = Some(id.clone());
+            event_filter.limit = MESSAGE_EVENTS;
+            event_filter.cursor = None;
+            event_filter
         }),
     );
     let (summary, detail, attempts, body, events) = match loaded {

@@ -54,15 +54,14 @@ impl QueueParams {
                 .trim_end_matches('.')
                 .to_ascii_lowercase()
         });
-        Ok(ListFilter {
-            status,
-            priority,
-            domain,
-            subject: non_empty(&self.subject).map(str::to_string),
-            limit,
-            cursor: non_empty(&self.cursor).map(str::to_string),
-            ..ListFilter::default()
-        })
+        let mut list_filter = ListFilter::default();
+        list_filter.status = status;
+        list_filter.priority = priority;
+        list_filter.domain = domain;
+        list_filter.subject = non_empty(&self.subject).map(str::to_string);
+        list_filter.limit = limit;
+        list_filter.cursor = non_empty(&self.cursor).map(str::to_string);
+        Ok(list_filter)
     }
 
     /// True when any filter (not counting the cursor) is set.

@@ -60,11 +60,13 @@ pub async fn page(
     Query(params): Query<SuppressionParams>,
 ) -> Response {
     let non_empty = |text: &str| (!text.trim().is_empty()).then(|| text.trim().to_string());
-    let filter = SuppressionFilter {
-        address: non_empty(&params.address),
-        list: non_empty(&params.list),
-        limit: PAGE_SIZE,
-        cursor: (!params.cursor.is_empty()).then(|| params.cursor.clone()),
+    let filter = {
+        let mut suppression_filter = SuppressionFilter::default();
+        suppression_filter.address = non_empty(&params.address);
+        suppression_filter.list = non_empty(&params.list);
+        suppression_filter.limit = PAGE_SIZE;
+        suppression_filter.cursor = (!params.cursor.is_empty()).then(|| params.cursor.clone());
+        suppression_filter
     };
     match state.outbox.store().suppressions_list(filter).await {
         Ok(page) => respond(StatusCode::OK, suppressions_page(&viewer, &params, &page)),
@@ -91,11 +93,13 @@ pub async fn add(
             Err(error) => return refused(error),
         }
     };
-    let new = NewSuppression {
-        address: form.address,
-        list: Some(form.list),
-        reason,
-        message_id: None,
+    let new = {
+        let mut new_suppression = NewSuppression::default();
+        new_suppression.address = form.address;
+        new_suppression.list = Some(form.list);
+        new_suppression.reason = reason;
+        new_suppression.message_id = None;
+        new_suppression
     };
     match state.outbox.store().suppress(new).await {
         Ok(stored) => {

@@ -61,13 +61,14 @@ fn mime(subject: &str, html: &str) -> Vec<u8> {
 
 async fn enqueue(store: &Arc<dyn Store>, subject: &str, to: &str, html: &str) -> String {
     store
-        .enqueue(NewMessage {
-            data: mime(subject, html),
-            envelope_from: "sender@example.com".into(),
-            recipients: vec![NewRecipient::new(to)],
-            subject: subject.into(),
-            priority: Priority::High,
-            ..NewMessage::default()
+        .enqueue({
+            let mut new_message = NewMessage::default();
+            new_message.data = mime(subject, html);
+            new_message.envelope_from = "sender@example.com".into();
+            new_message.recipients = vec![NewRecipient::new(to)];
+            new_message.subject = subject.into();
+            new_message.priority = Priority::High;
+            new_message
         })
         .await
         .unwrap()
@@ -623,9 +624,10 @@ async fn the_suppressions_page_lists_adds_and_removes_with_csrf() {
 async fn a_suppressed_recipient_shows_its_state_on_the_message_page() {
     let h = harness().await;
     h.store
-        .suppress(outbox_queue::NewSuppression {
-            address: "gone@example.org".into(),
-            ..Default::default()
+        .suppress({
+            let mut new_suppression = outbox_queue::NewSuppression::default();
+            new_suppression.address = "gone@example.org".into();
+            new_suppression
         })
         .await
         .unwrap();
