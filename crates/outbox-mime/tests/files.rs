@@ -17,11 +17,8 @@ fn with_attachment(path: &Path) -> EmailSpec {
 }
 
 fn refused(spec: &EmailSpec, limit: u64) -> (String, String) {
-    let options = {
-        let mut options = ComposeOptions::default();
-        options.max_file_size = Some(limit);
-        options
-    };
+    let mut options = ComposeOptions::default();
+    options.max_file_size = Some(limit);
     let err = compose_with(spec, &options).expect_err("should be refused");
     assert!(
         matches!(err, ComposeError::UnreadableFile { .. }),
@@ -95,11 +92,8 @@ fn the_limit_is_inclusive_and_the_default_applies() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ten.bin");
     std::fs::write(&file, [7u8; 10]).unwrap();
-    let options = {
-        let mut options = ComposeOptions::default();
-        options.max_file_size = Some(10);
-        options
-    };
+    let mut options = ComposeOptions::default();
+    options.max_file_size = Some(10);
     compose_with(&with_attachment(&file), &options).unwrap();
     refused(&with_attachment(&file), 9);
     let big = dir.path().join("big.bin");

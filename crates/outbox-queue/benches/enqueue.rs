@@ -3,21 +3,8 @@
 //! runs the end-to-end numbers (100 000 messages) and the Postfix comparison.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use outbox_queue::{NewMessage, NewRecipient, SqliteStore, Store, StoreOptions};
-
-fn message(i: usize) -> NewMessage {
-    let mut data = format!("From: bench@example.com\r\nSubject: bench {i}\r\n\r\n").into_bytes();
-    data.resize(1022, b'x');
-    data.extend_from_slice(b"\r\n");
-    {
-        let mut new_message = NewMessage::default();
-        new_message.data = data;
-        new_message.envelope_from = "bench@example.com".into();
-        new_message.recipients = vec![NewRecipient::new(format!("user{i}@example.net"))];
-        new_message.subject = format!("bench {i}");
-        new_message
-    }
-}
+use outbox_queue::{SqliteStore, Store, StoreOptions};
+use outbox_testkit::bench_message;
 
 fn enqueue(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -28,7 +15,7 @@ fn enqueue(c: &mut Criterion) {
             StoreOptions::default(),
         ))
         .expect("open store");
-    let batch: Vec<NewMessage> = (0..1_000).map(message).collect();
+    let batch: Vec<_> = (0..1_000).map(bench_message).collect();
 
     let mut group = c.benchmark_group("sqlite_enqueue");
     group.sample_size(20);
@@ -44,7 +31,7 @@ fn enqueue(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("single_durable", |b| {
         b.to_async(&runtime)
-            .iter(|| async { store.enqueue(message(0)).await.expect("enqueue") })
+            .iter(|| async { store.enqueue(bench_message(0)).await.expect("enqueue") })
     });
     group.finish();
 }

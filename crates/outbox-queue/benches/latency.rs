@@ -24,20 +24,13 @@ async fn main() {
     );
     let server = Server::builder().bind("127.0.0.1:0").await.unwrap();
     let sink = server.memory_sink().unwrap();
-    let transport = Arc::new(
-        SmtpTransport::new({
-            let mut transport = SmtpTransportConfig::default();
-            transport.client = ClientConfig::new("bench.example");
-            transport.relay = Some(ServerSpec::parse(&server.local_addr().to_string()).unwrap());
-            transport
-        })
-        .unwrap(),
-    );
-    let engine = Engine::new(store.clone(), transport, {
-        let mut config = EngineConfig::default();
-        config.relay_configured = true;
-        config
-    });
+    let mut settings = SmtpTransportConfig::default();
+    settings.client = ClientConfig::new("bench.example");
+    settings.relay = Some(ServerSpec::parse(&server.local_addr().to_string()).unwrap());
+    let transport = Arc::new(SmtpTransport::new(settings).unwrap());
+    let mut config = EngineConfig::default();
+    config.relay_configured = true;
+    let engine = Engine::new(store.clone(), transport, config);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(async move {
         engine
@@ -51,18 +44,13 @@ async fn main() {
     for i in 0..SAMPLES {
         // Let the engine go idle between messages.
         tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut message = NewMessage::default();
+        message.data = format!("Subject: m{i}\r\n\r\nhello\r\n").into_bytes();
+        message.envelope_from = "bench@example.com".into();
+        message.recipients = vec![NewRecipient::new("sink@example.net")];
+        message.subject = format!("m{i}");
         let started = Instant::now();
-        store
-            .enqueue({
-                let mut new_message = NewMessage::default();
-                new_message.data = format!("Subject: m{i}\r\n\r\nhello\r\n").into_bytes();
-                new_message.envelope_from = "bench@example.com".into();
-                new_message.recipients = vec![NewRecipient::new("sink@example.net")];
-                new_message.subject = format!("m{i}");
-                new_message
-            })
-            .await
-            .unwrap();
+        store.enqueue(message).await.unwrap();
         tokio::time::timeout(Duration::from_secs(10), sink.wait_for(i + 1))
             .await
             .expect("delivered");

@@ -11,23 +11,8 @@
 
 use std::time::Instant;
 
-use outbox_queue::{NewMessage, NewRecipient, enqueue_in_batches, open_store};
-
-fn message(i: usize) -> NewMessage {
-    let mut data =
-        format!("From: bench@example.com\r\nTo: user{i}@example.net\r\nSubject: bench {i}\r\n\r\n")
-            .into_bytes();
-    data.resize(1024 - 2, b'x');
-    data.extend_from_slice(b"\r\n");
-    {
-        let mut new_message = NewMessage::default();
-        new_message.data = data;
-        new_message.envelope_from = "bench@example.com".into();
-        new_message.recipients = vec![NewRecipient::new(format!("user{i}@example.net"))];
-        new_message.subject = format!("bench {i}");
-        new_message
-    }
-}
+use outbox_queue::{NewRecipient, enqueue_in_batches, open_store};
+use outbox_testkit::bench_message;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -47,7 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     while done < messages {
         let n = batch.min(messages - done);
         store
-            .enqueue_batch((done..done + n).map(message).collect())
+            .enqueue_batch((done..done + n).map(bench_message).collect())
             .await?;
         done += n;
     }
@@ -59,7 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let start = Instant::now();
     for i in 0..singles {
-        store.enqueue(message(i)).await?;
+        store.enqueue(bench_message(i)).await?;
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
@@ -74,7 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let share = singles / concurrency + usize::from(t < singles % concurrency);
         tasks.spawn(async move {
             for i in 0..share {
-                store.enqueue(message(t * singles + i)).await?;
+                store.enqueue(bench_message(t * singles + i)).await?;
             }
             Ok::<_, outbox_queue::StoreError>(())
         });
@@ -88,7 +73,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         singles as f64 / secs
     );
 
-    let mut bulk = message(0);
+    let mut bulk = bench_message(0);
     bulk.recipients = (0..messages)
         .map(|i| NewRecipient::new(format!("user{i}@d{}.example", i % 100)))
         .collect();

@@ -21,12 +21,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(n) if n > 0 => format!("sink@d{}.test", i % n),
         _ => "sink@example.net".to_string(),
     };
-    let store = open_store_with(url, {
-        let mut options = StoreOptions::default();
-        options.max_message_size = u64::MAX;
-        options
-    })
-    .await?;
+    let mut options = StoreOptions::default();
+    options.max_message_size = u64::MAX;
+    let store = open_store_with(url, options).await?;
     let body_line = "x".repeat(76);
     let started = Instant::now();
     let mut queued = 0;

@@ -231,14 +231,11 @@ async fn unsubscribe_is_an_event_once(t: TestStore) {
         .await
         .unwrap()
         .id;
-    let unsubscribe = {
-        let mut new_suppression = NewSuppression::default();
-        new_suppression.address = "ann@x.test".into();
-        new_suppression.list = Some("news".into());
-        new_suppression.reason = SuppressionReason::Unsubscribed;
-        new_suppression.message_id = Some(id.clone());
-        new_suppression
-    };
+    let mut unsubscribe = NewSuppression::default();
+    unsubscribe.address = "ann@x.test".into();
+    unsubscribe.list = Some("news".into());
+    unsubscribe.reason = SuppressionReason::Unsubscribed;
+    unsubscribe.message_id = Some(id.clone());
     t.store.suppress(unsubscribe.clone()).await.unwrap();
     t.store.suppress(unsubscribe).await.unwrap();
     // Other reasons are not unsubscribes; one without a message is one.

@@ -168,6 +168,11 @@ async fn until_settled(store: &Arc<dyn Store>, ids: &[String]) {
     .await;
 }
 
+/// One plain MX server (at `Hosts::ip(0)`) with these faults.
+async fn one_host(faults: Vec<Fault>) -> Hosts {
+    Hosts::start(vec![(Server::builder as fn() -> ServerBuilder, faults)]).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn domains_with_the_same_mx_hosts_share_one_budget() {
     let ts = TestStore::sqlite(Default::default()).await;
@@ -288,10 +293,9 @@ async fn recipients_over_the_limit_go_in_the_next_transaction() {
 async fn a_421_to_a_pipelined_mail_suspends_the_destination() {
     let ts = TestStore::sqlite(Default::default()).await;
     let store = ts.store.clone();
-    let hosts = Hosts::start(vec![(
-        Server::builder as fn() -> ServerBuilder,
-        vec![Fault::reply(Stage::Mail, 421, "4.7.0 slow down").times(1)],
-    )])
+    let hosts = one_host(vec![
+        Fault::reply(Stage::Mail, 421, "4.7.0 slow down").times(1),
+    ])
     .await;
     let resolver = StaticMxResolver::new()
         .mx("a.test", 10, "mx1.shared.test")
@@ -320,13 +324,10 @@ async fn a_421_to_a_pipelined_mail_suspends_the_destination() {
 async fn a_421_suspends_every_domain_of_the_destination() {
     let ts = TestStore::sqlite(Default::default()).await;
     let store = ts.store.clone();
-    let hosts = Hosts::start(vec![(
-        Server::builder as fn() -> ServerBuilder,
-        vec![Fault::reply(
-            Stage::Connect,
-            421,
-            "4.7.0 mx1 too busy, come back later",
-        )],
+    let hosts = one_host(vec![Fault::reply(
+        Stage::Connect,
+        421,
+        "4.7.0 mx1 too busy, come back later",
     )])
     .await;
     let resolver = StaticMxResolver::new()
@@ -526,10 +527,9 @@ async fn a_destination_suspended_by_another_worker_waits_here_too() {
 async fn a_reply_matching_on_reply_suspends_for_its_time() {
     let ts = TestStore::sqlite(Default::default()).await;
     let store = ts.store.clone();
-    let hosts = Hosts::start(vec![(
-        Server::builder as fn() -> ServerBuilder,
-        vec![Fault::reply(Stage::Rcpt, 451, "4.7.1 Too many connections from your IP").times(1)],
-    )])
+    let hosts = one_host(vec![
+        Fault::reply(Stage::Rcpt, 451, "4.7.1 Too many connections from your IP").times(1),
+    ])
     .await;
     let resolver = StaticMxResolver::new()
         .mx("a.test", 10, "mx.a.test")

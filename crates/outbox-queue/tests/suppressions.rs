@@ -147,11 +147,8 @@ async fn list_filters_and_pages(t: TestStore) {
         }
     }
     let mut seen = Vec::new();
-    let mut filter = {
-        let mut suppression_filter = SuppressionFilter::default();
-        suppression_filter.limit = 3;
-        suppression_filter
-    };
+    let mut filter = SuppressionFilter::default();
+    filter.limit = 3;
     loop {
         let page = t.store.suppressions_list(filter.clone()).await.unwrap();
         assert!(page.items.len() <= 3);

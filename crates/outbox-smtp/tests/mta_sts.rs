@@ -110,13 +110,10 @@ impl Fixture {
             current: Mutex::new(dns_resolver(&dns)),
             txt_lookups: AtomicUsize::new(0),
         });
-        let mut settings = {
-            let mut mta_sts = MtaStsSettings::default();
-            mta_sts.https_port = server.addr.port();
-            mta_sts.fetch_timeout = Duration::from_secs(5);
-            mta_sts.recheck_interval = Duration::ZERO;
-            mta_sts
-        };
+        let mut settings = MtaStsSettings::default();
+        settings.https_port = server.addr.port();
+        settings.fetch_timeout = Duration::from_secs(5);
+        settings.recheck_interval = Duration::ZERO;
         tune(&mut settings);
         let sts = MtaSts::new(
             resolver.clone(),

@@ -75,13 +75,10 @@ impl Dnsmasq {
     /// tests that stop the server do not wait long for its silence).
     #[cfg(feature = "smtp")]
     pub fn resolver(&self) -> outbox_smtp::mx::DnsMxResolver {
-        outbox_smtp::mx::DnsMxResolver::new(&{
-            let mut settings = outbox_smtp::mx::ResolverSettings::default();
-            settings.nameservers = vec![self.addr];
-            settings.timeout = Duration::from_secs(1);
-            settings
-        })
-        .expect("resolver")
+        let mut settings = outbox_smtp::mx::ResolverSettings::default();
+        settings.nameservers = vec![self.addr];
+        settings.timeout = Duration::from_secs(1);
+        outbox_smtp::mx::DnsMxResolver::new(&settings).expect("resolver")
     }
 
     /// `host:port` as `[dns] nameservers` / `OUTBOX_DNS_NAMESERVERS` take it.

@@ -33,7 +33,7 @@ use std::net::{TcpListener, UdpSocket};
 
 pub use process::ProcessGuard;
 #[cfg(feature = "store")]
-pub use store::{TestStore, message, soon};
+pub use store::{TestStore, bench_message, message, soon};
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (bind port 0, read it back, release
 /// it). Whoever binds it next must retry on a clash.

@@ -75,13 +75,8 @@ impl Peer {
 
 /// The engine's SMTP transport with `relay` (a server spec) as the configured relay.
 pub fn relay_transport(relay: &str) -> Arc<dyn Transport> {
-    Arc::new(
-        SmtpTransport::new({
-            let mut transport = SmtpTransportConfig::default();
-            transport.client = ClientConfig::new("outbox.test");
-            transport.relay = Some(ServerSpec::parse(relay).expect("relay spec"));
-            transport
-        })
-        .expect("transport"),
-    )
+    let mut settings = SmtpTransportConfig::default();
+    settings.client = ClientConfig::new("outbox.test");
+    settings.relay = Some(ServerSpec::parse(relay).expect("relay spec"));
+    Arc::new(SmtpTransport::new(settings).expect("transport"))
 }

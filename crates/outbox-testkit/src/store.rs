@@ -52,15 +52,29 @@ impl TestStore {
 
 /// A small message to `recipients`.
 pub fn message(subject: &str, recipients: &[&str]) -> NewMessage {
-    {
-        let mut new_message = NewMessage::default();
-        new_message.data =
-            format!("From: app@example.com\r\nSubject: {subject}\r\n\r\nbody\r\n").into_bytes();
-        new_message.envelope_from = "app@example.com".into();
-        new_message.recipients = recipients.iter().map(|r| NewRecipient::new(*r)).collect();
-        new_message.subject = subject.into();
-        new_message
-    }
+    let mut message = NewMessage::default();
+    message.data =
+        format!("From: app@example.com\r\nSubject: {subject}\r\n\r\nbody\r\n").into_bytes();
+    message.envelope_from = "app@example.com".into();
+    message.recipients = recipients.iter().map(|r| NewRecipient::new(*r)).collect();
+    message.subject = subject.into();
+    message
+}
+
+/// The benchmarks' message number `i`: 1 KB (1 024 bytes of data) from
+/// bench@example.com to `user{i}@example.net`.
+pub fn bench_message(i: usize) -> NewMessage {
+    let mut data =
+        format!("From: bench@example.com\r\nTo: user{i}@example.net\r\nSubject: bench {i}\r\n\r\n")
+            .into_bytes();
+    data.resize(1024 - 2, b'x');
+    data.extend_from_slice(b"\r\n");
+    let mut message = NewMessage::default();
+    message.data = data;
+    message.envelope_from = "bench@example.com".into();
+    message.recipients = vec![NewRecipient::new(format!("user{i}@example.net"))];
+    message.subject = format!("bench {i}");
+    message
 }
 
 /// Instantiates each listed async test fn (taking a [`TestStore`]) for both stores, in

@@ -79,12 +79,9 @@ async fn enqueue_many(store: &dyn Store, n: usize) {
 
 /// Recipients leased by some worker right now.
 async fn leased(store: &dyn Store) -> usize {
-    let mut filter = {
-        let mut list_filter = ListFilter::default();
-        list_filter.status = Some(MessageStatus::Queued);
-        list_filter.limit = 1000;
-        list_filter
-    };
+    let mut filter = ListFilter::default();
+    filter.status = Some(MessageStatus::Queued);
+    filter.limit = 1000;
     let mut count = 0;
     loop {
         let page = store.list(filter.clone()).await.unwrap();

@@ -38,15 +38,11 @@ pub async fn run(globals: &Globals, args: EventsArgs) -> anyhow::Result<()> {
         limit,
         cursor,
     } = args.command;
-    let page = store
-        .events({
-            let mut event_filter = EventFilter::default();
-            event_filter.message_id = message;
-            event_filter.limit = limit;
-            event_filter.cursor = cursor;
-            event_filter
-        })
-        .await?;
+    let mut filter = EventFilter::default();
+    filter.message_id = message;
+    filter.limit = limit;
+    filter.cursor = cursor;
+    let page = store.events(filter).await?;
     if globals.json {
         println!("{}", serde_json::to_string(&page.items)?);
         return Ok(());

@@ -225,11 +225,8 @@ async fn host_lines(
 
 /// The resolver the configuration asks for: `[dns] nameservers`, else the system's.
 pub fn resolver(config: &Config) -> anyhow::Result<DnsMxResolver> {
-    let settings = {
-        let mut settings = ResolverSettings::default();
-        settings.nameservers = config.dns.nameservers.clone();
-        settings
-    };
+    let mut settings = ResolverSettings::default();
+    settings.nameservers = config.dns.nameservers.clone();
     DnsMxResolver::new(&settings).context("DNS resolver")
 }
 

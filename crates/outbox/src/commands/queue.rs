@@ -164,18 +164,15 @@ fn report(json: bool, verb: &str, done: &[(&str, u64)]) -> anyhow::Result<()> {
 }
 
 async fn run_list(store: &dyn Store, json: bool, args: ListArgs) -> anyhow::Result<()> {
-    let filter = {
-        let mut list_filter = ListFilter::default();
-        list_filter.status = args.status;
-        list_filter.priority = args.priority;
-        list_filter.before = args.before;
-        list_filter.after = args.after;
-        list_filter.domain = args.domain;
-        list_filter.subject = args.subject;
-        list_filter.limit = args.limit;
-        list_filter.cursor = args.cursor;
-        list_filter
-    };
+    let mut filter = ListFilter::default();
+    filter.status = args.status;
+    filter.priority = args.priority;
+    filter.before = args.before;
+    filter.after = args.after;
+    filter.domain = args.domain;
+    filter.subject = args.subject;
+    filter.limit = args.limit;
+    filter.cursor = args.cursor;
     let page = store.list(filter).await?;
     let suspensions = store.suspensions(OffsetDateTime::now_utc()).await?;
     let waiting = waiting_on(store, &page.items, &suspensions).await?;

@@ -116,14 +116,11 @@ pub async fn run(globals: &Globals, cmd: SendmailCmdArgs) -> anyhow::Result<()> 
         domain,
         OffsetDateTime::now_utc(),
     );
-    let message = {
-        let mut new_message = NewMessage::default();
-        new_message.data = stored;
-        new_message.envelope_from = sender;
-        new_message.recipients = recipients.into_iter().map(NewRecipient::new).collect();
-        new_message.subject = subject;
-        new_message
-    };
+    let mut message = NewMessage::default();
+    message.data = stored;
+    message.envelope_from = sender;
+    message.recipients = recipients.into_iter().map(NewRecipient::new).collect();
+    message.subject = subject;
 
     let store = crate::app::store(&config)
         .await

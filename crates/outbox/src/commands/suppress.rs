@@ -75,16 +75,11 @@ pub async fn run(globals: &Globals, args: SuppressArgs) -> anyhow::Result<()> {
             list,
             reason,
         } => {
-            let stored = store
-                .suppress({
-                    let mut new_suppression = NewSuppression::default();
-                    new_suppression.address = address;
-                    new_suppression.list = list;
-                    new_suppression.reason = reason;
-                    new_suppression.message_id = None;
-                    new_suppression
-                })
-                .await?;
+            let mut suppression = NewSuppression::default();
+            suppression.address = address;
+            suppression.list = list;
+            suppression.reason = reason;
+            let stored = store.suppress(suppression).await?;
             if globals.json {
                 println!("{}", serde_json::to_string(&stored)?);
             } else {
@@ -114,15 +109,12 @@ pub async fn run(globals: &Globals, args: SuppressArgs) -> anyhow::Result<()> {
             limit,
             cursor,
         } => {
-            run_list(&*store, globals.json, {
-                let mut suppression_filter = SuppressionFilter::default();
-                suppression_filter.address = address;
-                suppression_filter.list = list;
-                suppression_filter.limit = limit;
-                suppression_filter.cursor = cursor;
-                suppression_filter
-            })
-            .await
+            let mut filter = SuppressionFilter::default();
+            filter.address = address;
+            filter.list = list;
+            filter.limit = limit;
+            filter.cursor = cursor;
+            run_list(&*store, globals.json, filter).await
         }
     }
 }

@@ -312,13 +312,11 @@ impl Default for MtaStsConfig {
 impl MtaStsConfig {
     /// The MTA-STS settings, when enabled.
     pub fn settings(&self) -> Option<outbox_smtp::mta_sts::MtaStsSettings> {
-        self.enabled.then_some({
-            let mut mta_sts = outbox_smtp::mta_sts::MtaStsSettings::default();
-            mta_sts.https_port = self.https_port;
-            mta_sts.fetch_timeout = self.fetch_timeout.0;
-            mta_sts.recheck_interval = self.recheck_interval.0;
-            mta_sts
-        })
+        let mut settings = outbox_smtp::mta_sts::MtaStsSettings::default();
+        settings.https_port = self.https_port;
+        settings.fetch_timeout = self.fetch_timeout.0;
+        settings.recheck_interval = self.recheck_interval.0;
+        self.enabled.then_some(settings)
     }
 }
 

@@ -64,14 +64,11 @@ pub async fn list_bounces(
             )
         })?),
     };
-    let filter = {
-        let mut feedback_filter = FeedbackFilter::default();
-        feedback_filter.unmatched = unmatched;
-        feedback_filter.message_id = query.message.filter(|m| !m.is_empty());
-        feedback_filter.limit = limit;
-        feedback_filter.before = before;
-        feedback_filter
-    };
+    let mut filter = FeedbackFilter::default();
+    filter.unmatched = unmatched;
+    filter.message_id = query.message.filter(|m| !m.is_empty());
+    filter.limit = limit;
+    filter.before = before;
     let items = state.outbox.store().feedback_list(filter).await?;
     Ok(Json(items).into_response())
 }

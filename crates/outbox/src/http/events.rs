@@ -46,13 +46,10 @@ pub async fn list_events(
     ApiQuery(query): ApiQuery<EventQuery>,
 ) -> Result<Response, ApiError> {
     let non_empty = |value: Option<String>| value.filter(|v| !v.is_empty());
-    let filter = {
-        let mut event_filter = EventFilter::default();
-        event_filter.message_id = non_empty(query.message);
-        event_filter.limit = super::api::page_limit(query.limit, DEFAULT_LIMIT)?;
-        event_filter.cursor = non_empty(query.cursor);
-        event_filter
-    };
+    let mut filter = EventFilter::default();
+    filter.message_id = non_empty(query.message);
+    filter.limit = super::api::page_limit(query.limit, DEFAULT_LIMIT)?;
+    filter.cursor = non_empty(query.cursor);
     let page = state
         .outbox
         .store()

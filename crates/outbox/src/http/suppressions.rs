@@ -55,15 +55,12 @@ pub async fn list_suppressions(
 ) -> Result<Response, ApiError> {
     let non_empty = |value: Option<String>| value.filter(|v| !v.is_empty());
     let limit = super::api::page_limit(query.limit, SuppressionFilter::default().limit)?;
-    let filter = {
-        let mut suppression_filter = SuppressionFilter::default();
-        suppression_filter.address = non_empty(query.address);
-        // `list=` (empty) selects the every-list entries; absent: every entry.
-        suppression_filter.list = query.list;
-        suppression_filter.limit = limit;
-        suppression_filter.cursor = non_empty(query.cursor);
-        suppression_filter
-    };
+    let mut filter = SuppressionFilter::default();
+    filter.address = non_empty(query.address);
+    // `list=` (empty) selects the every-list entries; absent: every entry.
+    filter.list = query.list;
+    filter.limit = limit;
+    filter.cursor = non_empty(query.cursor);
     let page = state.outbox.store().suppressions_list(filter).await?;
     Ok(Json(page).into_response())
 }

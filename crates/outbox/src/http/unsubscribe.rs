@@ -77,14 +77,11 @@ pub async fn unsubscribe(
             "The request body must be List-Unsubscribe=One-Click (RFC 8058). Nothing was changed.",
         );
     }
-    let suppression = {
-        let mut new_suppression = NewSuppression::default();
-        new_suppression.address = request.address.clone();
-        new_suppression.list = Some(request.list.clone());
-        new_suppression.reason = SuppressionReason::Unsubscribed;
-        new_suppression.message_id = request.message_id.clone();
-        new_suppression
-    };
+    let mut suppression = NewSuppression::default();
+    suppression.address = request.address.clone();
+    suppression.list = Some(request.list.clone());
+    suppression.reason = SuppressionReason::Unsubscribed;
+    suppression.message_id = request.message_id.clone();
     if let Err(err) = state.outbox.store().suppress(suppression).await {
         return unavailable(&err);
     }

@@ -146,18 +146,15 @@ impl MessageSink for QueueSink {
             // Only these fields come from the client: the relay, priority, send time, merge
             // values and idempotency key stay at their defaults, so nothing a client sends
             // can pick a route or a program (docs/security.md).
-            let message = {
-                let mut new_message = NewMessage::default();
-                new_message.subject = subject_of(&data);
-                new_message.data = stored;
-                new_message.envelope_from = envelope.mail_from;
-                new_message.recipients = envelope
-                    .rcpt_to
-                    .into_iter()
-                    .map(NewRecipient::new)
-                    .collect();
-                new_message
-            };
+            let mut message = NewMessage::default();
+            message.subject = subject_of(&data);
+            message.data = stored;
+            message.envelope_from = envelope.mail_from;
+            message.recipients = envelope
+                .rcpt_to
+                .into_iter()
+                .map(NewRecipient::new)
+                .collect();
             enqueue_alone(&*self.store, message).await
         })
     }

@@ -47,14 +47,11 @@ pub async fn page(
             }
         },
     };
-    let filter = {
-        let mut feedback_filter = FeedbackFilter::default();
-        feedback_filter.unmatched = unmatched;
-        feedback_filter.message_id = None;
-        feedback_filter.limit = PAGE_SIZE;
-        feedback_filter.before = before;
-        feedback_filter
-    };
+    let mut filter = FeedbackFilter::default();
+    filter.unmatched = unmatched;
+    filter.message_id = None;
+    filter.limit = PAGE_SIZE;
+    filter.before = before;
     match state.outbox.store().feedback_list(filter).await {
         Ok(items) => respond(StatusCode::OK, bounces_page(&viewer, unmatched, &items)),
         Err(error) => database_error(&error),

@@ -202,18 +202,15 @@ pub async fn message(
     Query(notice): Query<Notice>,
 ) -> Response {
     let store = state.outbox.store();
+    let mut events = outbox_queue::EventFilter::default();
+    events.message_id = Some(id.clone());
+    events.limit = MESSAGE_EVENTS;
     let loaded = tokio::try_join!(
         store.summary(&id),
         store.detail(&id),
         store.attempts(&id),
         store.message_body(&id),
-        store.events({
-            let mut event_filter = outbox_queue::EventFilter::default();
-            event_filter.message_id = Some(id.clone());
-            event_filter.limit = MESSAGE_EVENTS;
-            event_filter.cursor = None;
-            event_filter
-        }),
+        store.events(events),
     );
     let (summary, detail, attempts, body, events) = match loaded {
         Ok(loaded) => loaded,

@@ -60,14 +60,11 @@ pub async fn page(
     Query(params): Query<SuppressionParams>,
 ) -> Response {
     let non_empty = |text: &str| (!text.trim().is_empty()).then(|| text.trim().to_string());
-    let filter = {
-        let mut suppression_filter = SuppressionFilter::default();
-        suppression_filter.address = non_empty(&params.address);
-        suppression_filter.list = non_empty(&params.list);
-        suppression_filter.limit = PAGE_SIZE;
-        suppression_filter.cursor = (!params.cursor.is_empty()).then(|| params.cursor.clone());
-        suppression_filter
-    };
+    let mut filter = SuppressionFilter::default();
+    filter.address = non_empty(&params.address);
+    filter.list = non_empty(&params.list);
+    filter.limit = PAGE_SIZE;
+    filter.cursor = (!params.cursor.is_empty()).then(|| params.cursor.clone());
     match state.outbox.store().suppressions_list(filter).await {
         Ok(page) => respond(StatusCode::OK, suppressions_page(&viewer, &params, &page)),
         Err(error) => refused(error),
@@ -93,14 +90,11 @@ pub async fn add(
             Err(error) => return refused(error),
         }
     };
-    let new = {
-        let mut new_suppression = NewSuppression::default();
-        new_suppression.address = form.address;
-        new_suppression.list = Some(form.list);
-        new_suppression.reason = reason;
-        new_suppression.message_id = None;
-        new_suppression
-    };
+    let mut new = NewSuppression::default();
+    new.address = form.address;
+    new.list = Some(form.list);
+    new.reason = reason;
+    new.message_id = None;
     match state.outbox.store().suppress(new).await {
         Ok(stored) => {
             tracing::info!(list = ?stored.list, reason = %stored.reason, "admin: address suppressed");
