@@ -48,7 +48,7 @@
 //! recipients — and each envelope recipient is a row with its own state:
 //! `queued -> sending (leased) -> sent | deferred | failed`, or `removed` by an operator,
 //! `suppressed` by the suppression list, `bounced` or `complained` by feedback
-//! ([`feedback`], [`verp`]).
+//! ([`Store::record_feedback`], [`Verp`]).
 //! A message's status (`queued`, `sent`, `error`) is derived from its recipients. The
 //! [`Store`] trait is that queue ([`open_store`] opens one from a URL):
 //!
@@ -90,7 +90,7 @@
 pub mod engine;
 mod error;
 mod events;
-pub mod feedback;
+mod feedback;
 mod group_commit;
 mod idempotency;
 mod listing;
@@ -107,7 +107,7 @@ mod store;
 mod suppression;
 mod timefmt;
 mod unsubscribe;
-pub mod verp;
+mod verp;
 pub mod webhooks;
 
 pub use error::{StoreError, human_size, sizes};
@@ -115,7 +115,10 @@ pub use events::{
     Event, EventDelivery, EventFilter, EventPage, EventType, WebhookBacklog, WebhookBatch,
     WebhookResult, WebhookRoute,
 };
-pub use feedback::{FeedbackApplied, FeedbackFilter, FeedbackKind, FeedbackRecord, NewFeedback};
+pub use feedback::{
+    FeedbackApplied, FeedbackFilter, FeedbackKind, FeedbackRecord, MAX_FEEDBACK_TEXT,
+    MAX_KEPT_REPORT, MAX_MESSAGE_ID, MAX_UNMATCHED_REPORTS, NewFeedback, normalise_message_id,
+};
 pub use model::{
     AttemptOutcome, AttemptRecord, Claimed, ClaimedRecipient, Delivery, Enqueued, ListFilter,
     ListPage, MergeValues, MessageBody, MessageDetail, MessageStatus, MessageSummary, NewMessage,
@@ -142,4 +145,4 @@ pub use suppression::{
 };
 pub use timefmt::rfc3339;
 pub use unsubscribe::{BadToken, Unsubscribe, UnsubscribeConfigError, UnsubscribeRequest};
-pub use verp::Verp;
+pub use verp::{VERP_PREFIX, Verp};

@@ -244,7 +244,7 @@ pub trait Store: Send + Sync {
 
     /// Records one feedback report (a bounce, a delay notice, a complaint) and applies it,
     /// in one transaction: this is the one place where feedback changes a recipient
-    /// ([`crate::feedback`]). When `recipient_id` names an existing recipient: a bounce
+    /// ([`NewFeedback`]). When `recipient_id` names an existing recipient: a bounce
     /// makes it `bounced` (from sent, failed, deferred, queued or bounced) and, with a
     /// 5.x.x status, suppresses its address for every list (reason `bounced`); a
     /// complaint makes it `complained` (from those or bounced) and suppresses the address

@@ -268,7 +268,7 @@ async fn only_the_newest_unmatched_reports_are_kept(t: TestStore) {
         .record_feedback(report(FeedbackKind::Delay, Some(rows[0].id), Some("4.4.1")))
         .await
         .unwrap();
-    let max = outbox_queue::feedback::MAX_UNMATCHED_REPORTS;
+    let max = outbox_queue::MAX_UNMATCHED_REPORTS;
     let mut ids = Vec::new();
     for _ in 0..max + 2 {
         let applied = t
@@ -336,10 +336,10 @@ async fn unmatched_reports_are_kept_with_their_text(t: TestStore) {
     assert_eq!(unmatched[0].recipient_id, None);
     assert_eq!(
         unmatched[1].kept_bytes,
-        outbox_queue::feedback::MAX_KEPT_REPORT as u64
+        outbox_queue::MAX_KEPT_REPORT as u64
     );
     let raw = t.store.feedback_raw(applied.id).await.unwrap().unwrap();
-    assert_eq!(raw.len(), outbox_queue::feedback::MAX_KEPT_REPORT);
+    assert_eq!(raw.len(), outbox_queue::MAX_KEPT_REPORT);
     assert!(suppressions(&t).await.is_empty());
     assert_eq!(t.store.status(&id).await.unwrap(), MessageStatus::Sent);
     // Paging.

@@ -11,6 +11,7 @@
 //!
 //! | feature | what it adds |
 //! | --- | --- |
+//! | `smtp` | [`policy_server`] (its TLS comes from outbox-smtp), `Dnsmasq::resolver` |
 //! | `store` | [`TestStore`] (a SQLite file or a fresh PostgreSQL database per test), [`conformance!`] (one test for both stores), [`relay`] (an in-process SMTP relay), [`counting`] (a transport counting connections) |
 //! | `parsed` | [`parsed`]: composed messages read back by mail-parser and by Python's `email` |
 
@@ -21,6 +22,7 @@ pub mod dnsmasq;
 #[cfg(feature = "parsed")]
 pub mod parsed;
 pub mod peers;
+#[cfg(feature = "smtp")]
 pub mod policy_server;
 pub mod postgres;
 mod process;
