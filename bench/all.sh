@@ -10,6 +10,8 @@
 #   QUICK=1 bench/all.sh          # tiny sizes: checks that every script runs, measures nothing
 #   ONLY=memory,http bench/all.sh # only these rows (names below)
 #   LOGDIR=dir bench/all.sh       # where the outputs go [bench-logs/DATE]
+#   bench/all.sh --from-logs DIR [--write]
+#                                 # no run: the table again from the logs of an earlier run
 #
 # A script that fails is named at the end and the table says "failed (see LOGDIR/NAME.log)";
 # the exit status is 1 then.
@@ -17,9 +19,23 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 write=0
-[ "${1:-}" = --write ] && write=1
-stamp=$(date -u +%Y-%m-%d)
-LOGDIR=${LOGDIR:-$root/bench-logs/$(date -u +%Y%m%dT%H%M%S)}
+from_logs=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --write) write=1 ;;
+    --from-logs) from_logs=${2:?--from-logs needs the directory of an earlier run}; shift ;;
+    *) echo "all.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ -n "$from_logs" ]; then
+  LOGDIR=$from_logs
+  # The date of the run that wrote the logs, not today's.
+  stamp=$(date -u -r "$LOGDIR" +%Y-%m-%d)
+else
+  stamp=$(date -u +%Y-%m-%d)
+  LOGDIR=${LOGDIR:-$root/bench-logs/$(date -u +%Y%m%dT%H%M%S)}
+fi
 mkdir -p "$LOGDIR"
 
 # name | what | command as documented | the same, tiny (QUICK=1)
@@ -55,8 +71,19 @@ summarize() {
   if grep -q '^RESULT ' "$log"; then
     sed -n 's/^RESULT //p' "$log" | paste -sd ';' | sed 's/;/; /g'
   else
-    awk '/time:/ { id = prev; if ($1 != "time:") id = $1; for (i = 1; i <= NF; i++) if ($i == "time:") print id ": " $(i + 3) " " $(i + 4) } { prev = $0 }' "$log" |
-      sed 's/^ *//' | paste -sd ';' | sed 's/;/; /g'
+    python3 "$root/bench/criterion_summary.py" "$log"
+  fi
+}
+# Runs the row's command into its log (a failure is marked at the end of the log); with
+# --from-logs, looks at the log an earlier run left instead.
+ran() {
+  if [ -n "$from_logs" ]; then
+    [ -s "$LOGDIR/$name.log" ] && ! grep -q '^all.sh: failed' "$LOGDIR/$name.log"
+  else
+    bash -c "$run" >"$LOGDIR/$name.log" 2>&1 || {
+      echo "all.sh: failed" >>"$LOGDIR/$name.log"
+      false
+    }
   fi
 }
 
@@ -72,7 +99,7 @@ for row in "${rows[@]}"; do
   run=$command
   [ -n "${QUICK:-}" ] && run=$quick
   echo "== $name: $run" >&2
-  if bash -c "$run" >"$LOGDIR/$name.log" 2>&1; then
+  if ran; then
     result=$(summarize "$LOGDIR/$name.log")
     [ -n "$result" ] || result="no result line (see $name.log)"
   else
