@@ -5,7 +5,7 @@
 # median time). With --write it also replaces the table in README.md (between the
 # bench-table markers).
 #
-#   bench/all.sh                  # every script with its documented defaults (about an hour)
+#   bench/all.sh                  # every script with its documented defaults (20-30 minutes)
 #   bench/all.sh --write          # the same, then README.md's table is regenerated
 #   QUICK=1 bench/all.sh          # tiny sizes: checks that every script runs, measures nothing
 #   ONLY=memory,http bench/all.sh # only these rows (names below)
