@@ -15,7 +15,7 @@ use outbox_queue::{NewMessage, Outbox, Priority, RecipientState, Store};
 use outbox_smtp::server::{Fault, MemorySink, Server, Stage};
 use outbox_smtp::{ClientConfig, ServerSpec};
 use outbox_testkit::counting::Counting;
-use outbox_testkit::relay::Peer;
+use outbox_testkit::relay::{self, Peer};
 use outbox_testkit::{TestStore, message};
 
 fn config() -> EngineConfig {
@@ -26,16 +26,9 @@ fn config() -> EngineConfig {
     config
 }
 
-/// Runs the engine until nothing is left to do, bounded so a bug fails instead of hanging.
+/// Runs the engine through `peer` until nothing is left to do.
 async fn drain(store: &Arc<dyn Store>, peer: &Peer, config: EngineConfig) {
-    let engine = Engine::new(store.clone(), peer.transport(), config);
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        engine.run(RunMode::UntilEmpty, std::future::pending()),
-    )
-    .await
-    .expect("engine finished in time")
-    .expect("engine ran without store errors");
+    relay::drain(store, peer.transport(), config).await;
 }
 
 fn with_priority(subject: &str, priority: Priority) -> NewMessage {
@@ -104,18 +97,9 @@ async fn at_most_five_connections(ts: TestStore) {
     ])
     .await;
     let transport = Counting::new(peer.transport());
-    let engine = Engine::new(store.clone(), transport.clone(), {
-        let mut config = config();
-        config.messages_per_connection = 20;
-        config
-    });
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        engine.run(RunMode::UntilEmpty, std::future::pending()),
-    )
-    .await
-    .expect("engine finished in time")
-    .expect("engine ran without store errors");
+    let mut config = config();
+    config.messages_per_connection = 20;
+    relay::drain(&store, transport.clone(), config).await;
     let stats = peer.server.stats();
     assert_eq!(stats.messages_delivered(), 400);
     let max = transport.max_total();

@@ -304,16 +304,9 @@ fn config(owner: &str) -> EngineConfig {
     config
 }
 
-/// Runs an engine until nothing is left, bounded so a bug fails instead of hanging.
+/// Runs an engine through the relay at `relay` until nothing is left.
 async fn drain(store: Arc<dyn Store>, relay: String, config: EngineConfig) {
-    let engine = Engine::new(store, relay_transport(&relay), config);
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        engine.run(RunMode::UntilEmpty, std::future::pending()),
-    )
-    .await
-    .expect("engine finished in time")
-    .expect("engine run");
+    outbox_testkit::relay::drain(&store, relay_transport(&relay), config).await;
 }
 
 async fn enqueue(store: &Arc<dyn Store>, count: usize) -> Vec<String> {

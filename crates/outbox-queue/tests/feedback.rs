@@ -27,6 +27,11 @@ conformance!(
 /// Queues a message to `recipients`, claims it and records every recipient sent.
 async fn sent_message(t: &TestStore, recipients: &[&str]) -> (String, Vec<ClaimedRecipient>) {
     let id = t.store.enqueue(message("fb", recipients)).await.unwrap().id;
+    (id, send_everything(t).await)
+}
+
+/// Claims every due recipient and records each as sent (250).
+async fn send_everything(t: &TestStore) -> Vec<ClaimedRecipient> {
     let claimed = t.store.claim("w", soon(), 100).await.unwrap();
     let rows: Vec<ClaimedRecipient> = claimed.into_iter().flat_map(|c| c.recipients).collect();
     let outcomes = rows
@@ -41,7 +46,7 @@ async fn sent_message(t: &TestStore, recipients: &[&str]) -> (String, Vec<Claime
         })
         .collect();
     t.store.complete("w", outcomes).await.unwrap();
-    (id, rows)
+    rows
 }
 
 fn outcome(r: &ClaimedRecipient, delivery: Delivery) -> Outcome {
@@ -466,20 +471,7 @@ async fn without_a_token_the_message_id_and_address_match(t: TestStore) {
         .await
         .unwrap()
         .id;
-    let claimed = t.store.claim("w", soon(), 100).await.unwrap();
-    let rows: Vec<ClaimedRecipient> = claimed.into_iter().flat_map(|c| c.recipients).collect();
-    let outcomes = rows
-        .iter()
-        .map(|r| {
-            outcome(
-                r,
-                Delivery::Sent {
-                    reply: "250 ok".into(),
-                },
-            )
-        })
-        .collect();
-    t.store.complete("w", outcomes).await.unwrap();
+    send_everything(&t).await;
     let by_id = |message_id: &str, address: Option<&str>, kind| NewFeedback {
         original_message_id: Some(message_id.to_string()),
         address: address.map(str::to_string),

@@ -16,7 +16,7 @@ use outbox_smtp::ClientConfig;
 use outbox_smtp::mx::StaticMxResolver;
 use outbox_smtp::server::{Fault, Server, ServerBuilder, Stage};
 use outbox_testkit::counting::Counting;
-use outbox_testkit::relay::Peer;
+use outbox_testkit::relay::{Peer, drain};
 use outbox_testkit::{TestStore, message};
 use time::OffsetDateTime;
 
@@ -114,17 +114,6 @@ fn rule(matches: ShapingMatch) -> ShapingRule {
         max_recipients_per_transaction: None,
         on_reply: Vec::new(),
     }
-}
-
-async fn drain(store: &Arc<dyn Store>, transport: Arc<dyn Transport>, config: EngineConfig) {
-    let engine = Engine::new(store.clone(), transport, config);
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        engine.run(RunMode::UntilEmpty, std::future::pending()),
-    )
-    .await
-    .expect("engine finished in time")
-    .expect("engine ran");
 }
 
 /// Waits (bounded) until `check` holds for the store.

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outbox_mime::EmailSpec;
-use outbox_queue::engine::{Engine, EngineConfig, RunMode};
+use outbox_queue::engine::EngineConfig;
 use outbox_queue::{Outbox, OutboxError, RecipientState, Store, Unsubscribe, UnsubscribeRequest};
 use outbox_testkit::conformance;
-use outbox_testkit::relay::Peer;
+use outbox_testkit::relay::{self, Peer};
 use outbox_testkit::{TestStore, message};
 
 conformance!(
@@ -41,14 +41,7 @@ fn config(unsubscribe: Option<Arc<Unsubscribe>>) -> EngineConfig {
 }
 
 async fn drain(store: &Arc<dyn Store>, peer: &Peer, config: EngineConfig) {
-    let engine = Engine::new(store.clone(), peer.transport(), config);
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        engine.run(RunMode::UntilEmpty, std::future::pending()),
-    )
-    .await
-    .expect("engine finished in time")
-    .expect("engine ran without store errors");
+    relay::drain(store, peer.transport(), config).await;
 }
 
 /// The `List-Unsubscribe` link's token of a received message, verified.

@@ -2,8 +2,12 @@
 //! the engine's SMTP transport pointed at a relay.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use outbox_queue::engine::{SmtpTransport, SmtpTransportConfig, Transport};
+use outbox_queue::Store;
+use outbox_queue::engine::{
+    Engine, EngineConfig, RunMode, SmtpTransport, SmtpTransportConfig, Transport,
+};
 use outbox_smtp::server::{Fault, MemorySink, Server, ServerBuilder};
 use outbox_smtp::{ClientConfig, ServerSpec};
 
@@ -79,4 +83,17 @@ pub fn relay_transport(relay: &str) -> Arc<dyn Transport> {
     settings.client = ClientConfig::new("outbox.test");
     settings.relay = Some(ServerSpec::parse(relay).expect("relay spec"));
     Arc::new(SmtpTransport::new(settings).expect("transport"))
+}
+
+/// Runs an engine on `store` through `transport` until nothing is left to do, bounded
+/// (60 s) so a bug fails the test instead of hanging it; a store error fails it too.
+pub async fn drain(store: &Arc<dyn Store>, transport: Arc<dyn Transport>, config: EngineConfig) {
+    let engine = Engine::new(store.clone(), transport, config);
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        engine.run(RunMode::UntilEmpty, std::future::pending()),
+    )
+    .await
+    .expect("engine finished in time")
+    .expect("engine ran without store errors");
 }

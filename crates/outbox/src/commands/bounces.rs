@@ -53,9 +53,12 @@ pub async fn run(globals: &Globals, args: BouncesArgs) -> anyhow::Result<()> {
             limit,
             before,
         } => {
-            let items = store
-                .feedback_list({ let mut feedback_filter = FeedbackFilter::default(); feedback_filter.unmatched = unmatched; feedback_filter.message_id = message; feedback_filter.limit = limit; feedback_filter.before = before; feedback_filter })
-                .await?;
+            let mut filter = FeedbackFilter::default();
+            filter.unmatched = unmatched;
+            filter.message_id = message;
+            filter.limit = limit;
+            filter.before = before;
+            let items = store.feedback_list(filter).await?;
             if globals.json {
                 println!("{}", serde_json::to_string(&items)?);
             } else {
